@@ -1,0 +1,98 @@
+# slmprobe: one binary, `slmprobe <command>`.
+#   make              release build (./slmprobe)
+#   make test         ASan+UBSan build, then every tests/test_*.c binary
+#   make run          build, default model, embedded server, every probe -> results/
+#   make bench        benchmarks (see BENCHMARKS.md)
+#   make install PREFIX=/usr/local
+#   make SANITIZER=thread test   (threaded parts under TSan)
+#   make DEBUG=1      -O0
+CC       ?= cc
+PREFIX   ?= /usr/local
+VERSION  := $(shell git describe --always --dirty --tags 2>/dev/null || echo 0.1.0)
+
+SANITIZER ?=
+ifeq ($(SANITIZER),)
+  BUILD := obj
+else
+  BUILD := obj-$(subst $(comma),-,$(SANITIZER))
+endif
+comma := ,
+
+WARN    := -Wall -Wextra -Wstrict-prototypes -Wshadow -Wvla -Wno-unused-parameter
+ifeq ($(CI),true)
+  WARN += -Werror
+endif
+OPT     := -O2 -g
+ifeq ($(DEBUG),1)
+  OPT   := -O0 -g
+endif
+PKGS    := libcurl jansson libevent libevent_pthreads libxxhash
+CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread -fopenmp $(WARN) $(OPT) -MMD -MP \
+           -Isrc -I/usr/include/x86_64-linux-gnu/openblas-pthread \
+           -DSLMPROBE_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lm -ldl -pthread -fopenmp
+ifneq ($(SANITIZER),)
+  CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=$(SANITIZER)
+endif
+
+SRC      := $(wildcard src/util/*.c src/engine/*.c src/probe/*.c)
+LIB_OBJ  := $(SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(BUILD)/src/main.o
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+BIN      := $(if $(SANITIZER),$(BUILD)/slmprobe,slmprobe)
+
+.PHONY: all deps test tests run bench install clean check-headers fmt fuzz
+all: deps $(BIN)
+
+deps:
+	@sh scripts/deps.sh
+
+$(BIN): $(MAIN_OBJ) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
+# Tests run against the sanitized binary of the same flavour (SLMPROBE_BIN).
+tests: $(BIN) $(TESTS)
+
+test: deps
+	@$(MAKE) --no-print-directory SANITIZER=$(or $(SANITIZER),address$(comma)undefined) run-tests
+
+run-tests: tests
+	@SLMPROBE_BIN=$(abspath $(BIN)) sh tests/run.sh $(TESTS)
+
+run: all
+	@sh scripts/run.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCHES)
+	@sh bench/run.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 slmprobe $(DESTDIR)$(PREFIX)/bin/slmprobe
+
+check-headers:
+	@for h in $(wildcard src/*/*.h); do \
+	  echo "#include \"$${h#src/}\"" | $(CC) $(CFLAGS) -x c -fsyntax-only - || exit 1; done; \
+	  echo "headers ok"
+
+fmt:
+	clang-format -i src/*/*.c src/*/*.h src/*.c tests/*.c tests/*.h
+
+clean:
+	rm -rf obj obj-* slmprobe
+
+-include $(shell find obj obj-* -name '*.d' 2>/dev/null)

@@ -1,0 +1,10 @@
+/* commands: entry points of the subcommands, one per file. Each takes argv after the command
+ * word (argv[0] is the command name), parses its own options, returns an exit status
+ * (0 ok, 1 failure, 2 usage error). Never calls exit(). */
+#ifndef SLM_COMMANDS_H
+#define SLM_COMMANDS_H
+
+int cmd_serve(int argc, char **argv); /* src/engine/serve_cli.c */
+int cmd_model(int argc, char **argv); /* src/engine/model_cli.c */
+
+#endif

@@ -1,0 +1,174 @@
+/* engine: the runtime's public face. Owns the model, the KV cache (kv.h), the scheduler
+ * (sched.h) and the engine thread that runs scheduler steps (continuous batching). The HTTP layer
+ * (server.c) submits requests and receives token events through a callback; it never touches the
+ * scheduler or the KV cache directly. This module knows nothing about HTTP or JSON.
+ *
+ *   struct engine_config cfg;
+ *   engine_config_defaults(&cfg);
+ *   cfg.max_model_len = 2048;
+ *   struct engine *e = engine_new(&cfg, model, err, sizeof err); // sizes + allocates the KV pool,
+ *                                                               // logs the KV capacity lines
+ *   engine_warmup(e);                  // one dummy step per batch shape (skipped if enforce_eager)
+ *   engine_start(e);                   // engine thread
+ *   engine_submit(e, &req, on_event, ctx);   // from any thread
+ *   ...
+ *   engine_stop(e);                    // finishes in-flight work? no: aborts, joins the thread
+ *   engine_free(e);                    // model is not freed (caller owns it)
+ *
+ * Start-up log lines (stderr, module "engine"); the probe's log parser relies on this wording:
+ *   "KV cache allocation took %.3f seconds (%s GiB, %d blocks of %d tokens)"
+ *   "GPU KV cache size: %s tokens"                        (%s with thousands separators)
+ *   "Maximum concurrency for %s tokens per request: %.2fx"
+ *   "Warm-up took %.3f seconds (%d batch shapes)"  or  "Warm-up skipped (--enforce-eager)"
+ */
+#ifndef SLM_ENGINE_H
+#define SLM_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/model.h"
+#include "util/clock.h"
+
+struct engine_config {
+    int block_size;                 /* tokens per KV block; default 16 */
+    uint64_t device_memory_bytes;   /* simulated device size; default 4 GiB */
+    double gpu_memory_utilization;  /* fraction of device_memory_bytes; default 0.9 */
+    uint64_t kv_cache_memory_bytes; /* if > 0: the KV pool size, utilization ignored */
+    int max_model_len;              /* 0: the model's n_ctx_train */
+    int max_num_seqs;               /* default 256 */
+    int max_num_batched_tokens;     /* default 2048 */
+    int enable_chunked_prefill;     /* default 1 */
+    int enable_prefix_caching;      /* default 1 */
+    int enforce_eager;              /* 1: skip warm-up */
+    int n_threads;                  /* compute threads; 0 = number of CPUs */
+};
+
+void engine_config_defaults(struct engine_config *cfg);
+
+struct sampling_params {
+    int max_tokens;     /* >= 1 */
+    float temperature;  /* 0 = greedy */
+    float top_p;        /* (0, 1] */
+    uint64_t seed;      /* used when has_seed; else a per-request seed from the engine's RNG */
+    int has_seed;
+    int ignore_eos;
+    int min_tokens;     /* EOS is suppressed until this many tokens were generated */
+};
+
+enum engine_finish {
+    ENGINE_FINISH_NONE = 0, /* not finished: a token event */
+    ENGINE_FINISH_LENGTH,   /* max_tokens reached (or max_model_len) */
+    ENGINE_FINISH_EOS,      /* EOS sampled (reported to clients as "stop") */
+    ENGINE_FINISH_ABORT,    /* engine_abort() or engine_stop() */
+};
+const char *engine_finish_str(enum engine_finish f); /* "length", "stop", "abort" */
+
+/* One event per generated token; the last event of a request has finish != NONE (and may carry
+ * the last token, or token = -1). After the last event the callback is never called again for
+ * that request. Timestamps are clock_now_ns(). */
+struct engine_event {
+    uint64_t req_id;
+    int32_t token;          /* -1: none */
+    enum engine_finish finish;
+    int n_prompt;           /* prompt tokens */
+    int n_cached;           /* prompt tokens served from the prefix cache (last admission) */
+    int n_generated;        /* tokens generated so far, this one included */
+    int n_preempted;        /* times this request was preempted */
+    mono_ns t_arrival_ns;   /* engine_submit */
+    mono_ns t_scheduled_ns; /* first scheduled (end of queue time) */
+    mono_ns t_first_token_ns;
+    mono_ns t_event_ns;
+};
+
+/* Called on the engine thread. Must be quick and must not call back into the engine except
+ * engine_abort. ud is the submit's ud. */
+typedef void (*engine_event_cb)(void *ud, const struct engine_event *ev);
+
+struct engine_request {
+    const int32_t *prompt;  /* copied by engine_submit */
+    int n_prompt;           /* >= 1 */
+    struct sampling_params sp;
+};
+
+enum engine_status {
+    ENGINE_OK = 0,
+    ENGINE_ERR_INVALID,   /* bad argument (n_prompt < 1, tokens out of range, ...) */
+    ENGINE_ERR_TOO_LONG,  /* n_prompt + max_tokens > max_model_len */
+    ENGINE_ERR_STOPPED,   /* engine stopping: no new requests */
+    ENGINE_ERR_NOMEM,     /* KV pool cannot hold one max_model_len sequence (engine_new) */
+};
+const char *engine_status_str(enum engine_status st);
+
+/* Sizes the KV pool (vLLM semantics, see docs/serve.md), allocates and touches it, allocates the
+ * step workspace. NULL with a message in err when it cannot (e.g. one max_model_len sequence does
+ * not fit: the message gives needed and available bytes and the largest length that fits).
+ * The model must outlive the engine. Main thread. */
+struct engine *engine_new(const struct engine_config *cfg, struct model *model, char *err,
+                          size_t err_len);
+/* Runs one dummy step at each batch shape (1, 2, 4, ... up to max_num_batched_tokens tokens),
+ * unless enforce_eager. Before engine_start. Returns the number of shapes run. */
+int engine_warmup(struct engine *e);
+int engine_start(struct engine *e);    /* starts the engine thread; 0 or -1 */
+/* Any thread. On success *req_id_out is set and events will follow via cb(ud, ...). */
+enum engine_status engine_submit(struct engine *e, const struct engine_request *req,
+                                 engine_event_cb cb, void *ud, uint64_t *req_id_out);
+/* Any thread. Asynchronous: the request's blocks are freed on the engine thread, which then sends
+ * a final ABORT event. Unknown or finished ids are ignored. */
+void engine_abort(struct engine *e, uint64_t req_id);
+/* Stops accepting requests, aborts everything in flight (final events are sent), joins. */
+void engine_stop(struct engine *e);
+void engine_free(struct engine *e); /* NULL-safe; after engine_stop */
+
+/* A consistent snapshot for /metrics and tests. Any thread. */
+struct engine_stats {
+    int n_running;
+    int n_waiting;
+    int n_blocks_total;       /* num_gpu_blocks */
+    int n_blocks_free;        /* never used or evicted */
+    int n_blocks_evictable;   /* cached, refcount 0 (prefix cache) */
+    int n_blocks_in_use;      /* refcount > 0 */
+    double kv_usage;          /* in_use / total, 0..1 */
+    uint64_t prompt_tokens_total;
+    uint64_t generation_tokens_total;
+    uint64_t preemptions_total;
+    uint64_t finished_length_total;
+    uint64_t finished_stop_total;
+    uint64_t finished_abort_total;
+    uint64_t prefix_cache_queries_total; /* tokens */
+    uint64_t prefix_cache_hits_total;    /* tokens */
+    uint64_t steps_total;
+    uint64_t step_tokens_total;
+};
+void engine_get_stats(struct engine *e, struct engine_stats *out);
+
+/* Effective configuration after sizing (max_model_len resolved, n_blocks, bytes). */
+struct engine_info {
+    int max_model_len;
+    int block_size;
+    int n_blocks;
+    uint64_t kv_bytes;            /* pool bytes */
+    uint64_t kv_bytes_per_token;
+    uint64_t workspace_bytes;
+    uint64_t kv_capacity_tokens;  /* n_blocks * block_size */
+    double max_concurrency;       /* n_blocks / cdiv(max_model_len, block_size) */
+    int enable_prefix_caching;
+    int max_num_seqs;
+    int max_num_batched_tokens;
+    double gpu_memory_utilization;
+    uint64_t device_memory_bytes;
+    mono_ns kv_alloc_ns;
+    mono_ns warmup_ns;
+    int n_warmup_shapes;
+};
+void engine_get_info(struct engine *e, struct engine_info *out);
+
+/* Empties the prefix cache (evictable blocks become free; blocks in use are kept but no longer
+ * findable). Any thread; takes effect before the next step. Returns 0. */
+int engine_reset_prefix_cache(struct engine *e);
+
+/* Test hook: checks the KV block invariants (free + evictable + in use = pool; refcounts equal
+ * the block tables holding each block). 0 if they hold, -1 with a message. Any thread. */
+int engine_check_invariants(struct engine *e, char *err, size_t err_len);
+
+#endif

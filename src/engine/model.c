@@ -1,0 +1,256 @@
+/* model: presets, tensor list in file order, deterministic random weights, weight binding.
+ * File I/O lives in model_file.c (GGUF through gguf.c); compute lives in forward.c. */
+#include "engine/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "util/buf.h"
+
+struct preset {
+    const char *name;
+    struct model_config cfg;
+};
+
+/* Shapes of the real models (config.json of each), plus two for tests and benchmarks. */
+static const struct preset presets[] = {
+    {"tiny", {MODEL_ARCH_LLAMA, "slmprobe-tiny", 1024, 256, 4, 4, 2, 64, 688, 2048, 10000.0f,
+              1e-5f, 0, 0, 256, 257}},
+    {"small", {MODEL_ARCH_LLAMA, "slmprobe-small", 32000, 1024, 12, 16, 4, 64, 2816, 4096,
+               10000.0f, 1e-5f, 0, 0, 256, 257}},
+    {"qwen2.5-0.5b", {MODEL_ARCH_QWEN2, "Qwen2.5-0.5B (random weights)", 151936, 896, 24, 14, 2,
+                      64, 4864, 32768, 1000000.0f, 1e-6f, 1, 1, 256, 257}},
+    {"qwen2.5-1.5b", {MODEL_ARCH_QWEN2, "Qwen2.5-1.5B (random weights)", 151936, 1536, 28, 12, 2,
+                      128, 8960, 32768, 1000000.0f, 1e-6f, 1, 1, 256, 257}},
+    {"phi-3-mini", {MODEL_ARCH_LLAMA, "Phi-3-mini-4k (random weights)", 32064, 3072, 32, 32, 32,
+                    96, 8192, 4096, 10000.0f, 1e-5f, 0, 0, 256, 257}},
+};
+
+int model_preset(const char *name, struct model_config *out)
+{
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        if (!strcmp(presets[i].name, name)) {
+            *out = presets[i].cfg;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *model_preset_names(void)
+{
+    return "tiny, small, qwen2.5-0.5b, qwen2.5-1.5b, phi-3-mini";
+}
+
+int model_config_validate(const struct model_config *c, char *err, size_t err_len)
+{
+    const char *why = NULL;
+    if (c->n_vocab < 258 || c->n_vocab > 1 << 22)
+        why = "vocabulary size must be in [258, 4194304]";
+    else if (c->n_embd < 1 || c->n_embd > 65536 || c->n_layer < 1 || c->n_layer > 1024)
+        why = "hidden size or layer count out of range";
+    else if (c->n_head < 1 || c->n_head_kv < 1 || c->n_head % c->n_head_kv)
+        why = "head count must be a positive multiple of the KV head count";
+    else if (c->head_dim < 2 || c->head_dim % 2 || c->head_dim > 1024)
+        why = "head dim must be even and in [2, 1024]";
+    else if (c->n_ff < 1 || c->n_ff > 1 << 20)
+        why = "FFN size out of range";
+    else if (c->n_ctx_train < 1 || c->n_ctx_train > 1 << 24)
+        why = "context length out of range";
+    else if (!(c->rope_theta > 0) || !(c->norm_eps > 0))
+        why = "rope theta and norm epsilon must be positive";
+    else if (c->bos_id < 0 || c->bos_id >= c->n_vocab || c->eos_id < 0 || c->eos_id >= c->n_vocab)
+        why = "BOS/EOS ids out of the vocabulary";
+    if (why) {
+        snprintf(err, err_len, "invalid model config: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+static void desc_set(struct model_tensor_desc *d, const char *name, int n_dims, uint64_t ne0,
+                     uint64_t ne1, int is_norm)
+{
+    snprintf(d->name, sizeof d->name, "%s", name);
+    d->n_dims = n_dims;
+    d->ne[0] = ne0;
+    d->ne[1] = n_dims == 2 ? ne1 : 1;
+    d->is_norm = is_norm;
+}
+
+int model_tensors(const struct model_config *c, struct model_tensor_desc *d)
+{
+    int n = 0;
+    uint64_t q_dim = (uint64_t)c->n_head * c->head_dim;
+    uint64_t kv_dim = (uint64_t)c->n_head_kv * c->head_dim;
+    char name[64];
+#define ADD(nm, nd, a, b, norm)                                                                    \
+    do {                                                                                           \
+        if (d)                                                                                     \
+            desc_set(&d[n], nm, nd, a, b, norm);                                                   \
+        n++;                                                                                       \
+    } while (0)
+    ADD("token_embd.weight", 2, c->n_embd, c->n_vocab, 0);
+    for (int l = 0; l < c->n_layer; l++) {
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
+        ADD(name, 1, c->n_embd, 1, 1);
+        snprintf(name, sizeof name, "blk.%d.attn_q.weight", l);
+        ADD(name, 2, c->n_embd, q_dim, 0);
+        snprintf(name, sizeof name, "blk.%d.attn_k.weight", l);
+        ADD(name, 2, c->n_embd, kv_dim, 0);
+        snprintf(name, sizeof name, "blk.%d.attn_v.weight", l);
+        ADD(name, 2, c->n_embd, kv_dim, 0);
+        if (c->qkv_bias) {
+            snprintf(name, sizeof name, "blk.%d.attn_q.bias", l);
+            ADD(name, 1, q_dim, 1, 0);
+            snprintf(name, sizeof name, "blk.%d.attn_k.bias", l);
+            ADD(name, 1, kv_dim, 1, 0);
+            snprintf(name, sizeof name, "blk.%d.attn_v.bias", l);
+            ADD(name, 1, kv_dim, 1, 0);
+        }
+        snprintf(name, sizeof name, "blk.%d.attn_output.weight", l);
+        ADD(name, 2, q_dim, c->n_embd, 0);
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
+        ADD(name, 1, c->n_embd, 1, 1);
+        snprintf(name, sizeof name, "blk.%d.ffn_gate.weight", l);
+        ADD(name, 2, c->n_embd, c->n_ff, 0);
+        snprintf(name, sizeof name, "blk.%d.ffn_up.weight", l);
+        ADD(name, 2, c->n_embd, c->n_ff, 0);
+        snprintf(name, sizeof name, "blk.%d.ffn_down.weight", l);
+        ADD(name, 2, c->n_ff, c->n_embd, 0);
+    }
+    ADD("output_norm.weight", 1, c->n_embd, 1, 1);
+    if (!c->tied_embeddings)
+        ADD("output.weight", 2, c->n_embd, c->n_vocab, 0);
+#undef ADD
+    return n;
+}
+
+uint64_t model_n_params(const struct model_config *c)
+{
+    int n = model_tensors(c, NULL);
+    struct model_tensor_desc *d = xcalloc((size_t)n, sizeof *d);
+    model_tensors(c, d);
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += d[i].ne[0] * d[i].ne[1];
+    free(d);
+    return total;
+}
+
+uint64_t model_kv_bytes_per_token(const struct model_config *c, int dtype_bytes)
+{
+    return 2ull * (uint64_t)c->n_layer * (uint64_t)c->n_head_kv * (uint64_t)c->head_dim *
+           (uint64_t)dtype_bytes;
+}
+
+/* splitmix64: a fast, well-mixed stream per tensor. */
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void model_fill_tensor(uint64_t seed, int i_tensor, const struct model_tensor_desc *d, float *out)
+{
+    uint64_t s = seed * 0x100000001B3ull + (uint64_t)i_tensor * 0x9E3779B97F4A7C15ull + 1;
+    uint64_t n = d->ne[0] * d->ne[1];
+    /* Uniform in [-a, a] with variance 1/fan_in (a = sqrt(3/fan_in)); embeddings get unit-ish
+     * scale so hidden states are not tiny; norms are 1 +- 0.1. Values are exact in f16's range. */
+    float a;
+    float base = 0.0f;
+    if (d->is_norm) {
+        a = 0.1f;
+        base = 1.0f;
+    } else if (!strcmp(d->name, "token_embd.weight")) {
+        a = 1.0f;
+    } else if (d->n_dims == 1) {
+        a = 0.02f; /* biases */
+    } else {
+        a = sqrtf(3.0f / (float)d->ne[0]);
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        double u = (double)(splitmix64(&s) >> 11) * (1.0 / 9007199254740992.0); /* [0,1) */
+        out[i] = base + a * (float)(2.0 * u - 1.0);
+    }
+}
+
+void model_bind_weights(struct model *m, float *const *p)
+{
+    const struct model_config *c = &m->cfg;
+    free(m->w.layers);
+    m->w.layers = xcalloc((size_t)c->n_layer, sizeof *m->w.layers);
+    int i = 0;
+    m->w.token_embd = p[i++];
+    for (int l = 0; l < c->n_layer; l++) {
+        struct layer_weights *L = &m->w.layers[l];
+        L->attn_norm = p[i++];
+        L->wq = p[i++];
+        L->wk = p[i++];
+        L->wv = p[i++];
+        if (c->qkv_bias) {
+            L->bq = p[i++];
+            L->bk = p[i++];
+            L->bv = p[i++];
+        }
+        L->wo = p[i++];
+        L->ffn_norm = p[i++];
+        L->w_gate = p[i++];
+        L->w_up = p[i++];
+        L->w_down = p[i++];
+    }
+    m->w.output_norm = p[i++];
+    m->w.output = c->tied_embeddings ? m->w.token_embd : p[i++];
+}
+
+struct model *model_new_random(const struct model_config *cfg, uint64_t seed, char *err,
+                               size_t err_len)
+{
+    if (model_config_validate(cfg, err, err_len))
+        return NULL;
+    struct model *m = xcalloc(1, sizeof *m);
+    m->cfg = *cfg;
+    int n = model_tensors(cfg, NULL);
+    struct model_tensor_desc *d = xcalloc((size_t)n, sizeof *d);
+    model_tensors(cfg, d);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += (size_t)(d[i].ne[0] * d[i].ne[1]);
+    m->owned = xmalloc(total * sizeof(float));
+    m->owned_floats = total;
+    float **ptrs = xcalloc((size_t)n, sizeof *ptrs);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        ptrs[i] = m->owned + off;
+        model_fill_tensor(seed, i, &d[i], ptrs[i]);
+        off += (size_t)(d[i].ne[0] * d[i].ne[1]);
+    }
+    model_bind_weights(m, ptrs);
+    m->weight_bytes = total * sizeof(float);
+    m->file_dtype = MODEL_DTYPE_F32;
+    free(ptrs);
+    free(d);
+    if (tokenizer_init_default(&m->tok, cfg->n_vocab) != 0) {
+        snprintf(err, err_len, "cannot build the default vocabulary");
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void model_free(struct model *m)
+{
+    if (!m)
+        return;
+    if (m->map)
+        munmap(m->map, m->map_bytes);
+    free(m->owned);
+    free(m->w.layers);
+    tokenizer_free(&m->tok);
+    free(m);
+}

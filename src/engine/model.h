@@ -1,0 +1,130 @@
+/* model: hyperparameters (struct model_config), presets with the real models' shapes, and the
+ * weights (struct model_weights: f32 views, row-major, one shape comment per tensor).
+ * Weights come from a GGUF file (model_load, in model_file.c) or are generated in memory from a
+ * seed (model_new_random, for tests). This module does no arithmetic on activations (forward.c)
+ * and no tokenization (tokenizer.c).
+ *
+ * Layout convention: a linear layer with n_in inputs and n_out outputs is stored row-major as
+ * [n_out][n_in] (GGUF/ggml ne = {n_in, n_out}); y = x W^T.
+ *
+ * Random weights are deterministic: tensor i (in model_tensor order) is filled by
+ * model_fill_tensor(seed, i, ...), so a file written with a seed and model_new_random with the same
+ * seed hold the same f32 values. */
+#ifndef SLM_MODEL_H
+#define SLM_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/tokenizer.h"
+#include "util/clock.h"
+
+enum model_arch { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2 };
+
+/* How RoPE pairs dimensions: llama.cpp's NORM (adjacent pairs, llama) or NEOX (halves, qwen2). */
+enum rope_mode { ROPE_MODE_NORM = 0, ROPE_MODE_NEOX };
+
+enum model_dtype { MODEL_DTYPE_F32 = 0, MODEL_DTYPE_F16 = 1 };
+
+struct model_config {
+    enum model_arch arch;
+    char name[64];      /* general.name */
+    int n_vocab;
+    int n_embd;         /* hidden size */
+    int n_layer;
+    int n_head;
+    int n_head_kv;
+    int head_dim;       /* n_head * head_dim may differ from n_embd (phi-3: equal; fine either way) */
+    int n_ff;           /* SwiGLU intermediate size */
+    int n_ctx_train;    /* context length */
+    float rope_theta;
+    float norm_eps;     /* RMSNorm epsilon */
+    int qkv_bias;       /* 1: q/k/v projections have biases (qwen2) */
+    int tied_embeddings; /* 1: no output.weight, logits use token_embd */
+    int bos_id;
+    int eos_id;
+};
+
+struct layer_weights {
+    const float *attn_norm; /* [n_embd] */
+    const float *wq;        /* [n_head*head_dim][n_embd] */
+    const float *wk;        /* [n_head_kv*head_dim][n_embd] */
+    const float *wv;        /* [n_head_kv*head_dim][n_embd] */
+    const float *bq;        /* [n_head*head_dim] or NULL */
+    const float *bk;        /* [n_head_kv*head_dim] or NULL */
+    const float *bv;        /* [n_head_kv*head_dim] or NULL */
+    const float *wo;        /* [n_embd][n_head*head_dim] */
+    const float *ffn_norm;  /* [n_embd] */
+    const float *w_gate;    /* [n_ff][n_embd] */
+    const float *w_up;      /* [n_ff][n_embd] */
+    const float *w_down;    /* [n_embd][n_ff] */
+};
+
+struct model_weights {
+    const float *token_embd;    /* [n_vocab][n_embd] */
+    struct layer_weights *layers; /* [n_layer], owned by struct model */
+    const float *output_norm;   /* [n_embd] */
+    const float *output;        /* [n_vocab][n_embd]; == token_embd when tied */
+};
+
+/* Cold-start parts of loading, for the start-up log. */
+struct model_load_stats {
+    mono_ns open_ns;    /* open + validate header + mmap or read() */
+    mono_ns touch_ns;   /* first touch of every weight page (mmap) */
+    mono_ns convert_ns; /* f16 -> f32 */
+    uint64_t file_bytes;
+};
+
+struct model {
+    struct model_config cfg;
+    struct model_weights w;
+    struct tokenizer tok;
+    enum model_dtype file_dtype;
+    uint64_t weight_bytes;  /* bytes of f32 weights resident for compute */
+    struct model_load_stats load;
+    /* storage (private) */
+    void *map;              /* mmap of the file, or NULL */
+    size_t map_bytes;
+    float *owned;           /* heap f32 storage (random, converted f16, or read()) */
+    size_t owned_floats;
+};
+
+/* One tensor of the model, in file order. */
+struct model_tensor_desc {
+    char name[64];       /* "blk.3.attn_q.weight" */
+    int n_dims;          /* 1 or 2 */
+    uint64_t ne[2];      /* ggml order: ne[0] = contiguous (n_in), ne[1] = rows (n_out) */
+    int is_norm;         /* filled with 1.0 + noise rather than scaled uniform */
+};
+
+/* Presets: "tiny", "small", "qwen2.5-0.5b", "qwen2.5-1.5b", "phi-3-mini". 0 or -1 if unknown. */
+int model_preset(const char *name, struct model_config *out);
+/* Comma-separated list of preset names, for --help and errors. Static string. */
+const char *model_preset_names(void);
+
+/* Checks a config's numbers (positive, divisible, sane sizes). 0, or -1 with a message. */
+int model_config_validate(const struct model_config *cfg, char *err, size_t err_len);
+
+/* Number of tensors and their descriptions in file order. descs may be NULL to count. */
+int model_tensors(const struct model_config *cfg, struct model_tensor_desc *descs);
+
+uint64_t model_n_params(const struct model_config *cfg);
+/* 2 x layers x KV heads x head_dim x dtype_bytes. */
+uint64_t model_kv_bytes_per_token(const struct model_config *cfg, int dtype_bytes);
+
+/* Fills n floats of tensor index i_tensor (model_tensors order) deterministically from seed.
+ * fan_in scales the uniform range (1/sqrt(fan_in)); norms get values near 1. */
+void model_fill_tensor(uint64_t seed, int i_tensor, const struct model_tensor_desc *d, float *out);
+
+/* In-memory model with random weights and the default byte tokenizer. Caller frees with
+ * model_free. Returns NULL with err on an invalid config. */
+struct model *model_new_random(const struct model_config *cfg, uint64_t seed, char *err,
+                               size_t err_len);
+
+/* Points w.* at consecutive tensors of a flat f32 array laid out in model_tensors order.
+ * Used by model_new_random and by loaders. The layers array is allocated here. */
+void model_bind_weights(struct model *m, float *const *tensor_ptrs);
+
+void model_free(struct model *m); /* NULL-safe */
+
+#endif

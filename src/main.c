@@ -1,0 +1,48 @@
+/* main: parses the command word and dispatches to one command's entry point. The only place
+ * that calls exit(). Each command parses its own options and returns an exit status. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"serve", cmd_serve, "run the embedded reference runtime (OpenAI-compatible server)"},
+    {"model", cmd_model, "create or inspect model files (model init, model info)"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "slmprobe %s: measure small language model servers\n\n", SLMPROBE_VERSION);
+    fprintf(f, "usage: slmprobe <command> [options]   (slmprobe <command> --help)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        exit(2);
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        exit(0);
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("slmprobe %s\n", SLMPROBE_VERSION);
+        exit(0);
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            exit(commands[i].run(argc - 1, argv + 1));
+    fprintf(stderr, "slmprobe: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    exit(2);
+}
