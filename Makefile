@@ -10,13 +10,13 @@ CC       ?= cc
 PREFIX   ?= /usr/local
 VERSION  := $(shell git describe --always --dirty --tags 2>/dev/null || echo 0.1.0)
 
+comma := ,
 SANITIZER ?=
 ifeq ($(SANITIZER),)
   BUILD := obj
 else
   BUILD := obj-$(subst $(comma),-,$(SANITIZER))
 endif
-comma := ,
 
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wshadow -Wvla -Wno-unused-parameter
 ifeq ($(CI),true)

@@ -127,4 +127,22 @@ void model_bind_weights(struct model *m, float *const *tensor_ptrs);
 
 void model_free(struct model *m); /* NULL-safe */
 
+/* ---- model_file.c: GGUF files ---- */
+
+enum model_load_format { MODEL_LOAD_MMAP = 0, MODEL_LOAD_READ };
+
+/* Writes a GGUF v3 file: llama.cpp metadata for cfg->arch, the default vocabulary, and random
+ * weights from seed (model_fill_tensor) in dtype. Same arguments give byte-identical files.
+ * 0, or -1 with err. */
+int model_write_gguf(const struct model_config *cfg, uint64_t seed, enum model_dtype dtype,
+                     const char *path, char *err, size_t err_len);
+
+/* Loads a GGUF file (ours, or one written by llama.cpp's tools with f32/f16 tensors, arch llama
+ * or qwen2). Validates magic, version, counts, tensor offsets and sizes against the file size in
+ * 64-bit arithmetic before trusting anything. MMAP: f32 tensors are used in place and every page
+ * is touched once (load.touch_ns); READ: the file is read() into memory. f16 tensors are
+ * converted to f32 at load. NULL with err on failure. Caller frees with model_free. */
+struct model *model_load(const char *path, enum model_load_format fmt, char *err,
+                         size_t err_len);
+
 #endif
