@@ -1,0 +1,51 @@
+/* sampler: picks the next token from a row of logits. Greedy (argmax, lowest id wins ties, so
+ * greedy decoding is bit-reproducible) when temperature == 0; otherwise softmax with temperature,
+ * then top-p (nucleus) over a partial selection of the largest probabilities, drawing from a
+ * per-sequence RNG state (splitmix64-seeded xoshiro256**-style generator folded into one u64:
+ * the state is a plain uint64_t the caller keeps with the sequence). EOS can be masked
+ * (min_tokens, ignore_eos). It does no top-k, penalties or logit bias, and never allocates
+ * after sampler_init. One struct sampler per engine thread (scratch is not shared).
+ *
+ *   struct sampler s;
+ *   sampler_init(&s, n_vocab);
+ *   uint64_t rng = sampler_seed_state(sp.seed);
+ *   int32_t tok = sampler_sample(&s, logits, n_vocab, &sp, n_generated, eos_id, &rng);
+ *   sampler_free(&s);
+ */
+#ifndef SLM_SAMPLER_H
+#define SLM_SAMPLER_H
+
+#include <stdint.h>
+
+#include "engine/engine.h"
+
+struct sampler {
+    int n_vocab;    /* capacity of the scratch arrays */
+    int32_t *idx;   /* [n_vocab] candidate token ids (top-p partial selection) */
+    float *prob;    /* [n_vocab] probabilities (softmax scratch) */
+};
+
+/* Allocates the scratch once (aborts on OOM with the size). n_vocab >= 1. */
+void sampler_init(struct sampler *s, int n_vocab);
+/* NULL-safe; leaves s zeroed. */
+void sampler_free(struct sampler *s);
+
+/* Picks the next token from logits[n_vocab] (may be modified in place: EOS masking).
+ * n_vocab must be <= the n_vocab given to sampler_init. Greedy when sp->temperature == 0
+ * (argmax, lowest id wins ties: bit-reproducible). Otherwise softmax with temperature, then
+ * top-p nucleus (the smallest set of most likely tokens whose mass reaches top_p; top_p >= 1
+ * samples from the full distribution without sorting), drawing from *rng_state (advanced).
+ * EOS (eos_id; ignored when < 0 or >= n_vocab) is masked while n_generated < sp->min_tokens or
+ * when sp->ignore_eos. Non-finite logits (NaN) never win. Returns a token id in [0, n_vocab). */
+int32_t sampler_sample(struct sampler *s, float *logits, int n_vocab,
+                       const struct sampling_params *sp, int n_generated, int eos_id,
+                       uint64_t *rng_state);
+
+/* RNG state from a user seed (splitmix64 mixing: nearby seeds give unrelated streams). */
+uint64_t sampler_seed_state(uint64_t seed);
+
+/* The next uniform double in [0, 1) from *rng_state (advanced). Exposed for tests and for the
+ * engine's per-request seed generator. */
+double sampler_next_uniform(uint64_t *rng_state);
+
+#endif
