@@ -95,6 +95,20 @@ check-headers:
 	  echo "#include \"$${h#src/}\"" | $(CC) $(CFLAGS) -x c -fsyntax-only - || exit 1; done; \
 	  echo "headers ok"
 
+# libFuzzer targets: fuzz/fuzz_NAME.c names the sources it needs on a line "fuzz-sources: ...".
+FUZZ_SECONDS ?= 30
+fuzz:
+	@mkdir -p obj-fuzz
+	@for f in fuzz/fuzz_*.c; do \
+	  src=$$(sed -n 's/.*fuzz-sources: *//p' $$f | head -1); \
+	  n=$$(basename $$f .c); \
+	  echo "fuzz: $$n ($$src)"; \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -o obj-fuzz/$$n $$f $$src $$(pkg-config --cflags --libs jansson) -lm || exit 1; \
+	  mkdir -p obj-fuzz/corpus-$$n; \
+	  obj-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) obj-fuzz/corpus-$$n tests/data/ || exit 1; \
+	done
+
 fmt:
 	clang-format -i src/*/*.c src/*/*.h src/*.c tests/*.c tests/*.h
 

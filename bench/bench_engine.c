@@ -1,0 +1,362 @@
+/* bench_engine: the embedded runtime's speed against this machine's own limits.
+ * Measures, in one process and one run:
+ *   - memory bandwidth (STREAM-style copy, all threads) -> the batch-1 decode bound
+ *     (bytes of f32 weights read per token / bandwidth);
+ *   - OpenBLAS sgemm FLOP/s at prefill-like shapes -> the prefill bound;
+ *   - engine prefill tokens/s at 512- and 2048-token prompts (TTFT of a max_tokens=1 request);
+ *   - engine decode tokens/s at 1, 4, 16, 64 concurrent sequences;
+ *   - prefix caching: a ~1,024-token shared prefix + ~32-token suffix, 32 variants, caching off vs
+ *     on, sequential and at concurrency 8 (TTFT and e2e medians).
+ * It talks to the engine through engine.h only (no HTTP), so the numbers are the engine's.
+ * Writes a Markdown section to stdout and JSON to bench/out/engine.json. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "engine/model.h"
+#include "probe/stats.h"
+#include "util/buf.h"
+#include "util/clock.h"
+
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n_done;
+    int n_tokens;
+};
+
+struct req_ctx {
+    struct waiter *w;
+    mono_ns t_submit_ns;
+    mono_ns t_first_ns;
+    mono_ns t_done_ns;
+    int n_tokens;
+    int n_cached;
+};
+
+static void on_event(void *ud, const struct engine_event *ev)
+{
+    struct req_ctx *r = ud;
+    if (ev->token >= 0) {
+        if (!r->t_first_ns)
+            r->t_first_ns = ev->t_event_ns;
+        r->n_tokens++;
+    }
+    if (ev->finish != ENGINE_FINISH_NONE) {
+        r->n_cached = ev->n_cached;
+        r->t_done_ns = ev->t_event_ns;
+        pthread_mutex_lock(&r->w->mu);
+        r->w->n_done++;
+        r->w->n_tokens += r->n_tokens;
+        pthread_cond_signal(&r->w->cv);
+        pthread_mutex_unlock(&r->w->mu);
+    }
+}
+
+static void fill_prompt(int32_t *p, int n, uint64_t seed)
+{
+    uint64_t s = seed * 6364136223846793005ull + 1442695040888963407ull;
+    for (int i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        p[i] = 'a' + (int)((s >> 33) % 26);
+    }
+}
+
+/* Runs n requests with at most conc in flight; fills ctx[]. Returns wall seconds. */
+static double run_batch(struct engine *e, int32_t **prompts, const int *n_prompt, int n, int conc,
+                        int max_tokens, struct req_ctx *ctx)
+{
+    struct waiter w = {.n_done = 0};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    mono_ns t0 = clock_now_ns();
+    int next = 0;
+    pthread_mutex_lock(&w.mu);
+    while (w.n_done < n) {
+        while (next < n && next - w.n_done < conc) {
+            memset(&ctx[next], 0, sizeof ctx[next]);
+            ctx[next].w = &w;
+            ctx[next].t_submit_ns = clock_now_ns();
+            struct engine_request rq = {.prompt = prompts[next], .n_prompt = n_prompt[next]};
+            rq.sp.max_tokens = max_tokens;
+            rq.sp.temperature = 0;
+            rq.sp.top_p = 1;
+            rq.sp.ignore_eos = 1;
+            uint64_t id;
+            pthread_mutex_unlock(&w.mu);
+            enum engine_status st = engine_submit(e, &rq, on_event, &ctx[next], &id);
+            pthread_mutex_lock(&w.mu);
+            if (st != ENGINE_OK) {
+                fprintf(stderr, "bench: submit failed: %s\n", engine_status_str(st));
+                exit(1);
+            }
+            next++;
+        }
+        pthread_cond_wait(&w.cv, &w.mu);
+    }
+    pthread_mutex_unlock(&w.mu);
+    double s = ns_to_s(clock_now_ns() - t0);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return s;
+}
+
+static double stream_copy_gbs(size_t bytes)
+{
+    size_t n = bytes / sizeof(float);
+    float *a = xmalloc(n * sizeof(float)), *b = xmalloc(n * sizeof(float));
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        a[i] = (float)i;
+        b[i] = 0;
+    }
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        mono_ns t0 = clock_now_ns();
+#pragma omp parallel for
+        for (size_t i = 0; i < n; i++)
+            b[i] = a[i];
+        double s = ns_to_s(clock_now_ns() - t0);
+        double gbs = 2.0 * (double)n * sizeof(float) / s / 1e9; /* read + write */
+        if (gbs > best)
+            best = gbs;
+    }
+    volatile float sink = b[n / 2];
+    (void)sink;
+    free(a);
+    free(b);
+    return best;
+}
+
+static double sgemm_gflops(int m, int nn, int k)
+{
+    float *x = xcalloc((size_t)m * k, sizeof(float));
+    float *w = xcalloc((size_t)nn * k, sizeof(float));
+    float *y = xcalloc((size_t)m * nn, sizeof(float));
+    for (size_t i = 0; i < (size_t)m * k; i++)
+        x[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < (size_t)nn * k; i++)
+        w[i] = (float)(i % 5) * 0.1f;
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        mono_ns t0 = clock_now_ns();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nn, k, 1.0f, x, k, w, k, 0.0f, y,
+                    nn);
+        double s = ns_to_s(clock_now_ns() - t0);
+        double g = 2.0 * m * nn * k / s / 1e9;
+        if (g > best)
+            best = g;
+    }
+    free(x);
+    free(w);
+    free(y);
+    return best;
+}
+
+static double median_of(double *v, size_t n)
+{
+    struct summary s;
+    summary_of(v, n, &s);
+    return s.p50;
+}
+
+int main(int argc, char **argv)
+{
+    const char *preset = argc > 1 ? argv[1] : "small";
+    int quick = getenv("BENCH_QUICK") != NULL;
+    struct model_config cfg;
+    if (model_preset(preset, &cfg)) {
+        fprintf(stderr, "bench: unknown preset %s\n", preset);
+        return 2;
+    }
+    char err[512];
+    mono_ns t0 = clock_now_ns();
+    struct model *m = model_new_random(&cfg, 1, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 1;
+    }
+    fprintf(stderr, "bench: model %s generated in %.1f s (%.1f MiB f32 weights)\n", preset,
+            ns_to_s(clock_now_ns() - t0), (double)m->weight_bytes / 1048576.0);
+    int n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+
+    double bw = stream_copy_gbs((size_t)512 << 20);
+    double gf_ffn = sgemm_gflops(512, cfg.n_ff, cfg.n_embd);
+    double gf_attn = sgemm_gflops(512, cfg.n_embd, cfg.n_embd);
+    double gf = gf_ffn > gf_attn ? gf_ffn : gf_attn;
+    double flops_per_token = 2.0 * (double)model_n_params(&cfg);
+    double decode_bound = bw * 1e9 / (double)m->weight_bytes;
+    double prefill_bound = gf * 1e9 / flops_per_token;
+
+    struct engine_config ec;
+    engine_config_defaults(&ec);
+    ec.max_model_len = 2304;
+    ec.max_num_batched_tokens = 2048;
+    ec.kv_cache_memory_bytes = (uint64_t)model_kv_bytes_per_token(&cfg, 4) * 40000;
+    ec.n_threads = n_threads;
+    struct engine *e = engine_new(&ec, m, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 1;
+    }
+    engine_warmup(e);
+    engine_start(e);
+
+    /* Prefill: TTFT of single requests (max_tokens 1), median of a few. */
+    int prefill_lens[2] = {512, 2048};
+    double prefill_tps[2];
+    for (int i = 0; i < 2; i++) {
+        int reps = quick ? 1 : 3;
+        double v[3];
+        for (int r = 0; r < reps; r++) {
+            int n = prefill_lens[i];
+            int32_t *p = xmalloc((size_t)n * sizeof *p);
+            fill_prompt(p, n, 1000 + (uint64_t)i * 10 + (uint64_t)r);
+            struct req_ctx ctx;
+            run_batch(e, &p, &n, 1, 1, 1, &ctx);
+            v[r] = n / ns_to_s(ctx.t_first_ns - ctx.t_submit_ns);
+            free(p);
+        }
+        prefill_tps[i] = median_of(v, (size_t)reps);
+    }
+
+    /* Decode: k sequences, 16-token prompts, fixed output; tokens/s over the decode phase. */
+    int conc[4] = {1, 4, 16, 64};
+    double decode_tps[4];
+    int out_tokens = quick ? 32 : 64;
+    for (int i = 0; i < 4; i++) {
+        int k = conc[i];
+        int32_t **ps = xcalloc((size_t)k, sizeof *ps);
+        int *ns = xcalloc((size_t)k, sizeof *ns);
+        for (int j = 0; j < k; j++) {
+            ns[j] = 16;
+            ps[j] = xmalloc(16 * sizeof(int32_t));
+            fill_prompt(ps[j], 16, 5000 + (uint64_t)(i * 100 + j));
+        }
+        struct req_ctx *ctx = xcalloc((size_t)k, sizeof *ctx);
+        run_batch(e, ps, ns, k, k, out_tokens, ctx);
+        mono_ns first = UINT64_MAX, last = 0;
+        for (int j = 0; j < k; j++) {
+            if (ctx[j].t_first_ns < first)
+                first = ctx[j].t_first_ns;
+            if (ctx[j].t_done_ns > last)
+                last = ctx[j].t_done_ns;
+        }
+        /* tokens after each sequence's first token, over the span from the first first-token */
+        decode_tps[i] = (double)k * (out_tokens - 1) / ns_to_s(last - first);
+        for (int j = 0; j < k; j++)
+            free(ps[j]);
+        free(ps);
+        free(ns);
+        free(ctx);
+    }
+    engine_stop(e);
+    engine_free(e);
+
+    /* Prefix caching: caching off vs on, the same workload. */
+    const int n_var = 32, prefix_len = 1024, suffix_len = 32, pc_out = 16;
+    int32_t **ps = xcalloc((size_t)n_var, sizeof *ps);
+    int *ns = xcalloc((size_t)n_var, sizeof *ns);
+    for (int j = 0; j < n_var; j++) {
+        ns[j] = prefix_len + suffix_len;
+        ps[j] = xmalloc((size_t)ns[j] * sizeof(int32_t));
+        fill_prompt(ps[j], prefix_len, 42); /* shared */
+        fill_prompt(ps[j] + prefix_len, suffix_len, 9000 + (uint64_t)j);
+    }
+    double pc_ttft[2][2], pc_e2e[2][2]; /* [caching][sequential, conc 8] */
+    double pc_hit_frac[2][2];
+    for (int on = 0; on < 2; on++) {
+        engine_config_defaults(&ec);
+        ec.max_model_len = 2304;
+        ec.kv_cache_memory_bytes = (uint64_t)model_kv_bytes_per_token(&cfg, 4) * 40000;
+        ec.n_threads = n_threads;
+        ec.enable_prefix_caching = on;
+        e = engine_new(&ec, m, err, sizeof err);
+        if (!e) {
+            fprintf(stderr, "bench: %s\n", err);
+            return 1;
+        }
+        engine_warmup(e);
+        engine_start(e);
+        for (int mode = 0; mode < 2; mode++) {
+            int c = mode ? 8 : 1;
+            engine_reset_prefix_cache(e);
+            struct req_ctx *ctx = xcalloc((size_t)n_var, sizeof *ctx);
+            int n_run = quick ? 8 : n_var;
+            run_batch(e, ps, ns, n_run, c, pc_out, ctx);
+            double *t = xcalloc((size_t)n_run, sizeof *t), *e2 = xcalloc((size_t)n_run, sizeof *e2);
+            long cached = 0, total = 0;
+            /* warm requests: all but the first (the first fills the cache) */
+            for (int j = 1; j < n_run; j++) {
+                t[j - 1] = ns_to_ms(ctx[j].t_first_ns - ctx[j].t_submit_ns);
+                e2[j - 1] = ns_to_ms(ctx[j].t_done_ns - ctx[j].t_submit_ns);
+                cached += ctx[j].n_cached;
+                total += ns[j];
+            }
+            pc_ttft[on][mode] = median_of(t, (size_t)n_run - 1);
+            pc_e2e[on][mode] = median_of(e2, (size_t)n_run - 1);
+            pc_hit_frac[on][mode] = total ? (double)cached / (double)total : 0;
+            free(t);
+            free(e2);
+            free(ctx);
+        }
+        engine_stop(e);
+        engine_free(e);
+    }
+
+    printf("## Engine (`%s`, f32, %d threads)\n\n", preset, n_threads);
+    printf("Machine limits: STREAM-style copy %.1f GB/s; OpenBLAS sgemm %.1f GFLOP/s "
+           "(512x%dx%d: %.1f, 512x%dx%d: %.1f).\n\n",
+           bw, gf, cfg.n_ff, cfg.n_embd, gf_ffn, cfg.n_embd, cfg.n_embd, gf_attn);
+    printf("| measure | tokens/s | bound tokens/s | share of bound |\n|---|---:|---:|---:|\n");
+    for (int i = 0; i < 2; i++)
+        printf("| prefill, %d-token prompt | %.0f | %.0f (sgemm) | %.0f%% |\n", prefill_lens[i],
+               prefill_tps[i], prefill_bound, 100 * prefill_tps[i] / prefill_bound);
+    for (int i = 0; i < 4; i++)
+        printf("| decode, %d sequences | %.1f | %.1f x %d (bandwidth) | %.0f%% of batch-1 bound |\n",
+               conc[i], decode_tps[i], decode_bound, 1, 100 * decode_tps[i] / decode_bound);
+    printf("\n16 sequences give %.1fx the batch-1 decode tokens/s (target >= 8x).\n\n",
+           decode_tps[2] / decode_tps[0]);
+    printf("## Prefix caching (`%s`, %d-token shared prefix + %d-token suffix, %d variants, "
+           "max_tokens %d)\n\n",
+           preset, prefix_len, suffix_len, n_var, pc_out);
+    printf("| mode | caching | median TTFT ms | median e2e ms | cached share of prompt |\n"
+           "|---|---|---:|---:|---:|\n");
+    for (int mode = 0; mode < 2; mode++)
+        for (int on = 0; on < 2; on++)
+            printf("| %s | %s | %.1f | %.1f | %.0f%% |\n", mode ? "concurrency 8" : "sequential",
+                   on ? "on" : "off", pc_ttft[on][mode], pc_e2e[on][mode],
+                   100 * pc_hit_frac[on][mode]);
+    printf("\nWarm TTFT, caching off / on: sequential %.1fx, concurrency 8 %.1fx (target >= 5x).\n",
+           pc_ttft[0][0] / pc_ttft[1][0], pc_ttft[0][1] / pc_ttft[1][1]);
+
+    dir_make_all("bench/out");
+    FILE *f = fopen("bench/out/engine.json", "w");
+    if (f) {
+        fprintf(f,
+                "{\"preset\":\"%s\",\"threads\":%d,\"stream_copy_gbs\":%.3f,\"sgemm_gflops\":%.3f,"
+                "\"weight_bytes\":%llu,\"prefill_tps\":{\"512\":%.1f,\"2048\":%.1f},"
+                "\"decode_bound_tps\":%.2f,\"prefill_bound_tps\":%.1f,"
+                "\"decode_tps\":{\"1\":%.2f,\"4\":%.2f,\"16\":%.2f,\"64\":%.2f},"
+                "\"prefix\":{\"seq_ttft_ms_off\":%.2f,\"seq_ttft_ms_on\":%.2f,"
+                "\"c8_ttft_ms_off\":%.2f,\"c8_ttft_ms_on\":%.2f,\"seq_e2e_ms_off\":%.2f,"
+                "\"seq_e2e_ms_on\":%.2f,\"c8_e2e_ms_off\":%.2f,\"c8_e2e_ms_on\":%.2f}}\n",
+                preset, n_threads, bw, gf, (unsigned long long)m->weight_bytes, prefill_tps[0],
+                prefill_tps[1], decode_bound, prefill_bound, decode_tps[0], decode_tps[1],
+                decode_tps[2], decode_tps[3], pc_ttft[0][0], pc_ttft[1][0], pc_ttft[0][1],
+                pc_ttft[1][1], pc_e2e[0][0], pc_e2e[1][0], pc_e2e[0][1], pc_e2e[1][1]);
+        fclose(f);
+    }
+    for (int j = 0; j < n_var; j++)
+        free(ps[j]);
+    free(ps);
+    free(ns);
+    model_free(m);
+    return 0;
+}
