@@ -51,6 +51,10 @@ struct client_request {
 };
 
 typedef void (*client_done_cb)(void *ud, struct request_record *rec); /* rec is the caller's to keep: it must record_free() it */
+/* Ownership, precisely: the struct *rec itself is client storage valid only during the callback;
+ * its contents (t_content_ns) belong to the caller. Keep a record by copying the struct
+ * (struct request_record mine = *rec;) and record_free(&mine) later, or record_free(rec) inside
+ * the callback. Exactly one record_free per delivered record. */
 
 /* Copies cfg's strings. When cfg->model is NULL, GETs <base_url>/v1/models once (blocking) and uses
  * data[0].id; fails if that is impossible. Returns NULL with a message in err on failure. */

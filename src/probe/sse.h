@@ -51,6 +51,10 @@ struct sse_parser {
     int bom_checked;      /* the first bytes were checked for a BOM */
     int cr_pending;       /* last byte seen was CR: a leading LF in the next chunk is skipped */
     enum sse_status status;
+    /* Optional (set after sse_init, NULL by default): called with sse_feed's ud for every field
+     * the WHATWG rules ignore (e.g. llama.cpp's old "error: {...}" lines). Views, NUL-terminated. */
+    void (*on_unknown_field)(void *ud, const char *field, size_t field_len, const char *value,
+                             size_t value_len);
 };
 
 /* cap_bytes: limit on one line and on one event's joined data (>= 16). */
