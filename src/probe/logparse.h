@@ -1,0 +1,133 @@
+/* logparse: start-up phases and capacity figures read from a server's log: vLLM (0.10-era and
+ * newer wordings), the embedded runtime (`slmprobe serve`, which logs in vLLM's wording),
+ * llama.cpp's llama-server and SGLang. Lines may carry prefixes ("(EngineCore_DP0 pid=268) ",
+ * "INFO 11-22 21:30:16 [core.py:90] ", "serve: "), so nothing is anchored at the line start;
+ * numbers may have thousands separators. Works on a whole file or incrementally (any chunking,
+ * so a live log can be followed). It only reads what the server printed: it never infers a phase
+ * that was not logged (unseen values stay NAN / -1), and it does not judge readiness (target.h
+ * polls /health for that).
+ *
+ *   struct logparse lp;
+ *   logparse_init(&lp);
+ *   while ((n = read(fd, chunk, sizeof chunk)) > 0) logparse_feed(&lp, chunk, n);
+ *   logparse_finish(&lp);               // a last line without '\n'
+ *   if (!isnan(lp.info.phase_s[STARTUP_PHASE_WEIGHTS_LOAD])) ...
+ *
+ * Recognised (substring match; first is the phase/field set):
+ *   vLLM / embedded:
+ *     "Starting to load model %s..."                          -> saw_load_start
+ *     "Loading weights took %.2f seconds"                     -> weights_load
+ *     "Model loading took X GiB[ memory] and Y seconds"       -> weights_gib, model_load
+ *     "Dynamo bytecode transform time: X s"                   -> dynamo_s
+ *     "torch.compile takes|took X s in total"                 -> torch_compile
+ *     "Available KV cache memory: X GiB"  (may be negative)   -> available_kv_gib
+ *     "KV cache allocation took X seconds (Y GiB, ...)"       -> kv_cache_alloc (embedded)
+ *     "GPU KV cache size: N tokens"                           -> kv_cache_tokens
+ *     "Maximum concurrency for N tokens per request: Xx"      -> max_concurrency(_len)
+ *        (two-line form and one-line form after "GPU KV cache size: N tokens, ")
+ *     "Graph capturing finished in N secs, took X GiB"        -> warmup_graph_capture, graph_gib
+ *     "Warm-up took X seconds (N batch shapes)"               -> warmup_graph_capture (embedded)
+ *     "init engine (profile, create kv cache, warmup model) took X s[econds][ (compilation: Y s)]"
+ *                                                             -> engine_init, compilation_s
+ *     "Starting vLLM API server N on URL"                     -> api_url
+ *     "Application startup complete."                         -> saw_startup_complete
+ *     failures: "Free memory on device", "No available memory for the cache blocks",
+ *       "estimated maximum model length is N", "max_model_len (N) is greater than the derived"
+ *       -> error_message (+ estimated_max_model_len)
+ *   llama.cpp: "loading model '...'" (saw_load_start), "model loaded", "server is listening on",
+ *     "llama_kv_cache[_unified]: size = X MiB (N cells" (kv_cache_tokens = N, kv_cache_mib),
+ *     "KV buffer size = X MiB" (summed into kv_buffer_mib), "failed to load model" (error)
+ *   SGLang: "Load weight end. elapsed=X s" (weights_load), "KV Cache is allocated. #tokens: N"
+ *     (kv_cache_tokens), "Capture cuda graph end. Time elapsed: X s" (warmup_graph_capture),
+ *     "max_total_num_tokens=N" (kv_cache_tokens), "context_len=N", "The server is fired up and
+ *     ready to roll!" (saw_startup_complete), Python "Traceback"/"Error:" after it stays unparsed.
+ *
+ * Threads: a struct logparse is used by one thread at a time. */
+#ifndef SLM_PROBE_LOGPARSE_H
+#define SLM_PROBE_LOGPARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+enum startup_phase {
+    STARTUP_PHASE_WEIGHTS_LOAD = 0,     /* reading weights */
+    STARTUP_PHASE_MODEL_LOAD,           /* whole model load (weights included) */
+    STARTUP_PHASE_TORCH_COMPILE,
+    STARTUP_PHASE_KV_CACHE_ALLOC,
+    STARTUP_PHASE_WARMUP_GRAPH_CAPTURE, /* CUDA graphs (vLLM/SGLang) or warm-up (embedded) */
+    STARTUP_PHASE_ENGINE_INIT,          /* profile + KV cache + warm-up total */
+    STARTUP_PHASE__COUNT
+};
+/* "weights_load", "model_load", "torch_compile", "kv_cache_alloc", "warmup_graph_capture",
+ * "engine_init". */
+const char *startup_phase_str(enum startup_phase p);
+
+enum logparse_server {
+    LOGPARSE_SERVER_UNKNOWN = 0,
+    LOGPARSE_SERVER_VLLM,     /* vLLM wording (the embedded runtime too) */
+    LOGPARSE_SERVER_LLAMACPP,
+    LOGPARSE_SERVER_SGLANG,
+};
+const char *logparse_server_str(enum logparse_server s); /* "unknown", "vllm", "llamacpp", ... */
+
+/* Unseen doubles are NAN, unseen integers -1, unseen strings "". With several ranks (TP > 1)
+ * a repeated per-rank line keeps the first value, except kv_buffer_mib which sums. */
+struct startup_info {
+    enum logparse_server server;      /* guessed from the wording */
+    double phase_s[STARTUP_PHASE__COUNT];
+    double dynamo_s;                  /* vLLM: Dynamo bytecode transform */
+    double compilation_s;             /* vLLM: "(compilation: X s)" of engine init */
+    int64_t kv_cache_tokens;          /* GPU KV cache size / llama.cpp cells / SGLang #tokens */
+    double max_concurrency;           /* "Maximum concurrency ...: Xx" */
+    int64_t max_concurrency_len;      /* its "for N tokens per request" */
+    double available_kv_gib;          /* may be negative (just before a failure) */
+    double kv_cache_gib;              /* embedded: KV pool size in the allocation line */
+    double weights_gib;               /* "Model loading took X GiB" */
+    double graph_gib;                 /* "Graph capturing finished ..., took X GiB" */
+    double kv_cache_mib;              /* llama.cpp "llama_kv_cache: size = X MiB" */
+    double kv_buffer_mib;             /* llama.cpp "KV buffer size = X MiB" (sum over buffers) */
+    int64_t context_len;              /* SGLang context_len=N */
+    int n_warmup_shapes;              /* embedded: "(N batch shapes)" */
+    int warmup_skipped;               /* embedded: "Warm-up skipped" */
+    int saw_load_start;               /* "Starting to load model" / "loading model" */
+    int saw_model_loaded;             /* llama.cpp "model loaded" */
+    int saw_listening;                /* API server line / llama.cpp "server is listening" */
+    int saw_startup_complete;         /* "Application startup complete." / SGLang "fired up" */
+    char api_url[128];                /* "http://0.0.0.0:8000" from the API server line */
+    char error_message[512];          /* first recognised start-up failure, line text trimmed */
+    int64_t estimated_max_model_len;  /* from the max-seq-len failure */
+    uint64_t n_lines;                 /* lines seen */
+};
+
+void startup_info_init(struct startup_info *si); /* all unseen */
+
+/* Parses one complete line (no terminator needed; a trailing '\r' or '\n' is ignored) into si.
+ * Lines longer than 64 KiB are looked at in their first 64 KiB only. */
+void logparse_line(struct startup_info *si, const char *line, size_t len);
+
+/* Incremental parser: splits on '\n' (and a lone '\r', as progress bars print) across chunks. */
+struct logparse {
+    struct startup_info info;
+    char line[8192];   /* current partial line; longer lines are truncated (still parsed) */
+    size_t line_len;
+    int line_truncated;
+    int prev_cr;
+    uint64_t offset;   /* bytes fed so far (logparse_follow uses it as the file offset) */
+};
+void logparse_init(struct logparse *lp);
+void logparse_feed(struct logparse *lp, const char *data, size_t len);
+void logparse_finish(struct logparse *lp); /* parses a pending unterminated line */
+/* Reads fd from lp->offset (pread) to its current end and feeds the bytes; a live log can be
+ * followed by calling it repeatedly. Returns bytes read (0 at end), or -1 on a read error. */
+long logparse_follow(struct logparse *lp, int fd);
+
+/* Whole file: init + feed + finish. 0, or -1 with a message in err (cannot open). */
+int logparse_file(const char *path, struct startup_info *out, char *err, size_t err_len);
+
+/* Appends si as one JSON object with unit-suffixed keys ("phases_s": {"weights_load": 1.2, ...},
+ * "kv_cache_tokens", "available_kv_gib", ...); unseen values are null. */
+enum buf_status startup_info_to_json(const struct startup_info *si, struct buf *out);
+
+#endif
