@@ -1,0 +1,337 @@
+/* test_logparse: start-up log parsing on recorded-shape logs in tests/data (vLLM 0.10-era and newer,
+ * failures, llama.cpp old and new, SGLang, the embedded runtime), whole-file and fed at every chunk
+ * size so a live log followed in pieces gives the same result. */
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "probe/logparse.h"
+#include "test.h"
+#include "util/buf.h"
+#include "util/json.h"
+
+#define DATA "tests/data/"
+
+static struct startup_info parse(const char *name)
+{
+    struct startup_info si;
+    char err[256], path[256];
+    snprintf(path, sizeof path, DATA "%s", name);
+    int rc = logparse_file(path, &si, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s", err);
+    return si;
+}
+
+static int starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int same_d(double a, double b)
+{
+    return (isnan(a) && isnan(b)) || a == b;
+}
+
+static int same_info(const struct startup_info *a, const struct startup_info *b)
+{
+    for (int i = 0; i < STARTUP_PHASE__COUNT; i++)
+        if (!same_d(a->phase_s[i], b->phase_s[i]))
+            return 0;
+    return a->server == b->server && same_d(a->dynamo_s, b->dynamo_s) &&
+           same_d(a->compilation_s, b->compilation_s) && a->kv_cache_tokens == b->kv_cache_tokens &&
+           same_d(a->max_concurrency, b->max_concurrency) &&
+           a->max_concurrency_len == b->max_concurrency_len &&
+           same_d(a->available_kv_gib, b->available_kv_gib) &&
+           same_d(a->kv_cache_gib, b->kv_cache_gib) && same_d(a->weights_gib, b->weights_gib) &&
+           same_d(a->graph_gib, b->graph_gib) && same_d(a->kv_cache_mib, b->kv_cache_mib) &&
+           same_d(a->kv_buffer_mib, b->kv_buffer_mib) && a->context_len == b->context_len &&
+           a->n_warmup_shapes == b->n_warmup_shapes && a->warmup_skipped == b->warmup_skipped &&
+           a->saw_load_start == b->saw_load_start && a->saw_model_loaded == b->saw_model_loaded &&
+           a->saw_listening == b->saw_listening &&
+           a->saw_startup_complete == b->saw_startup_complete &&
+           strcmp(a->api_url, b->api_url) == 0 && strcmp(a->error_message, b->error_message) == 0 &&
+           a->estimated_max_model_len == b->estimated_max_model_len && a->n_lines == b->n_lines;
+}
+
+/* Every chunk size from 1 to 97, then a few larger ones: same result as the whole file. */
+static void check_chunked(const char *name)
+{
+    struct startup_info whole = parse(name);
+    char path[256];
+    size_t len;
+    snprintf(path, sizeof path, DATA "%s", name);
+    char *text = file_read_all(path, 1 << 20, &len);
+    CHECK(text != NULL);
+    if (!text)
+        return;
+    static const size_t big[] = {128, 333, 1000, 4096};
+    for (size_t k = 1; k < 97 + sizeof big / sizeof big[0]; k++) {
+        size_t chunk = k < 97 ? k : big[k - 97];
+        struct logparse lp;
+        logparse_init(&lp);
+        for (size_t off = 0; off < len; off += chunk)
+            logparse_feed(&lp, text + off, off + chunk <= len ? chunk : len - off);
+        logparse_finish(&lp);
+        CHECK_MSG(same_info(&lp.info, &whole), "%s chunk %zu differs", name, chunk);
+        if (!same_info(&lp.info, &whole))
+            break;
+    }
+    free(text);
+}
+
+static void test_vllm_010(void)
+{
+    struct startup_info si = parse("vllm_0.10.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_VLLM);
+    CHECK(si.saw_load_start);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 0.41, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_MODEL_LOAD], 1.632581, 1e-9);
+    CHECK_NEAR(si.weights_gib, 0.9277, 1e-9);
+    CHECK_NEAR(si.dynamo_s, 4.37, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_TORCH_COMPILE], 20.21, 1e-9);
+    CHECK_NEAR(si.available_kv_gib, 36.78, 1e-9);
+    CHECK_EQ_INT(si.kv_cache_tokens, 3213648);
+    CHECK_EQ_INT(si.max_concurrency_len, 4096);
+    CHECK_NEAR(si.max_concurrency, 784.58, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WARMUP_GRAPH_CAPTURE], 3, 1e-9);
+    CHECK_NEAR(si.graph_gib, 0.48, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_ENGINE_INIT], 26.93, 1e-9);
+    CHECK(isnan(si.compilation_s));
+    CHECK(isnan(si.phase_s[STARTUP_PHASE_KV_CACHE_ALLOC]));
+    CHECK_EQ_STR(si.api_url, "http://127.0.0.1:8000");
+    CHECK(si.saw_listening);
+    CHECK(si.saw_startup_complete);
+    CHECK_EQ_STR(si.error_message, "");
+    CHECK_EQ_INT(si.estimated_max_model_len, -1);
+    check_chunked("vllm_0.10.log");
+}
+
+static void test_vllm_new_one_line_kv(void)
+{
+    struct startup_info si = parse("vllm_new.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_VLLM);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 6.38, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_MODEL_LOAD], 9.104352, 1e-9);
+    CHECK_NEAR(si.weights_gib, 15.27, 1e-9);
+    CHECK_NEAR(si.dynamo_s, 7.91, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_TORCH_COMPILE], 15.08, 1e-9);
+    CHECK_NEAR(si.available_kv_gib, 61.44, 1e-9);
+    CHECK_EQ_INT(si.kv_cache_tokens, 447088);
+    CHECK_EQ_INT(si.max_concurrency_len, 8192);
+    CHECK_NEAR(si.max_concurrency, 54.58, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WARMUP_GRAPH_CAPTURE], 7, 1e-9);
+    CHECK_NEAR(si.graph_gib, 0.61, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_ENGINE_INIT], 26.44, 1e-9);
+    CHECK_NEAR(si.compilation_s, 15.08, 1e-9);
+    CHECK_EQ_STR(si.api_url, "http://0.0.0.0:8000");
+    CHECK(si.saw_startup_complete);
+    CHECK_EQ_STR(si.error_message, "");
+    check_chunked("vllm_new.log");
+}
+
+static void test_vllm_failures(void)
+{
+    struct startup_info si = parse("vllm_fail_maxlen.log");
+    CHECK_EQ_INT(si.estimated_max_model_len, 11120);
+    CHECK(starts_with(si.error_message,
+                      "To serve at least one request with the models's max seq len (131072)"));
+    CHECK_NEAR(si.available_kv_gib, 1.36, 1e-9);
+    CHECK(!si.saw_startup_complete);
+    CHECK(isnan(si.phase_s[STARTUP_PHASE_ENGINE_INIT]));
+    check_chunked("vllm_fail_maxlen.log");
+
+    si = parse("vllm_fail_nomem.log");
+    CHECK_NEAR(si.available_kv_gib, -1.95, 1e-9);
+    CHECK(starts_with(si.error_message, "No available memory for the cache blocks."));
+    CHECK_NEAR(si.weights_gib, 14.2474, 1e-9);
+    CHECK_EQ_INT(si.estimated_max_model_len, -1);
+    check_chunked("vllm_fail_nomem.log");
+
+    si = parse("vllm_fail_freemem.log");
+    CHECK(starts_with(si.error_message, "Free memory on device cuda:0 (30.12/79.19 GiB)"));
+    CHECK(strstr(si.error_message, "other processes.") != NULL);
+}
+
+static void test_llamacpp(void)
+{
+    struct startup_info si = parse("llamacpp.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_LLAMACPP);
+    CHECK(si.saw_load_start);
+    CHECK(si.saw_model_loaded);
+    CHECK(si.saw_listening);
+    CHECK_EQ_STR(si.api_url, "http://127.0.0.1:8080");
+    CHECK_EQ_INT(si.kv_cache_tokens, 8192);
+    CHECK_NEAR(si.kv_cache_mib, 96.0, 1e-9);
+    CHECK_NEAR(si.kv_buffer_mib, 96.0, 1e-9);
+    CHECK_EQ_STR(si.error_message, "");
+    for (int i = 0; i < STARTUP_PHASE__COUNT; i++)
+        CHECK(isnan(si.phase_s[i])); /* llama.cpp prints no durations: none invented */
+    check_chunked("llamacpp.log");
+
+    si = parse("llamacpp_old.log");
+    CHECK_EQ_INT(si.kv_cache_tokens, 4096);
+    CHECK_NEAR(si.kv_cache_mib, 128.0, 1e-9);
+    CHECK_NEAR(si.kv_buffer_mib, 128.0, 1e-9); /* CPU + CUDA0 buffers summed */
+    CHECK_EQ_STR(si.api_url, "http://127.0.0.1:8081");
+
+    si = parse("llamacpp_fail.log");
+    CHECK(si.saw_load_start);
+    CHECK(!si.saw_model_loaded);
+    CHECK(starts_with(si.error_message, "failed to load model"));
+    check_chunked("llamacpp_fail.log");
+}
+
+static void test_sglang(void)
+{
+    struct startup_info si = parse("sglang.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_SGLANG);
+    CHECK(si.saw_load_start);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 2.87, 1e-9);
+    CHECK_NEAR(si.weights_gib, 3.11, 1e-9);
+    CHECK_EQ_INT(si.kv_cache_tokens, 2290430);
+    CHECK_NEAR(si.kv_cache_gib, 61.16, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WARMUP_GRAPH_CAPTURE], 6.12, 1e-9);
+    CHECK_NEAR(si.graph_gib, 0.41, 1e-9);
+    CHECK_EQ_INT(si.context_len, 4096);
+    CHECK(si.saw_startup_complete);
+    CHECK_EQ_STR(si.error_message, "");
+    check_chunked("sglang.log");
+
+    si = parse("sglang_fail.log");
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 41.77, 1e-9);
+    CHECK(starts_with(si.error_message,
+                      "Not enough memory. Please try to increase --mem-fraction-static"));
+    CHECK(!si.saw_startup_complete);
+}
+
+static void test_embedded(void)
+{
+    struct startup_info si = parse("embedded.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_VLLM);
+    CHECK(si.saw_load_start);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 0.01, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_MODEL_LOAD], 0.012417, 1e-9);
+    CHECK_NEAR(si.weights_gib, 0.0021, 1e-9);
+    CHECK_NEAR(si.available_kv_gib, 0.01, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_KV_CACHE_ALLOC], 0.003, 1e-9);
+    CHECK_NEAR(si.kv_cache_gib, 0.01, 1e-9);
+    CHECK_EQ_INT(si.kv_cache_tokens, 8192);
+    CHECK_EQ_INT(si.max_concurrency_len, 1024);
+    CHECK_NEAR(si.max_concurrency, 8.0, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WARMUP_GRAPH_CAPTURE], 0.412, 1e-9);
+    CHECK_EQ_INT(si.n_warmup_shapes, 8);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_ENGINE_INIT], 0.42, 1e-9);
+    CHECK(isnan(si.phase_s[STARTUP_PHASE_TORCH_COMPILE]));
+    CHECK_EQ_STR(si.api_url, "http://127.0.0.1:41733");
+    CHECK(si.saw_startup_complete);
+    check_chunked("embedded.log");
+
+    struct startup_info s2;
+    startup_info_init(&s2);
+    const char *l = "INFO 11-22 21:30:15 engine: Warm-up skipped (--enforce-eager)";
+    logparse_line(&s2, l, strlen(l));
+    CHECK(s2.warmup_skipped);
+    CHECK(isnan(s2.phase_s[STARTUP_PHASE_WARMUP_GRAPH_CAPTURE]));
+}
+
+/* Single lines: prefixes, CRLF, a progress-bar CR, first value kept for per-rank repeats,
+ * near-misses that must not match. */
+static void test_lines(void)
+{
+    struct logparse lp;
+    logparse_init(&lp);
+    const char *txt =
+        "(Worker_TP0 pid=11) INFO 01-02 03:04:05 [kv_cache_utils.py:1] GPU KV cache size: 1,234 tokens\r\n"
+        "(Worker_TP1 pid=12) INFO 01-02 03:04:05 [kv_cache_utils.py:1] GPU KV cache size: 9,999 tokens\r\n"
+        "progress 10%\rprogress 100%\r"
+        "Available KV cache memory: 12.5 GiB (process-scoped)\n"
+        "GPU KV cache size: lots of tokens\n"
+        "Loading weights took seconds\n"
+        "Maximum concurrency for 2,048 tokens per request: 3.5x";
+    logparse_feed(&lp, txt, strlen(txt));
+    CHECK_EQ_INT(lp.info.n_lines, 7); /* 2 CRLF, 2 CR, 3 LF; the last one is pending */
+    logparse_finish(&lp);
+    CHECK_EQ_INT(lp.info.n_lines, 8);
+    CHECK_EQ_INT(lp.info.kv_cache_tokens, 1234);
+    CHECK_NEAR(lp.info.available_kv_gib, 12.5, 1e-9);
+    CHECK(isnan(lp.info.phase_s[STARTUP_PHASE_WEIGHTS_LOAD]));
+    CHECK_EQ_INT(lp.info.max_concurrency_len, 2048);
+    CHECK_NEAR(lp.info.max_concurrency, 3.5, 1e-9);
+
+    /* a very long line is truncated but does not break the following ones */
+    logparse_init(&lp);
+    size_t n = 100000;
+    char *big = xmalloc(n);
+    memset(big, 'x', n);
+    logparse_feed(&lp, big, n);
+    const char *tail = "\nApplication startup complete.\n";
+    logparse_feed(&lp, tail, strlen(tail));
+    CHECK_EQ_INT(lp.info.n_lines, 2);
+    CHECK(lp.info.saw_startup_complete);
+    free(big);
+}
+
+static void test_follow_live(void)
+{
+    char path[] = "/tmp/slm_logparse_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    struct logparse lp;
+    logparse_init(&lp);
+    const char *a = "INFO serve: Loading weights took 1.50 sec";
+    const char *b = "onds (open+map 0.1 s)\nINFO serve: GPU KV cache size: 4,096 tokens\n";
+    CHECK(write(fd, a, strlen(a)) == (ssize_t)strlen(a));
+    CHECK_EQ_INT(logparse_follow(&lp, fd), (long)strlen(a));
+    CHECK(isnan(lp.info.phase_s[STARTUP_PHASE_WEIGHTS_LOAD])); /* line not finished yet */
+    CHECK_EQ_INT(logparse_follow(&lp, fd), 0);
+    CHECK(write(fd, b, strlen(b)) == (ssize_t)strlen(b));
+    CHECK_EQ_INT(logparse_follow(&lp, fd), (long)strlen(b));
+    CHECK_NEAR(lp.info.phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 1.5, 1e-9);
+    CHECK_EQ_INT(lp.info.kv_cache_tokens, 4096);
+    close(fd);
+    unlink(path);
+
+    struct startup_info si;
+    char err[256];
+    CHECK(logparse_file("/nonexistent/x.log", &si, err, sizeof err) == -1);
+    CHECK(strstr(err, "/nonexistent/x.log") != NULL);
+}
+
+static void test_json(void)
+{
+    struct startup_info si = parse("vllm_new.log");
+    struct buf b;
+    buf_init(&b, 256, 1 << 16);
+    CHECK(startup_info_to_json(&si, &b) == BUF_OK);
+    CHECK(strstr(b.data, "\"weights_load\":6.38") != NULL);
+    CHECK(strstr(b.data, "\"kv_cache_alloc\":null") != NULL);
+    CHECK(strstr(b.data, "\"kv_cache_tokens\":447088") != NULL);
+    CHECK(strstr(b.data, "\"error_message\":null") != NULL);
+    char err[128];
+    struct json *j = json_parse(b.data, b.len, err, sizeof err);
+    CHECK_MSG(j != NULL, "%s", err);
+    json_free(j);
+    buf_free(&b);
+
+    buf_init(&b, 16, 64); /* too small: nothing half-written */
+    CHECK(startup_info_to_json(&si, &b) == BUF_ERR_CAP);
+    CHECK_EQ_INT(b.len, 0);
+    buf_free(&b);
+}
+
+int main(void)
+{
+    TEST_RUN(test_vllm_010);
+    TEST_RUN(test_vllm_new_one_line_kv);
+    TEST_RUN(test_vllm_failures);
+    TEST_RUN(test_llamacpp);
+    TEST_RUN(test_sglang);
+    TEST_RUN(test_embedded);
+    TEST_RUN(test_lines);
+    TEST_RUN(test_follow_live);
+    TEST_RUN(test_json);
+    return TEST_DONE();
+}
