@@ -1,0 +1,402 @@
+/* forward: the batched decoder forward pass (llama2.c's structure, over a batch of tokens from
+ * several sequences and a paged KV cache). Matrix products go through OpenBLAS; attention,
+ * norms, RoPE and SwiGLU are plain loops parallelised with OpenMP over tokens (x heads).
+ * It does not schedule, allocate KV blocks or sample. */
+#include "engine/forward.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+
+const char *forward_status_str(enum forward_status st)
+{
+    switch (st) {
+    case FORWARD_OK:
+        return "ok";
+    case FORWARD_ERR_BATCH:
+        return "invalid batch";
+    }
+    return "unknown";
+}
+
+/* Sizes (in floats) of every run_state array, in one place for allocation and accounting. */
+struct ws_sizes {
+    size_t x, xb, q, k, v, att_out, hb, hb2, rope, att, xl, logits, logit_rows;
+};
+
+static struct ws_sizes ws_sizes_of(const struct model_config *c, int max_tokens, int max_logits,
+                                   int max_ctx, int n_threads)
+{
+    size_t t = (size_t)max_tokens, l = (size_t)max_logits;
+    size_t q_dim = (size_t)c->n_head * (size_t)c->head_dim;
+    size_t kv_dim = (size_t)c->n_head_kv * (size_t)c->head_dim;
+    struct ws_sizes s;
+    s.x = t * (size_t)c->n_embd;
+    s.xb = t * (size_t)c->n_embd;
+    s.q = t * q_dim;
+    s.k = t * kv_dim;
+    s.v = t * kv_dim;
+    s.att_out = t * q_dim;
+    s.hb = t * (size_t)c->n_ff;
+    s.hb2 = t * (size_t)c->n_ff;
+    s.rope = t * (size_t)(c->head_dim / 2);
+    s.att = (size_t)n_threads * (size_t)max_ctx;
+    s.xl = l * (size_t)c->n_embd;
+    s.logits = l * (size_t)c->n_vocab;
+    s.logit_rows = l;
+    return s;
+}
+
+static int resolve_threads(int n_threads)
+{
+    if (n_threads > 0)
+        return n_threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+uint64_t forward_workspace_bytes(const struct model_config *c, int max_tokens, int max_logits,
+                                 int max_ctx, int n_threads)
+{
+    struct ws_sizes s = ws_sizes_of(c, max_tokens, max_logits, max_ctx,
+                                    resolve_threads(n_threads));
+    uint64_t floats = (uint64_t)s.x + s.xb + s.q + s.k + s.v + s.att_out + s.hb + s.hb2 +
+                      2 * (uint64_t)s.rope + s.att + s.xl + s.logits;
+    return floats * sizeof(float) + (uint64_t)s.logit_rows * sizeof(int32_t) +
+           (uint64_t)(c->head_dim / 2) * sizeof(double);
+}
+
+struct forward *forward_new(const struct model *model, int max_tokens, int max_logits,
+                            int max_ctx, int n_threads)
+{
+    const struct model_config *c = &model->cfg;
+    struct forward *f = xcalloc(1, sizeof *f);
+    f->model = model;
+    f->max_tokens = max_tokens < 1 ? 1 : max_tokens;
+    f->max_logits = max_logits < 1 ? 1 : max_logits;
+    f->max_ctx = max_ctx < 1 ? 1 : max_ctx;
+    f->n_threads = resolve_threads(n_threads);
+
+    struct ws_sizes z = ws_sizes_of(c, f->max_tokens, f->max_logits, f->max_ctx, f->n_threads);
+    struct run_state *s = &f->s;
+    /* calloc: the pages are touched by the first real step anyway; zeroed memory keeps BLAS
+     * beta = 0 paths and sanitizers quiet about uninitialised reads. */
+    s->x = xcalloc(z.x, sizeof(float));
+    s->xb = xcalloc(z.xb, sizeof(float));
+    s->q = xcalloc(z.q, sizeof(float));
+    s->k = xcalloc(z.k, sizeof(float));
+    s->v = xcalloc(z.v, sizeof(float));
+    s->att_out = xcalloc(z.att_out, sizeof(float));
+    s->hb = xcalloc(z.hb, sizeof(float));
+    s->hb2 = xcalloc(z.hb2, sizeof(float));
+    s->rope_cos = xcalloc(z.rope, sizeof(float));
+    s->rope_sin = xcalloc(z.rope, sizeof(float));
+    s->att = xcalloc(z.att, sizeof(float));
+    s->xl = xcalloc(z.xl, sizeof(float));
+    s->logits = xcalloc(z.logits, sizeof(float));
+    s->logit_rows = xcalloc(z.logit_rows, sizeof(int32_t));
+
+    int half = c->head_dim / 2;
+    f->rope_inv_freq = xcalloc((size_t)half, sizeof(double));
+    for (int j = 0; j < half; j++)
+        f->rope_inv_freq[j] = pow((double)c->rope_theta, -2.0 * j / (double)c->head_dim);
+
+    f->workspace_bytes =
+        forward_workspace_bytes(c, f->max_tokens, f->max_logits, f->max_ctx, f->n_threads);
+
+    openblas_set_num_threads(1); /* see linear() */
+    omp_set_num_threads(f->n_threads);
+    return f;
+}
+
+void forward_free(struct forward *f)
+{
+    if (!f)
+        return;
+    struct run_state *s = &f->s;
+    free(s->x);
+    free(s->xb);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->att_out);
+    free(s->hb);
+    free(s->hb2);
+    free(s->rope_cos);
+    free(s->rope_sin);
+    free(s->att);
+    free(s->xl);
+    free(s->logits);
+    free(s->logit_rows);
+    free(f->rope_inv_freq);
+    free(f);
+}
+
+int forward_n_threads(const struct forward *f)
+{
+    return f->n_threads;
+}
+
+float *forward_logits(struct forward *f, int r)
+{
+    return f->s.logits + (size_t)r * (size_t)f->model->cfg.n_vocab;
+}
+
+/* y[m][n_out] = x[m][n_in] W^T + beta y, W row-major [n_out][n_in]: the whole batch at once.
+ * OpenBLAS runs single-threaded; the OpenMP team splits the output columns (weight rows) into
+ * one contiguous slice per thread, each one sgemm (sgemv for a single row). One thread pool for
+ * everything: OpenBLAS's own pthreads and OpenMP's spinning workers fight over the cores (a
+ * 10x slowdown measured on 2 cores). The slices depend only on n_out and the thread count, so
+ * the result does too. */
+static void linear(const struct forward *f, float *y, const float *x, const float *w, int m,
+                   int n_out, int n_in, float beta)
+{
+    int nt = f->n_threads;
+    /* Slices of at least 64 rows (and whole 16-row groups) so tiny matrices stay on one thread. */
+    int n_slices = n_out / 64 < nt ? n_out / 64 : nt;
+    if (n_slices < 1)
+        n_slices = 1;
+#pragma omp parallel for num_threads(n_slices) schedule(static, 1) if (n_slices > 1)
+    for (int t = 0; t < n_slices; t++) {
+        int lo = (int)((int64_t)n_out * t / n_slices) & ~15;
+        int hi = t == n_slices - 1 ? n_out : (int)((int64_t)n_out * (t + 1) / n_slices) & ~15;
+        if (hi <= lo)
+            continue;
+        const float *ws = w + (size_t)lo * (size_t)n_in;
+        if (m == 1)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, n_in, 1.0f, ws, n_in, x, 1, beta,
+                        y + lo, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, hi - lo, n_in, 1.0f, x, n_in,
+                        ws, n_in, beta, y + lo, n_out);
+    }
+}
+
+static void rmsnorm(float *restrict out, const float *restrict x, const float *restrict w, int n,
+                    float eps)
+{
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int j = 0; j < n; j++)
+        ss += x[j] * x[j];
+    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+#pragma omp simd
+    for (int j = 0; j < n; j++)
+        out[j] = x[j] * scale * w[j];
+}
+
+/* Rotates one head vector in place. NORM pairs (2j, 2j+1) as llama.cpp does for llama; NEOX
+ * pairs (j, j + head_dim/2) as for qwen2. */
+static void rope_apply(float *restrict v, const float *restrict cs, const float *restrict sn,
+                       int head_dim, enum rope_mode mode)
+{
+    int half = head_dim / 2;
+    if (mode == ROPE_MODE_NEOX) {
+        for (int j = 0; j < half; j++) {
+            float x0 = v[j], x1 = v[j + half];
+            v[j] = x0 * cs[j] - x1 * sn[j];
+            v[j + half] = x0 * sn[j] + x1 * cs[j];
+        }
+    } else {
+        for (int j = 0; j < half; j++) {
+            float x0 = v[2 * j], x1 = v[2 * j + 1];
+            v[2 * j] = x0 * cs[j] - x1 * sn[j];
+            v[2 * j + 1] = x0 * sn[j] + x1 * cs[j];
+        }
+    }
+}
+
+static float dot(const float *restrict a, const float *restrict b, int n)
+{
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (int j = 0; j < n; j++)
+        acc += a[j] * b[j];
+    return acc;
+}
+
+/* Attention of one query head of one token over positions 0..pos of its sequence.
+ * att: scratch of at least pos + 1 floats. out: [head_dim]. */
+static void attend(float *restrict out, const float *restrict qh, float *restrict att,
+                   const struct kv_cache *kv, const struct kv_seq *sq, int layer, int kv_off,
+                   int pos, int head_dim, float scale)
+{
+    const int bs = kv->block_size, kv_dim = kv->kv_dim, n_ctx = pos + 1;
+    float maxv = -INFINITY;
+    for (int t0 = 0, bi = 0; t0 < n_ctx; t0 += bs, bi++) {
+        const float *kb = kv_k(kv, layer, sq->blocks[bi]) + kv_off;
+        int nt = n_ctx - t0 < bs ? n_ctx - t0 : bs;
+        for (int t = 0; t < nt; t++) {
+            float d = dot(qh, kb + (size_t)t * kv_dim, head_dim) * scale;
+            att[t0 + t] = d;
+            if (d > maxv)
+                maxv = d;
+        }
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < n_ctx; t++) {
+        float e = expf(att[t] - maxv);
+        att[t] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < head_dim; j++)
+        out[j] = 0.0f;
+    for (int t0 = 0, bi = 0; t0 < n_ctx; t0 += bs, bi++) {
+        const float *vb = kv_v(kv, layer, sq->blocks[bi]) + kv_off;
+        int nt = n_ctx - t0 < bs ? n_ctx - t0 : bs;
+        for (int t = 0; t < nt; t++) {
+            const float *restrict vt = vb + (size_t)t * kv_dim;
+            float w = att[t0 + t] * inv;
+#pragma omp simd
+            for (int j = 0; j < head_dim; j++)
+                out[j] += w * vt[j];
+        }
+    }
+}
+
+static int batch_valid(const struct forward *f, const struct kv_cache *kv,
+                       const struct forward_batch *b, int *n_logits)
+{
+    const struct model_config *c = &f->model->cfg;
+    if (b->n_tokens < 1 || b->n_tokens > f->max_tokens || b->n_seqs < 1 || !b->seqs)
+        return 0;
+    if (kv->kv_dim != c->n_head_kv * c->head_dim || kv->n_layer != c->n_layer)
+        return 0;
+    int nl = 0;
+    for (int i = 0; i < b->n_tokens; i++) {
+        int sidx = b->seq[i], p = b->pos[i];
+        if (sidx < 0 || sidx >= b->n_seqs || !b->seqs[sidx])
+            return 0;
+        if (b->token[i] < 0 || b->token[i] >= c->n_vocab || p < 0 || p >= f->max_ctx)
+            return 0;
+        const struct kv_seq *sq = b->seqs[sidx];
+        int bi = p / kv->block_size;
+        if (bi >= sq->n_blocks || sq->blocks[bi] < 0 || sq->blocks[bi] >= kv->n_blocks)
+            return 0;
+        nl += b->wants_logits[i] ? 1 : 0;
+    }
+    if (nl > f->max_logits)
+        return 0;
+    *n_logits = nl;
+    return 1;
+}
+
+enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
+                                const struct forward_batch *b, int *n_logits_out)
+{
+    const struct model *m = f->model;
+    const struct model_config *c = &m->cfg;
+    struct run_state *s = &f->s;
+    int n_logits = 0;
+    *n_logits_out = 0;
+    if (!batch_valid(f, kv, b, &n_logits))
+        return FORWARD_ERR_BATCH;
+
+    const int n = b->n_tokens, E = c->n_embd, hd = c->head_dim, half = hd / 2;
+    const int q_dim = c->n_head * hd, kv_dim = c->n_head_kv * hd, F = c->n_ff;
+    const int group = c->n_head / c->n_head_kv, nt = f->n_threads;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const enum rope_mode mode = c->arch == MODEL_ARCH_QWEN2 ? ROPE_MODE_NEOX : ROPE_MODE_NORM;
+
+    /* Embeddings and this step's RoPE angles (shared by every layer and head). */
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < n; i++) {
+        memcpy(s->x + (size_t)i * E, m->w.token_embd + (size_t)b->token[i] * E,
+               (size_t)E * sizeof(float));
+        float *cs = s->rope_cos + (size_t)i * half, *sn = s->rope_sin + (size_t)i * half;
+        for (int j = 0; j < half; j++) {
+            double a = (double)b->pos[i] * f->rope_inv_freq[j];
+            cs[j] = (float)cos(a);
+            sn[j] = (float)sin(a);
+        }
+    }
+
+    for (int l = 0; l < c->n_layer; l++) {
+        const struct layer_weights *L = &m->w.layers[l];
+
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int i = 0; i < n; i++)
+            rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->attn_norm, E, c->norm_eps);
+
+        linear(f, s->q, s->xb, L->wq, n, q_dim, E, 0.0f);
+        linear(f, s->k, s->xb, L->wk, n, kv_dim, E, 0.0f);
+        linear(f, s->v, s->xb, L->wv, n, kv_dim, E, 0.0f);
+
+        /* Biases, RoPE, and K/V into each token's block at its position. */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int i = 0; i < n; i++) {
+            float *qi = s->q + (size_t)i * q_dim, *ki = s->k + (size_t)i * kv_dim;
+            float *vi = s->v + (size_t)i * kv_dim;
+            if (L->bq) {
+                for (int j = 0; j < q_dim; j++)
+                    qi[j] += L->bq[j];
+                for (int j = 0; j < kv_dim; j++) {
+                    ki[j] += L->bk[j];
+                    vi[j] += L->bv[j];
+                }
+            }
+            const float *cs = s->rope_cos + (size_t)i * half, *sn = s->rope_sin + (size_t)i * half;
+            for (int h = 0; h < c->n_head; h++)
+                rope_apply(qi + (size_t)h * hd, cs, sn, hd, mode);
+            for (int h = 0; h < c->n_head_kv; h++)
+                rope_apply(ki + (size_t)h * hd, cs, sn, hd, mode);
+            const struct kv_seq *sq = b->seqs[b->seq[i]];
+            int p = b->pos[i], blk = sq->blocks[p / kv->block_size];
+            size_t off = (size_t)(p % kv->block_size) * (size_t)kv_dim;
+            memcpy(kv_k(kv, l, blk) + off, ki, (size_t)kv_dim * sizeof(float));
+            memcpy(kv_v(kv, l, blk) + off, vi, (size_t)kv_dim * sizeof(float));
+        }
+
+        /* Attention: every (token, head) pair is independent; contexts differ in length, so
+         * hand them out dynamically. */
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+        for (int task = 0; task < n * c->n_head; task++) {
+            int i = task / c->n_head, h = task % c->n_head;
+            float *att = s->att + (size_t)omp_get_thread_num() * (size_t)f->max_ctx;
+            attend(s->att_out + (size_t)i * q_dim + (size_t)h * hd,
+                   s->q + (size_t)i * q_dim + (size_t)h * hd, att, kv, b->seqs[b->seq[i]], l,
+                   (h / group) * hd, b->pos[i], hd, scale);
+        }
+
+        /* x += att_out wo^T (the residual is BLAS's beta = 1). */
+        linear(f, s->x, s->att_out, L->wo, n, E, q_dim, 1.0f);
+
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int i = 0; i < n; i++)
+            rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->ffn_norm, E, c->norm_eps);
+
+        linear(f, s->hb, s->xb, L->w_gate, n, F, E, 0.0f);
+        linear(f, s->hb2, s->xb, L->w_up, n, F, E, 0.0f);
+
+        const size_t nf = (size_t)n * (size_t)F;
+        float *restrict hb = s->hb;
+        const float *restrict hb2 = s->hb2;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t j = 0; j < nf; j++) {
+            float g = hb[j];
+            hb[j] = g / (1.0f + expf(-g)) * hb2[j];
+        }
+
+        linear(f, s->x, s->hb, L->w_down, n, E, F, 1.0f);
+    }
+
+    /* Final norm and the output projection, only for rows that want logits. */
+    int r = 0;
+    for (int i = 0; i < n; i++)
+        if (b->wants_logits[i])
+            s->logit_rows[r++] = i;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < n_logits; k++)
+        rmsnorm(s->xl + (size_t)k * E, s->x + (size_t)s->logit_rows[k] * E, m->w.output_norm, E,
+                c->norm_eps);
+    if (n_logits > 0)
+        linear(f, s->logits, s->xl, m->w.output, n_logits, c->n_vocab, E, 0.0f);
+    *n_logits_out = n_logits;
+    return FORWARD_OK;
+}

@@ -1,0 +1,120 @@
+/* forward: one batched forward pass of a Llama/Qwen2 decoder over the paged KV cache.
+ * A batch is parallel arrays (token, position, sequence slot, wants-logits) plus each sequence's
+ * block table; tokens of several sequences (prefill chunks and single decode tokens, in any mix)
+ * go through every weight matrix together as one matrix product (OpenBLAS sgemm, or sgemv when
+ * the batch has one token; the output columns are split into one slice per thread, so OpenBLAS
+ * itself runs single-threaded and OpenMP is the only thread pool). Attention reads each token's
+ * own sequence through its block table.
+ * Activations (struct run_state) are allocated once by forward_new for the largest batch; the hot
+ * path never allocates. This module does no scheduling, no block allocation and no sampling; it
+ * is the only file that includes <cblas.h>.
+ *
+ *   struct forward *f = forward_new(model, max_tokens, max_logits, max_model_len, n_threads);
+ *   struct forward_batch b = {n, token, pos, seq, wants_logits, n_seqs, seqs};
+ *   int n_logits;
+ *   if (forward_run(f, &kv, &b, &n_logits) == FORWARD_OK)
+ *       row r (r-th token with wants_logits) = forward_logits(f, r)   // [n_vocab] floats
+ *   forward_free(f);
+ *
+ * Numerics (f32 throughout). Guarantees:
+ *  - Run to run, the same batch (same tokens, positions, sequences, chunking, and the same
+ *    thread count) gives bit-identical logits; nothing depends on thread timing (parallel loops
+ *    only split independent work, there are no parallel reductions).
+ *  - Everything but the matrix products is computed per token in a fixed order that does not
+ *    depend on the rest of the batch: RMSNorm, RoPE, attention (positions 0..pos summed in order),
+ *    SwiGLU.
+ *  - NOT guaranteed: bit-identity across batch compositions. OpenBLAS chooses kernels by matrix
+ *    shape (and a one-token batch uses sgemv), so a row of x W^T may be summed in another order
+ *    when the number of tokens in the step changes. Such differences are float rounding
+ *    (relative ~1e-6); they can change a greedy pick only where the two best logits are that close.
+ *  - Against a naive f64-accumulating reference, logits agree within
+ *    1e-4 x max(1, max |logit|) (tests/test_forward.c).
+ */
+#ifndef SLM_FORWARD_H
+#define SLM_FORWARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/kv.h"
+#include "engine/model.h"
+
+/* One step's tokens. token/pos/seq/wants_logits have n_tokens entries; seq[i] indexes seqs[].
+ * Each token at position p must see K/V for positions 0..p-1 of its sequence: either computed
+ * in an earlier step (p' < seqs[s]->n_computed) or present in this batch. seqs[s]'s block table
+ * must already cover every position in the batch (kv_seq_reserve), and positions in the batch
+ * must not lie in blocks shared with other sequences (kv.h guarantees this for prefix hits). */
+struct forward_batch {
+    int n_tokens;
+    const int32_t *token;        /* token ids */
+    const int32_t *pos;          /* positions within their sequence */
+    const int32_t *seq;          /* index into seqs */
+    const uint8_t *wants_logits; /* 1: compute logits for this token */
+    int n_seqs;
+    struct kv_seq *const *seqs;  /* block tables */
+};
+
+/* Preallocated activations for up to max_tokens tokens and max_logits logits rows. Shapes are
+ * [tokens][dim], row-major. */
+struct run_state {
+    float *x;        /* [max_tokens][n_embd] residual stream */
+    float *xb;       /* [max_tokens][n_embd] normed input of a sublayer */
+    float *q;        /* [max_tokens][n_head*head_dim] */
+    float *k;        /* [max_tokens][n_head_kv*head_dim] (copied into the KV blocks) */
+    float *v;        /* [max_tokens][n_head_kv*head_dim] */
+    float *att_out;  /* [max_tokens][n_head*head_dim] attention output before wo */
+    float *hb;       /* [max_tokens][n_ff] gate, then silu(gate) * up */
+    float *hb2;      /* [max_tokens][n_ff] up */
+    float *rope_cos; /* [max_tokens][head_dim/2] */
+    float *rope_sin; /* [max_tokens][head_dim/2] */
+    float *att;      /* [n_threads][max_ctx] attention scores, one row per thread */
+    float *xl;       /* [max_logits][n_embd] final-normed rows that want logits */
+    float *logits;   /* [max_logits][n_vocab] */
+    int32_t *logit_rows; /* [max_logits] batch index of each logits row */
+};
+
+struct forward {
+    const struct model *model;
+    struct run_state s;
+    int max_tokens;
+    int max_logits;
+    int max_ctx;
+    int n_threads;
+    double *rope_inv_freq; /* [head_dim/2] theta^(-2i/head_dim) */
+    uint64_t workspace_bytes;
+};
+
+enum forward_status {
+    FORWARD_OK = 0,
+    FORWARD_ERR_BATCH, /* batch larger than the workspace, bad index, or position out of range */
+};
+const char *forward_status_str(enum forward_status st);
+
+/* Allocates the workspace for batches of up to max_tokens tokens, max_logits logits rows and
+ * positions < max_ctx. Sets OpenMP to n_threads threads and OpenBLAS to 1 (process-wide; 0 = the
+ * number of CPUs). The model must outlive the forward. Aborts on OOM (with the size). Caller frees
+ * with forward_free. */
+struct forward *forward_new(const struct model *model, int max_tokens, int max_logits,
+                            int max_ctx, int n_threads);
+void forward_free(struct forward *f); /* NULL-safe */
+
+/* Bytes of the workspace forward_new allocates for these limits (without allocating). */
+uint64_t forward_workspace_bytes(const struct model_config *c, int max_tokens, int max_logits,
+                                 int max_ctx, int n_threads);
+
+/* Runs the batch: writes each token's K/V into its sequence's block at its position in every
+ * layer, and computes logits for the tokens with wants_logits, in batch order. Does not change
+ * the kv_seq structs (the caller commits). *n_logits_out = number of logits rows.
+ * FORWARD_ERR_BATCH (and nothing computed) if the batch breaks the limits above.
+ * One call at a time per struct forward (it uses the process-wide BLAS/OpenMP pools). */
+enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
+                                const struct forward_batch *b, int *n_logits_out);
+
+/* Logits row r of the last forward_run (r < *n_logits_out): [n_vocab] floats, writable (the
+ * sampler may mask entries). Valid until the next forward_run. */
+float *forward_logits(struct forward *f, int r);
+
+/* Threads used by forward_new (after resolving 0). */
+int forward_n_threads(const struct forward *f);
+
+#endif

@@ -1,0 +1,530 @@
+/* test_forward: the batched, paged forward pass against a naive reference written here (plain
+ * loops, f64 accumulation, contiguous per-sequence K/V, no BLAS), for the tiny preset (llama:
+ * NORM RoPE, untied output) and a qwen2-style variant (q/k/v biases, NEOX RoPE, tied output).
+ * Checked: one prefill of a whole prompt, token-by-token decode, the same sequence inside batches
+ * with other sequences (mixed prefill chunks and decodes, blocks scattered through the pool),
+ * chunked prefill vs one prefill, all within 1e-4 x max(1, max |logit|) of the reference; greedy
+ * decoding bit-identical run to run and identical across batch compositions; bad batches refused.
+ * The KV pool is built by hand here so this test depends on kv.h's layout only, not on kv.c. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/forward.h"
+#include "engine/kv.h"
+#include "engine/model.h"
+#include "test.h"
+#include "util/buf.h"
+
+#define BS 16
+#define MAX_POS 128
+#define MAX_T 128
+#define N_BLOCKS 40
+
+/* ---- naive reference ---- */
+
+struct ref {
+    const struct model *m;
+    double *k, *v; /* [n_layer][MAX_POS][kv_dim] */
+};
+
+static void ref_init(struct ref *r, const struct model *m)
+{
+    const struct model_config *c = &m->cfg;
+    size_t n = (size_t)c->n_layer * MAX_POS * (size_t)(c->n_head_kv * c->head_dim);
+    r->m = m;
+    r->k = xcalloc(n, sizeof(double));
+    r->v = xcalloc(n, sizeof(double));
+}
+
+static void ref_free(struct ref *r)
+{
+    free(r->k);
+    free(r->v);
+}
+
+static void ref_matvec(double *y, const double *x, const float *w, const float *bias, int n_out,
+                       int n_in)
+{
+    for (int o = 0; o < n_out; o++) {
+        double acc = bias ? bias[o] : 0.0;
+        for (int i = 0; i < n_in; i++)
+            acc += (double)w[(size_t)o * n_in + i] * x[i];
+        y[o] = acc;
+    }
+}
+
+static void ref_rmsnorm(double *y, const double *x, const float *w, int n, double eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    double sc = 1.0 / sqrt(ss / n + eps);
+    for (int i = 0; i < n; i++)
+        y[i] = x[i] * sc * w[i];
+}
+
+static void ref_rope(double *v, int pos, int hd, double theta, int neox)
+{
+    for (int j = 0; j < hd / 2; j++) {
+        double a = pos * pow(theta, -2.0 * j / hd);
+        int i0 = neox ? j : 2 * j, i1 = neox ? j + hd / 2 : 2 * j + 1;
+        double x0 = v[i0], x1 = v[i1];
+        v[i0] = x0 * cos(a) - x1 * sin(a);
+        v[i1] = x0 * sin(a) + x1 * cos(a);
+    }
+}
+
+/* Processes one token at pos (all earlier positions must have been processed). */
+static void ref_token(struct ref *r, int token, int pos, float *logits)
+{
+    const struct model *m = r->m;
+    const struct model_config *c = &m->cfg;
+    int E = c->n_embd, hd = c->head_dim, qd = c->n_head * hd, kvd = c->n_head_kv * hd;
+    int F = c->n_ff, neox = c->arch == MODEL_ARCH_QWEN2;
+    double *x = xcalloc((size_t)E, sizeof(double)), *xb = xcalloc((size_t)E, sizeof(double));
+    double *q = xcalloc((size_t)qd, sizeof(double)), *o = xcalloc((size_t)qd, sizeof(double));
+    double *k = xcalloc((size_t)kvd, sizeof(double)), *v = xcalloc((size_t)kvd, sizeof(double));
+    double *g = xcalloc((size_t)F, sizeof(double)), *u = xcalloc((size_t)F, sizeof(double));
+    double *t = xcalloc((size_t)E, sizeof(double)), *sc = xcalloc(MAX_POS, sizeof(double));
+    for (int i = 0; i < E; i++)
+        x[i] = m->w.token_embd[(size_t)token * E + i];
+    for (int l = 0; l < c->n_layer; l++) {
+        const struct layer_weights *L = &m->w.layers[l];
+        ref_rmsnorm(xb, x, L->attn_norm, E, c->norm_eps);
+        ref_matvec(q, xb, L->wq, L->bq, qd, E);
+        ref_matvec(k, xb, L->wk, L->bk, kvd, E);
+        ref_matvec(v, xb, L->wv, L->bv, kvd, E);
+        for (int h = 0; h < c->n_head; h++)
+            ref_rope(q + h * hd, pos, hd, c->rope_theta, neox);
+        for (int h = 0; h < c->n_head_kv; h++)
+            ref_rope(k + h * hd, pos, hd, c->rope_theta, neox);
+        double *kl = r->k + ((size_t)l * MAX_POS) * kvd, *vl = r->v + ((size_t)l * MAX_POS) * kvd;
+        memcpy(kl + (size_t)pos * kvd, k, sizeof(double) * kvd);
+        memcpy(vl + (size_t)pos * kvd, v, sizeof(double) * kvd);
+        for (int h = 0; h < c->n_head; h++) {
+            int kh = h / (c->n_head / c->n_head_kv);
+            double mx = -1e300, sum = 0;
+            for (int p = 0; p <= pos; p++) {
+                double d = 0;
+                for (int j = 0; j < hd; j++)
+                    d += q[h * hd + j] * kl[(size_t)p * kvd + kh * hd + j];
+                sc[p] = d / sqrt((double)hd);
+                if (sc[p] > mx)
+                    mx = sc[p];
+            }
+            for (int p = 0; p <= pos; p++) {
+                sc[p] = exp(sc[p] - mx);
+                sum += sc[p];
+            }
+            for (int j = 0; j < hd; j++) {
+                double acc = 0;
+                for (int p = 0; p <= pos; p++)
+                    acc += sc[p] / sum * vl[(size_t)p * kvd + kh * hd + j];
+                o[h * hd + j] = acc;
+            }
+        }
+        ref_matvec(t, o, L->wo, NULL, E, qd);
+        for (int i = 0; i < E; i++)
+            x[i] += t[i];
+        ref_rmsnorm(xb, x, L->ffn_norm, E, c->norm_eps);
+        ref_matvec(g, xb, L->w_gate, NULL, F, E);
+        ref_matvec(u, xb, L->w_up, NULL, F, E);
+        for (int i = 0; i < F; i++)
+            g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
+        ref_matvec(t, g, L->w_down, NULL, E, F);
+        for (int i = 0; i < E; i++)
+            x[i] += t[i];
+    }
+    ref_rmsnorm(xb, x, m->w.output_norm, E, c->norm_eps);
+    double *lg = xcalloc((size_t)c->n_vocab, sizeof(double));
+    ref_matvec(lg, xb, m->w.output, NULL, c->n_vocab, E);
+    for (int i = 0; i < c->n_vocab; i++)
+        logits[i] = (float)lg[i];
+    free(lg);
+    free(x);
+    free(xb);
+    free(q);
+    free(o);
+    free(k);
+    free(v);
+    free(g);
+    free(u);
+    free(t);
+    free(sc);
+}
+
+/* ---- hand-built paged pool ---- */
+
+static void pool_init(struct kv_cache *kv, const struct model_config *c)
+{
+    memset(kv, 0, sizeof *kv);
+    kv->n_layer = c->n_layer;
+    kv->kv_dim = c->n_head_kv * c->head_dim;
+    kv->block_size = BS;
+    kv->n_blocks = N_BLOCKS;
+    size_t n = (size_t)c->n_layer * 2 * N_BLOCKS * BS * (size_t)kv->kv_dim;
+    kv->pool = xmalloc(n * sizeof(float));
+    /* Garbage, not zeros: a read of a position never written shows up as a mismatch. */
+    for (size_t i = 0; i < n; i++)
+        kv->pool[i] = (float)((i * 2654435761u) % 1000) * 1e3f;
+    kv->pool_bytes = n * sizeof(float);
+}
+
+/* A sequence whose table holds the given block ids (MAX_POS / BS of them). */
+static void seq_make(struct kv_seq *s, const int32_t *ids)
+{
+    memset(s, 0, sizeof *s);
+    s->max_blocks = MAX_POS / BS;
+    s->blocks = xcalloc((size_t)s->max_blocks, sizeof(int32_t));
+    s->hashes = xcalloc((size_t)s->max_blocks, sizeof(uint64_t));
+    memcpy(s->blocks, ids, sizeof(int32_t) * (size_t)s->max_blocks);
+    s->n_blocks = s->max_blocks;
+}
+
+static void seq_drop(struct kv_seq *s)
+{
+    free(s->blocks);
+    free(s->hashes);
+}
+
+/* ---- batch builder: every token wants logits; results land in out[seq][pos][vocab] ---- */
+
+struct tb {
+    int n;
+    int32_t tok[MAX_T], pos[MAX_T], seq[MAX_T];
+    uint8_t wl[MAX_T];
+};
+
+static void tb_add(struct tb *b, int seq, const int32_t *toks, int from, int count)
+{
+    for (int i = 0; i < count; i++) {
+        b->tok[b->n] = toks[from + i];
+        b->pos[b->n] = from + i;
+        b->seq[b->n] = seq;
+        b->wl[b->n] = 1;
+        b->n++;
+    }
+}
+
+static int tb_run(struct forward *f, struct kv_cache *kv, struct tb *b, struct kv_seq **seqs,
+                  int n_seqs, float *const *out, int n_vocab)
+{
+    struct forward_batch fb = {b->n, b->tok, b->pos, b->seq, b->wl, n_seqs, seqs};
+    int nl = -1;
+    if (forward_run(f, kv, &fb, &nl) != FORWARD_OK || nl != b->n)
+        return -1;
+    for (int i = 0; i < b->n; i++)
+        if (out[b->seq[i]])
+            memcpy(out[b->seq[i]] + (size_t)b->pos[i] * n_vocab, forward_logits(f, i),
+                   sizeof(float) * (size_t)n_vocab);
+    b->n = 0;
+    return 0;
+}
+
+static double max_abs(const float *a, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(a[i]) > m)
+            m = fabs(a[i]);
+    return m;
+}
+
+static double max_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m))
+            m = d; /* NaN propagates as a failure */
+    }
+    return m;
+}
+
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+/* ---- the checks, run for one model ---- */
+
+#define N_PROMPT 45 /* 2 full blocks + 13 */
+
+static struct model *make_model(int qwen)
+{
+    struct model_config c;
+    char err[256];
+    if (model_preset("tiny", &c) != 0)
+        return NULL;
+    if (qwen) {
+        c.arch = MODEL_ARCH_QWEN2;
+        c.qkv_bias = 1;
+        c.tied_embeddings = 1;
+        c.rope_theta = 1000000.0f;
+        c.norm_eps = 1e-6f;
+    }
+    struct model *m = model_new_random(&c, qwen ? 7 : 3, err, sizeof err);
+    if (!m)
+        fprintf(stderr, "model: %s\n", err);
+    return m;
+}
+
+static void fill_tokens(int32_t *t, int n, uint32_t seed, int n_vocab)
+{
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        t[i] = (int32_t)((seed >> 8) % (uint32_t)n_vocab);
+    }
+}
+
+static void check_model(int qwen)
+{
+    struct model *m = make_model(qwen);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    const struct model_config *c = &m->cfg;
+    const int V = c->n_vocab;
+    const size_t rowsz = (size_t)MAX_POS * V;
+
+    /* Prompt A and two other sequences B, C. */
+    int32_t ta[MAX_POS], tbk[MAX_POS], tc[MAX_POS];
+    fill_tokens(ta, MAX_POS, 11, V);
+    fill_tokens(tbk, MAX_POS, 22, V);
+    fill_tokens(tc, MAX_POS, 33, V);
+
+    /* (d) reference logits for A at every prompt position. */
+    float *ref = xcalloc(rowsz, sizeof(float));
+    struct ref r;
+    ref_init(&r, m);
+    for (int p = 0; p < N_PROMPT; p++)
+        ref_token(&r, ta[p], p, ref + (size_t)p * V);
+    ref_free(&r);
+    double tol = 1e-4 * fmax(1.0, max_abs(ref, (size_t)N_PROMPT * V));
+
+    struct kv_cache kv;
+    pool_init(&kv, c);
+    struct forward *f = forward_new(m, MAX_T, MAX_T, MAX_POS, 2);
+    CHECK(f->workspace_bytes > 0);
+    CHECK(f->workspace_bytes == forward_workspace_bytes(c, MAX_T, MAX_T, MAX_POS, 2));
+
+    /* Block ids: a fixed scattered permutation, interleaved between sequences. */
+    int32_t perm[N_BLOCKS];
+    for (int i = 0; i < N_BLOCKS; i++)
+        perm[i] = (int32_t)((i * 17 + 5) % N_BLOCKS); /* 17 coprime with 40 */
+    int32_t ids[3][MAX_POS / BS];
+    for (int s = 0; s < 3; s++)
+        for (int j = 0; j < MAX_POS / BS; j++)
+            ids[s][j] = perm[(j * 3 + (2 - s)) % N_BLOCKS];
+    struct kv_seq sa, sb, sc;
+    seq_make(&sa, ids[0]);
+    seq_make(&sb, ids[1]);
+    seq_make(&sc, ids[2]);
+    struct kv_seq *seqs[3] = {&sa, &sb, &sc};
+
+    float *out_a = xcalloc(rowsz, sizeof(float)), *out_b = xcalloc(rowsz, sizeof(float));
+    float *out_c = xcalloc(rowsz, sizeof(float));
+    float *outs[3] = {out_a, NULL, NULL};
+    struct tb b = {0};
+
+    /* (a) one prefill of the whole prompt. */
+    tb_add(&b, 0, ta, 0, N_PROMPT);
+    CHECK(tb_run(f, &kv, &b, seqs, 1, outs, V) == 0);
+    double d_a = max_diff(out_a, ref, (size_t)N_PROMPT * V);
+    CHECK_MSG(d_a <= tol, "prefill vs reference: %g > %g", d_a, tol);
+    float *prefill = xmalloc(rowsz * sizeof(float));
+    memcpy(prefill, out_a, rowsz * sizeof(float));
+
+    /* (b) token-by-token decode. */
+    memset(out_a, 0, rowsz * sizeof(float));
+    for (int p = 0; p < N_PROMPT; p++) {
+        tb_add(&b, 0, ta, p, 1);
+        CHECK(tb_run(f, &kv, &b, seqs, 1, outs, V) == 0);
+    }
+    double d_b = max_diff(out_a, ref, (size_t)N_PROMPT * V);
+    CHECK_MSG(d_b <= tol, "decode vs reference: %g > %g", d_b, tol);
+
+    /* Chunked prefill (chunks 7, 16, 9, 13: some end inside blocks, one on a boundary) vs one
+     * prefill. */
+    memset(out_a, 0, rowsz * sizeof(float));
+    static const int chunks[] = {7, 16, 9, 13};
+    for (int k = 0, p = 0; k < 4; p += chunks[k], k++) {
+        tb_add(&b, 0, ta, p, chunks[k]);
+        CHECK(tb_run(f, &kv, &b, seqs, 1, outs, V) == 0);
+    }
+    double d_ch = max_diff(out_a, prefill, (size_t)N_PROMPT * V);
+    CHECK_MSG(d_ch <= tol, "chunked vs one prefill: %g > %g", d_ch, tol);
+    CHECK(max_diff(out_a, ref, (size_t)N_PROMPT * V) <= tol);
+
+    /* (c) A inside batches with B and C: B is a longer prompt in chunks, then decodes; C starts
+     * later; A's prefill is split across steps and ends in decodes. Sequence slots are given in
+     * a different order than the table array to exercise the seq[] indirection. */
+    memset(out_a, 0, rowsz * sizeof(float));
+    float *outs3[3] = {out_a, out_b, out_c};
+    tb_add(&b, 1, tbk, 0, 30);
+    tb_add(&b, 0, ta, 0, 10);
+    CHECK(tb_run(f, &kv, &b, seqs, 3, outs3, V) == 0);
+    tb_add(&b, 2, tc, 0, 5);
+    tb_add(&b, 0, ta, 10, 20);
+    tb_add(&b, 1, tbk, 30, 20);
+    CHECK(tb_run(f, &kv, &b, seqs, 3, outs3, V) == 0);
+    tb_add(&b, 1, tbk, 50, 1);
+    tb_add(&b, 0, ta, 30, 12);
+    tb_add(&b, 2, tc, 5, 1);
+    CHECK(tb_run(f, &kv, &b, seqs, 3, outs3, V) == 0);
+    for (int p = 42; p < N_PROMPT; p++) {
+        tb_add(&b, 2, tc, 6 + (p - 42), 1);
+        tb_add(&b, 0, ta, p, 1);
+        tb_add(&b, 1, tbk, 51 + (p - 42), 1);
+        CHECK(tb_run(f, &kv, &b, seqs, 3, outs3, V) == 0);
+    }
+    double d_c = max_diff(out_a, ref, (size_t)N_PROMPT * V);
+    CHECK_MSG(d_c <= tol, "batched vs reference: %g > %g", d_c, tol);
+    /* B and C too, against their own reference (first positions are enough). */
+    {
+        float *rb = xcalloc((size_t)8 * V, sizeof(float));
+        struct ref r2;
+        ref_init(&r2, m);
+        for (int p = 0; p < 8; p++)
+            ref_token(&r2, tc[p], p, rb + (size_t)p * V);
+        ref_free(&r2);
+        CHECK(max_diff(out_c, rb, (size_t)8 * V) <= tol);
+        free(rb);
+    }
+
+    /* Greedy: run to run bit-identical logits and tokens; same tokens in another batch
+     * composition. gen() prefills A's prompt (optionally alongside B), then decodes 20 tokens. */
+    int32_t gen[3][MAX_POS];
+    float *last[3];
+    for (int run = 0; run < 3; run++) {
+        int with_b = run == 2;
+        int32_t toks[MAX_POS], btoks[MAX_POS];
+        memcpy(toks, ta, sizeof toks);
+        memcpy(btoks, tbk, sizeof btoks);
+        last[run] = xcalloc(rowsz, sizeof(float));
+        float *o3[3] = {last[run], out_b, NULL};
+        if (with_b)
+            tb_add(&b, 1, btoks, 0, 20);
+        tb_add(&b, 0, toks, 0, N_PROMPT);
+        CHECK(tb_run(f, &kv, &b, seqs, 3, o3, V) == 0);
+        int nb = 20;
+        for (int k = 0; k < 20; k++) {
+            int p = N_PROMPT + k;
+            toks[p] = argmax(last[run] + (size_t)(p - 1) * V, V);
+            gen[run][k] = toks[p];
+            if (with_b) {
+                btoks[nb] = argmax(out_b + (size_t)(nb - 1) * V, V);
+                tb_add(&b, 1, btoks, nb, 1);
+                nb++;
+            }
+            tb_add(&b, 0, toks, p, 1);
+            CHECK(tb_run(f, &kv, &b, seqs, 3, o3, V) == 0);
+        }
+    }
+    CHECK(memcmp(gen[0], gen[1], sizeof(int32_t) * 20) == 0);
+    CHECK(memcmp(last[0], last[1], rowsz * sizeof(float)) == 0);
+    CHECK_MSG(memcmp(gen[0], gen[2], sizeof(int32_t) * 20) == 0,
+              "greedy tokens differ alone vs batched");
+    for (int run = 0; run < 3; run++)
+        free(last[run]);
+
+    /* Bad batches are refused: position beyond the block table, token out of range, too many
+     * tokens, bad sequence index. */
+    int32_t one_tok = 1, bad_pos = MAX_POS, zero = 0, bad_seq = 3, bad_tok = V;
+    uint8_t wl1 = 1;
+    int nl = -1;
+    struct forward_batch bb = {1, &one_tok, &bad_pos, &zero, &wl1, 1, seqs};
+    CHECK(forward_run(f, &kv, &bb, &nl) == FORWARD_ERR_BATCH);
+    int32_t p0 = 0;
+    struct forward_batch bt = {1, &bad_tok, &p0, &zero, &wl1, 1, seqs};
+    CHECK(forward_run(f, &kv, &bt, &nl) == FORWARD_ERR_BATCH);
+    struct forward_batch bs_ = {1, &one_tok, &p0, &bad_seq, &wl1, 3, seqs};
+    CHECK(forward_run(f, &kv, &bs_, &nl) == FORWARD_ERR_BATCH);
+    struct forward_batch bn = {MAX_T + 1, &one_tok, &p0, &zero, &wl1, 1, seqs};
+    CHECK(forward_run(f, &kv, &bn, &nl) == FORWARD_ERR_BATCH);
+    sa.n_blocks = 1; /* position 16 needs a second block */
+    int32_t p16 = 16;
+    struct forward_batch bsh = {1, &one_tok, &p16, &zero, &wl1, 1, seqs};
+    CHECK(forward_run(f, &kv, &bsh, &nl) == FORWARD_ERR_BATCH);
+    sa.n_blocks = sa.max_blocks;
+    CHECK_EQ_STR(forward_status_str(FORWARD_ERR_BATCH), "invalid batch");
+
+    fprintf(stderr, "  %s: tol %.3g, prefill %.3g, decode %.3g, chunked %.3g, batched %.3g\n",
+            qwen ? "qwen2" : "llama", tol, d_a, d_b, d_ch, d_c);
+
+    free(prefill);
+    free(ref);
+    free(out_a);
+    free(out_b);
+    free(out_c);
+    seq_drop(&sa);
+    seq_drop(&sb);
+    seq_drop(&sc);
+    free(kv.pool);
+    forward_free(f);
+    model_free(m);
+}
+
+static void test_forward_llama(void)
+{
+    check_model(0);
+}
+
+static void test_forward_qwen2(void)
+{
+    check_model(1);
+}
+
+/* The same batch with 1 and 2 threads gives the same logits (no thread-dependent sums). */
+static void test_forward_threads(void)
+{
+    struct model *m = make_model(0);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    int V = m->cfg.n_vocab;
+    int32_t toks[MAX_POS];
+    fill_tokens(toks, MAX_POS, 5, V);
+    float *out[2];
+    for (int t = 0; t < 2; t++) {
+        struct kv_cache kv;
+        pool_init(&kv, &m->cfg);
+        int32_t ids[MAX_POS / BS];
+        for (int j = 0; j < MAX_POS / BS; j++)
+            ids[j] = (int32_t)(N_BLOCKS - 1 - j);
+        struct kv_seq s;
+        seq_make(&s, ids);
+        struct kv_seq *seqs[1] = {&s};
+        struct forward *f = forward_new(m, MAX_T, MAX_T, MAX_POS, t + 1);
+        CHECK_EQ_INT(forward_n_threads(f), t + 1);
+        out[t] = xcalloc((size_t)MAX_POS * V, sizeof(float));
+        float *o[1] = {out[t]};
+        struct tb b = {0};
+        tb_add(&b, 0, toks, 0, 40);
+        CHECK(tb_run(f, &kv, &b, seqs, 1, o, V) == 0);
+        tb_add(&b, 0, toks, 40, 1);
+        CHECK(tb_run(f, &kv, &b, seqs, 1, o, V) == 0);
+        forward_free(f);
+        seq_drop(&s);
+        free(kv.pool);
+    }
+    CHECK(memcmp(out[0], out[1], sizeof(float) * 41 * (size_t)V) == 0);
+    free(out[0]);
+    free(out[1]);
+    model_free(m);
+}
+
+int main(void)
+{
+    TEST_RUN(test_forward_llama);
+    TEST_RUN(test_forward_qwen2);
+    TEST_RUN(test_forward_threads);
+    return TEST_DONE();
+}
