@@ -59,8 +59,8 @@ struct report_chart;
 /* ---- report ---- */
 struct report *report_new(const char *title);
 void report_free(struct report *r); /* NULL-safe */
-/* Adds a metadata key/value shown under the title (and in JSON "meta"). Keys keep their order;
- * a key given twice appears twice. */
+/* Sets a metadata key/value shown under the title (and in JSON "meta"). Keys keep the order of
+ * their first setting; setting a key again replaces its value. */
 void report_meta(struct report *r, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Name of the HTML rendering of the same report ("first_token_latency.html"); the Markdown
