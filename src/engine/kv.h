@@ -48,7 +48,7 @@ struct kv_cache {
     int n_free, n_evictable, n_used;
     /* hash -> block: open addressing, capacity a power of two >= 2 x n_blocks */
     uint64_t *map_keys;
-    int32_t *map_vals;    /* -1 empty, -2 tombstone */
+    int32_t *map_vals;    /* -1 empty; -2 tombstone (never stored: deletion shifts back) */
     size_t map_cap;
     /* counters (tokens, as vLLM counts them) */
     uint64_t prefix_queries_tokens;
@@ -92,7 +92,8 @@ void kv_seq_free(struct kv_seq *s); /* NULL-safe; the seq must have been release
  * within the first n_tokens - 1 tokens can hit, so at least the last token is recomputed and new
  * K/V are never written into a shared block. Sets s->n_computed (and n_hashed) to the hit.
  * Counts n_tokens queried and the hit tokens. With prefix caching off: returns 0 and counts
- * nothing. Returns the number of cached tokens (a multiple of block_size). */
+ * nothing. Returns the number of cached tokens (a multiple of block_size); -1 (nothing changed)
+ * if s was not empty. */
 int kv_seq_match_prefix(struct kv_cache *kv, struct kv_seq *s, const int32_t *tokens,
                         int n_tokens);
 
@@ -121,7 +122,8 @@ void kv_reset_prefix_cache(struct kv_cache *kv);
 
 /* Invariants: n_free + n_evictable + n_used == n_blocks, lists consistent with where[], map
  * consistent with has_hash, and each block's ref equals the number of tables among seqs[] that
- * hold it. 0, or -1 with a message. */
+ * hold it (seqs == NULL skips the per-sequence checks; pass every live sequence otherwise).
+ * Allocates scratch: a test/debug hook, not for the hot path. 0, or -1 with a message. */
 int kv_check_invariants(const struct kv_cache *kv, const struct kv_seq *const *seqs, int n_seqs,
                         char *err, size_t err_len);
 
