@@ -128,8 +128,13 @@ static size_t client_sink_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct client_sink *s = ud;
     size_t n = size * nmemb;
-    if (s->b && !s->overflow && buf_append(s->b, ptr, n) != BUF_OK)
-        s->overflow = 1; /* keep what fits; the buf's cap is the caller's choice */
+    /* Keep what fits under the caller's cap; read and drop the rest. */
+    if (s->b && !s->overflow) {
+        size_t room = s->b->cap_bytes > s->b->len ? s->b->cap_bytes - s->b->len : 0;
+        if (n > room)
+            s->overflow = 1;
+        buf_append(s->b, ptr, n < room ? n : room);
+    }
     return n;
 }
 
@@ -250,13 +255,13 @@ static void xfer_on_event(void *ud, const struct sse_event *ev)
 {
     struct xfer *x = ud;
     struct request_record *r = &x->rec;
-    r->n_events++;
     if (!r->t_first_event_ns)
         r->t_first_event_ns = x->t_chunk_ns;
     if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0) {
         x->saw_done = 1;
         return;
     }
+    r->n_events++;
     if (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0) {
         char text[256];
         snprintf(text, sizeof text, "stream error event: %.*s",

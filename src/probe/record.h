@@ -54,7 +54,7 @@ struct request_record {
     uint64_t n_text_bytes;        /* bytes of generated text received */
     int n_prompt_chars;           /* what was sent */
     /* Added beyond the shared contract: */
-    uint32_t n_events;            /* every SSE event with data, content or not */
+    uint32_t n_events;            /* SSE events received, content or not ("[DONE]" not counted) */
     uint32_t n_content_dropped;   /* content events past the t_content_ns cap (counted, not stored) */
 };
 
