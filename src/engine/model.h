@@ -145,4 +145,24 @@ int model_write_gguf(const struct model_config *cfg, uint64_t seed, enum model_d
 struct model *model_load(const char *path, enum model_load_format fmt, char *err,
                          size_t err_len);
 
+/* What `slmprobe model info` shows: a GGUF file's header checked exactly as model_load checks it
+ * (config, every expected tensor with the right shape and type, tokenizer) without reading the
+ * weights. */
+struct model_file_info {
+    struct model_config cfg;
+    enum model_dtype file_dtype;
+    enum tok_kind tok_kind;
+    char tok_model[16];        /* tokenizer.ggml.model as written in the file */
+    uint32_t gguf_version;
+    uint64_t file_bytes;
+    uint64_t n_tensors;        /* in the file */
+    uint64_t n_tensors_unused; /* in the file but not used (e.g. rope_freqs.weight) */
+    uint64_t weight_bytes;     /* f32 bytes resident for compute once loaded */
+};
+/* 0, or -1 with err (the validator's message). Any thread. */
+int model_file_info(const char *path, struct model_file_info *out, char *err, size_t err_len);
+
+/* "llama" / "qwen2" (GGUF general.architecture). Static string. */
+const char *model_arch_name(enum model_arch arch);
+
 #endif
