@@ -1,0 +1,449 @@
+/* serve_cli: `slmprobe serve --model FILE.gguf [flags]`. Parses vLLM-spelled flags, binds the
+ * HTTP port (server.c) before loading, loads the model, sizes and warms the engine, then serves
+ * until SIGTERM/SIGINT. Logs each cold-start part with its duration in the wording the probe's
+ * log parser expects (vLLM-style timestamps). It does no HTTP and no inference itself. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "engine/engine.h"
+#include "engine/model.h"
+#include "engine/server.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: slmprobe serve --model FILE.gguf [options]\n"
+            "\n"
+            "Runs the embedded reference runtime: a CPU transformer engine (paged KV cache,\n"
+            "continuous batching, prefix caching) behind a vLLM-compatible HTTP API.\n"
+            "Sizes accept k/m/g/t (x1000) and K/M/G/T, KiB/MiB/GiB/TiB (x1024), kB/MB/GB/TB.\n"
+            "\n"
+            "model and API:\n"
+            "  --model FILE                  GGUF model file (required; also accepted as the\n"
+            "                                first positional argument)\n"
+            "  --served-model-name NAME      name in the API (default: file name without .gguf)\n"
+            "  --host HOST                   address to bind (default 127.0.0.1)\n"
+            "  --port N                      port (default 8000; 0 = any free port)\n"
+            "  --api-key KEY                 require 'Authorization: Bearer KEY' on /v1 routes\n"
+            "  --max-body-bytes SIZE         request body cap, 413 above (default 8MiB)\n"
+            "  --enable-prompt-tokens-details  report usage.prompt_tokens_details.cached_tokens\n"
+            "  --enable-log-requests         one log line per request (default off)\n"
+            "  --disable-log-requests        accepted for compatibility (the default)\n"
+            "  --disable-log-stats           no periodic throughput line\n"
+            "  --drain-timeout SECONDS       after SIGTERM, wait this long for in-flight requests\n"
+            "                                before aborting them (default 30)\n"
+            "\n"
+            "engine:\n"
+            "  --max-model-len N             context length (default: the model's; 1k = 1000,\n"
+            "                                1K = 1024)\n"
+            "  --block-size N                tokens per KV block (default 16)\n"
+            "  --device-memory SIZE          simulated device memory (default 4GiB)\n"
+            "  --gpu-memory-utilization F    fraction of the device for weights + activations +\n"
+            "                                KV cache (default 0.9)\n"
+            "  --kv-cache-memory-bytes SIZE  KV pool size; overrides --gpu-memory-utilization\n"
+            "  --max-num-seqs N              most sequences per step (default 256)\n"
+            "  --max-num-batched-tokens N    token budget per step (default 2048)\n"
+            "  --enable-chunked-prefill      split long prompts across steps (default on)\n"
+            "  --no-enable-chunked-prefill\n"
+            "  --enable-prefix-caching       reuse KV blocks of shared prompt prefixes (default on)\n"
+            "  --no-enable-prefix-caching\n"
+            "  --enforce-eager               skip the warm-up steps\n"
+            "  --load-format mmap|read       how weights are loaded (default mmap)\n"
+            "  --threads N                   compute threads (default: number of CPUs)\n"
+            "  --seed N                      requests without a seed get seeds derived from N\n"
+            "                                (default: the engine's own RNG)\n"
+            "  --debug-check-invariants      check KV/scheduler invariants after every step\n"
+            "  -h, --help                    this help\n");
+}
+
+/* vLLM's human-readable integers plus IEC spellings. 0 or -1. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v >= 0) || isinf(v))
+        return -1;
+    double mult = 1;
+    static const struct {
+        const char *suffix;
+        double mult;
+    } sfx[] = {
+        {"", 1},
+        {"B", 1},
+        {"k", 1e3},
+        {"m", 1e6},
+        {"g", 1e9},
+        {"t", 1e12},
+        {"kB", 1e3},
+        {"KB", 1e3},
+        {"MB", 1e6},
+        {"GB", 1e9},
+        {"TB", 1e12},
+        {"K", 1024.0},
+        {"M", 1048576.0},
+        {"G", 1073741824.0},
+        {"T", 1099511627776.0},
+        {"KiB", 1024.0},
+        {"MiB", 1048576.0},
+        {"GiB", 1073741824.0},
+        {"TiB", 1099511627776.0},
+    };
+    size_t i;
+    for (i = 0; i < sizeof sfx / sizeof sfx[0]; i++)
+        if (!strcmp(end, sfx[i].suffix))
+            break;
+    if (i == sizeof sfx / sizeof sfx[0])
+        return -1;
+    mult = sfx[i].mult;
+    double r = v * mult;
+    if (r >= 18446744073709551615.0 || r != floor(r))
+        return -1;
+    *out = (uint64_t)r;
+    return 0;
+}
+
+static int parse_int_range(const char *s, long lo, long hi, int *out)
+{
+    uint64_t v;
+    if (parse_size(s, &v) != 0 || v > (uint64_t)hi || (long)v < lo)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+struct serve_opts {
+    const char *model_path;
+    struct server_config sc;
+    struct engine_config ec;
+    enum model_load_format load_format;
+};
+
+/* 0 ok, 1 help shown, 2 usage error (message printed). */
+static int parse_args(int argc, char **argv, struct serve_opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        char *arg = argv[i];
+        const char *val = NULL;
+        char name[64];
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            usage(stdout);
+            return 1;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            if (i == 1 && !o->model_path) {
+                o->model_path = arg;
+                continue;
+            }
+            fprintf(stderr, "serve: unexpected argument '%s'\n\n", arg);
+            goto usage_err;
+        }
+        const char *eq = strchr(arg, '=');
+        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (nlen >= sizeof name) {
+            fprintf(stderr, "serve: unknown option '%s'\n\n", arg);
+            goto usage_err;
+        }
+        memcpy(name, arg, nlen);
+        name[nlen] = 0;
+
+        /* flags without a value */
+        static const char *const bool_flags[] = {
+            "--enable-chunked-prefill",  "--no-enable-chunked-prefill",
+            "--enable-prefix-caching",   "--no-enable-prefix-caching",
+            "--enable-prompt-tokens-details", "--enforce-eager",
+            "--enable-log-requests",     "--disable-log-requests",
+            "--disable-log-stats",       "--debug-check-invariants",
+        };
+        int is_bool = 0;
+        for (size_t k = 0; k < sizeof bool_flags / sizeof bool_flags[0]; k++)
+            if (!strcmp(name, bool_flags[k]))
+                is_bool = 1;
+        if (is_bool) {
+            if (eq) {
+                fprintf(stderr, "serve: option '%s' takes no value\n\n", name);
+                goto usage_err;
+            }
+            if (!strcmp(name, "--enable-chunked-prefill"))
+                o->ec.enable_chunked_prefill = 1;
+            else if (!strcmp(name, "--no-enable-chunked-prefill"))
+                o->ec.enable_chunked_prefill = 0;
+            else if (!strcmp(name, "--enable-prefix-caching"))
+                o->ec.enable_prefix_caching = 1;
+            else if (!strcmp(name, "--no-enable-prefix-caching"))
+                o->ec.enable_prefix_caching = 0;
+            else if (!strcmp(name, "--enable-prompt-tokens-details"))
+                o->sc.enable_prompt_tokens_details = 1;
+            else if (!strcmp(name, "--enforce-eager"))
+                o->ec.enforce_eager = 1;
+            else if (!strcmp(name, "--enable-log-requests"))
+                o->sc.log_requests = 1;
+            else if (!strcmp(name, "--disable-log-requests"))
+                o->sc.log_requests = 0;
+            else if (!strcmp(name, "--disable-log-stats"))
+                o->sc.log_stats = 0;
+            else if (!strcmp(name, "--debug-check-invariants"))
+                o->ec.debug_check_invariants = 1;
+            continue;
+        }
+
+        static const char *const value_flags[] = {
+            "--model", "--host", "--port", "--api-key", "--served-model-name", "--block-size",
+            "--gpu-memory-utilization", "--device-memory", "--kv-cache-memory-bytes",
+            "--max-model-len", "--max-num-seqs", "--max-num-batched-tokens", "--load-format",
+            "--threads", "--max-body-bytes", "--seed", "--drain-timeout",
+        };
+        int known = 0;
+        for (size_t k = 0; k < sizeof value_flags / sizeof value_flags[0]; k++)
+            if (!strcmp(name, value_flags[k]))
+                known = 1;
+        if (!known) {
+            fprintf(stderr, "serve: unknown option '%s'\n\n", name);
+            goto usage_err;
+        }
+        if (eq) {
+            val = eq + 1;
+        } else {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "serve: option '%s' needs a value\n\n", name);
+                goto usage_err;
+            }
+            val = argv[++i];
+        }
+
+        uint64_t u;
+        int n;
+        const char *bad = NULL;
+        if (!strcmp(name, "--model")) {
+            o->model_path = val;
+        } else if (!strcmp(name, "--host")) {
+            if (!*val)
+                bad = "a host name or address";
+            o->sc.host = val;
+        } else if (!strcmp(name, "--port")) {
+            if (parse_int_range(val, 0, 65535, &n) != 0)
+                bad = "a port number in [0, 65535]";
+            else
+                o->sc.port = n;
+        } else if (!strcmp(name, "--api-key")) {
+            if (!*val || strlen(val) > 256)
+                bad = "a non-empty key of at most 256 bytes";
+            o->sc.api_key = val;
+        } else if (!strcmp(name, "--served-model-name")) {
+            if (!*val || strlen(val) > 256)
+                bad = "a non-empty name of at most 256 bytes";
+            o->sc.served_model_name = val;
+        } else if (!strcmp(name, "--block-size")) {
+            if (parse_int_range(val, 1, 1024, &n) != 0)
+                bad = "an integer in [1, 1024]";
+            else
+                o->ec.block_size = n;
+        } else if (!strcmp(name, "--gpu-memory-utilization")) {
+            char *end;
+            double d = strtod(val, &end);
+            if (end == val || *end || !(d > 0 && d <= 1))
+                bad = "a fraction in (0, 1]";
+            else
+                o->ec.gpu_memory_utilization = d;
+        } else if (!strcmp(name, "--device-memory")) {
+            if (parse_size(val, &u) != 0 || u == 0)
+                bad = "a positive size such as 4GiB or 512MiB";
+            else
+                o->ec.device_memory_bytes = u;
+        } else if (!strcmp(name, "--kv-cache-memory-bytes")) {
+            if (parse_size(val, &u) != 0 || u == 0)
+                bad = "a positive size such as 64MiB";
+            else
+                o->ec.kv_cache_memory_bytes = u;
+        } else if (!strcmp(name, "--max-model-len")) {
+            if (parse_int_range(val, 1, 1 << 24, &n) != 0)
+                bad = "a positive token count such as 2048, 2k or 2K";
+            else
+                o->ec.max_model_len = n;
+        } else if (!strcmp(name, "--max-num-seqs")) {
+            if (parse_int_range(val, 1, 1 << 16, &n) != 0)
+                bad = "an integer in [1, 65536]";
+            else
+                o->ec.max_num_seqs = n;
+        } else if (!strcmp(name, "--max-num-batched-tokens")) {
+            if (parse_int_range(val, 1, 1 << 24, &n) != 0)
+                bad = "a positive integer";
+            else
+                o->ec.max_num_batched_tokens = n;
+        } else if (!strcmp(name, "--load-format")) {
+            if (!strcmp(val, "mmap"))
+                o->load_format = MODEL_LOAD_MMAP;
+            else if (!strcmp(val, "read"))
+                o->load_format = MODEL_LOAD_READ;
+            else
+                bad = "mmap or read";
+        } else if (!strcmp(name, "--threads")) {
+            if (parse_int_range(val, 0, 1024, &n) != 0)
+                bad = "an integer in [0, 1024] (0 = number of CPUs)";
+            else
+                o->ec.n_threads = n;
+        } else if (!strcmp(name, "--max-body-bytes")) {
+            if (parse_size(val, &u) != 0 || u < 1024 || u > (1ull << 32))
+                bad = "a size between 1KiB and 4GiB";
+            else
+                o->sc.max_body_bytes = (size_t)u;
+        } else if (!strcmp(name, "--seed")) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(val, &end, 10);
+            if (end == val || *end || errno || val[0] == '-')
+                bad = "a non-negative integer";
+            o->sc.seed = v;
+            o->sc.has_seed = 1;
+        } else if (!strcmp(name, "--drain-timeout")) {
+            char *end;
+            double d = strtod(val, &end);
+            if (end == val || *end || !(d >= 0 && d <= 86400))
+                bad = "seconds in [0, 86400]";
+            else
+                o->sc.drain_grace_s = d;
+        }
+        if (bad) {
+            fprintf(stderr, "serve: invalid value '%s' for %s: expected %s\n", val, name, bad);
+            return 2;
+        }
+    }
+    if (!o->model_path) {
+        fprintf(stderr, "serve: --model FILE.gguf is required\n\n");
+        goto usage_err;
+    }
+    return 0;
+
+usage_err:
+    usage(stderr);
+    return 2;
+}
+
+/* "dir/tiny.gguf" -> "tiny" */
+static void default_model_name(const char *path, char *out, size_t out_len)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 5 && !strcmp(base + n - 5, ".gguf"))
+        n -= 5;
+    if (n == 0) {
+        base = "model";
+        n = 5;
+    }
+    if (n >= out_len)
+        n = out_len - 1;
+    memcpy(out, base, n);
+    out[n] = 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    struct serve_opts o;
+    memset(&o, 0, sizeof o);
+    server_config_defaults(&o.sc);
+    engine_config_defaults(&o.ec);
+    o.load_format = MODEL_LOAD_MMAP;
+    int rc = parse_args(argc, argv, &o);
+    if (rc == 1)
+        return 0;
+    if (rc != 0)
+        return rc;
+
+    char name[300];
+    if (!o.sc.served_model_name) {
+        default_model_name(o.model_path, name, sizeof name);
+        o.sc.served_model_name = name;
+    }
+    o.sc.model_path = o.model_path;
+
+    log_set_timestamps(1);
+    log_info("serve", "slmprobe API server version %s", SLMPROBE_VERSION);
+
+    char err[1024];
+    struct model *model = NULL;
+    struct engine *engine = NULL;
+    int engine_started = 0;
+    rc = 1;
+    struct server *srv = server_new(&o.sc, err, sizeof err);
+    if (!srv) {
+        log_error("serve", "%s", err);
+        return 1;
+    }
+    if (server_start(srv) != 0) {
+        log_error("serve", "cannot start the HTTP thread");
+        goto out;
+    }
+
+    log_info("serve", "Starting to load model %s...", o.model_path);
+    mono_ns t0 = clock_now_ns();
+    model = model_load(o.model_path, o.load_format, err, sizeof err);
+    mono_ns t1 = clock_now_ns();
+    if (!model) {
+        log_error("serve", "cannot load model %s: %s", o.model_path, err);
+        goto out;
+    }
+    log_info("serve",
+             "Loading weights took %.2f seconds (open+map %.3f s, first touch %.3f s, f16->f32 "
+             "%.3f s, load format %s)",
+             ns_to_s(t1 - t0), ns_to_s(model->load.open_ns), ns_to_s(model->load.touch_ns),
+             ns_to_s(model->load.convert_ns), o.load_format == MODEL_LOAD_MMAP ? "mmap" : "read");
+    log_info("serve", "Model loading took %.4f GiB and %.6f seconds",
+             (double)model->weight_bytes / 1073741824.0, ns_to_s(t1 - t0));
+    if (server_stop_requested(srv))
+        goto stopped;
+
+    mono_ns t2 = clock_now_ns();
+    engine = engine_new(&o.ec, model, err, sizeof err);
+    if (!engine) {
+        log_error("serve", "%s", err);
+        goto out;
+    }
+    if (server_stop_requested(srv))
+        goto stopped;
+    engine_warmup(engine);
+    if (engine_start(engine) != 0) {
+        log_error("serve", "cannot start the engine thread");
+        goto out;
+    }
+    engine_started = 1;
+    log_info("serve", "init engine (profile, create kv cache, warmup model) took %.2f seconds",
+             ns_to_s(clock_now_ns() - t2));
+    if (server_stop_requested(srv))
+        goto stopped;
+
+    const char *host = o.sc.host;
+    if (strchr(host, ':'))
+        log_info("serve", "Starting vLLM API server 0 on http://[%s]:%d", host, server_port(srv));
+    else
+        log_info("serve", "Starting vLLM API server 0 on http://%s:%d", host, server_port(srv));
+    if (server_set_ready(srv, engine, model) != 0)
+        goto stopped;
+    log_info("serve", "Application startup complete.");
+    server_wait(srv);
+    log_info("serve", "Waiting for application shutdown.");
+    rc = 0;
+    goto out;
+
+stopped:
+    log_info("serve", "Shutting down: stop requested during start-up");
+    server_wait(srv); /* the loop exits by itself after the signal */
+    rc = 0;
+out:
+    /* on errors server_free stops the loop; after server_wait it has already exited */
+    if (engine_started)
+        engine_stop(engine);
+    server_free(srv);
+    engine_free(engine);
+    model_free(model);
+    if (rc == 0)
+        log_info("serve", "Application shutdown complete.");
+    return rc;
+}
