@@ -1,0 +1,538 @@
+/* test_ttft: `slmprobe ttft` end to end against the real embedded server (tiny preset, small KV
+ * pool): a normal run (files, JSON content, timeline order, phases, JSONL line count, no server
+ * left behind), --repeat, --url (warm only, against a server started here), a server that dies
+ * mid-run (records kept, non-zero exit, report says so), SIGINT (server stopped, partial results,
+ * exit 130), and bad options (exit 2). The binary comes from SLMPROBE_BIN (default ./slmprobe). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "probe/client.h"
+#include "test.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/json.h"
+
+/* Small engine for tests: little KV memory, one compute thread, few sequences. */
+#define SERVER_FLAGS "--kv-cache-memory-bytes", "8MiB", "--threads", "1", "--max-num-seqs", "4", \
+                     "--max-model-len", "512"
+
+static const char *bin;
+static char dir[256];
+static char model[512];
+
+static pid_t spawn(char *const argv[], const char *out_path)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Exit status (or 128 + signal) of a command, output in out_path. */
+static int run(char *const argv[], const char *out_path)
+{
+    pid_t pid = spawn(argv, out_path);
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static char *slurp(const char *path)
+{
+    return file_read_all(path, 1 << 26, NULL);
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && st.st_size > 0;
+}
+
+static int count_lines(const char *path)
+{
+    char *s = slurp(path);
+    if (!s)
+        return -1;
+    int n = 0;
+    for (char *p = s; *p; p++)
+        n += *p == '\n';
+    free(s);
+    return n;
+}
+
+/* Processes whose command line mentions our temp dir (every server we launch has the model
+ * path, inside it, in its argv), other than except_pid. */
+static int count_our_processes(pid_t except_pid)
+{
+    DIR *d = opendir("/proc");
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0 || pid == getpid() || pid == except_pid)
+            continue;
+        char path[64], buf[4096];
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        ssize_t r = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (r <= 0)
+            continue;
+        for (ssize_t i = 0; i < r; i++)
+            if (!buf[i])
+                buf[i] = ' ';
+        buf[r] = 0;
+        /* zombies have an empty cmdline; "sh -c" wrappers of ours do not exist */
+        if (strstr(buf, dir) && strstr(buf, "serve")) {
+            fprintf(stderr, "  left over: pid %ld: %s\n", pid, buf);
+            n++;
+        }
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Waits until no process of ours is left (stop is asynchronous only in the SIGKILL case). */
+static int none_left(void)
+{
+    for (int i = 0; i < 50; i++) {
+        if (count_our_processes(0) == 0)
+            return 1;
+        usleep(100000);
+    }
+    return count_our_processes(0) == 0;
+}
+
+static struct json *load_json(const char *path)
+{
+    size_t len = 0;
+    char *s = file_read_all(path, 1 << 26, &len);
+    if (!s)
+        return NULL;
+    char err[128];
+    struct json *j = json_parse(s, len, err, sizeof err);
+    if (!j)
+        fprintf(stderr, "  %s: %s\n", path, err);
+    free(s);
+    return j;
+}
+
+/* Rows of the table with this key, wherever it is. */
+static const struct json *table_rows(const struct json *root, const char *key)
+{
+    const struct json *secs = json_get(root, "sections");
+    for (size_t i = 0; i < json_len(secs); i++) {
+        const struct json *tabs = json_get(json_at(secs, i), "tables");
+        for (size_t j = 0; j < json_len(tabs); j++) {
+            const char *k = json_str(json_get(json_at(tabs, j), "key"), NULL);
+            if (k && !strcmp(k, key))
+                return json_get(json_at(tabs, j), "rows");
+        }
+    }
+    return NULL;
+}
+
+static double num(const struct json *row, const char *key)
+{
+    double v = NAN;
+    json_num(json_get(row, key), &v);
+    return v;
+}
+
+static const char *str(const struct json *row, const char *key)
+{
+    const char *s = json_str(json_get(row, key), NULL);
+    return s ? s : "";
+}
+
+static void path_in(char *out, size_t n, const char *sub, const char *name)
+{
+    snprintf(out, n, "%s/%s/%s", dir, sub, name);
+}
+
+static void test_model_init(void)
+{
+    snprintf(model, sizeof model, "%s/tiny.gguf", dir);
+    char log[512];
+    snprintf(log, sizeof log, "%s/model_init.log", dir);
+    char *argv[] = {(char *)bin, "model", "init", "--preset", "tiny", "-o", model, NULL};
+    CHECK_EQ_INT(run(argv, log), 0);
+    CHECK(file_exists(model));
+}
+
+static void test_bad_options(void)
+{
+    char log[512];
+    snprintf(log, sizeof log, "%s/bad.log", dir);
+    struct {
+        const char *a, *b;
+        const char *msg;
+    } cases[] = {
+        {"--warm-runs", "abc", "--warm-runs"},
+        {"--repeat", "0", "--repeat"},
+        {"--idle-gap", "-1", "--idle-gap"},
+        {"--bogus-option", NULL, "--bogus-option"},
+        {"--max-tokens", "0", "--max-tokens"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *argv[] = {(char *)bin, "ttft", "--model", model, (char *)cases[i].a,
+                        (char *)cases[i].b, NULL};
+        CHECK_EQ_INT(run(argv, log), 2);
+        char *out = slurp(log);
+        CHECK_MSG(out && strstr(out, cases[i].msg), "%s: %s", cases[i].a, out ? out : "");
+        free(out);
+    }
+    char *argv[] = {(char *)bin, "ttft", "--help", NULL};
+    CHECK_EQ_INT(run(argv, log), 0);
+    char *out = slurp(log);
+    const char *opts[] = {"--warm-runs", "--idle-gap", "--repeat", "--prompt-len", "--max-tokens",
+                          "--drop-caches", "--url", "--out"};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+        CHECK_MSG(out && strstr(out, opts[i]), "--help lacks %s", opts[i]);
+    free(out);
+}
+
+static void check_common_outputs(const char *sub)
+{
+    const char *files[] = {"first_token_latency.md", "first_token_latency.html", "ttft.json",
+                           "ttft_requests.jsonl", "ttft_runs.csv"};
+    char p[768];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        path_in(p, sizeof p, sub, files[i]);
+        CHECK_MSG(file_exists(p), "%s missing", p);
+    }
+    path_in(p, sizeof p, sub, "first_token_latency.html");
+    char *html = slurp(p);
+    CHECK(html && strstr(html, "<svg ") && !strstr(html, "<script"));
+    free(html);
+}
+
+static void test_end_to_end(void)
+{
+    char out[512], log[512], p[768];
+    snprintf(out, sizeof out, "%s/e2e", dir);
+    snprintf(log, sizeof log, "%s/e2e.log", dir);
+    char *argv[] = {(char *)bin, "ttft", "--model", model, "--out", out, "--warm-runs", "3",
+                    "--prompt-len", "64", "--max-tokens", "8", "--", SERVER_FLAGS, NULL};
+    int rc = run(argv, log);
+    CHECK_EQ_INT(rc, 0);
+    if (rc != 0) {
+        char *s = slurp(log);
+        fprintf(stderr, "%s\n", s ? s : "");
+        free(s);
+    }
+    check_common_outputs("e2e");
+    CHECK(none_left());
+    path_in(p, sizeof p, "e2e", "ttft_requests.jsonl");
+    CHECK_EQ_INT(count_lines(p), 1 + 1 + 3);
+
+    path_in(p, sizeof p, "e2e", "ttft.json");
+    struct json *j = load_json(p);
+    CHECK(j != NULL);
+    if (!j)
+        return;
+    CHECK_EQ_STR(str(json_get(j, "meta"), "status"), "ok");
+    const struct json *runs = table_rows(j, "runs");
+    int n_cold = 0, n_warm = 0, n_imm = 0;
+    for (size_t i = 0; i < json_len(runs); i++) {
+        const struct json *row = json_at(runs, i);
+        const char *kind = str(row, "kind");
+        double ttft = num(row, "ttft_ms"), e2e = num(row, "e2e_ms");
+        CHECK_MSG(ttft > 0 && e2e >= ttft, "%s: ttft %g e2e %g", str(row, "run"), ttft, e2e);
+        CHECK_EQ_STR(str(row, "status"), "ok");
+        CHECK_EQ_INT((int)num(row, "prompt_tokens"), 64);
+        CHECK_EQ_INT((int)num(row, "completion_tokens"), 8);
+        if (!strcmp(kind, "cold")) {
+            n_cold++;
+            CHECK_EQ_STR(str(row, "run"), "cold_1");
+        } else if (!strcmp(kind, "warm")) {
+            n_warm++;
+        } else if (!strcmp(kind, "warm_immediate")) {
+            n_imm++;
+        }
+    }
+    CHECK_EQ_INT(n_cold, 1);
+    CHECK_EQ_INT(n_imm, 1);
+    CHECK_EQ_INT(n_warm, 3);
+    const struct json *var = table_rows(j, "warm_variance");
+    CHECK_EQ_INT(json_len(var), 1);
+    CHECK_EQ_INT((int)num(json_at(var, 0), "n_warm"), 3);
+    CHECK(num(json_at(var, 0), "cold_warm_factor") > 0);
+
+    /* phases the embedded server logs */
+    const struct json *ph = table_rows(j, "phases");
+    const char *want[] = {"weights_load", "model_load", "kv_cache_alloc", "warmup_graph_capture",
+                          "engine_init"};
+    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+        int found = 0;
+        for (size_t i = 0; i < json_len(ph); i++)
+            if (!strcmp(str(json_at(ph, i), "phase"), want[w])) {
+                found = 1;
+                CHECK_MSG(num(json_at(ph, i), "duration_s") >= 0, "%s not parsed", want[w]);
+            }
+        CHECK_MSG(found, "phase %s missing", want[w]);
+    }
+
+    /* timeline ordered */
+    const struct json *tl = table_rows(j, "timeline");
+    const char *order[] = {"launch", "port_open", "health_ok", "ready", "cold_sent",
+                           "cold_first_token", "cold_done", "stop_sent", "stopped"};
+    double prev = -1;
+    for (size_t o = 0; o < sizeof order / sizeof order[0]; o++) {
+        double v = NAN;
+        for (size_t i = 0; i < json_len(tl); i++)
+            if (!strcmp(str(json_at(tl, i), "event"), order[o]))
+                v = num(json_at(tl, i), "t_since_launch_ms");
+        CHECK_MSG(v >= prev, "%s at %g ms before the previous event (%g ms)", order[o], v, prev);
+        prev = v;
+    }
+    /* the report speaks about what was measured */
+    const struct json *sanity = table_rows(j, "sanity");
+    CHECK(json_len(sanity) >= 5);
+    json_free(j);
+    path_in(p, sizeof p, "e2e", "first_token_latency.md");
+    char *md = slurp(p);
+    CHECK(md && strstr(md, "## Observations") && strstr(md, "## Launch timeline") &&
+          strstr(md, "## Warm variance") && strstr(md, "cold\\_1"));
+    CHECK(md && strstr(md, "first-request penalty"));
+    free(md);
+}
+
+static void test_repeat(void)
+{
+    char out[512], log[512], p[768];
+    snprintf(out, sizeof out, "%s/rep", dir);
+    snprintf(log, sizeof log, "%s/rep.log", dir);
+    char *argv[] = {(char *)bin, "ttft", "--model", model, "--out", out, "--repeat", "2",
+                    "--warm-runs", "1", "--prompt-len", "32", "--max-tokens", "4", "--",
+                    SERVER_FLAGS, NULL};
+    CHECK_EQ_INT(run(argv, log), 0);
+    CHECK(none_left());
+    path_in(p, sizeof p, "rep", "ttft_requests.jsonl");
+    CHECK_EQ_INT(count_lines(p), 2 * (1 + 1 + 1));
+    path_in(p, sizeof p, "rep", "server_r2.log");
+    CHECK(file_exists(p));
+    path_in(p, sizeof p, "rep", "ttft.json");
+    struct json *j = load_json(p);
+    CHECK(j != NULL);
+    if (!j)
+        return;
+    const struct json *reps = table_rows(j, "repeats");
+    CHECK_EQ_INT(json_len(reps), 2);
+    for (size_t i = 0; i < json_len(reps); i++)
+        CHECK(num(json_at(reps, i), "cold_ttft_ms") > 0 && num(json_at(reps, i), "ready_ms") > 0);
+    const struct json *spread = table_rows(j, "cold_spread");
+    CHECK_EQ_INT(json_len(spread), 5);
+    CHECK_EQ_STR(str(json_at(spread, 0), "statistic"), "min");
+    CHECK(num(json_at(spread, 0), "cold_ttft_ms") <= num(json_at(spread, 2), "cold_ttft_ms"));
+    json_free(j);
+}
+
+static void test_url_mode(void)
+{
+    int port = free_port();
+    CHECK(port > 0);
+    char ps[16], out[512], log[512], slog[512], url[64], p[768];
+    snprintf(ps, sizeof ps, "%d", port);
+    snprintf(out, sizeof out, "%s/url", dir);
+    snprintf(log, sizeof log, "%s/url.log", dir);
+    snprintf(slog, sizeof slog, "%s/url_server.log", dir);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    char *sargv[] = {(char *)bin, "serve", "--model", model, "--port", ps, SERVER_FLAGS, NULL};
+    pid_t srv = spawn(sargv, slog);
+    CHECK(srv > 0);
+    /* wait for /health */
+    char health[96], err[128];
+    snprintf(health, sizeof health, "%s/health", url);
+    int ok = 0;
+    for (int i = 0; i < 600 && !ok; i++) {
+        struct buf b;
+        buf_init(&b, 256, 1 << 16);
+        int status = 0;
+        if (http_get(health, NULL, 1000, &b, &status, err, sizeof err) == 0 && status == 200)
+            ok = 1;
+        buf_free(&b);
+        if (!ok)
+            usleep(100000);
+    }
+    CHECK(ok);
+    char *argv[] = {(char *)bin, "ttft", "--url", url, "--out", out, "--warm-runs", "2",
+                    "--prompt-len", "32", "--max-tokens", "4", NULL};
+    CHECK_EQ_INT(run(argv, log), 0);
+    check_common_outputs("url");
+    path_in(p, sizeof p, "url", "ttft_requests.jsonl");
+    CHECK_EQ_INT(count_lines(p), 1 + 2);
+    /* the server we started is still running (url mode never stops it) */
+    CHECK(kill(srv, 0) == 0);
+    path_in(p, sizeof p, "url", "ttft.json");
+    struct json *j = load_json(p);
+    CHECK(j != NULL);
+    if (j) {
+        const struct json *runs = table_rows(j, "runs");
+        CHECK_EQ_INT(json_len(runs), 3);
+        for (size_t i = 0; i < json_len(runs); i++)
+            CHECK(strcmp(str(json_at(runs, i), "kind"), "cold") != 0);
+        CHECK(strstr(str(json_get(j, "meta"), "server"), "warm only"));
+        json_free(j);
+    }
+    path_in(p, sizeof p, "url", "first_token_latency.md");
+    char *md = slurp(p);
+    CHECK(md && strstr(md, "Warm-only run"));
+    free(md);
+    kill(srv, SIGTERM);
+    int st;
+    waitpid(srv, &st, 0);
+}
+
+static void test_server_dies(void)
+{
+    int port = free_port();
+    char ps[16], out[512], log[512], script[512], cmd[1024], p[768];
+    snprintf(ps, sizeof ps, "%d", port);
+    snprintf(out, sizeof out, "%s/die", dir);
+    snprintf(log, sizeof log, "%s/die.log", dir);
+    snprintf(script, sizeof script, "%s/die.sh", dir);
+    /* starts the real server, then kills it once the cold request and warm_0 are recorded */
+    FILE *f = fopen(script, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fprintf(f,
+            "#!/bin/sh\n"
+            "\"%s\" serve --model \"%s\" --port %d --kv-cache-memory-bytes 8MiB --threads 1 "
+            "--max-num-seqs 4 --max-model-len 512 &\n"
+            "pid=$!\n"
+            "j=\"%s/ttft_requests.jsonl\"\n"
+            "while :; do\n"
+            "  n=0; [ -f \"$j\" ] && n=$(wc -l < \"$j\")\n"
+            "  [ \"$n\" -ge 2 ] && break\n"
+            "  sleep 0.05\n"
+            "done\n"
+            "kill -9 $pid\n"
+            "wait $pid\n"
+            "exit 3\n",
+            bin, model, port, out);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "sh %s", script);
+    char *argv[] = {(char *)bin, "ttft", "--serve-cmd", cmd, "--port", ps, "--out", out,
+                    "--warm-runs", "50", "--idle-gap", "0.2", "--prompt-len", "32",
+                    "--max-tokens", "4", NULL};
+    int rc = run(argv, log);
+    CHECK_MSG(rc == 1, "exit %d", rc);
+    CHECK(none_left());
+    check_common_outputs("die");
+    path_in(p, sizeof p, "die", "ttft_requests.jsonl");
+    int n = count_lines(p);
+    CHECK_MSG(n >= 2 && n < 52, "%d lines", n);
+    path_in(p, sizeof p, "die", "ttft.json");
+    struct json *j = load_json(p);
+    CHECK(j != NULL);
+    if (j) {
+        CHECK_EQ_STR(str(json_get(j, "meta"), "status"), "failed");
+        const struct json *runs = table_rows(j, "runs");
+        CHECK((int)json_len(runs) >= 2);
+        CHECK_EQ_STR(str(json_at(runs, 0), "kind"), "cold");
+        CHECK(num(json_at(runs, 0), "ttft_ms") > 0);
+        json_free(j);
+    }
+    path_in(p, sizeof p, "die", "first_token_latency.md");
+    char *md = slurp(p);
+    CHECK(md && strstr(md, "FAILED") && strstr(md, "exited on its own (exit status 3)"));
+    free(md);
+}
+
+static void test_sigint(void)
+{
+    char out[512], log[512], p[768];
+    snprintf(out, sizeof out, "%s/int", dir);
+    snprintf(log, sizeof log, "%s/int.log", dir);
+    char *argv[] = {(char *)bin, "ttft", "--model", model, "--out", out, "--warm-runs", "100",
+                    "--idle-gap", "0.2", "--prompt-len", "32", "--max-tokens", "4", "--",
+                    SERVER_FLAGS, NULL};
+    pid_t pid = spawn(argv, log);
+    CHECK(pid > 0);
+    path_in(p, sizeof p, "int", "ttft_requests.jsonl");
+    mono_ns deadline = clock_now_ns() + 120ull * 1000000000ull;
+    while (clock_now_ns() < deadline && count_lines(p) < 3)
+        usleep(50000);
+    CHECK(count_lines(p) >= 3);
+    kill(pid, SIGINT);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status %d", st);
+    CHECK(none_left());
+    check_common_outputs("int");
+    int n = count_lines(p);
+    CHECK_MSG(n >= 3 && n < 102, "%d lines", n);
+    path_in(p, sizeof p, "int", "ttft.json");
+    struct json *j = load_json(p);
+    CHECK(j != NULL);
+    if (j) {
+        CHECK_EQ_STR(str(json_get(j, "meta"), "status"), "interrupted (partial)");
+        json_free(j);
+    }
+}
+
+int main(void)
+{
+    bin = getenv("SLMPROBE_BIN");
+    if (!bin || !*bin)
+        bin = "./slmprobe";
+    snprintf(dir, sizeof dir, "/tmp/test_ttft_XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    TEST_RUN(test_model_init);
+    TEST_RUN(test_bad_options);
+    TEST_RUN(test_end_to_end);
+    TEST_RUN(test_repeat);
+    TEST_RUN(test_url_mode);
+    TEST_RUN(test_server_dies);
+    TEST_RUN(test_sigint);
+    if (!test_n_fail) {
+        char *argv[] = {"rm", "-rf", dir, NULL};
+        run(argv, "/dev/null");
+    } else {
+        fprintf(stderr, "outputs kept in %s\n", dir);
+    }
+    return TEST_DONE();
+}
