@@ -206,7 +206,7 @@ static enum gguf_status rd_str(struct cur *c, struct gguf_str *out, const char *
     if (len > c->file_bytes - c->pos)
         return fail(c, GGUF_ERR_LIMIT,
                     "%s %" PRIu64 "%s%s%s has length %" PRIu64 " at offset %" PRIu64
-                    ", past the end of the file (%" PRIu64 " bytes)",
+                    ", past the end of the file (%" PRIu64 " bytes; truncated or corrupt)",
                     what, idx, of, owner, q, len, c->pos - 8, c->file_bytes);
     st = need(c, len, "%s %" PRIu64 "%s%s%s", what, idx, of, owner, q);
     if (st)
@@ -255,7 +255,8 @@ static enum gguf_status rd_kv(struct cur *c, uint64_t i, struct gguf_kv *kv)
         if (n > (c->file_bytes - c->pos) / elem)
             return fail(c, GGUF_ERR_LIMIT,
                         "array '%s' claims %" PRIu64 " elements of %" PRIu64
-                        "+ bytes at offset %" PRIu64 ", more than the file (%" PRIu64 " bytes)",
+                        "+ bytes at offset %" PRIu64 ", more than the file (%" PRIu64 " bytes) holds: "
+                        "truncated or corrupt",
                         nm, n, elem, c->pos, c->file_bytes);
         if (at == GGUF_TYPE_STRING) {
             for (uint64_t j = 0; j < n; j++) {
@@ -429,14 +430,14 @@ enum gguf_status gguf_parse(struct gguf_file *g, const void *buf, uint64_t buf_b
     if (g->n_kv > GGUF_MAX_KV || g->n_kv > left / 13) {
         st = fail(&c, GGUF_ERR_LIMIT,
                   "metadata count %" PRIu64 " is impossible (limit %u, and the %" PRIu64
-                  " bytes left in the file hold at most %" PRIu64 ")",
+                  " bytes left in the file hold at most %" PRIu64 "; truncated or corrupt)",
                   g->n_kv, GGUF_MAX_KV, left, left / 13);
         goto fail;
     }
     if (g->n_tensors > GGUF_MAX_TENSORS || g->n_tensors > (left - g->n_kv * 13) / 32) {
         st = fail(&c, GGUF_ERR_LIMIT,
                   "tensor count %" PRIu64 " is impossible (limit %u, and the %" PRIu64
-                  " bytes left in the file hold at most %" PRIu64 ")",
+                  " bytes left in the file hold at most %" PRIu64 "; truncated or corrupt)",
                   g->n_tensors, GGUF_MAX_TENSORS, left, (left - g->n_kv * 13) / 32);
         goto fail;
     }
@@ -496,7 +497,7 @@ enum gguf_status gguf_parse(struct gguf_file *g, const void *buf, uint64_t buf_b
             st = fail(&c, GGUF_ERR_OFFSET,
                       "tensor '%s' data (%" PRIu64 " bytes at data offset %" PRIu64
                       ", file offset %" PRIu64 ") runs past the end of the file (%" PRIu64
-                      " bytes)",
+                      " bytes; truncated or corrupt)",
                       nm, t->n_bytes, t->offset, g->data_offset + (t->offset <= UINT64_MAX -
                       g->data_offset ? t->offset : 0), file_bytes);
             goto fail;
