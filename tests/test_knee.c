@@ -13,11 +13,18 @@ static void make_levels(struct knee_level *lv, size_t n, const double *load, con
                         const double *e2e_s)
 {
     for (size_t i = 0; i < n; i++) {
-        lv[i] = (struct knee_level){.load = load[i], .tok_s = tok_s[i], .qps = tok_s[i] / 64,
-                                    .p95_e2e_s = e2e_s[i], .p95_ttft_ms = 20 * e2e_s[i] * e2e_s[i],
-                                    .p95_tpot_ms = 10 * e2e_s[i], .goodput_frac = NAN,
-                                    .goodput_rps = NAN, .waiting_mean = NAN, .waiting_max = NAN,
-                                    .n_ok = 32, .n_err = 0};
+        lv[i] = (struct knee_level){.load = load[i],
+                                    .tok_s = tok_s[i],
+                                    .qps = tok_s[i] / 64,
+                                    .p95_e2e_s = e2e_s[i],
+                                    .p95_ttft_ms = 20 * e2e_s[i] * e2e_s[i],
+                                    .p95_tpot_ms = 10 * e2e_s[i],
+                                    .goodput_frac = NAN,
+                                    .goodput_rps = NAN,
+                                    .waiting_mean = NAN,
+                                    .waiting_max = NAN,
+                                    .n_ok = 32,
+                                    .n_err = 0};
     }
 }
 
@@ -291,7 +298,8 @@ static void test_slo_levels_and_queue(void)
     knee_rules_make(lv, 6, &kc, &kr, &r);
     dump_rules(&kr, &r);
     CHECK(r.n == KNEE_MAX_RULES);
-    CHECK(has_rule(&r, "Highest concurrency meeting TTFT <= 500 ms for at least 95% of requests: 8"));
+    CHECK(
+        has_rule(&r, "Highest concurrency meeting TTFT <= 500 ms for at least 95% of requests: 8"));
     CHECK(has_rule(&r, "at concurrency 16 only 55% of requests met it"));
     CHECK(has_rule(&r, "The server starts queueing at concurrency 16 (mean 7.5, max 8 requests"));
     /* Stricter attainment: nobody but the lowest levels meets it. */
@@ -331,7 +339,8 @@ static void test_rate_mode(void)
     knee_analyze(lv, 4, &kc, &kr);
     CHECK_EQ_INT(kr.i_knee, 2);
     CHECK(strstr(kr.summary, "Knee at rate 8 req/s") != NULL);
-    /* Non-doubling steps are normalised per doubling: 2 -> 8 with x4 throughput is +100%/doubling. */
+    /* Non-doubling steps are normalised per doubling: 2 -> 8 with x4 throughput is +100%/doubling.
+     */
     double x2[2] = {2, 8}, T2[2] = {100, 400}, L2[2] = {1, 1};
     make_levels(lv, 2, x2, T2, L2);
     knee_analyze(lv, 2, &kc, &kr);

@@ -20,8 +20,9 @@ static size_t count_words(const char *s, size_t n)
 static void test_synth_byte_exact(void)
 {
     struct workload w;
-    CHECK_EQ_INT(workload_init_synth(&w, &(struct workload_synth){.input_len_tokens = 128, .seed = 1}),
-                 WORKLOAD_OK);
+    CHECK_EQ_INT(
+        workload_init_synth(&w, &(struct workload_synth){.input_len_tokens = 128, .seed = 1}),
+        WORKLOAD_OK);
     struct buf a, b;
     buf_init(&a, 256, 1 << 20);
     buf_init(&b, 256, 1 << 20);
@@ -63,7 +64,7 @@ static void test_synth_headers_distinct(void)
     struct workload w;
     workload_init_synth(&w, &(struct workload_synth){.input_len_tokens = 32, .seed = 99});
     enum { N = 2000 };
-    char (*hdr)[17] = calloc(N, 17);
+    char(*hdr)[17] = calloc(N, 17);
     struct buf b;
     buf_init(&b, 64, 4096);
     for (int i = 0; i < N; i++) {
@@ -135,8 +136,8 @@ static void test_synth_range(void)
 static void test_synth_word_mode(void)
 {
     struct workload w;
-    workload_init_synth(&w, &(struct workload_synth){.input_len_tokens = 64,
-                                                     .unit = WORKLOAD_UNIT_WORD, .seed = 3});
+    workload_init_synth(&w, &(struct workload_synth){
+                                .input_len_tokens = 64, .unit = WORKLOAD_UNIT_WORD, .seed = 3});
     struct buf b;
     buf_init(&b, 256, 1 << 16);
     int n = 0;
@@ -159,11 +160,11 @@ static void test_synth_invalid(void)
     CHECK_EQ_INT(workload_init_synth(&w, &(struct workload_synth){.input_len_tokens = 0}),
                  WORKLOAD_ERR_ARG);
     workload_free(&w);
-    CHECK_EQ_INT(workload_init_synth(&w, &(struct workload_synth){.input_len_tokens = 10,
-                                                                  .input_len_range = 1.0}),
+    CHECK_EQ_INT(workload_init_synth(
+                     &w, &(struct workload_synth){.input_len_tokens = 10, .input_len_range = 1.0}),
                  WORKLOAD_ERR_ARG);
-    CHECK_EQ_INT(workload_init_synth(&w, &(struct workload_synth){.input_len_tokens = 10,
-                                                                  .input_len_range = -0.1}),
+    CHECK_EQ_INT(workload_init_synth(
+                     &w, &(struct workload_synth){.input_len_tokens = 10, .input_len_range = -0.1}),
                  WORKLOAD_ERR_ARG);
     CHECK_EQ_STR(workload_status_str(WORKLOAD_ERR_ARG), "invalid argument");
 }
@@ -186,9 +187,9 @@ static void test_jsonl_ok(void)
 {
     struct workload w;
     char err[512] = "";
-    CHECK_EQ_INT(workload_init_file(&w, DATA "prompts_ok.jsonl", 0, WORKLOAD_UNIT_BYTE, 1, err,
-                                    sizeof err),
-                 WORKLOAD_OK);
+    CHECK_EQ_INT(
+        workload_init_file(&w, DATA "prompts_ok.jsonl", 0, WORKLOAD_UNIT_BYTE, 1, err, sizeof err),
+        WORKLOAD_OK);
     CHECK_EQ_INT(w.source, WORKLOAD_SOURCE_JSONL);
     CHECK_EQ_INT(w.n_prompts, 3);
     if (w.n_prompts == 3) {
@@ -234,7 +235,8 @@ static void expect_file_error(const char *path, enum workload_status want, const
 {
     struct workload w;
     char err[512] = "";
-    enum workload_status st = workload_init_file(&w, path, 0, WORKLOAD_UNIT_BYTE, 1, err, sizeof err);
+    enum workload_status st =
+        workload_init_file(&w, path, 0, WORKLOAD_UNIT_BYTE, 1, err, sizeof err);
     CHECK_MSG(st == want, "%s: got %s (%s)", path, workload_status_str(st), err);
     CHECK_MSG(strstr(err, needle) != NULL, "%s: \"%s\" lacks \"%s\"", path, err, needle);
     CHECK_EQ_INT(w.n_prompts, 0);
@@ -307,8 +309,11 @@ static void test_sharegpt(void)
 static void test_prefix_mix(void)
 {
     struct workload_prefix g;
-    struct workload_prefix_config cfg = {.prefix_len_tokens = 100, .suffix_len_tokens = 20,
-                                         .n_variants = 3, .hit_rate = 0.75, .seed = 11};
+    struct workload_prefix_config cfg = {.prefix_len_tokens = 100,
+                                         .suffix_len_tokens = 20,
+                                         .n_variants = 3,
+                                         .hit_rate = 0.75,
+                                         .seed = 11};
     CHECK_EQ_INT(workload_prefix_init(&g, &cfg), WORKLOAD_OK);
     struct buf b, v[3];
     buf_init(&b, 256, 1 << 16);
@@ -362,8 +367,8 @@ static void test_prefix_edges(void)
     buf_init(&b, 256, 1 << 16);
     /* hit_rate 0: every prefix is the request's own. */
     CHECK_EQ_INT(workload_prefix_init(&g, &(struct workload_prefix_config){.prefix_len_tokens = 32,
-                                                                          .suffix_len_tokens = 8,
-                                                                          .n_variants = 1}),
+                                                                           .suffix_len_tokens = 8,
+                                                                           .n_variants = 1}),
                  WORKLOAD_OK);
     struct buf first;
     buf_init(&first, 64, 4096);
@@ -379,11 +384,14 @@ static void test_prefix_edges(void)
     }
     workload_prefix_free(&g);
     /* hit_rate 1, one variant, word mode. */
-    CHECK_EQ_INT(workload_prefix_init(&g, &(struct workload_prefix_config){
-                                              .prefix_len_tokens = 40, .suffix_len_tokens = 10,
-                                              .n_variants = 1, .hit_rate = 1.0,
-                                              .unit = WORKLOAD_UNIT_WORD, .seed = 4}),
-                 WORKLOAD_OK);
+    CHECK_EQ_INT(
+        workload_prefix_init(&g, &(struct workload_prefix_config){.prefix_len_tokens = 40,
+                                                                  .suffix_len_tokens = 10,
+                                                                  .n_variants = 1,
+                                                                  .hit_rate = 1.0,
+                                                                  .unit = WORKLOAD_UNIT_WORD,
+                                                                  .seed = 4}),
+        WORKLOAD_OK);
     for (int i = 0; i < 5; i++) {
         struct workload_prefix_info info;
         buf_reset(&b);
@@ -394,23 +402,23 @@ static void test_prefix_edges(void)
     }
     workload_prefix_free(&g);
     /* Invalid configurations. */
-    CHECK_EQ_INT(workload_prefix_init(&g, &(struct workload_prefix_config){.suffix_len_tokens = 0,
-                                                                          .n_variants = 1}),
+    CHECK_EQ_INT(workload_prefix_init(
+                     &g, &(struct workload_prefix_config){.suffix_len_tokens = 0, .n_variants = 1}),
+                 WORKLOAD_ERR_ARG);
+    CHECK_EQ_INT(workload_prefix_init(
+                     &g, &(struct workload_prefix_config){.suffix_len_tokens = 1, .n_variants = 0}),
                  WORKLOAD_ERR_ARG);
     CHECK_EQ_INT(workload_prefix_init(&g, &(struct workload_prefix_config){.suffix_len_tokens = 1,
-                                                                          .n_variants = 0}),
-                 WORKLOAD_ERR_ARG);
-    CHECK_EQ_INT(workload_prefix_init(&g, &(struct workload_prefix_config){
-                                              .suffix_len_tokens = 1, .n_variants = 1,
-                                              .hit_rate = 1.5}),
+                                                                           .n_variants = 1,
+                                                                           .hit_rate = 1.5}),
                  WORKLOAD_ERR_ARG);
     CHECK_EQ_INT(workload_prefix_next(&g, &b, NULL), WORKLOAD_ERR_ARG);
     workload_prefix_free(&g);
     /* Cap: nothing counted, the retry gives the same request. */
     CHECK_EQ_INT(workload_prefix_init(&g, &(struct workload_prefix_config){.prefix_len_tokens = 500,
-                                                                          .suffix_len_tokens = 10,
-                                                                          .n_variants = 1,
-                                                                          .hit_rate = 1.0}),
+                                                                           .suffix_len_tokens = 10,
+                                                                           .n_variants = 1,
+                                                                           .hit_rate = 1.0}),
                  WORKLOAD_OK);
     struct buf small;
     buf_init(&small, 16, 100);

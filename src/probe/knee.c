@@ -15,9 +15,12 @@
 const char *knee_status_str(enum knee_status st)
 {
     switch (st) {
-    case KNEE_OK: return "ok";
-    case KNEE_ERR_SYNTAX: return "syntax error";
-    case KNEE_ERR_RANGE: return "out of range";
+    case KNEE_OK:
+        return "ok";
+    case KNEE_ERR_SYNTAX:
+        return "syntax error";
+    case KNEE_ERR_RANGE:
+        return "out of range";
     }
     return "unknown";
 }
@@ -25,11 +28,16 @@ const char *knee_status_str(enum knee_status st)
 const char *knee_reason_str(enum knee_reason r)
 {
     switch (r) {
-    case KNEE_REASON_NONE: return "no usable level";
-    case KNEE_REASON_SINGLE: return "single level";
-    case KNEE_REASON_THROUGHPUT_FLAT: return "throughput flat";
-    case KNEE_REASON_LATENCY: return "latency outgrows throughput";
-    case KNEE_REASON_NOT_REACHED: return "not reached";
+    case KNEE_REASON_NONE:
+        return "no usable level";
+    case KNEE_REASON_SINGLE:
+        return "single level";
+    case KNEE_REASON_THROUGHPUT_FLAT:
+        return "throughput flat";
+    case KNEE_REASON_LATENCY:
+        return "latency outgrows throughput";
+    case KNEE_REASON_NOT_REACHED:
+        return "not reached";
     }
     return "unknown";
 }
@@ -370,7 +378,8 @@ void knee_analyze(const struct knee_level *lv, size_t n, const struct knee_confi
 
 /* ---- rules of thumb ---- */
 
-static void rule_add(struct knee_rules *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rule_add(struct knee_rules *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void rule_add(struct knee_rules *r, const char *fmt, ...)
 {
     if (r->n >= KNEE_MAX_RULES)
@@ -406,10 +415,11 @@ static void rule_errors(const struct knee_level *lv, size_t n, const struct knee
         tot += lv[i].n_err + lv[i].n_ok;
         n_dead += lv[i].n_ok == 0;
         if (n_listed < 4) {
-            int w = snprintf(text + len, sizeof text - len, "%s%s %s: %d of %d failed%s",
-                             n_listed ? "; " : "", n_listed ? cfg->load_name : cap_word(cfg->load_name, cname, sizeof cname),
-                             fmt_load(cfg, lv[i].load, a, sizeof a), lv[i].n_err,
-                             lv[i].n_err + lv[i].n_ok, lv[i].n_ok == 0 ? " (all)" : "");
+            int w = snprintf(
+                text + len, sizeof text - len, "%s%s %s: %d of %d failed%s", n_listed ? "; " : "",
+                n_listed ? cfg->load_name : cap_word(cfg->load_name, cname, sizeof cname),
+                fmt_load(cfg, lv[i].load, a, sizeof a), lv[i].n_err, lv[i].n_err + lv[i].n_ok,
+                lv[i].n_ok == 0 ? " (all)" : "");
             if (w > 0 && (size_t)w < sizeof text - len)
                 len += (size_t)w;
             n_listed++;
@@ -591,10 +601,11 @@ void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_co
                      name, fmt_load(cfg, Q->load, a, sizeof a), Q->waiting_mean, Q->waiting_max);
         }
     } else if (any_w) {
-        rule_add(out,
-                 "The server never queued a request (waiting stayed below 1 at every level): it ran "
-                 "up to %s %s at once, so its batch limit was not reached.",
-                 name, fmt_load(cfg, last->load, a, sizeof a));
+        rule_add(
+            out,
+            "The server never queued a request (waiting stayed below 1 at every level): it ran "
+            "up to %s %s at once, so its batch limit was not reached.",
+            name, fmt_load(cfg, last->load, a, sizeof a));
     }
 
     /* Where the added latency comes from. */

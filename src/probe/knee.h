@@ -36,8 +36,8 @@ struct knee_slo {
     double tpot_ms;
     double e2e_ms;
 };
-void knee_slo_none(struct knee_slo *slo);          /* every bound NAN */
-int knee_slo_is_set(const struct knee_slo *slo);   /* 1 if any bound is set */
+void knee_slo_none(struct knee_slo *slo);        /* every bound NAN */
+int knee_slo_is_set(const struct knee_slo *slo); /* 1 if any bound is set */
 /* Parses "ttft:500ms,tpot:50ms,e2e:2s" (keys ttft|tpot|e2e; values > 0 with unit us|ms|s; order
  * free; a key given twice: the last wins). KNEE_OK, or KNEE_ERR_SYNTAX / KNEE_ERR_RANGE with a
  * message naming the offending item in err; *out is untouched on error. */
@@ -53,26 +53,26 @@ const char *knee_slo_str(const struct knee_slo *slo, char *out, size_t out_len);
 /* ---- sweep analysis ---- */
 
 struct knee_level {
-    double load;          /* concurrency, or offered rate (req/s); > 0 */
-    double tok_s;         /* output tokens per second: the throughput the knee is judged on */
-    double qps;           /* successful requests per second */
+    double load;  /* concurrency, or offered rate (req/s); > 0 */
+    double tok_s; /* output tokens per second: the throughput the knee is judged on */
+    double qps;   /* successful requests per second */
     double p95_e2e_s;
-    double p95_ttft_ms;   /* NAN unknown */
-    double p95_tpot_ms;   /* NAN unknown */
-    double goodput_frac;  /* requests meeting every SLO / requests sent; NAN without an SLO */
-    double goodput_rps;   /* requests meeting every SLO per second; NAN without an SLO */
-    double waiting_mean;  /* server queue (e.g. vllm:num_requests_waiting) during the level; NAN */
-    double waiting_max;   /* NAN unknown */
-    int n_ok;             /* successful requests */
-    int n_err;            /* failed requests (all classes) */
+    double p95_ttft_ms;  /* NAN unknown */
+    double p95_tpot_ms;  /* NAN unknown */
+    double goodput_frac; /* requests meeting every SLO / requests sent; NAN without an SLO */
+    double goodput_rps;  /* requests meeting every SLO per second; NAN without an SLO */
+    double waiting_mean; /* server queue (e.g. vllm:num_requests_waiting) during the level; NAN */
+    double waiting_max;  /* NAN unknown */
+    int n_ok;            /* successful requests */
+    int n_err;           /* failed requests (all classes) */
 };
 
 struct knee_config {
-    double threshold;       /* per-doubling throughput gain below which scaling stopped; 0.10 */
-    double slo_attainment;  /* a level meets the SLO when goodput_frac >= this; 0.95 */
-    const char *load_name;  /* "concurrency" (default) or "rate" */
-    const char *load_unit;  /* appended to load values in sentences: "" or " req/s" */
-    const char *slo_desc;   /* "TTFT <= 500 ms, TPOT <= 50 ms", or NULL when no SLO was given */
+    double threshold;      /* per-doubling throughput gain below which scaling stopped; 0.10 */
+    double slo_attainment; /* a level meets the SLO when goodput_frac >= this; 0.95 */
+    const char *load_name; /* "concurrency" (default) or "rate" */
+    const char *load_unit; /* appended to load values in sentences: "" or " req/s" */
+    const char *slo_desc;  /* "TTFT <= 500 ms, TPOT <= 50 ms", or NULL when no SLO was given */
 };
 void knee_config_defaults(struct knee_config *cfg);
 
@@ -87,18 +87,18 @@ const char *knee_reason_str(enum knee_reason r); /* "no usable level", "throughp
 
 struct knee_result {
     int n_usable;
-    int i_knee;           /* index into the caller's array; -1 with no usable level */
-    int knee_reached;     /* 1: scaling stopped within the sweep */
+    int i_knee;       /* index into the caller's array; -1 with no usable level */
+    int knee_reached; /* 1: scaling stopped within the sweep */
     enum knee_reason reason;
-    int i_next;           /* usable level after the knee, -1 if none */
+    int i_next;               /* usable level after the knee, -1 if none */
     double gain_per_doubling; /* knee -> i_next, fraction (0.04 = +4%); NAN if no i_next */
-    double tput_ratio;    /* T_next / T_knee; NAN if no i_next */
-    double e2e_ratio;     /* L_next / L_knee; NAN if no i_next */
-    int i_peak;           /* highest tok_s; -1 */
-    int i_sweet;          /* highest tok_s / p95_e2e_s, among SLO-meeting levels when an SLO was
-                             given and some level met it, else among usable levels; -1 */
-    int i_slo_max;        /* highest load with goodput_frac >= slo_attainment; -1 none / no SLO */
-    char summary[320];    /* one computed sentence about the knee */
+    double tput_ratio;        /* T_next / T_knee; NAN if no i_next */
+    double e2e_ratio;         /* L_next / L_knee; NAN if no i_next */
+    int i_peak;               /* highest tok_s; -1 */
+    int i_sweet;              /* highest tok_s / p95_e2e_s, among SLO-meeting levels when an SLO was
+                                 given and some level met it, else among usable levels; -1 */
+    int i_slo_max;     /* highest load with goodput_frac >= slo_attainment; -1 none / no SLO */
+    char summary[320]; /* one computed sentence about the knee */
 };
 
 /* Levels in any order (they are ranked by load). Never fails; see knee_result for the outcomes. */

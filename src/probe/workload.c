@@ -14,43 +14,58 @@
 /* 256 common English words; with a leading space each is a single token in the GPT-2, Llama 3
  * and Qwen BPE vocabularies, so WORKLOAD_UNIT_WORD lengths are close to token counts. */
 static const char *const words[] = {
-    "the", "of", "and", "to", "in", "is", "was", "for", "on", "that", "with", "as", "by", "at",
-    "from", "it", "his", "an", "are", "were", "be", "this", "which", "or", "had", "not", "but",
-    "have", "first", "also", "one", "their", "after", "two", "new", "been", "its", "has", "who",
-    "other", "year", "time", "up", "more", "all", "over", "her", "into", "she", "he", "can",
-    "only", "may", "some", "most", "city", "made", "such", "world", "many", "between", "three",
-    "state", "during", "later", "than", "used", "known", "would", "then", "when", "where", "while",
-    "about", "there", "under", "school", "people", "they", "both", "through", "well", "before",
-    "part", "second", "these", "since", "series", "work", "life", "north", "south", "film", "team",
-    "game", "war", "music", "name", "four", "five", "house", "album", "family", "group", "area",
-    "number", "same", "until", "found", "each", "high", "church", "season", "best", "early",
-    "played", "line", "place", "end", "based", "public", "against", "show", "river", "around",
-    "became", "own", "party", "national", "several", "long", "day", "side", "great", "main",
-    "home", "did", "began", "out", "old", "any", "even", "way", "back", "last", "left", "put",
-    "set", "small", "large", "water", "light", "road", "power", "book", "story", "point", "board",
-    "open", "field", "order", "level", "market", "money", "data", "model", "system", "test",
-    "value", "price", "color", "green", "blue", "red", "black", "white", "table", "door", "window",
-    "paper", "letter", "word", "text", "page", "news", "sound", "voice", "song", "art", "food",
-    "bread", "fish", "tree", "stone", "wood", "glass", "metal", "fire", "air", "earth", "sun",
-    "moon", "star", "sky", "rain", "snow", "wind", "sea", "lake", "hill", "town", "village",
-    "street", "bridge", "tower", "garden", "farm", "horse", "dog", "cat", "bird", "king", "queen",
-    "army", "ship", "train", "car", "plane", "center", "office", "court", "law", "rule", "plan",
-    "idea", "mind", "heart", "hand", "head", "face", "eye", "body", "child", "woman", "man",
-    "friend", "father", "mother", "brother", "sister", "son", "daughter", "doctor", "teacher",
-    "student", "class",
+    "the",      "of",      "and",    "to",       "in",      "is",      "was",     "for",
+    "on",       "that",    "with",   "as",       "by",      "at",      "from",    "it",
+    "his",      "an",      "are",    "were",     "be",      "this",    "which",   "or",
+    "had",      "not",     "but",    "have",     "first",   "also",    "one",     "their",
+    "after",    "two",     "new",    "been",     "its",     "has",     "who",     "other",
+    "year",     "time",    "up",     "more",     "all",     "over",    "her",     "into",
+    "she",      "he",      "can",    "only",     "may",     "some",    "most",    "city",
+    "made",     "such",    "world",  "many",     "between", "three",   "state",   "during",
+    "later",    "than",    "used",   "known",    "would",   "then",    "when",    "where",
+    "while",    "about",   "there",  "under",    "school",  "people",  "they",    "both",
+    "through",  "well",    "before", "part",     "second",  "these",   "since",   "series",
+    "work",     "life",    "north",  "south",    "film",    "team",    "game",    "war",
+    "music",    "name",    "four",   "five",     "house",   "album",   "family",  "group",
+    "area",     "number",  "same",   "until",    "found",   "each",    "high",    "church",
+    "season",   "best",    "early",  "played",   "line",    "place",   "end",     "based",
+    "public",   "against", "show",   "river",    "around",  "became",  "own",     "party",
+    "national", "several", "long",   "day",      "side",    "great",   "main",    "home",
+    "did",      "began",   "out",    "old",      "any",     "even",    "way",     "back",
+    "last",     "left",    "put",    "set",      "small",   "large",   "water",   "light",
+    "road",     "power",   "book",   "story",    "point",   "board",   "open",    "field",
+    "order",    "level",   "market", "money",    "data",    "model",   "system",  "test",
+    "value",    "price",   "color",  "green",    "blue",    "red",     "black",   "white",
+    "table",    "door",    "window", "paper",    "letter",  "word",    "text",    "page",
+    "news",     "sound",   "voice",  "song",     "art",     "food",    "bread",   "fish",
+    "tree",     "stone",   "wood",   "glass",    "metal",   "fire",    "air",     "earth",
+    "sun",      "moon",    "star",   "sky",      "rain",    "snow",    "wind",    "sea",
+    "lake",     "hill",    "town",   "village",  "street",  "bridge",  "tower",   "garden",
+    "farm",     "horse",   "dog",    "cat",      "bird",    "king",    "queen",   "army",
+    "ship",     "train",   "car",    "plane",    "center",  "office",  "court",   "law",
+    "rule",     "plan",    "idea",   "mind",     "heart",   "hand",    "head",    "face",
+    "eye",      "body",    "child",  "woman",    "man",     "friend",  "father",  "mother",
+    "brother",  "sister",  "son",    "daughter", "doctor",  "teacher", "student", "class",
 };
 _Static_assert(sizeof words / sizeof words[0] == 256, "the word list must hold 256 words");
 
 const char *workload_status_str(enum workload_status st)
 {
     switch (st) {
-    case WORKLOAD_OK: return "ok";
-    case WORKLOAD_ERR_IO: return "unreadable file";
-    case WORKLOAD_ERR_JSON: return "malformed JSON";
-    case WORKLOAD_ERR_FIELD: return "bad prompt field";
-    case WORKLOAD_ERR_EMPTY: return "no prompts";
-    case WORKLOAD_ERR_ARG: return "invalid argument";
-    case WORKLOAD_ERR_CAP: return "buffer cap reached";
+    case WORKLOAD_OK:
+        return "ok";
+    case WORKLOAD_ERR_IO:
+        return "unreadable file";
+    case WORKLOAD_ERR_JSON:
+        return "malformed JSON";
+    case WORKLOAD_ERR_FIELD:
+        return "bad prompt field";
+    case WORKLOAD_ERR_EMPTY:
+        return "no prompts";
+    case WORKLOAD_ERR_ARG:
+        return "invalid argument";
+    case WORKLOAD_ERR_CAP:
+        return "buffer cap reached";
     }
     return "unknown";
 }
@@ -63,9 +78,12 @@ const char *workload_unit_str(enum workload_unit u)
 const char *workload_source_str(enum workload_source s)
 {
     switch (s) {
-    case WORKLOAD_SOURCE_SYNTH: return "synthetic";
-    case WORKLOAD_SOURCE_JSONL: return "jsonl";
-    case WORKLOAD_SOURCE_SHAREGPT: return "sharegpt";
+    case WORKLOAD_SOURCE_SYNTH:
+        return "synthetic";
+    case WORKLOAD_SOURCE_JSONL:
+        return "jsonl";
+    case WORKLOAD_SOURCE_SHAREGPT:
+        return "sharegpt";
     }
     return "unknown";
 }
@@ -260,8 +278,9 @@ void workload_describe(const struct workload *w, struct buf *out)
             long hi = lround(s.input_len_tokens * (1.0 + s.input_len_range));
             buf_printf(out, " (uniform in [%ld, %ld])", lo < 1 ? 1 : lo, hi);
         }
-        buf_printf(out, " (%s), seed %llu; each prompt starts with a header unique to its request, "
-                        "so no two requests share a prefix and nothing is prefix-cached by accident.",
+        buf_printf(out,
+                   " (%s), seed %llu; each prompt starts with a header unique to its request, "
+                   "so no two requests share a prefix and nothing is prefix-cached by accident.",
                    unit_note, (unsigned long long)w->synth.seed);
         return;
     }
@@ -391,8 +410,9 @@ static enum workload_status load_sharegpt(struct loader *L, const char *path, co
             size_t vlen = 0;
             const char *s = json_str(v, &vlen);
             if (!s) {
-                snprintf(err, err_len, "%s: entry %zu, turn %zu: human \"value\" is %s, not a string",
-                         path, i, t, json_type_str(json_type_of(v)));
+                snprintf(err, err_len,
+                         "%s: entry %zu, turn %zu: human \"value\" is %s, not a string", path, i, t,
+                         json_type_str(json_type_of(v)));
                 st = WORKLOAD_ERR_FIELD;
                 goto done;
             }

@@ -31,12 +31,12 @@
 
 enum workload_status {
     WORKLOAD_OK = 0,
-    WORKLOAD_ERR_IO,      /* the prompt file could not be read */
-    WORKLOAD_ERR_JSON,    /* malformed JSON (the message names the line) */
-    WORKLOAD_ERR_FIELD,   /* a missing, non-string or empty prompt (the message names the line) */
-    WORKLOAD_ERR_EMPTY,   /* the file holds no usable prompt */
-    WORKLOAD_ERR_ARG,     /* a length, range, variant count or rate out of bounds */
-    WORKLOAD_ERR_CAP,     /* the output buffer's cap was reached */
+    WORKLOAD_ERR_IO,    /* the prompt file could not be read */
+    WORKLOAD_ERR_JSON,  /* malformed JSON (the message names the line) */
+    WORKLOAD_ERR_FIELD, /* a missing, non-string or empty prompt (the message names the line) */
+    WORKLOAD_ERR_EMPTY, /* the file holds no usable prompt */
+    WORKLOAD_ERR_ARG,   /* a length, range, variant count or rate out of bounds */
+    WORKLOAD_ERR_CAP,   /* the output buffer's cap was reached */
 };
 const char *workload_status_str(enum workload_status st); /* "ok", "unreadable file", ... */
 
@@ -65,12 +65,12 @@ const char *workload_source_str(enum workload_source s); /* "synthetic", "jsonl"
 
 struct workload {
     enum workload_source source;
-    struct workload_synth synth;  /* SYNTH; unit and seed are used by every source */
-    int unique_header;            /* file prompts: prepend the unique header (default 1) */
-    char **prompts;               /* file prompts, owned */
+    struct workload_synth synth; /* SYNTH; unit and seed are used by every source */
+    int unique_header;           /* file prompts: prepend the unique header (default 1) */
+    char **prompts;              /* file prompts, owned */
     size_t *prompt_lens;
     size_t n_prompts;
-    size_t n_skipped;             /* ShareGPT entries without a human turn */
+    size_t n_skipped;                          /* ShareGPT entries without a human turn */
     size_t prompt_bytes_min, prompt_bytes_max; /* over the file's prompts (header excluded) */
     double prompt_bytes_mean;
     char path[512];
@@ -116,24 +116,24 @@ void workload_describe(const struct workload *w, struct buf *out);
  *                        .suffix_len_tokens = 64, .n_variants = 4, .hit_rate = 0.75, .seed = 7 });
  *   workload_prefix_next(&g, &b, &info) ... workload_prefix_free(&g); */
 struct workload_prefix_config {
-    int prefix_len_tokens;  /* P >= 0 */
-    int suffix_len_tokens;  /* S >= 1 */
-    int n_variants;         /* V >= 1 */
-    double hit_rate;        /* [0, 1] */
+    int prefix_len_tokens; /* P >= 0 */
+    int suffix_len_tokens; /* S >= 1 */
+    int n_variants;        /* V >= 1 */
+    double hit_rate;       /* [0, 1] */
     enum workload_unit unit;
     uint64_t seed;
 };
 struct workload_prefix_info {
-    uint64_t i_request;     /* 0, 1, 2, ... in generation order */
-    int variant;            /* shared prefix used, or -1 (a prefix of this request's own) */
-    int expect_hit;         /* 1: variant was used by an earlier request */
-    int n_prefix_tokens;    /* P (exact in byte mode) */
-    int n_suffix_tokens;    /* S */
+    uint64_t i_request;  /* 0, 1, 2, ... in generation order */
+    int variant;         /* shared prefix used, or -1 (a prefix of this request's own) */
+    int expect_hit;      /* 1: variant was used by an earlier request */
+    int n_prefix_tokens; /* P (exact in byte mode) */
+    int n_suffix_tokens; /* S */
 };
 struct workload_prefix {
     struct workload_prefix_config cfg;
     uint64_t n_made;
-    uint64_t n_shared;      /* requests that used a shared prefix so far */
+    uint64_t n_shared; /* requests that used a shared prefix so far */
     uint64_t n_expect_hit;
     unsigned char *variant_used; /* [n_variants], owned */
 };
