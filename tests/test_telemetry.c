@@ -1,0 +1,292 @@
+/* test_telemetry: process-tree CPU % (a busy child ~100 %, an idle one ~0 %, a busy grandchild
+ * counted under its parent), RSS of a child that touched 200 MB, host facts and page cache, the
+ * GPU path on whatever machine this runs (no GPU here: available == 0 with a reason and no
+ * numeric field reported as a measured zero), the sampler thread and its window stats, ring
+ * overwrite accounting. */
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "probe/telemetry.h"
+#include "test.h"
+#include "util/clock.h"
+
+enum child_kind { CHILD_BUSY, CHILD_IDLE, CHILD_TOUCH_200MB, CHILD_BUSY_GRANDCHILD };
+
+/* Forks a child of the given kind; returns once it is in its steady state. */
+static pid_t spawn(enum child_kind kind)
+{
+    int pfd[2];
+    if (pipe(pfd) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        if (kind == CHILD_TOUCH_200MB) {
+            size_t n = 200u << 20;
+            volatile char *p = malloc(n);
+            for (size_t i = 0; p && i < n; i += 4096)
+                p[i] = (char)i;
+        }
+        if (kind == CHILD_BUSY_GRANDCHILD)
+            setpgid(0, 0); /* its own group, so the test can kill both at once */
+        if (kind == CHILD_BUSY_GRANDCHILD && fork() == 0) {
+            for (volatile unsigned long x = 0;; x++)
+                ;
+        }
+        if (write(pfd[1], "r", 1) != 1)
+            _exit(1);
+        if (kind == CHILD_BUSY)
+            for (volatile unsigned long x = 0;; x++)
+                ;
+        for (;;)
+            pause();
+    }
+    close(pfd[1]);
+    char c;
+    if (read(pfd[0], &c, 1) != 1) {
+        close(pfd[0]);
+        return -1;
+    }
+    close(pfd[0]);
+    return pid;
+}
+
+static void reap(pid_t pid, int group)
+{
+    if (group)
+        kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+static double cpu_over(pid_t pid, int ms, int *n_procs)
+{
+    struct telemetry_proc_sample a, b;
+    CHECK(telemetry_proc_tree_sample(pid, &a) == 0);
+    clock_sleep_ns((uint64_t)ms * 1000000ull);
+    CHECK(telemetry_proc_tree_sample(pid, &b) == 0);
+    if (n_procs)
+        *n_procs = b.n_procs;
+    return telemetry_cpu_pct(&a, &b);
+}
+
+static void test_cpu_busy_and_idle(void)
+{
+    pid_t busy = spawn(CHILD_BUSY), idle = spawn(CHILD_IDLE);
+    CHECK(busy > 0 && idle > 0);
+    int np = 0;
+    double b = cpu_over(busy, 700, &np);
+    double i = cpu_over(idle, 700, NULL);
+    fprintf(stderr, "  busy %.1f%%, idle %.1f%%\n", b, i);
+    CHECK_EQ_INT(np, 1);
+    CHECK_MSG(b > 30 && b < 130, "busy child %.1f%%", b);
+    CHECK_MSG(i >= 0 && i < 10, "idle child %.1f%%", i);
+    reap(busy, 0);
+    reap(idle, 0);
+
+    /* a busy grandchild is part of the tree */
+    pid_t parent = spawn(CHILD_BUSY_GRANDCHILD);
+    double g = cpu_over(parent, 700, &np);
+    fprintf(stderr, "  tree with busy grandchild %.1f%% (%d procs)\n", g, np);
+    CHECK_EQ_INT(np, 2);
+    CHECK_MSG(g > 30, "tree %.1f%%", g);
+    struct telemetry_proc_sample s;
+    telemetry_proc_tree_sample(parent, &s);
+    CHECK(s.rss_bytes > 0);
+    reap(parent, 1);
+}
+
+static void test_rss_200mb(void)
+{
+    pid_t pid = spawn(CHILD_TOUCH_200MB);
+    CHECK(pid > 0);
+    struct telemetry_proc_sample s;
+    CHECK(telemetry_proc_tree_sample(pid, &s) == 0);
+    fprintf(stderr, "  rss %.1f MiB, read_bytes %lld%s%s\n", s.rss_bytes / 1048576.0,
+            (long long)s.read_bytes, s.read_bytes < 0 ? ": " : "", s.read_bytes_reason);
+    CHECK_MSG(s.rss_bytes >= 150ll << 20, "rss %lld", (long long)s.rss_bytes);
+    CHECK(s.read_bytes >= 0 || s.read_bytes_reason[0]); /* a number, or why not */
+    reap(pid, 0);
+
+    /* a pid that does not exist: nothing measured, nothing reported as 0 */
+    CHECK(telemetry_proc_tree_sample(999999999, &s) == -1);
+    CHECK_EQ_INT(s.n_procs, 0);
+    CHECK_EQ_INT(s.rss_bytes, -1);
+    CHECK_EQ_INT(s.read_bytes, -1);
+    struct telemetry_proc_sample a = s;
+    CHECK(isnan(telemetry_cpu_pct(&a, &s)));
+}
+
+static void test_host(void)
+{
+    struct telemetry_host h;
+    CHECK(telemetry_host_read(&h) == 0);
+    fprintf(stderr, "  %s | %d cpus | %.1f GiB | cache %.2f GiB | %s | %s\n", h.cpu_model, h.n_cpus,
+            h.mem_total_bytes / 1073741824.0, h.page_cache_bytes / 1073741824.0, h.os, h.kernel);
+    CHECK(h.n_cpus >= 1);
+    CHECK(h.mem_total_bytes > 0);
+    CHECK(h.mem_available_bytes > 0 && h.mem_available_bytes <= h.mem_total_bytes);
+    CHECK(h.page_cache_bytes >= 0);
+    CHECK(h.kernel[0] != 0);
+    CHECK(strncmp(h.kernel, "Linux", 5) == 0);
+    CHECK(h.os[0] != 0);
+    CHECK(h.os[0] != '"');
+    int64_t pc = telemetry_page_cache_bytes();
+    CHECK(pc >= 0);
+
+    /* reading a file we just wrote puts it in the page cache: Cached does not drop to 0 */
+    char path[] = "/tmp/slm_tele_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    static char block[1 << 16];
+    memset(block, 'x', sizeof block);
+    for (int i = 0; i < 64; i++)
+        CHECK(write(fd, block, sizeof block) == (ssize_t)sizeof block);
+    close(fd);
+    CHECK(telemetry_page_cache_bytes() > 0);
+    unlink(path);
+}
+
+static void test_gpu(void)
+{
+    struct telemetry_gpus g;
+    int rc = telemetry_gpu_read(&g);
+    if (rc != 0) {
+        fprintf(stderr, "  no GPU: %s\n", g.reason);
+        CHECK_EQ_INT(g.available, 0);
+        CHECK(g.reason[0] != 0);
+        CHECK_EQ_INT(g.n_gpus, 0); /* no device rows, so no field can read as a measured 0 */
+        CHECK_EQ_STR(g.source, "none");
+        if (access("/dev/nvidiactl", F_OK) != 0) {
+            CHECK(strstr(g.reason, "libnvidia-ml.so.1") != NULL);
+            CHECK(strstr(g.reason, "nvidia-smi") != NULL);
+        }
+        /* the second read is the cached answer, same reason */
+        struct telemetry_gpus g2;
+        CHECK(telemetry_gpu_read(&g2) == -1);
+        CHECK_EQ_STR(g2.reason, g.reason);
+    } else {
+        fprintf(stderr, "  %d GPU(s) via %s, driver %s\n", g.n_gpus, g.source, g.driver_version);
+        CHECK(g.available);
+        CHECK(g.n_gpus >= 1);
+        for (int i = 0; i < g.n_gpus; i++) {
+            CHECK(g.gpu[i].name[0] != 0);
+            CHECK(g.gpu[i].mem_total_bytes > 0);
+            CHECK(g.gpu[i].mem_used_bytes >= 0 &&
+                  g.gpu[i].mem_used_bytes <= g.gpu[i].mem_total_bytes);
+            CHECK(isnan(g.gpu[i].util_gpu_pct) ||
+                  (g.gpu[i].util_gpu_pct >= 0 && g.gpu[i].util_gpu_pct <= 100));
+        }
+    }
+    char path[] = "/tmp/slm_gpu_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w+");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    int st = telemetry_gpu_selftest(f);
+    fflush(f);
+    rewind(f);
+    char line[512] = "";
+    CHECK(fgets(line, sizeof line, f) != NULL);
+    fclose(f);
+    unlink(path);
+    CHECK_EQ_INT(st, rc == 0 ? 0 : 1);
+    CHECK(strncmp(line, rc == 0 ? "gpu: " : "gpu: none: ", rc == 0 ? 5 : 11) == 0);
+}
+
+static void test_sampler_window(void)
+{
+    pid_t busy = spawn(CHILD_BUSY);
+    CHECK(busy > 0);
+    struct telemetry_sampler *s = telemetry_sampler_new(&(struct telemetry_sampler_config){
+        .root_pid = busy, .interval_ms = 50, .cap_samples = 1000, .with_gpu = 1});
+    CHECK(telemetry_sampler_start(s) == 0);
+    CHECK(telemetry_sampler_start(s) == 0); /* already running: fine */
+    clock_sleep_ns(150 * 1000 * 1000);
+    mono_ns t0 = clock_now_ns();
+    clock_sleep_ns(1000 * 1000 * 1000);
+    mono_ns t1 = clock_now_ns();
+    /* switch to an idle child: CPU of the later window drops */
+    pid_t idle = spawn(CHILD_IDLE);
+    telemetry_sampler_set_root(s, idle);
+    clock_sleep_ns(200 * 1000 * 1000);
+    mono_ns t2 = clock_now_ns();
+    clock_sleep_ns(600 * 1000 * 1000);
+    mono_ns t3 = clock_now_ns();
+    telemetry_sampler_stop(s);
+    telemetry_sampler_stop(s); /* idempotent */
+
+    struct telemetry_window w;
+    CHECK(telemetry_sampler_window(s, t0, t1, &w) == 0);
+    fprintf(stderr, "  busy window: %zu samples, cpu mean %.1f%% max %.1f%%, rss max %lld, gpu %s\n",
+            w.n_samples, w.cpu_mean_pct, w.cpu_max_pct, (long long)w.rss_max_bytes,
+            w.gpu_available ? "yes" : w.gpu_reason);
+    CHECK(w.n_samples >= 10 && w.n_samples <= 25);
+    CHECK_EQ_INT(w.n_dropped, 0);
+    CHECK_MSG(w.cpu_mean_pct > 30, "%.1f", w.cpu_mean_pct);
+    CHECK(w.cpu_max_pct >= w.cpu_mean_pct);
+    CHECK(w.rss_max_bytes > 0);
+    struct telemetry_gpus g;
+    if (telemetry_gpu_read(&g) != 0) {
+        CHECK_EQ_INT(w.gpu_available, 0);
+        CHECK(w.gpu_reason[0] != 0);
+        CHECK(isnan(w.gpu_util_mean_pct) && isnan(w.gpu_util_max_pct));
+        CHECK_EQ_INT(w.gpu_mem_used_max_bytes, -1);
+    } else {
+        CHECK(w.gpu_available);
+        CHECK(w.gpu_mem_used_max_bytes > 0);
+    }
+    CHECK(telemetry_sampler_window(s, t2, t3, &w) == 0);
+    fprintf(stderr, "  idle window: %zu samples, cpu mean %.1f%%\n", w.n_samples, w.cpu_mean_pct);
+    CHECK_MSG(w.cpu_mean_pct < 10, "%.1f", w.cpu_mean_pct);
+    CHECK(telemetry_sampler_window(s, t3 + 1000000000ull, t3 + 2000000000ull, &w) == -1);
+    CHECK_EQ_INT(w.n_samples, 0);
+    CHECK(isnan(w.cpu_mean_pct));
+    CHECK_EQ_INT(w.rss_max_bytes, -1);
+
+    struct telemetry_sample all[1000];
+    size_t n = telemetry_sampler_copy(s, all, 1000);
+    CHECK(n >= 30);
+    for (size_t i = 1; i < n; i++)
+        CHECK(all[i].t_ns > all[i - 1].t_ns);
+    telemetry_sampler_free(s);
+    reap(busy, 0);
+    reap(idle, 0);
+}
+
+static void test_ring_overwrite(void)
+{
+    struct telemetry_sampler *s = telemetry_sampler_new(&(struct telemetry_sampler_config){
+        .root_pid = getpid(), .interval_ms = 1, .cap_samples = 5, .with_gpu = 0});
+    mono_ns t0 = clock_now_ns();
+    for (int i = 0; i < 20; i++) {
+        telemetry_sampler_tick(s);
+        clock_sleep_ns(2 * 1000 * 1000);
+    }
+    struct telemetry_sample out[10];
+    CHECK_EQ_INT(telemetry_sampler_copy(s, out, 10), 5);
+    struct telemetry_window w;
+    CHECK(telemetry_sampler_window(s, t0, clock_now_ns(), &w) == 0);
+    CHECK_EQ_INT(w.n_samples, 5);
+    CHECK_MSG(w.n_dropped >= 10, "%zu", w.n_dropped); /* the window began before the ring */
+    CHECK_EQ_INT(w.gpu_available, 0);
+    CHECK_EQ_STR(w.gpu_reason, "GPU sampling not requested");
+    telemetry_sampler_free(s);
+    telemetry_sampler_free(NULL);
+}
+
+int main(void)
+{
+    TEST_RUN(test_cpu_busy_and_idle);
+    TEST_RUN(test_rss_200mb);
+    TEST_RUN(test_host);
+    TEST_RUN(test_gpu);
+    TEST_RUN(test_sampler_window);
+    TEST_RUN(test_ring_overwrite);
+    return TEST_DONE();
+}
