@@ -26,6 +26,8 @@
 /* Small engine for tests: little KV memory, one compute thread, few sequences. */
 #define SERVER_FLAGS "--kv-cache-memory-bytes", "8MiB", "--threads", "1", "--max-num-seqs", "4", \
                      "--max-model-len", "512"
+/* The same without the engine's warm-up (seconds under ASan): for tests not about phases. */
+#define FAST_FLAGS SERVER_FLAGS, "--enforce-eager"
 
 static const char *bin;
 static char dir[256];
@@ -343,7 +345,7 @@ static void test_repeat(void)
     snprintf(log, sizeof log, "%s/rep.log", dir);
     char *argv[] = {(char *)bin, "ttft", "--model", model, "--out", out, "--repeat", "2",
                     "--warm-runs", "1", "--prompt-len", "32", "--max-tokens", "4", "--",
-                    SERVER_FLAGS, NULL};
+                    FAST_FLAGS, NULL};
     CHECK_EQ_INT(run(argv, log), 0);
     CHECK(none_left());
     path_in(p, sizeof p, "rep", "ttft_requests.jsonl");
@@ -376,7 +378,7 @@ static void test_url_mode(void)
     snprintf(log, sizeof log, "%s/url.log", dir);
     snprintf(slog, sizeof slog, "%s/url_server.log", dir);
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
-    char *sargv[] = {(char *)bin, "serve", "--model", model, "--port", ps, SERVER_FLAGS, NULL};
+    char *sargv[] = {(char *)bin, "serve", "--model", model, "--port", ps, FAST_FLAGS, NULL};
     pid_t srv = spawn(sargv, slog);
     CHECK(srv > 0);
     /* wait for /health */
@@ -438,7 +440,7 @@ static void test_server_dies(void)
     fprintf(f,
             "#!/bin/sh\n"
             "\"%s\" serve --model \"%s\" --port %d --kv-cache-memory-bytes 8MiB --threads 1 "
-            "--max-num-seqs 4 --max-model-len 512 &\n"
+            "--max-num-seqs 4 --max-model-len 512 --enforce-eager &\n"
             "pid=$!\n"
             "j=\"%s/ttft_requests.jsonl\"\n"
             "while :; do\n"
@@ -486,7 +488,7 @@ static void test_sigint(void)
     snprintf(log, sizeof log, "%s/int.log", dir);
     char *argv[] = {(char *)bin, "ttft", "--model", model, "--out", out, "--warm-runs", "100",
                     "--idle-gap", "0.2", "--prompt-len", "32", "--max-tokens", "4", "--",
-                    SERVER_FLAGS, NULL};
+                    FAST_FLAGS, NULL};
     pid_t pid = spawn(argv, log);
     CHECK(pid > 0);
     path_in(p, sizeof p, "int", "ttft_requests.jsonl");

@@ -398,6 +398,13 @@ static int send_one(struct ttft_ctx *cx, struct ttft_repeat *rr, struct client *
     }
     struct request_record rec = cx->last;
     cx->have_last = 0;
+    if ((rec.error == REQ_ERROR_CONNECT || rec.error == REQ_ERROR_PROTOCOL) && !cx->url_mode &&
+        !server_gone) {
+        /* a cut connection is often the server going down: give its exit a moment to show */
+        mono_ns until = clock_now_ns() + 1000000000ull;
+        while (target_alive(t) && clock_now_ns() < until && !target_interrupted())
+            poll(NULL, 0, 20);
+    }
     if (rec.error != REQ_ERROR_NONE && !cx->url_mode && !server_gone && !target_alive(t))
         server_gone = 1;
     if (server_gone && rec.error != REQ_ERROR_NONE)
@@ -647,7 +654,7 @@ stop:
         char ex[96];
         cx->failed = 1;
         if (!cx->fail_msg[0])
-            snprintf(cx->fail_msg, sizeof cx->fail_msg, "repeat %d: the server exited (%s)",
+            snprintf(cx->fail_msg, sizeof cx->fail_msg, "launch %d: the server exited (%s)",
                      rr->index, target_exit_str(&rr->exit, ex, sizeof ex));
     }
     rr->tl = t->tl;
@@ -838,8 +845,13 @@ static void section_config(struct ttft_ctx *cx, struct report *r)
     if (r0 && r0->argv) {
         struct buf a;
         buf_init(&a, 256, 1 << 16);
+        char self[1024];
+        ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+        self[sl > 0 ? sl : 0] = 0;
         for (int i = 0; i < r0->argc; i++) {
             const char *w = r0->argv[i];
+            if (i == 0 && !strcmp(w, "/proc/self/exe") && self[0])
+                w = self; /* what the child exec'd */
             int quote = !*w || strpbrk(w, " \t\"'\\$`") != NULL;
             buf_printf(&a, "%s%s%s%s", i ? " " : "", quote ? "'" : "", w, quote ? "'" : "");
         }
@@ -1327,16 +1339,31 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
                           a, parts[best].name, parts[best].s,
                           100 * parts[best].s / (ready_ms / 1000), logged,
                           unlogged_s > 0 ? unlogged_s : 0.0);
+            /* an aggregate phase dominated: name its largest logged part */
+            const enum startup_phase sub_e[] = {STARTUP_PHASE_TORCH_COMPILE,
+                                                STARTUP_PHASE_KV_CACHE_ALLOC,
+                                                STARTUP_PHASE_WARMUP_GRAPH_CAPTURE};
+            const enum startup_phase sub_m[] = {STARTUP_PHASE_WEIGHTS_LOAD};
+            const enum startup_phase *sub = NULL;
+            size_t n_sub = 0;
+            if (!strcmp(parts[best].name, "engine_init")) {
+                sub = sub_e;
+                n_sub = 3;
+            } else if (!strcmp(parts[best].name, "model_load")) {
+                sub = sub_m;
+                n_sub = 1;
+            }
+            int bi = -1;
+            for (size_t i = 0; i < n_sub; i++)
+                if (isfinite(si->phase_s[sub[i]]) &&
+                    (bi < 0 || si->phase_s[sub[i]] > si->phase_s[sub[bi]]))
+                    bi = (int)i;
+            if (bi >= 0 && parts[best].s > 0)
+                report_bullet(s, "Within %s, %s took %.3f s (%.0f%%).", parts[best].name,
+                              startup_phase_str(sub[bi]), si->phase_s[sub[bi]],
+                              100 * si->phase_s[sub[bi]] / parts[best].s);
         }
         n_said++;
-        /* weights load within the model load */
-        double w = si->phase_s[STARTUP_PHASE_WEIGHTS_LOAD];
-        double ml = si->phase_s[STARTUP_PHASE_MODEL_LOAD];
-        if (isfinite(w) && isfinite(ml) && ml > 0) {
-            report_bullet(s, "Reading the weights took %.3f s of the %.3f s model load (%.0f%%).",
-                          w, ml, 100 * w / ml);
-            n_said++;
-        }
     } else if (!cx->url_mode && !isfinite(ready_ms)) {
         report_bullet(s, "The server never became ready, so there is no cold-start split.");
         n_said++;
@@ -1403,9 +1430,12 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
 
     /* CPU */
     if (isfinite(rr->cpu_cold_pct) || isfinite(rr->cpu_warm_pct)) {
-        report_bullet(s, "Server CPU was %.0f%% during the cold request and %.0f%% on average "
-                         "during the warm runs (100%% = one core).",
-                      rr->cpu_cold_pct, rr->cpu_warm_pct);
+        char cc[48], cw[48];
+        snprintf(cc, sizeof cc, isfinite(rr->cpu_cold_pct) ? "%.0f%%" : "n/a", rr->cpu_cold_pct);
+        snprintf(cw, sizeof cw, isfinite(rr->cpu_warm_pct) ? "%.0f%%" : "n/a", rr->cpu_warm_pct);
+        report_bullet(s, "Server CPU was %s during the %s and %s on average during the warm "
+                         "runs (100%% = one core).",
+                      cc, cx->url_mode ? "first request" : "cold request", cw);
         n_said++;
     }
 
@@ -1670,8 +1700,11 @@ int cmd_ttft(int argc, char **argv)
         struct summary sm;
         summary_of(v, nw, &sm);
         free(v);
-        printf("cold ttft %.2f ms, warm median %.2f ms over %zu runs%s\n", cold_ttft_ms(rr),
-               sm.p50, nw, cx->failed ? " (run FAILED)" : "");
+        char a[32], b[32];
+        fmt_ms(cold_ttft_ms(rr), a, sizeof a);
+        fmt_ms(sm.p50, b, sizeof b);
+        printf("cold ttft %s, warm median ttft %s over %zu runs%s\n", a, b, nw,
+               cx->failed ? " (run FAILED)" : "");
     }
 
     record_writer_close(cx->writer);
