@@ -39,6 +39,7 @@
 #define OUT_CAP_BYTES (16u << 20)  /* unsent response bytes per connection (slow reader) */
 #define IDLE_TIMEOUT_S 60          /* keep-alive idle / partial request */
 #define CLOSE_TIMEOUT_S 30         /* flushing the last response before closing */
+#define LINGER_S 3                 /* discarding input after the last response */
 #define MAX_CONNS 8192
 #define STOP_MAX 16
 #define STOP_LEN_MAX 256
@@ -58,6 +59,8 @@ enum conn_state {
     CONN_STATE_TRAILER,
     CONN_STATE_BUSY,       /* request dispatched; response (maybe streaming) in progress */
     CONN_STATE_CLOSING,    /* flushing the last response, then close */
+    CONN_STATE_LINGER,     /* response sent, write side shut: discard input until EOF, so that a
+                              client still sending its request reads our answer, not a reset */
 };
 
 struct http_req {
@@ -87,6 +90,7 @@ struct conn {
     struct gen *gen;     /* generation in flight on this connection */
     int resp_chunked;    /* current response uses chunked transfer encoding */
     int overflow;        /* client stopped reading: close at the next safe point */
+    mono_ns t_linger_ns; /* CONN_STATE_LINGER since */
     char line[HEAD_LINE_CAP + 1];
     struct conn *prev, *next;
 };
@@ -345,6 +349,8 @@ static void conn_set_timeouts(struct conn *c)
         bufferevent_set_timeouts(c->bev, NULL, NULL);
     else if (c->state == CONN_STATE_CLOSING)
         bufferevent_set_timeouts(c->bev, NULL, &closing);
+    else if (c->state == CONN_STATE_LINGER)
+        bufferevent_set_timeouts(c->bev, &(struct timeval){LINGER_S, 0}, NULL);
     else
         bufferevent_set_timeouts(c->bev, &idle, NULL);
 }
@@ -2005,6 +2011,7 @@ static enum parse_result parse_step(struct conn *c, struct evbuffer *in)
         return PARSE_PROGRESS;
     case CONN_STATE_BUSY:
     case CONN_STATE_CLOSING:
+    case CONN_STATE_LINGER:
         return PARSE_STOP;
     }
     return PARSE_STOP;
@@ -2013,7 +2020,7 @@ static enum parse_result parse_step(struct conn *c, struct evbuffer *in)
 static void conn_process_input(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    while (c->state != CONN_STATE_BUSY && c->state != CONN_STATE_CLOSING) {
+    while (c->state < CONN_STATE_BUSY) {
         if (parse_step(c, in) != PARSE_PROGRESS)
             return;
     }
@@ -2025,14 +2032,33 @@ static void conn_process_input(struct conn *c)
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
+    if (c->state == CONN_STATE_LINGER) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        if (clock_now_ns() - c->t_linger_ns > (mono_ns)LINGER_S * 1000000000ull)
+            conn_free(c);
+        return;
+    }
     conn_process_input(c);
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    if (c->state == CONN_STATE_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (c->state != CONN_STATE_CLOSING || evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+        return;
+    /* lingering close: stop writing, read and discard until the client closes (or a timeout) */
+    c->state = CONN_STATE_LINGER;
+    c->t_linger_ns = clock_now_ns();
+    if (shutdown(bufferevent_getfd(bev), SHUT_WR) != 0) {
         conn_free(c);
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    conn_set_timeouts(c);
+    bufferevent_enable(bev, EV_READ);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
