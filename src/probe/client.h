@@ -84,6 +84,20 @@ int http_post_json(const char *url, const char *api_key, const char *json, long 
  * {"error":"text"}. Falls back to the body's first bytes. Writes a NUL-terminated string. */
 void client_error_message(const char *body, size_t len, char *out, size_t out_len);
 
+/* The per-event fast path (exposed for tests): a validating, allocation-free scan of one SSE data
+ * payload. Returns 1 and fills out when data is a well-formed JSON object with no non-null
+ * "usage", "timings" or "error" member; text_bytes is the decoded UTF-8 length of
+ * choices[0].text (completions) or choices[0].delta.content (chat), finish_reason that of
+ * choices[0].finish_reason ("" when null or absent; cut to 15 bytes). Returns 0 when the caller
+ * must use the full JSON parser (those members, invalid JSON, escapes in keys, numbers longer
+ * than 18 characters, ...). Any thread. */
+struct client_chunk_fast {
+    size_t text_bytes;
+    char finish_reason[16];
+};
+int client_chunk_scan(const char *data, size_t len, enum client_api api,
+                      struct client_chunk_fast *out);
+
 /* The client's own measured ceiling (bench/bench_client writes bench/out/client.json), so that
  * probes can warn when a run approaches what the client itself can sustain. */
 struct client_ceiling {

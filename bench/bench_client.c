@@ -1,0 +1,650 @@
+/* bench_client: the probe client's own ceiling, measured against a loopback SSE streamer.
+ *
+ * The streamer (in this file, run in a forked child pinned to its own core) is a single-threaded
+ * epoll HTTP/1.1 server that answers POST /v1/completions with OpenAI-shaped text_completion
+ * chunks in chunked transfer encoding, either as fast as the socket takes them or one event per
+ * fixed gap. Every event carries its CLOCK_MONOTONIC send time ("t_send_ns"), stamped right before
+ * the send(2) that carries it, and the streamer also stores that stamp in shared memory by
+ * (request, event) so the parent can compare it with the client's receive stamp.
+ *
+ * The parent runs the real client (probe/client.h) on one core and reports:
+ *   - requests/s at 1-token outputs (closed loop, 64 in flight, keep-alive);
+ *   - SSE events/s at concurrency 1, 64 and 1,024 (as-fast-as-possible streams);
+ *   - timestamp error = client receive stamp - streamer send stamp, p50/p99, at 256 streams
+ *     with a fixed inter-token gap.
+ * Prints a Markdown section (make bench collects it) with one machine-readable line per number
+ * ("client_ceiling key=value"), and writes bench/out/client.json, which client_ceiling_load()
+ * reads so probes can warn near the ceiling. Flags: --quick (shorter runs), --out PATH. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "probe/client.h"
+#include "probe/stats.h"
+#include "util/buf.h"
+#include "util/clock.h"
+
+/* Shared send stamps for the timestamp-error run: [TS_MAX_REQ][TS_MAX_EV]. */
+#define TS_MAX_REQ 256
+#define TS_MAX_EV 256
+
+/* ------------------------------------------------------------------------------------------ */
+/* Streamer (child process)                                                                     */
+
+#define S_MAX_CONNS 4096
+#define S_IN_CAP 65536
+#define S_OUT_CAP (256 * 1024)
+#define S_BATCH_BYTES (32 * 1024)
+
+struct sconn {
+    int fd;
+    int used;
+    char *in;
+    size_t in_len;
+    char *out;
+    size_t out_len, out_off;
+    int streaming; /* a response is in progress */
+    int n_total;   /* content events to send */
+    int n_sent;
+    uint64_t gap_ns; /* 0: as fast as possible */
+    mono_ns next_ns; /* gap mode: when the next event is due */
+    long req_id;     /* index into the shared stamps, -1 none */
+    int blocked;     /* last send hit EAGAIN: wait for EPOLLOUT */
+    int in_ready;    /* on the ready list */
+};
+
+struct streamer {
+    int epfd;
+    int lfd;
+    struct sconn *conns; /* indexed by fd */
+    mono_ns *stamps;
+    int *ready; /* fds with work that does not wait for the socket */
+    int n_ready;
+};
+
+static const char s_event_head[] =
+    "data: {\"id\":\"cmpl-bench\",\"object\":\"text_completion\",\"created\":1700000000,"
+    "\"model\":\"bench\",\"choices\":[{\"index\":0,\"text\":\" tok\",\"logprobs\":null,"
+    "\"finish_reason\":null,\"stop_reason\":null}],\"usage\":null,\"t_send_ns\":";
+
+static long s_json_num(const char *body, size_t len, const char *key, long dflt)
+{
+    /* The bench's own request shapes only: "key":123 somewhere in the body. */
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = memmem(body, len, pat, strlen(pat));
+    if (!p)
+        return dflt;
+    return strtol(p + strlen(pat), NULL, 10);
+}
+
+static void s_mark_ready(struct streamer *s, struct sconn *c)
+{
+    if (!c->in_ready) {
+        c->in_ready = 1;
+        s->ready[s->n_ready++] = c->fd;
+    }
+}
+
+static void s_close(struct streamer *s, struct sconn *c)
+{
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->used = 0;
+    c->streaming = 0;
+    c->in_len = c->out_len = c->out_off = 0;
+}
+
+/* Sends pending output; returns -1 if the connection died. */
+static int s_flush(struct sconn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                c->blocked = 1;
+                return 0;
+            }
+            return -1;
+        }
+        c->out_off += (size_t)n;
+    }
+    c->out_off = c->out_len = 0;
+    c->blocked = 0;
+    return 0;
+}
+
+static void s_put(struct sconn *c, const char *data, size_t n)
+{
+    if (c->out_len + n > S_OUT_CAP) {
+        fprintf(stderr, "streamer: output buffer overflow\n");
+        abort();
+    }
+    memcpy(c->out + c->out_len, data, n);
+    c->out_len += n;
+}
+
+/* Appends a chunk holding `count` content events, each stamped now; records stamps. */
+static void s_put_events(struct streamer *s, struct sconn *c, int count)
+{
+    char body[S_BATCH_BYTES + 1024];
+    size_t blen = 0;
+    mono_ns now = clock_now_ns();
+    for (int i = 0; i < count; i++) {
+        memcpy(body + blen, s_event_head, sizeof s_event_head - 1);
+        blen += sizeof s_event_head - 1;
+        blen += (size_t)sprintf(body + blen, "%llu}\n\n", (unsigned long long)now);
+        if (c->req_id >= 0 && c->req_id < TS_MAX_REQ && c->n_sent < TS_MAX_EV)
+            s->stamps[c->req_id * TS_MAX_EV + c->n_sent] = now;
+        c->n_sent++;
+    }
+    char head[16];
+    int hl = sprintf(head, "%zx\r\n", blen);
+    s_put(c, head, (size_t)hl);
+    s_put(c, body, blen);
+    s_put(c, "\r\n", 2);
+}
+
+static void s_put_trailer(struct sconn *c)
+{
+    char body[1024];
+    int n = snprintf(body, sizeof body,
+                     "data: {\"id\":\"cmpl-bench\",\"object\":\"text_completion\",\"created\":"
+                     "1700000000,\"model\":\"bench\",\"choices\":[{\"index\":0,\"text\":\"\","
+                     "\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null}],"
+                     "\"usage\":null}\n\n"
+                     "data: {\"id\":\"cmpl-bench\",\"object\":\"text_completion\",\"created\":"
+                     "1700000000,\"model\":\"bench\",\"choices\":[],\"usage\":{\"prompt_tokens\":"
+                     "4,\"total_tokens\":%d,\"completion_tokens\":%d}}\n\n"
+                     "data: [DONE]\n\n",
+                     4 + c->n_total, c->n_total);
+    char head[16];
+    int hl = sprintf(head, "%x\r\n", n);
+    s_put(c, head, (size_t)hl);
+    s_put(c, body, (size_t)n);
+    s_put(c, "\r\n0\r\n\r\n", 7);
+}
+
+/* Starts the next request in c->in if a whole one is there. */
+static void s_try_request(struct streamer *s, struct sconn *c)
+{
+    if (c->streaming)
+        return;
+    c->in[c->in_len] = 0;
+    char *end = strstr(c->in, "\r\n\r\n");
+    if (!end)
+        return;
+    size_t hdr = (size_t)(end - c->in) + 4;
+    size_t clen = 0;
+    const char *cl = strcasestr(c->in, "\r\nContent-Length:");
+    if (cl && cl < end)
+        clen = strtoul(cl + 17, NULL, 10);
+    if (hdr + clen > c->in_len)
+        return;
+    const char *body = c->in + hdr;
+    c->n_total = (int)s_json_num(body, clen, "max_tokens", 16);
+    c->gap_ns = (uint64_t)s_json_num(body, clen, "bench_gap_us", 0) * 1000u;
+    c->req_id = s_json_num(body, clen, "bench_req", -1);
+    long offset_us = s_json_num(body, clen, "bench_offset_us", 0);
+    c->n_sent = 0;
+    c->streaming = 1;
+    memmove(c->in, c->in + hdr + clen, c->in_len - hdr - clen);
+    c->in_len -= hdr + clen;
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                               "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+    s_put(c, head, sizeof head - 1);
+    c->next_ns = clock_now_ns() + (uint64_t)offset_us * 1000u;
+    s_mark_ready(s, c);
+}
+
+/* Does the work due on c now. Returns 1 if c still has immediate work (fast mode). */
+static int s_pump(struct streamer *s, struct sconn *c, mono_ns now)
+{
+    if (!c->used)
+        return 0;
+    if (c->out_len && s_flush(c) != 0) {
+        s_close(s, c);
+        return 0;
+    }
+    if (c->blocked || !c->streaming)
+        return 0;
+    if (c->gap_ns) {
+        if (c->n_sent < c->n_total) {
+            if (now < c->next_ns)
+                return 0;
+            s_put_events(s, c, 1);
+            c->next_ns += c->gap_ns;
+            if (c->next_ns < now)
+                c->next_ns = now + c->gap_ns; /* fell behind: do not burst */
+        }
+    } else {
+        /* One batch per turn so that no connection starves the others. */
+        int per = (int)(S_BATCH_BYTES / (sizeof s_event_head + 24));
+        int left = c->n_total - c->n_sent;
+        if (left > 0)
+            s_put_events(s, c, left < per ? left : per);
+    }
+    if (c->n_sent >= c->n_total) {
+        s_put_trailer(c);
+        c->streaming = 0;
+    }
+    if (s_flush(c) != 0) {
+        s_close(s, c);
+        return 0;
+    }
+    if (!c->streaming) {
+        s_try_request(s, c); /* pipelined or already-read next request */
+        return c->streaming && !c->blocked && !c->gap_ns;
+    }
+    return !c->blocked && !c->gap_ns;
+}
+
+static void s_read(struct streamer *s, struct sconn *c)
+{
+    for (;;) {
+        if (c->in_len >= S_IN_CAP - 1) {
+            s_close(s, c);
+            return;
+        }
+        ssize_t n = recv(c->fd, c->in + c->in_len, S_IN_CAP - 1 - c->in_len, 0);
+        if (n > 0) {
+            c->in_len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        s_close(s, c);
+        return;
+    }
+    s_try_request(s, c);
+}
+
+static void streamer_run(int lfd, mono_ns *stamps)
+{
+    struct streamer s = {0};
+    s.lfd = lfd;
+    s.stamps = stamps;
+    s.epfd = epoll_create1(EPOLL_CLOEXEC);
+    s.conns = xcalloc(S_MAX_CONNS, sizeof *s.conns);
+    s.ready = xmalloc(S_MAX_CONNS * sizeof *s.ready);
+    fcntl(lfd, F_SETFL, O_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
+    epoll_ctl(s.epfd, EPOLL_CTL_ADD, lfd, &ev);
+    struct epoll_event evs[512];
+    for (;;) {
+        /* Timeout: 0 with ready work, else until the next gap-mode event is due. */
+        int timeout_ms = -1;
+        mono_ns now = clock_now_ns();
+        mono_ns next = 0;
+        if (s.n_ready > 0) {
+            timeout_ms = 0;
+        } else {
+            for (int fd = 0; fd < S_MAX_CONNS; fd++) {
+                struct sconn *c = &s.conns[fd];
+                if (c->used && c->streaming && c->gap_ns && !c->blocked &&
+                    (!next || c->next_ns < next))
+                    next = c->next_ns;
+            }
+            if (next)
+                timeout_ms = next <= now ? 0 : (int)((next - now) / 1000000u);
+        }
+        int n = epoll_wait(s.epfd, evs, 512, timeout_ms);
+        /* Sub-millisecond remainder: spin to the due time for exact gaps. */
+        if (n == 0 && next && s.n_ready == 0)
+            while (clock_now_ns() < next)
+                ;
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            if (fd == lfd) {
+                for (;;) {
+                    int cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                    if (cfd < 0)
+                        break;
+                    if (cfd >= S_MAX_CONNS) {
+                        close(cfd);
+                        continue;
+                    }
+                    int one = 1;
+                    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    struct sconn *c = &s.conns[cfd];
+                    if (!c->in) {
+                        c->in = xmalloc(S_IN_CAP);
+                        c->out = xmalloc(S_OUT_CAP);
+                    }
+                    c->fd = cfd;
+                    c->used = 1;
+                    c->in_len = c->out_len = c->out_off = 0;
+                    c->streaming = c->blocked = c->in_ready = 0;
+                    struct epoll_event cev = {.events = EPOLLIN | EPOLLOUT | EPOLLET,
+                                              .data.fd = cfd};
+                    epoll_ctl(s.epfd, EPOLL_CTL_ADD, cfd, &cev);
+                }
+                continue;
+            }
+            struct sconn *c = &s.conns[fd];
+            if (!c->used)
+                continue;
+            if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
+                s_close(&s, c);
+                continue;
+            }
+            if (evs[i].events & EPOLLOUT) {
+                c->blocked = 0;
+                s_mark_ready(&s, c);
+            }
+            if (evs[i].events & EPOLLIN)
+                s_read(&s, c);
+        }
+        /* Gap-mode streams that are due. */
+        now = clock_now_ns();
+        for (int fd = 0; fd < S_MAX_CONNS; fd++) {
+            struct sconn *c = &s.conns[fd];
+            if (c->used && c->streaming && c->gap_ns && !c->blocked && c->next_ns <= now) {
+                s_pump(&s, c, now);
+                now = clock_now_ns();
+            }
+        }
+        /* Ready list: one turn each; keep those that still have work. */
+        int n_old = s.n_ready;
+        int keep = 0;
+        for (int i = 0; i < n_old; i++) {
+            int fd = s.ready[i];
+            struct sconn *c = &s.conns[fd];
+            c->in_ready = 0;
+            if (s_pump(&s, c, clock_now_ns()) && !c->in_ready) {
+                c->in_ready = 1;
+                s.ready[keep++] = fd;
+            }
+        }
+        /* Entries added during this pass (new requests) sit after n_old: move them down. */
+        for (int i = n_old; i < s.n_ready; i++)
+            s.ready[keep++] = s.ready[i];
+        s.n_ready = keep;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Client side (parent)                                                                         */
+
+struct run {
+    struct client *c;
+    uint64_t n_done, n_err, n_events, n_content;
+    int keep_going; /* closed loop: resubmit from the callback */
+    struct client_request q;
+    char extra[128];
+    mono_ns *ts_recv[TS_MAX_REQ]; /* timestamp run: the records' content stamps */
+    uint32_t ts_n[TS_MAX_REQ];
+    enum req_error first_err;
+    char first_err_msg[256];
+    mono_ns win_t0, win_t1; /* content events stamped inside this window are counted */
+    uint64_t n_win_events;
+};
+
+static void on_done(void *ud, struct request_record *r)
+{
+    struct run *run = ud;
+    run->n_done++;
+    run->n_events += r->n_events;
+    run->n_content += r->n_content_events + r->n_content_dropped;
+    for (uint32_t i = 0; i < r->n_content_events; i++)
+        if (r->t_content_ns[i] >= run->win_t0 && r->t_content_ns[i] < run->win_t1)
+            run->n_win_events++;
+    if (r->error != REQ_ERROR_NONE) {
+        if (!run->n_err) {
+            run->first_err = r->error;
+            snprintf(run->first_err_msg, sizeof run->first_err_msg, "%s", r->error_msg);
+        }
+        run->n_err++;
+    }
+    if (r->id < TS_MAX_REQ && r->level == 256) {
+        run->ts_recv[r->id] = r->t_content_ns; /* keep: freed after the comparison */
+        run->ts_n[r->id] = r->n_content_events;
+        r->t_content_ns = NULL;
+    }
+    record_free(r);
+    if (run->keep_going)
+        client_submit(run->c, &run->q);
+}
+
+static struct client *mk_client(int port, struct run *run)
+{
+    char url[64], err[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    struct client_config cfg = {.base_url = url, .model = "bench", .timeout_ms = 60000};
+    struct client *c = client_new(&cfg, on_done, run, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "bench_client: %s\n", err);
+        exit(1);
+    }
+    run->c = c;
+    return c;
+}
+
+/* Closed loop: `conc` requests of max_tokens each, resubmitted until `seconds` have passed
+ * (after a warm-up of a quarter of that). Returns completions/s or events/s. */
+static void closed_loop(int port, int conc, int max_tokens, double seconds, double *req_per_s,
+                        double *events_per_s, uint64_t *n_err_out)
+{
+    struct run run = {0};
+    struct client *c = mk_client(port, &run);
+    run.q = (struct client_request){
+        .prompt = "bench", .prompt_len = 5, .max_tokens = max_tokens, .level = -1};
+    run.keep_going = 1;
+    run.win_t0 = run.win_t1 = UINT64_MAX;
+    for (int i = 0; i < conc; i++)
+        client_submit(c, &run.q);
+    mono_ns t_warm = clock_now_ns() + (uint64_t)(seconds * 0.25 * 1e9);
+    while (clock_now_ns() < t_warm)
+        client_poll(c, 10);
+    uint64_t d0 = run.n_done;
+    mono_ns t0 = clock_now_ns();
+    run.win_t0 = t0;
+    mono_ns t_end = t0 + (uint64_t)(seconds * 1e9);
+    while (clock_now_ns() < t_end)
+        client_poll(c, 10);
+    mono_ns t1 = clock_now_ns();
+    run.win_t1 = t1;
+    uint64_t d1 = run.n_done;
+    run.keep_going = 0;
+    /* Streams still running are delivered as aborted, with their stamps: counted too. */
+    client_abort_all(c);
+    client_free(c);
+    *req_per_s = stats_rate((double)(d1 - d0), ns_to_s(t1 - t0));
+    *events_per_s = stats_rate((double)run.n_win_events, ns_to_s(t1 - t0));
+    *n_err_out = run.n_err - (run.n_done - d1); /* aborted at the end are not errors */
+    if (*n_err_out)
+        fprintf(stderr, "bench_client: %llu errors, first: %s %s\n", (unsigned long long)*n_err_out,
+                req_error_str(run.first_err), run.first_err_msg);
+}
+
+/* Long streams at concurrency conc: content events/s whose receive stamps fall in the window. */
+static double events_rate(int port, int conc, int events_per_stream, double seconds,
+                          uint64_t *n_err)
+{
+    double rq = 0, ev = 0;
+    closed_loop(port, conc, events_per_stream, seconds, &rq, &ev, n_err);
+    return ev;
+}
+
+static void ts_error(int port, mono_ns *stamps, int n_streams, int n_events, int gap_us,
+                     struct summary *out, double *recv_rate)
+{
+    struct run run = {0};
+    struct client *c = mk_client(port, &run);
+    memset(stamps, 0, sizeof(mono_ns) * TS_MAX_REQ * TS_MAX_EV);
+    mono_ns t0 = clock_now_ns();
+    for (int i = 0; i < n_streams; i++) {
+        struct client_request q = {.id = (uint64_t)i,
+                                   .level = 256,
+                                   .prompt = "bench",
+                                   .prompt_len = 5,
+                                   .max_tokens = n_events};
+        char extra[128];
+        /* Spread the streams' phases over one gap so sends do not all coincide. */
+        snprintf(extra, sizeof extra, "\"bench_gap_us\":%d,\"bench_req\":%d,\"bench_offset_us\":%d",
+                 gap_us, i, (int)((long)gap_us * i / n_streams));
+        q.extra_json = extra;
+        client_submit(c, &q);
+    }
+    while (client_in_flight(c) > 0)
+        client_poll(c, 100);
+    mono_ns t1 = clock_now_ns();
+    size_t cap = (size_t)n_streams * (size_t)n_events, n = 0;
+    double *err_us = xmalloc(cap * sizeof *err_us);
+    for (int i = 0; i < n_streams; i++) {
+        for (uint32_t k = 0; k < run.ts_n[i] && k < TS_MAX_EV; k++) {
+            mono_ns sent = stamps[i * TS_MAX_EV + k];
+            mono_ns got = run.ts_recv[i][k];
+            if (sent && got >= sent && n < cap)
+                err_us[n++] = (double)(got - sent) / 1e3;
+        }
+        free(run.ts_recv[i]);
+    }
+    summary_of(err_us, n, out);
+    *recv_rate = stats_rate((double)n, ns_to_s(t1 - t0));
+    free(err_us);
+    if (run.n_err)
+        fprintf(stderr, "bench_client: timestamp run: %llu errors, first: %s %s\n",
+                (unsigned long long)run.n_err, req_error_str(run.first_err), run.first_err_msg);
+    client_free(c);
+}
+
+static void pin_cpu(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0)
+        fprintf(stderr, "bench_client: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
+}
+
+int main(int argc, char **argv)
+{
+    int quick = 0;
+    const char *out_path = "bench/out/client.json";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out_path = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench_client [--quick] [--out PATH]\n");
+            return 2;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 4096) != 0) {
+        fprintf(stderr, "bench_client: cannot listen: %s\n", strerror(errno));
+        return 1;
+    }
+    socklen_t al = sizeof a;
+    getsockname(lfd, (struct sockaddr *)&a, &al);
+    int port = ntohs(a.sin_port);
+    size_t stamps_bytes = sizeof(mono_ns) * TS_MAX_REQ * TS_MAX_EV;
+    mono_ns *stamps =
+        mmap(NULL, stamps_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (stamps == MAP_FAILED) {
+        fprintf(stderr, "bench_client: mmap: %s\n", strerror(errno));
+        return 1;
+    }
+    long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "bench_client: fork: %s\n", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (n_cpus >= 2)
+            pin_cpu(1);
+        streamer_run(lfd, stamps);
+        _exit(0);
+    }
+    close(lfd);
+    if (n_cpus >= 2)
+        pin_cpu(0);
+
+    double secs = quick ? 0.6 : 2.0;
+    uint64_t e_rq, e1, e64, e1024;
+    double req_per_s, ev_unused;
+    closed_loop(port, 64, 1, secs, &req_per_s, &ev_unused, &e_rq);
+    double ev_c1 = events_rate(port, 1, 20000, secs, &e1);
+    double ev_c64 = events_rate(port, 64, 2000, secs, &e64);
+    double ev_c1024 = events_rate(port, 1024, 500, secs, &e1024);
+    struct summary ts;
+    double ts_rate;
+    int ts_events = quick ? 50 : 200, ts_gap_us = 5000;
+    ts_error(port, stamps, 256, ts_events, ts_gap_us, &ts, &ts_rate);
+
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    printf("## Client ceiling (loopback SSE streamer, client on one core)\n\n");
+    printf("| measure | value | target |\n|---|---:|---:|\n");
+    printf("| requests/s, 1-token outputs, 64 in flight | %.0f | >= 20,000 |\n", req_per_s);
+    printf("| SSE events/s, concurrency 1 | %.0f | >= 500,000 |\n", ev_c1);
+    printf("| SSE events/s, concurrency 64 | %.0f | >= 500,000 |\n", ev_c64);
+    printf("| SSE events/s, concurrency 1,024 | %.0f | >= 500,000 |\n", ev_c1024);
+    printf("| timestamp error p50, 256 streams, %d ms gap (us) | %.1f | |\n", ts_gap_us / 1000,
+           ts.p50);
+    printf("| timestamp error p99, 256 streams, %d ms gap (us) | %.1f | < 100 |\n",
+           ts_gap_us / 1000, ts.p99);
+    printf("\nTimestamp error = client receive stamp (clock_now_ns() in curl's write callback) "
+           "minus the streamer's stamp taken right before send(2); %zu events, max %.1f us, "
+           "%.0f events/s during that run. Errors: %llu/%llu/%llu/%llu.\n\n",
+           ts.n, ts.max, ts_rate, (unsigned long long)e_rq, (unsigned long long)e1,
+           (unsigned long long)e64, (unsigned long long)e1024);
+    printf("```\n");
+    printf("client_ceiling req_per_s=%.0f\n", req_per_s);
+    printf("client_ceiling events_per_s_c1=%.0f\n", ev_c1);
+    printf("client_ceiling events_per_s_c64=%.0f\n", ev_c64);
+    printf("client_ceiling events_per_s_c1024=%.0f\n", ev_c1024);
+    printf("client_ceiling ts_err_p50_us=%.1f\n", ts.p50);
+    printf("client_ceiling ts_err_p99_us=%.1f\n", ts.p99);
+    printf("```\n");
+
+    struct buf j;
+    buf_init(&j, 1024, 1 << 16);
+    char wall[32];
+    clock_wall_iso(wall, sizeof wall);
+    buf_printf(&j, "{\"measured_at\":\"%s\",\"quick\":%s,\"n_cpus\":%ld", wall,
+               quick ? "true" : "false", n_cpus);
+    buf_puts(&j, ",\"req_per_s\":");
+    buf_json_double(&j, req_per_s);
+    buf_puts(&j, ",\"events_per_s_c1\":");
+    buf_json_double(&j, ev_c1);
+    buf_puts(&j, ",\"events_per_s_c64\":");
+    buf_json_double(&j, ev_c64);
+    buf_puts(&j, ",\"events_per_s_c1024\":");
+    buf_json_double(&j, ev_c1024);
+    buf_puts(&j, ",\"ts_err_p50_us\":");
+    buf_json_double(&j, ts.p50);
+    buf_puts(&j, ",\"ts_err_p99_us\":");
+    buf_json_double(&j, ts.p99);
+    buf_printf(&j, ",\"ts_streams\":256,\"ts_gap_us\":%d,\"ts_events\":%zu}\n", ts_gap_us, ts.n);
+    dir_make_all("bench/out");
+    if (file_write_all(out_path, j.data, j.len) != 0)
+        fprintf(stderr, "bench_client: cannot write %s: %s\n", out_path, strerror(errno));
+    buf_free(&j);
+    munmap(stamps, stamps_bytes);
+    return 0;
+}
