@@ -29,6 +29,11 @@ typedef struct nvml_device_st *nvml_device;
 struct nvml_memory {
     unsigned long long total, free, used; /* bytes */
 };
+/* nvmlMemory_v2_t: used excludes the driver-reserved memory, like nvidia-smi's memory.used */
+struct nvml_memory_v2 {
+    unsigned int version; /* sizeof | 2 << 24 (NVML_STRUCT_VERSION(Memory, 2)) */
+    unsigned long long total, reserved, free, used;
+};
 struct nvml_utilization {
     unsigned int gpu, memory; /* percent over the last sample period */
 };
@@ -43,6 +48,7 @@ struct nvml_api {
     nvml_return (*device_get_handle_by_index_v2)(unsigned int, nvml_device *);
     nvml_return (*device_get_name)(nvml_device, char *, unsigned int);
     nvml_return (*device_get_memory_info)(nvml_device, struct nvml_memory *);
+    nvml_return (*device_get_memory_info_v2)(nvml_device, struct nvml_memory_v2 *); /* optional */
     nvml_return (*device_get_utilization_rates)(nvml_device, struct nvml_utilization *);
     nvml_return (*system_get_driver_version)(char *, unsigned int);
     nvml_return (*device_get_power_usage)(nvml_device, unsigned int *); /* mW; optional */
@@ -84,6 +90,7 @@ static void nvml_load(void)
     NVML_SYM(device_get_handle_by_index_v2, "nvmlDeviceGetHandleByIndex_v2");
     NVML_SYM(device_get_name, "nvmlDeviceGetName");
     NVML_SYM(device_get_memory_info, "nvmlDeviceGetMemoryInfo");
+    NVML_SYM(device_get_memory_info_v2, "nvmlDeviceGetMemoryInfo_v2");
     NVML_SYM(device_get_utilization_rates, "nvmlDeviceGetUtilizationRates");
     NVML_SYM(system_get_driver_version, "nvmlSystemGetDriverVersion");
     NVML_SYM(device_get_power_usage, "nvmlDeviceGetPowerUsage");
@@ -135,8 +142,15 @@ static int nvml_read(struct telemetry_gpus *out, char *reason, size_t reason_len
         char name[NVML_DEVICE_NAME_BUFFER_SIZE] = {0};
         if (g_nvml.device_get_name(dev, name, sizeof name) == NVML_SUCCESS)
             snprintf(g->name, sizeof g->name, "%s", name);
+        struct nvml_memory_v2 m2;
+        memset(&m2, 0, sizeof m2);
+        m2.version = (unsigned int)sizeof m2 | (2u << 24);
         struct nvml_memory mem;
-        if (g_nvml.device_get_memory_info(dev, &mem) == NVML_SUCCESS) {
+        if (g_nvml.device_get_memory_info_v2 &&
+            g_nvml.device_get_memory_info_v2(dev, &m2) == NVML_SUCCESS) {
+            g->mem_total_bytes = (int64_t)m2.total;
+            g->mem_used_bytes = (int64_t)m2.used;
+        } else if (g_nvml.device_get_memory_info(dev, &mem) == NVML_SUCCESS) {
             g->mem_total_bytes = (int64_t)mem.total;
             g->mem_used_bytes = (int64_t)mem.used;
         }
