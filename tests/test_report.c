@@ -35,8 +35,7 @@ static struct report *full_report(void)
     struct report_table *t = report_table_add(s, "runs", "Requests | all");
     CHECK_EQ_INT(report_table_col(t, "run", "Run", NULL, REPORT_COL_TEXT, 0), 0);
     CHECK_EQ_INT(report_table_col(t, "ttft_ms", "TTFT", "ms", REPORT_COL_NUMBER, 2), 1);
-    CHECK_EQ_INT(report_table_col(t, "gpu_mem_mib", "GPU memory", "MiB", REPORT_COL_NUMBER, 0),
-                 2);
+    CHECK_EQ_INT(report_table_col(t, "gpu_mem_mib", "GPU memory", "MiB", REPORT_COL_NUMBER, 0), 2);
     report_table_col_na_text(t, 2, "none");
     report_table_row_add(t);
     report_row_text(t, "cold_1");
@@ -67,14 +66,14 @@ static struct report *full_report(void)
     report_chart_categories(b, cats, 3);
     report_chart_series_range(b, "", lo, hi, 3);
 
-    struct report_chart *b2 =
-        report_chart_add(s2, REPORT_CHART_BAR, "bars", "Plain bars", "level", NULL, "rate", "tok/s");
+    struct report_chart *b2 = report_chart_add(s2, REPORT_CHART_BAR, "bars", "Plain bars", "level",
+                                               NULL, "rate", "tok/s");
     double bx[] = {1, 8}, by1[] = {10, 80}, by2[] = {20, 60};
     report_chart_series(b2, "a", bx, by1, 2);
     report_chart_series(b2, "b", bx, by2, 2);
 
-    struct report_chart *lg = report_chart_add(s2, REPORT_CHART_LINE, "logx", "Log x", "conc", NULL,
-                                               "lat", "ms");
+    struct report_chart *lg =
+        report_chart_add(s2, REPORT_CHART_LINE, "logx", "Log x", "conc", NULL, "lat", "ms");
     report_chart_log_x(lg, 1);
     double lx[] = {0, 1, 10, 1000}, ly[] = {1, 2, 3, 4};
     report_chart_series(lg, "s", lx, ly, 4);
@@ -101,7 +100,8 @@ static void test_markdown(void)
     CHECK(strstr(md, "- **argv**: serve --port 0 \\| tee\n"));
     CHECK(strstr(md, "## Runs \\& results\n"));
     CHECK(strstr(md, "Cold TTFT was 123.5 ms.\n"));
-    CHECK(strstr(md, "a\\|b \\<tag\\> \\& \"q\" 's' \\*x\\* \\_y\\_ \\`z\\` \\[l\\](u) line2\\\\\n"));
+    CHECK(
+        strstr(md, "a\\|b \\<tag\\> \\& \"q\" 's' \\*x\\* \\_y\\_ \\`z\\` \\[l\\](u) line2\\\\\n"));
     CHECK(strstr(md, "\n\\# not a heading\n"));
     CHECK(strstr(md, "\n1\\. not a list\n"));
     CHECK(strstr(md, "\n2.5 ms is plain text\n"));
@@ -115,7 +115,8 @@ static void test_markdown(void)
     CHECK(strstr(md, "| w,a\"r\\|m 2 | n/a | none |\n"));
     CHECK(strstr(md, "| warm\\_3 | 0.00 | 2048 |\n")); /* no "-0.00" */
     /* charts as text */
-    CHECK(strstr(md, "**Chart: TTFT \\<per\\> run** (drawn in [my report.html](my%20report.html))"));
+    CHECK(
+        strstr(md, "**Chart: TTFT \\<per\\> run** (drawn in [my report.html](my%20report.html))"));
     CHECK(strstr(md, "```text\n"));
     CHECK(strstr(md, "\xE2\x96\x81")); /* sparkline lowest level */
     CHECK(strstr(md, "\xE2\x96\x88")); /* full block */
@@ -246,7 +247,8 @@ static void test_html(void)
     CHECK(strstr(html, "<pre>cmd --flag ```x``` &lt;raw&gt;</pre>"));
     CHECK(strstr(html, "<caption>Requests | all</caption>"));
     CHECK(strstr(html, "<th>TTFT (ms)</th>"));
-    CHECK(strstr(html, "<td>cold_1</td><td class=\"num\">12.35</td><td class=\"num na\">no GPU</td>"));
+    CHECK(strstr(html,
+                 "<td>cold_1</td><td class=\"num\">12.35</td><td class=\"num na\">no GPU</td>"));
     CHECK(strstr(html, "<td class=\"num na\">n/a</td><td class=\"num na\">none</td>"));
     /* whole body (after the head) is well-formed markup once void <meta> tags are skipped */
     const char *body = strstr(html, "<body>");
@@ -304,15 +306,15 @@ static void test_ticks(void)
     CHECK(c1 && c2 && c3);
     if (c1 && c2 && c3) {
         char *a = xstrndup(c1, (size_t)(c2 - c1));
-        const char *yt[] = {">0</text>", ">20</text>", ">40</text>", ">60</text>", ">80</text>",
-                            ">100</text>"};
+        const char *yt[] = {">0</text>",  ">20</text>", ">40</text>",
+                            ">60</text>", ">80</text>", ">100</text>"};
         for (size_t i = 0; i < 6; i++)
             CHECK_MSG(strstr(a, yt[i]), "%s", yt[i]);
         CHECK(!strstr(a, ">120</text>"));
         free(a);
         char *b = xstrndup(c2, (size_t)(c3 - c2));
-        const char *xt[] = {">1</text>", ">10</text>", ">100</text>", ">1000</text>",
-                            ">0.1</text>", ">0.5</text>"};
+        const char *xt[] = {">1</text>",    ">10</text>",  ">100</text>",
+                            ">1000</text>", ">0.1</text>", ">0.5</text>"};
         for (size_t i = 0; i < 6; i++)
             CHECK_MSG(strstr(b, xt[i]), "%s", xt[i]);
         free(b);
@@ -406,8 +408,8 @@ static void test_csv(void)
     struct report_table *t = report_table_add(report_section_add(q, "s", "S"), "t", NULL);
     report_table_col(t, "text,col", "T", NULL, REPORT_COL_TEXT, 0);
     const char *in[] = {"plain", "has,comma", "has\"quote", "cr\rhere", "", " spaced "};
-    const char *want[] = {"plain", "\"has,comma\"", "\"has\"\"quote\"", "\"cr\rhere\"", "",
-                          " spaced "};
+    const char *want[] = {"plain", "\"has,comma\"", "\"has\"\"quote\"", "\"cr\rhere\"",
+                          "",      " spaced "};
     for (size_t i = 0; i < 6; i++) {
         report_table_row_add(t);
         report_row_text(t, "%s", in[i]);

@@ -24,8 +24,9 @@
 #include "util/json.h"
 
 /* Small engine for tests: little KV memory, one compute thread, few sequences. */
-#define SERVER_FLAGS "--kv-cache-memory-bytes", "8MiB", "--threads", "1", "--max-num-seqs", "4", \
-                     "--max-model-len", "512"
+#define SERVER_FLAGS                                                                               \
+    "--kv-cache-memory-bytes", "8MiB", "--threads", "1", "--max-num-seqs", "4", "--max-model-len", \
+        "512"
 /* The same without the engine's warm-up (seconds under ASan): for tests not about phases. */
 #define FAST_FLAGS SERVER_FLAGS, "--enforce-eager"
 
@@ -208,14 +209,12 @@ static void test_bad_options(void)
         const char *a, *b;
         const char *msg;
     } cases[] = {
-        {"--warm-runs", "abc", "--warm-runs"},
-        {"--repeat", "0", "--repeat"},
-        {"--idle-gap", "-1", "--idle-gap"},
-        {"--bogus-option", NULL, "--bogus-option"},
+        {"--warm-runs", "abc", "--warm-runs"}, {"--repeat", "0", "--repeat"},
+        {"--idle-gap", "-1", "--idle-gap"},    {"--bogus-option", NULL, "--bogus-option"},
         {"--max-tokens", "0", "--max-tokens"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *argv[] = {(char *)bin, "ttft", "--model", model, (char *)cases[i].a,
+        char *argv[] = {(char *)bin,        "ttft", "--model", model, (char *)cases[i].a,
                         (char *)cases[i].b, NULL};
         CHECK_EQ_INT(run(argv, log), 2);
         char *out = slurp(log);
@@ -225,8 +224,8 @@ static void test_bad_options(void)
     char *argv[] = {(char *)bin, "ttft", "--help", NULL};
     CHECK_EQ_INT(run(argv, log), 0);
     char *out = slurp(log);
-    const char *opts[] = {"--warm-runs", "--idle-gap", "--repeat", "--prompt-len", "--max-tokens",
-                          "--drop-caches", "--url", "--out"};
+    const char *opts[] = {"--warm-runs",  "--idle-gap",    "--repeat", "--prompt-len",
+                          "--max-tokens", "--drop-caches", "--url",    "--out"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         CHECK_MSG(out && strstr(out, opts[i]), "--help lacks %s", opts[i]);
     free(out);
@@ -252,8 +251,9 @@ static void test_end_to_end(void)
     char out[512], log[512], p[768];
     snprintf(out, sizeof out, "%s/e2e", dir);
     snprintf(log, sizeof log, "%s/e2e.log", dir);
-    char *argv[] = {(char *)bin, "ttft", "--model", model, "--out", out, "--warm-runs", "3",
-                    "--prompt-len", "64", "--max-tokens", "8", "--", SERVER_FLAGS, NULL};
+    char *argv[] = {
+        (char *)bin,    "ttft", "--model",      model, "--out", out,          "--warm-runs", "3",
+        "--prompt-len", "64",   "--max-tokens", "8",   "--",    SERVER_FLAGS, NULL};
     int rc = run(argv, log);
     CHECK_EQ_INT(rc, 0);
     if (rc != 0) {
@@ -315,7 +315,7 @@ static void test_end_to_end(void)
 
     /* timeline ordered */
     const struct json *tl = table_rows(j, "timeline");
-    const char *order[] = {"launch", "port_open", "health_ok", "ready", "cold_sent",
+    const char *order[] = {"launch",           "port_open", "health_ok", "ready",  "cold_sent",
                            "cold_first_token", "cold_done", "stop_sent", "stopped"};
     double prev = -1;
     for (size_t o = 0; o < sizeof order / sizeof order[0]; o++) {
@@ -343,9 +343,10 @@ static void test_repeat(void)
     char out[512], log[512], p[768];
     snprintf(out, sizeof out, "%s/rep", dir);
     snprintf(log, sizeof log, "%s/rep.log", dir);
-    char *argv[] = {(char *)bin, "ttft", "--model", model, "--out", out, "--repeat", "2",
-                    "--warm-runs", "1", "--prompt-len", "32", "--max-tokens", "4", "--",
-                    FAST_FLAGS, NULL};
+    char *argv[] = {
+        (char *)bin,   "ttft", "--model",      model, "--out",        out, "--repeat", "2",
+        "--warm-runs", "1",    "--prompt-len", "32",  "--max-tokens", "4", "--",       FAST_FLAGS,
+        NULL};
     CHECK_EQ_INT(run(argv, log), 0);
     CHECK(none_left());
     path_in(p, sizeof p, "rep", "ttft_requests.jsonl");
@@ -396,8 +397,8 @@ static void test_url_mode(void)
             usleep(100000);
     }
     CHECK(ok);
-    char *argv[] = {(char *)bin, "ttft", "--url", url, "--out", out, "--warm-runs", "2",
-                    "--prompt-len", "32", "--max-tokens", "4", NULL};
+    char *argv[] = {(char *)bin,    "ttft", "--url",        url, "--out", out, "--warm-runs", "2",
+                    "--prompt-len", "32",   "--max-tokens", "4", NULL};
     CHECK_EQ_INT(run(argv, log), 0);
     check_common_outputs("url");
     path_in(p, sizeof p, "url", "ttft_requests.jsonl");
@@ -454,9 +455,9 @@ static void test_server_dies(void)
             bin, model, port, out);
     fclose(f);
     snprintf(cmd, sizeof cmd, "sh %s", script);
-    char *argv[] = {(char *)bin, "ttft", "--serve-cmd", cmd, "--port", ps, "--out", out,
-                    "--warm-runs", "50", "--idle-gap", "0.2", "--prompt-len", "32",
-                    "--max-tokens", "4", NULL};
+    char *argv[] = {(char *)bin,    "ttft", "--serve-cmd",  cmd,  "--port",     ps,
+                    "--out",        out,    "--warm-runs",  "50", "--idle-gap", "0.2",
+                    "--prompt-len", "32",   "--max-tokens", "4",  NULL};
     int rc = run(argv, log);
     CHECK_MSG(rc == 1, "exit %d", rc);
     CHECK(none_left());
@@ -486,9 +487,10 @@ static void test_sigint(void)
     char out[512], log[512], p[768];
     snprintf(out, sizeof out, "%s/int", dir);
     snprintf(log, sizeof log, "%s/int.log", dir);
-    char *argv[] = {(char *)bin, "ttft", "--model", model, "--out", out, "--warm-runs", "100",
-                    "--idle-gap", "0.2", "--prompt-len", "32", "--max-tokens", "4", "--",
-                    FAST_FLAGS, NULL};
+    char *argv[] = {
+        (char *)bin,  "ttft", "--model",      model, "--out",        out, "--warm-runs", "100",
+        "--idle-gap", "0.2",  "--prompt-len", "32",  "--max-tokens", "4", "--",          FAST_FLAGS,
+        NULL};
     pid_t pid = spawn(argv, log);
     CHECK(pid > 0);
     path_in(p, sizeof p, "int", "ttft_requests.jsonl");

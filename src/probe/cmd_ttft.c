@@ -33,10 +33,11 @@
 #define MOD "ttft"
 
 /* Judgement thresholds used by the observations (documented in docs/ttft.md). */
-#define TTFT_SPREAD_TIGHT_RATIO 1.25   /* warm max/min at or below: tight */
-#define TTFT_SPREAD_WIDE_RATIO 2.0     /* above: wide */
-#define TTFT_PAGE_CACHE_READ_FRAC 0.5  /* page-cache growth >= this share of the model file:
-                                          the weights were read from storage at start-up */
+#define TTFT_SPREAD_TIGHT_RATIO 1.25 /* warm max/min at or below: tight */
+#define TTFT_SPREAD_WIDE_RATIO 2.0   /* above: wide */
+#define TTFT_PAGE_CACHE_READ_FRAC                                                                  \
+    0.5 /* page-cache growth >= this share of the model file:                                      \
+           the weights were read from storage at start-up */
 #define TTFT_SAMPLE_INTERVAL_MS 50
 #define TTFT_SAMPLE_INTERVAL_SMI_MS 500 /* when GPUs are read by forking nvidia-smi */
 
@@ -74,8 +75,8 @@ struct ttft_repeat {
     int have_startup;
     char log_tail[4096];
     /* outcome */
-    int died;                 /* server exited on its own during the run */
-    struct target_exit exit;  /* how it exited (died) */
+    int died;                /* server exited on its own during the run */
+    struct target_exit exit; /* how it exited (died) */
     int interrupted;
     struct target_stop_result stop;
     int n_failed_requests;
@@ -128,31 +129,32 @@ struct ttft_ctx {
 
 static void ttft_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: slmprobe ttft [options] [-- extra server flags]\n"
-            "\n"
-            "Tier 1: cold vs warm time to first token. Launches the server, records the launch\n"
-            "timeline (process start, port open, /health ok, /v1/models ok), sends the cold request\n"
-            "the moment it is ready, one request right after it (warm_0), then N warm runs; stops\n"
-            "the server and reads its start-up phases from its log. Writes OUT/ttft_requests.jsonl\n"
-            "(one line per finished request), OUT/first_token_latency.md and .html, OUT/ttft.json\n"
-            "and OUT/ttft_runs.csv. With --url: no launch, warm runs only.\n"
-            "\n"
-            "ttft options:\n"
-            "  --warm-runs N        warm requests after warm_0 (statistics use these) [5]\n"
-            "  --idle-gap SECONDS   idle time before each warm run [0]\n"
-            "  --repeat K           launch the server K times; report the spread of cold numbers [1]\n"
-            "  --prompt-len TOKENS  synthetic prompt length; on the embedded runtime one token is\n"
-            "                       one byte (exact), elsewhere one common word (approximate) [128]\n"
-            "  --max-tokens N       tokens generated per request (sent with ignore_eos) [32]\n"
-            "  --drop-caches        (root) sync and drop the page cache before each launch, so the\n"
-            "                       weights are read from storage: a disk-cold start\n"
-            "  -h, --help           this text\n"
-            "\n"
-            "Exit status: 0 ok; 1 a run failed (server did not start, died, or a request failed);\n"
-            "2 usage error; 130 interrupted (partial results are written).\n"
-            "\n"
-            "common probe options:\n");
+    fprintf(
+        f,
+        "usage: slmprobe ttft [options] [-- extra server flags]\n"
+        "\n"
+        "Tier 1: cold vs warm time to first token. Launches the server, records the launch\n"
+        "timeline (process start, port open, /health ok, /v1/models ok), sends the cold request\n"
+        "the moment it is ready, one request right after it (warm_0), then N warm runs; stops\n"
+        "the server and reads its start-up phases from its log. Writes OUT/ttft_requests.jsonl\n"
+        "(one line per finished request), OUT/first_token_latency.md and .html, OUT/ttft.json\n"
+        "and OUT/ttft_runs.csv. With --url: no launch, warm runs only.\n"
+        "\n"
+        "ttft options:\n"
+        "  --warm-runs N        warm requests after warm_0 (statistics use these) [5]\n"
+        "  --idle-gap SECONDS   idle time before each warm run [0]\n"
+        "  --repeat K           launch the server K times; report the spread of cold numbers [1]\n"
+        "  --prompt-len TOKENS  synthetic prompt length; on the embedded runtime one token is\n"
+        "                       one byte (exact), elsewhere one common word (approximate) [128]\n"
+        "  --max-tokens N       tokens generated per request (sent with ignore_eos) [32]\n"
+        "  --drop-caches        (root) sync and drop the page cache before each launch, so the\n"
+        "                       weights are read from storage: a disk-cold start\n"
+        "  -h, --help           this text\n"
+        "\n"
+        "Exit status: 0 ok; 1 a run failed (server did not start, died, or a request failed);\n"
+        "2 usage error; 130 interrupted (partial results are written).\n"
+        "\n"
+        "common probe options:\n");
     probe_opts_help(f);
 }
 
@@ -231,8 +233,7 @@ static int ttft_parse(int n, char **rest, struct ttft_opts *o, char *err, size_t
         else if (!strcmp(name, "--repeat"))
             r = parse_int_opt(name, val, 1, 1000, &o->repeat, err, err_len);
         else if (!strcmp(name, "--prompt-len"))
-            r = parse_int_opt(name, val, 1, WORKLOAD_MAX_LEN_TOKENS, &o->prompt_len, err,
-                              err_len);
+            r = parse_int_opt(name, val, 1, WORKLOAD_MAX_LEN_TOKENS, &o->prompt_len, err, err_len);
         else
             r = parse_int_opt(name, val, 1, 1000000, &o->max_tokens, err, err_len);
         if (r)
@@ -346,7 +347,8 @@ static void repeat_push(struct ttft_repeat *rr, const struct request_record *rec
 }
 
 /* Sends one request and drives it to completion, watching for Ctrl-C and for the server dying.
- * Returns 0 when the run may go on, -1 when it must stop (interrupted, server gone, client error). */
+ * Returns 0 when the run may go on, -1 when it must stop (interrupted, server gone, client error).
+ */
 static int send_one(struct ttft_ctx *cx, struct ttft_repeat *rr, struct client *cl,
                     struct target *t, const char *tag, const char *kind)
 {
@@ -514,8 +516,8 @@ static void repeat_telemetry(struct ttft_ctx *cx, struct ttft_repeat *rr,
         if (rr->t_warm_start_ns && rr->t_warm_end_ns) {
             struct telemetry_window w;
             mono_ns slack = (mono_ns)cx->interval_ms * 1000000ull;
-            if (telemetry_sampler_window(smp, rr->t_warm_start_ns, rr->t_warm_end_ns + slack,
-                                         &w) == 0 &&
+            if (telemetry_sampler_window(smp, rr->t_warm_start_ns, rr->t_warm_end_ns + slack, &w) ==
+                    0 &&
                 w.gpu_available)
                 rr->gpu_util_warm_pct = w.gpu_util_mean_pct;
         }
@@ -541,8 +543,7 @@ static void run_repeat(struct ttft_ctx *cx, struct ttft_repeat *rr)
     snprintf(rr->log_path, sizeof rr->log_path, "%s", cfg.log_path ? cfg.log_path : "server.log");
     int with_gpu = cx->gpus.available;
     struct telemetry_sampler *smp = telemetry_sampler_new(&(struct telemetry_sampler_config){
-        .root_pid = 0, .interval_ms = cx->interval_ms, .cap_samples = 36000,
-        .with_gpu = with_gpu});
+        .root_pid = 0, .interval_ms = cx->interval_ms, .cap_samples = 36000, .with_gpu = with_gpu});
     if (telemetry_sampler_start(smp) != 0)
         log_warn(MOD, "telemetry sampler thread did not start; CPU/RSS/GPU figures will be n/a");
 
@@ -583,8 +584,8 @@ static void run_repeat(struct ttft_ctx *cx, struct ttft_repeat *rr)
             rr->died = 1;
             rr->exit = t->exit;
         }
-        log_error(MOD, "server did not become ready: %s: %s",
-                  target_status_str(rr->start_status), err);
+        log_error(MOD, "server did not become ready: %s: %s", target_status_str(rr->start_status),
+                  err);
         goto stop;
     }
     rr->ready = 1;
@@ -700,13 +701,20 @@ static void fmt_ms(double ms, char *out, size_t n)
 static const char *phase_what(enum startup_phase p)
 {
     switch (p) {
-    case STARTUP_PHASE_WEIGHTS_LOAD: return "reading the weights";
-    case STARTUP_PHASE_MODEL_LOAD: return "whole model load (weights included)";
-    case STARTUP_PHASE_TORCH_COMPILE: return "torch.compile";
-    case STARTUP_PHASE_KV_CACHE_ALLOC: return "KV cache allocation";
-    case STARTUP_PHASE_WARMUP_GRAPH_CAPTURE: return "warm-up / CUDA graph capture";
-    case STARTUP_PHASE_ENGINE_INIT: return "engine init total (profile, KV cache, warm-up)";
-    case STARTUP_PHASE__COUNT: break;
+    case STARTUP_PHASE_WEIGHTS_LOAD:
+        return "reading the weights";
+    case STARTUP_PHASE_MODEL_LOAD:
+        return "whole model load (weights included)";
+    case STARTUP_PHASE_TORCH_COMPILE:
+        return "torch.compile";
+    case STARTUP_PHASE_KV_CACHE_ALLOC:
+        return "KV cache allocation";
+    case STARTUP_PHASE_WARMUP_GRAPH_CAPTURE:
+        return "warm-up / CUDA graph capture";
+    case STARTUP_PHASE_ENGINE_INIT:
+        return "engine init total (profile, KV cache, warm-up)";
+    case STARTUP_PHASE__COUNT:
+        break;
     }
     return "";
 }
@@ -721,21 +729,25 @@ static void section_status(struct ttft_ctx *cx, struct report *r)
         n_ok += ok;
     }
     if (cx->url_mode)
-        report_paragraph(s, "Warm-only run: --url %s was given, so the server was not launched by "
-                            "the probe. Cold start, launch timeline and start-up phases are not "
-                            "measured; every request is a warm run against the running server.",
+        report_paragraph(s,
+                         "Warm-only run: --url %s was given, so the server was not launched by "
+                         "the probe. Cold start, launch timeline and start-up phases are not "
+                         "measured; every request is a warm run against the running server.",
                          cx->po.target.url);
     if (cx->interrupted)
-        report_paragraph(s, "Interrupted (Ctrl-C / SIGTERM): the server was stopped and these are "
-                            "partial results: %d of %d launch(es) ran to completion.",
+        report_paragraph(s,
+                         "Interrupted (Ctrl-C / SIGTERM): the server was stopped and these are "
+                         "partial results: %d of %d launch(es) ran to completion.",
                          n_ok, cx->opt.repeat);
     else if (cx->failed)
-        report_paragraph(s, "FAILED: %s. Every request that finished is kept below and in "
-                            "ttft_requests.jsonl.",
+        report_paragraph(s,
+                         "FAILED: %s. Every request that finished is kept below and in "
+                         "ttft_requests.jsonl.",
                          cx->fail_msg[0] ? cx->fail_msg : "see below");
     else
-        report_paragraph(s, "Completed: %d launch(es), each with a cold request, one immediate "
-                            "follow-up (warm_0) and %d warm run(s)%s.",
+        report_paragraph(s,
+                         "Completed: %d launch(es), each with a cold request, one immediate "
+                         "follow-up (warm_0) and %d warm run(s)%s.",
                          cx->n_reps, cx->opt.warm_runs, cx->url_mode ? " (warm only)" : "");
     for (int k = 0; k < cx->n_reps; k++) {
         const struct ttft_repeat *rr = &cx->reps[k];
@@ -744,20 +756,21 @@ static void section_status(struct ttft_ctx *cx, struct report *r)
                           target_status_str(rr->start_status), rr->start_err);
         if (rr->died) {
             char ex[96];
-            report_bullet(s, "Launch %d: the server exited on its own (%s) after %zu finished "
-                             "request(s).",
+            report_bullet(s,
+                          "Launch %d: the server exited on its own (%s) after %zu finished "
+                          "request(s).",
                           rr->index, target_exit_str(&rr->exit, ex, sizeof ex), rr->n_reqs);
         }
         for (size_t i = 0; i < rr->n_reqs; i++) {
             const struct request_record *q = &rr->reqs[i].rec;
             if (q->error != REQ_ERROR_NONE)
                 report_bullet(s, "Launch %d, %s: %s%s%s", rr->index, q->tag,
-                              req_error_str(q->error), q->error_msg[0] ? ": " : "",
-                              q->error_msg);
+                              req_error_str(q->error), q->error_msg[0] ? ": " : "", q->error_msg);
         }
         if (rr->stop.killed)
-            report_bullet(s, "Launch %d: the server ignored SIGTERM for the grace period and was "
-                             "killed with SIGKILL.",
+            report_bullet(s,
+                          "Launch %d: the server ignored SIGTERM for the grace period and was "
+                          "killed with SIGKILL.",
                           rr->index);
         if (rr->log_tail[0]) {
             report_paragraph(s, "Last lines of the server log (%s):", rr->log_path);
@@ -816,8 +829,9 @@ static void section_config(struct ttft_ctx *cx, struct report *r)
     workload_describe(&cx->wl, &wd);
     KV("workload", "%s", wd.data);
     buf_free(&wd);
-    KV("requests", "max_tokens %d, ignore_eos, temperature 0, streamed; warm runs %d, idle gap %g "
-                   "s, launches %d",
+    KV("requests",
+       "max_tokens %d, ignore_eos, temperature 0, streamed; warm runs %d, idle gap %g "
+       "s, launches %d",
        cx->opt.max_tokens, cx->opt.warm_runs, cx->opt.idle_gap_s, cx->opt.repeat);
     /* environment */
     if (cx->gpus.available) {
@@ -855,8 +869,8 @@ static void section_config(struct ttft_ctx *cx, struct report *r)
             int quote = !*w || strpbrk(w, " \t\"'\\$`") != NULL;
             buf_printf(&a, "%s%s%s%s", i ? " " : "", quote ? "'" : "", w, quote ? "'" : "");
         }
-        report_paragraph(s, "Server command line (exec'd directly, no shell; log: %s):",
-                         r0->log_path);
+        report_paragraph(s,
+                         "Server command line (exec'd directly, no shell; log: %s):", r0->log_path);
         report_pre(s, a.data);
         buf_free(&a);
     }
@@ -1019,7 +1033,9 @@ static void section_timeline(struct ttft_ctx *cx, struct report *r)
     if (rr && rr->tl.t_launch_ns) {
         const struct ttft_req *cold = find_kind(rr, "cold");
         mono_ns t0 = rr->tl.t_launch_ns;
-        double m[6] = {0, rel_ms(rr->tl.t_port_open_ns, t0), rel_ms(rr->tl.t_health_ok_ns, t0),
+        double m[6] = {0,
+                       rel_ms(rr->tl.t_port_open_ns, t0),
+                       rel_ms(rr->tl.t_health_ok_ns, t0),
                        rel_ms(rr->tl.t_models_ok_ns, t0),
                        cold ? rel_ms(cold->rec.t_sent_ns, t0) : NAN,
                        cold ? rel_ms(cold->rec.t_first_token_ns, t0) : NAN};
@@ -1102,10 +1118,11 @@ static void section_timeline(struct ttft_ctx *cx, struct report *r)
 static void section_sanity(struct ttft_ctx *cx, struct report *r)
 {
     struct report_section *s = report_section_add(r, "sanity", "Sanity metrics");
-    report_paragraph(s, "The machine's view while the server ran, sampled every %d ms by a "
-                        "separate thread (server CPU: process tree, 100%% = one core busy; a "
-                        "window shorter than the sampling interval is attributed the CPU of the "
-                        "interval around it).",
+    report_paragraph(s,
+                     "The machine's view while the server ran, sampled every %d ms by a "
+                     "separate thread (server CPU: process tree, 100%% = one core busy; a "
+                     "window shorter than the sampling interval is attributed the CPU of the "
+                     "interval around it).",
                      cx->interval_ms);
     struct report_table *t = report_table_add(s, "sanity", NULL);
     report_table_col(t, "metric", "Metric", NULL, REPORT_COL_TEXT, 0);
@@ -1119,25 +1136,36 @@ static void section_sanity(struct ttft_ctx *cx, struct report *r)
     }
     const char *no_gpu = cx->gpus.available ? "not sampled" : "no GPU";
     const char *no_proc = cx->url_mode ? "not launched (--url)" : "not measured";
-    enum { M_GPU_BEFORE, M_GPU_AFTER, M_GPU_UTIL, M_CPU_COLD, M_CPU_WARM, M_RSS_READY, M_RSS_MAX,
-           M_PC_BEFORE, M_PC_GROWTH, M_READ_READY, M_READ_END, M__N };
+    enum {
+        M_GPU_BEFORE,
+        M_GPU_AFTER,
+        M_GPU_UTIL,
+        M_CPU_COLD,
+        M_CPU_WARM,
+        M_RSS_READY,
+        M_RSS_MAX,
+        M_PC_BEFORE,
+        M_PC_GROWTH,
+        M_READ_READY,
+        M_READ_END,
+        M__N
+    };
     static const char *const keys[M__N] = {
-        "gpu_mem_before_launch_mib", "gpu_mem_after_cold_mib",   "gpu_util_warm_pct",
-        "server_cpu_cold_pct",       "server_cpu_warm_pct",      "server_rss_ready_mib",
-        "server_rss_max_mib",        "page_cache_before_mib",    "page_cache_growth_startup_mib",
+        "gpu_mem_before_launch_mib", "gpu_mem_after_cold_mib", "gpu_util_warm_pct",
+        "server_cpu_cold_pct",       "server_cpu_warm_pct",    "server_rss_ready_mib",
+        "server_rss_max_mib",        "page_cache_before_mib",  "page_cache_growth_startup_mib",
         "server_read_startup_mib",   "server_read_total_mib"};
-    static const char *const whats[M__N] = {
-        "GPU memory used (all GPUs) before launch",
-        "GPU memory used after the cold request",
-        "GPU utilisation during the warm runs (mean)",
-        "server CPU during the cold request",
-        "server CPU during the warm runs",
-        "server resident memory at ready",
-        "server resident memory, max over the run",
-        "page cache before launch",
-        "page cache growth from launch to ready",
-        "bytes the server read from storage up to ready",
-        "bytes the server read from storage, whole run"};
+    static const char *const whats[M__N] = {"GPU memory used (all GPUs) before launch",
+                                            "GPU memory used after the cold request",
+                                            "GPU utilisation during the warm runs (mean)",
+                                            "server CPU during the cold request",
+                                            "server CPU during the warm runs",
+                                            "server resident memory at ready",
+                                            "server resident memory, max over the run",
+                                            "page cache before launch",
+                                            "page cache growth from launch to ready",
+                                            "bytes the server read from storage up to ready",
+                                            "bytes the server read from storage, whole run"};
     for (int m = 0; m < M__N; m++) {
         report_table_row_add(t);
         report_row_text(t, "%s", keys[m]);
@@ -1235,8 +1263,8 @@ static void section_repeats(struct ttft_ctx *cx, struct report *r)
         cols[0][k] = rel_ms(rr->tl.t_models_ok_ns, t0);
         cols[1][k] = cold_ttft_ms(rr);
         cols[2][k] = c && c->rec.error == REQ_ERROR_NONE ? rec_e2e_ms(&c->rec) : NAN;
-        cols[3][k] = c && c->rec.error == REQ_ERROR_NONE ? rel_ms(c->rec.t_first_token_ns, t0)
-                                                         : NAN;
+        cols[3][k] =
+            c && c->rec.error == REQ_ERROR_NONE ? rel_ms(c->rec.t_first_token_ns, t0) : NAN;
         cols[4][k] = sm.p50;
         report_table_row_add(t);
         report_row_num(t, rr->index);
@@ -1259,7 +1287,7 @@ static void section_repeats(struct ttft_ctx *cx, struct report *r)
         report_table_row_add(sp);
         report_row_text(sp, "%s", stat_names[st]);
         for (int j = 0; j < 5; j++) {
-            double v = st == 0 ? sm[j].min
+            double v = st == 0   ? sm[j].min
                        : st == 1 ? sm[j].p50
                        : st == 2 ? sm[j].max
                        : st == 3 ? sm[j].mean
@@ -1296,9 +1324,8 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
         double load = isfinite(si->phase_s[STARTUP_PHASE_MODEL_LOAD])
                           ? si->phase_s[STARTUP_PHASE_MODEL_LOAD]
                           : si->phase_s[STARTUP_PHASE_WEIGHTS_LOAD];
-        const char *load_name = isfinite(si->phase_s[STARTUP_PHASE_MODEL_LOAD])
-                                    ? "model_load"
-                                    : "weights_load";
+        const char *load_name =
+            isfinite(si->phase_s[STARTUP_PHASE_MODEL_LOAD]) ? "model_load" : "weights_load";
         if (isfinite(load))
             parts[np++] = (struct part){load_name, load};
         double engine = si->phase_s[STARTUP_PHASE_ENGINE_INIT];
@@ -1322,20 +1349,23 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
         double unlogged_s = ready_ms / 1000 - logged;
         fmt_ms(ready_ms, a, sizeof a);
         if (best < 0) {
-            report_bullet(s, "Launch to ready took %s; the server logged no start-up phase this "
-                             "probe recognises (log wording: %s), so the time cannot be split.",
+            report_bullet(s,
+                          "Launch to ready took %s; the server logged no start-up phase this "
+                          "probe recognises (log wording: %s), so the time cannot be split.",
                           a, logparse_server_str(si->server));
         } else if (unlogged_s > parts[best].s) {
-            report_bullet(s, "Launch to ready took %s. The largest share was not covered by any "
-                             "logged phase: %.3f s (%.0f%%) went to process start, imports, "
-                             "HTTP start-up and readiness polling; the largest logged phase, %s, "
-                             "took %.3f s (%.0f%%).",
+            report_bullet(s,
+                          "Launch to ready took %s. The largest share was not covered by any "
+                          "logged phase: %.3f s (%.0f%%) went to process start, imports, "
+                          "HTTP start-up and readiness polling; the largest logged phase, %s, "
+                          "took %.3f s (%.0f%%).",
                           a, unlogged_s, 100 * unlogged_s / (ready_ms / 1000), parts[best].name,
                           parts[best].s, 100 * parts[best].s / (ready_ms / 1000));
         } else {
-            report_bullet(s, "Launch to ready took %s; %s dominated with %.3f s (%.0f%% of it). "
-                             "Logged phases cover %.3f s; %.3f s is outside them (process start, "
-                             "HTTP start-up, readiness polling).",
+            report_bullet(s,
+                          "Launch to ready took %s; %s dominated with %.3f s (%.0f%% of it). "
+                          "Logged phases cover %.3f s; %.3f s is outside them (process start, "
+                          "HTTP start-up, readiness polling).",
                           a, parts[best].name, parts[best].s,
                           100 * parts[best].s / (ready_ms / 1000), logged,
                           unlogged_s > 0 ? unlogged_s : 0.0);
@@ -1376,9 +1406,10 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
         double ft = rel_ms(cold->rec.t_first_token_ns, t0);
         fmt_ms(ft, a, sizeof a);
         fmt_ms(cold_ms, b, sizeof b);
-        report_bullet(s, "From launch to the first token of the cold request took %s: waiting "
-                         "for readiness was %.1f%% of it and the cold request's TTFT (%s) "
-                         "%.1f%%.",
+        report_bullet(s,
+                      "From launch to the first token of the cold request took %s: waiting "
+                      "for readiness was %.1f%% of it and the cold request's TTFT (%s) "
+                      "%.1f%%.",
                       a, 100 * ready_ms / ft, b, 100 * cold_ms / ft);
         n_said++;
     }
@@ -1394,13 +1425,15 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
         fmt_ms(sm.p50, b, sizeof b);
         if (cold_ms > sm.max) {
             fmt_ms(cold_ms - sm.p50, c, sizeof c);
-            report_bullet(s, "The first request paid a first-request penalty: cold TTFT %s vs a "
-                             "warm median of %s (%.2fx, %s more), above the slowest of the %zu "
-                             "warm runs (%.2f ms).",
+            report_bullet(s,
+                          "The first request paid a first-request penalty: cold TTFT %s vs a "
+                          "warm median of %s (%.2fx, %s more), above the slowest of the %zu "
+                          "warm runs (%.2f ms).",
                           a, b, cold_ms / sm.p50, c, nw, sm.max);
         } else {
-            report_bullet(s, "No first-request penalty beyond warm noise: cold TTFT %s lies within "
-                             "the warm range %.2f .. %.2f ms (median %s, %.2fx).",
+            report_bullet(s,
+                          "No first-request penalty beyond warm noise: cold TTFT %s lies within "
+                          "the warm range %.2f .. %.2f ms (median %s, %.2fx).",
                           a, sm.min, sm.max, b, cold_ms / sm.p50);
         }
         n_said++;
@@ -1410,8 +1443,9 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
         const char *verdict = ratio <= TTFT_SPREAD_TIGHT_RATIO  ? "tight"
                               : ratio <= TTFT_SPREAD_WIDE_RATIO ? "moderate"
                                                                 : "wide";
-        report_bullet(s, "Warm spread is %s: max/min %.2f over %zu runs (%.2f .. %.2f ms, "
-                         "stddev %.2f ms = %.1f%% of the mean).",
+        report_bullet(s,
+                      "Warm spread is %s: max/min %.2f over %zu runs (%.2f .. %.2f ms, "
+                      "stddev %.2f ms = %.1f%% of the mean).",
                       verdict, ratio, nw, sm.min, sm.max, sm.stddev,
                       sm.mean > 0 ? 100 * sm.stddev / sm.mean : 0.0);
         n_said++;
@@ -1420,8 +1454,9 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
     if (w0 && w0->rec.error == REQ_ERROR_NONE && nw > 0 && isfinite(sm.p50) && sm.p50 > 0) {
         double w0ms = rec_ttft_ms(&w0->rec);
         fmt_ms(w0ms, a, sizeof a);
-        report_bullet(s, "The request sent right after %s (warm_0) took %s, %.2fx the warm "
-                         "median%s.",
+        report_bullet(s,
+                      "The request sent right after %s (warm_0) took %s, %.2fx the warm "
+                      "median%s.",
                       cx->url_mode ? "the start of the probe" : "the cold one", a, w0ms / sm.p50,
                       w0ms > sm.max ? ": some warm-up outlasted the first request"
                                     : ": already warm");
@@ -1433,8 +1468,9 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
         char cc[48], cw[48];
         snprintf(cc, sizeof cc, isfinite(rr->cpu_cold_pct) ? "%.0f%%" : "n/a", rr->cpu_cold_pct);
         snprintf(cw, sizeof cw, isfinite(rr->cpu_warm_pct) ? "%.0f%%" : "n/a", rr->cpu_warm_pct);
-        report_bullet(s, "Server CPU was %s during the %s and %s on average during the warm "
-                         "runs (100%% = one core).",
+        report_bullet(s,
+                      "Server CPU was %s during the %s and %s on average during the warm "
+                      "runs (100%% = one core).",
                       cc, cx->url_mode ? "first request" : "cold request", cw);
         n_said++;
     }
@@ -1445,17 +1481,20 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
         double growth = (double)(rr->page_cache_ready_bytes - rr->page_cache_before_bytes);
         double size = (double)cx->model_file_bytes;
         if (growth >= TTFT_PAGE_CACHE_READ_FRAC * size)
-            report_bullet(s, "The page cache grew by %.1f MiB from launch to ready against a "
-                             "%.1f MiB model file: the weights were read from storage (a "
-                             "disk-cold start).",
+            report_bullet(s,
+                          "The page cache grew by %.1f MiB from launch to ready against a "
+                          "%.1f MiB model file: the weights were read from storage (a "
+                          "disk-cold start).",
                           growth / 1048576.0, size / 1048576.0);
         else
-            report_bullet(s, "The page cache grew by only %.1f MiB from launch to ready against a "
-                             "%.1f MiB model file: the weights were already cached in memory, so "
-                             "this cold start did not pay for storage reads%s.",
+            report_bullet(s,
+                          "The page cache grew by only %.1f MiB from launch to ready against a "
+                          "%.1f MiB model file: the weights were already cached in memory, so "
+                          "this cold start did not pay for storage reads%s.",
                           growth / 1048576.0, size / 1048576.0,
-                          cx->po.target.drop_caches ? "" : " (use --drop-caches as root for a "
-                                                           "disk-cold start)");
+                          cx->po.target.drop_caches ? ""
+                                                    : " (use --drop-caches as root for a "
+                                                      "disk-cold start)");
         n_said++;
     }
     if (!cx->url_mode && rr->read_bytes_ready >= 0) {
@@ -1471,14 +1510,14 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
         report_bullet(s, "No GPU: %s. GPU memory and utilisation are n/a.", cx->gpus.reason);
         n_said++;
     } else if (rr->gpu_mem_before_bytes >= 0 && rr->gpu_mem_after_cold_bytes >= 0) {
-        report_bullet(s, "GPU memory went from %.0f MiB before launch to %.0f MiB after the cold "
-                         "request (%+.0f MiB); GPU utilisation averaged %.0f%% during the warm "
-                         "runs.",
-                      bytes_to_mib(rr->gpu_mem_before_bytes),
-                      bytes_to_mib(rr->gpu_mem_after_cold_bytes),
-                      bytes_to_mib(rr->gpu_mem_after_cold_bytes) -
-                          bytes_to_mib(rr->gpu_mem_before_bytes),
-                      rr->gpu_util_warm_pct);
+        report_bullet(
+            s,
+            "GPU memory went from %.0f MiB before launch to %.0f MiB after the cold "
+            "request (%+.0f MiB); GPU utilisation averaged %.0f%% during the warm "
+            "runs.",
+            bytes_to_mib(rr->gpu_mem_before_bytes), bytes_to_mib(rr->gpu_mem_after_cold_bytes),
+            bytes_to_mib(rr->gpu_mem_after_cold_bytes) - bytes_to_mib(rr->gpu_mem_before_bytes),
+            rr->gpu_util_warm_pct);
         n_said++;
     }
 
@@ -1496,16 +1535,18 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
                 n_cached++;
         }
     if (n_short) {
-        report_bullet(s, "%d of %d requests generated fewer than the %d tokens asked for (the "
-                         "server ignored ignore_eos or hit a length limit): their E2E is not "
-                         "comparable.",
+        report_bullet(s,
+                      "%d of %d requests generated fewer than the %d tokens asked for (the "
+                      "server ignored ignore_eos or hit a length limit): their E2E is not "
+                      "comparable.",
                       n_short, n_ok, cx->opt.max_tokens);
         n_said++;
     }
     if (n_cached) {
-        report_bullet(s, "%d of %d requests reported prefix-cache hits although every prompt "
-                         "starts with a unique header: their TTFT is lower than an uncached "
-                         "prefill.",
+        report_bullet(s,
+                      "%d of %d requests reported prefix-cache hits although every prompt "
+                      "starts with a unique header: their TTFT is lower than an uncached "
+                      "prefill.",
                       n_cached, n_ok);
         n_said++;
     }
@@ -1522,8 +1563,9 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
         summary_of(cv, (size_t)cx->n_reps, &cs);
         summary_of(rv, (size_t)cx->n_reps, &rs);
         if (cs.n >= 2)
-            report_bullet(s, "Over %zu launches, cold TTFT ranged %.2f .. %.2f ms (median %.2f) "
-                             "and launch to ready %.1f .. %.1f ms (median %.1f).",
+            report_bullet(s,
+                          "Over %zu launches, cold TTFT ranged %.2f .. %.2f ms (median %.2f) "
+                          "and launch to ready %.1f .. %.1f ms (median %.1f).",
                           cs.n, cs.min, cs.max, cs.p50, rs.min, rs.max, rs.p50);
         free(cv);
         free(rv);
@@ -1542,11 +1584,13 @@ static void write_report(struct ttft_ctx *cx)
     report_meta(r, "server", "%s%s", target_kind_str(cx->po.target.kind),
                 cx->url_mode ? " (--url, warm only)" : "");
     report_meta(r, "model", "%s",
-                cx->po.target.model ? cx->po.target.model
+                cx->po.target.model                     ? cx->po.target.model
                 : cx->n_reps && cx->reps[0].model_id[0] ? cx->reps[0].model_id
                                                         : "unknown");
     report_meta(r, "status", "%s",
-                cx->interrupted ? "interrupted (partial)" : cx->failed ? "failed" : "ok");
+                cx->interrupted ? "interrupted (partial)"
+                : cx->failed    ? "failed"
+                                : "ok");
     /* headline numbers */
     if (cx->n_reps) {
         const struct ttft_repeat *rr = &cx->reps[0];
@@ -1629,12 +1673,12 @@ int cmd_ttft(int argc, char **argv)
         log_error(MOD, "cannot create %s: %s", dir, strerror(errno));
         goto out_opts;
     }
-    if (workload_init_synth(&cx->wl, &(struct workload_synth){
-                                         .input_len_tokens = cx->opt.prompt_len,
-                                         .unit = cx->po.target.kind == TARGET_KIND_EMBEDDED
-                                                     ? WORKLOAD_UNIT_BYTE
-                                                     : WORKLOAD_UNIT_WORD,
-                                         .seed = 1}) != WORKLOAD_OK) {
+    if (workload_init_synth(
+            &cx->wl, &(struct workload_synth){.input_len_tokens = cx->opt.prompt_len,
+                                              .unit = cx->po.target.kind == TARGET_KIND_EMBEDDED
+                                                          ? WORKLOAD_UNIT_BYTE
+                                                          : WORKLOAD_UNIT_WORD,
+                                              .seed = 1}) != WORKLOAD_OK) {
         log_error(MOD, "bad --prompt-len %d", cx->opt.prompt_len);
         goto out_opts;
     }
@@ -1651,10 +1695,10 @@ int cmd_ttft(int argc, char **argv)
     clock_wall_iso(cx->started_at, sizeof cx->started_at);
     cx->have_host = telemetry_host_read(&cx->host) == 0;
     telemetry_gpu_read(&cx->gpus);
-    cx->interval_ms = cx->gpus.available && cx->gpus.source && !strcmp(cx->gpus.source,
-                                                                          "nvidia-smi")
-                          ? TTFT_SAMPLE_INTERVAL_SMI_MS
-                          : TTFT_SAMPLE_INTERVAL_MS;
+    cx->interval_ms =
+        cx->gpus.available && cx->gpus.source && !strcmp(cx->gpus.source, "nvidia-smi")
+            ? TTFT_SAMPLE_INTERVAL_SMI_MS
+            : TTFT_SAMPLE_INTERVAL_MS;
     cx->model_file_bytes = -1;
     struct stat st;
     if (!cx->url_mode && cx->po.target.model && stat(cx->po.target.model, &st) == 0 &&
@@ -1686,9 +1730,8 @@ int cmd_ttft(int argc, char **argv)
             if (q->error == REQ_ERROR_NONE && e2e_s > 0 && q->n_events / e2e_s > max_ev_per_s)
                 max_ev_per_s = q->n_events / e2e_s;
         }
-    if (cx->ceiling.valid &&
-        client_ceiling_warn(&cx->ceiling, max_ev_per_s, NAN, cx->ceiling_msg,
-                            sizeof cx->ceiling_msg))
+    if (cx->ceiling.valid && client_ceiling_warn(&cx->ceiling, max_ev_per_s, NAN, cx->ceiling_msg,
+                                                 sizeof cx->ceiling_msg))
         log_warn(MOD, "%s", cx->ceiling_msg);
 
     write_report(cx);

@@ -43,8 +43,8 @@ struct col {
 };
 
 struct cell {
-    double num;   /* number columns; NAN when missing */
-    char *text;   /* text columns: the text; number columns: the NA reason (or NULL) */
+    double num; /* number columns; NAN when missing */
+    char *text; /* text columns: the text; number columns: the NA reason (or NULL) */
 };
 
 struct report_table {
@@ -126,10 +126,14 @@ static char *vformat(const char *fmt, va_list ap)
 const char *report_status_str(enum report_status st)
 {
     switch (st) {
-    case REPORT_OK: return "ok";
-    case REPORT_ERR_CAP: return "output cap reached";
-    case REPORT_ERR_IO: return "i/o error";
-    case REPORT_ERR_NOT_FOUND: return "table not found";
+    case REPORT_OK:
+        return "ok";
+    case REPORT_ERR_CAP:
+        return "output cap reached";
+    case REPORT_ERR_IO:
+        return "i/o error";
+    case REPORT_ERR_NOT_FOUND:
+        return "table not found";
     }
     return "unknown";
 }
@@ -137,9 +141,12 @@ const char *report_status_str(enum report_status st)
 const char *report_format_str(enum report_format f)
 {
     switch (f) {
-    case REPORT_FORMAT_MARKDOWN: return "markdown";
-    case REPORT_FORMAT_HTML: return "html";
-    case REPORT_FORMAT_JSON: return "json";
+    case REPORT_FORMAT_MARKDOWN:
+        return "markdown";
+    case REPORT_FORMAT_HTML:
+        return "html";
+    case REPORT_FORMAT_JSON:
+        return "json";
     }
     return "unknown";
 }
@@ -489,8 +496,8 @@ static struct series *series_add(struct report_chart *c, const char *name, size_
     return s;
 }
 
-void report_chart_series(struct report_chart *c, const char *name, const double *x,
-                         const double *y, size_t n)
+void report_chart_series(struct report_chart *c, const char *name, const double *x, const double *y,
+                         size_t n)
 {
     struct series *s = series_add(c, name, y ? n : 0);
     s->x = dup_doubles(x, s->n);
@@ -642,12 +649,28 @@ static void put_html(struct out *o, const char *s)
     while (i < n) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '&': put(o, "&amp;"); i++; continue;
-        case '<': put(o, "&lt;"); i++; continue;
-        case '>': put(o, "&gt;"); i++; continue;
-        case '"': put(o, "&quot;"); i++; continue;
-        case '\'': put(o, "&#39;"); i++; continue;
-        default: break;
+        case '&':
+            put(o, "&amp;");
+            i++;
+            continue;
+        case '<':
+            put(o, "&lt;");
+            i++;
+            continue;
+        case '>':
+            put(o, "&gt;");
+            i++;
+            continue;
+        case '"':
+            put(o, "&quot;");
+            i++;
+            continue;
+        case '\'':
+            put(o, "&#39;");
+            i++;
+            continue;
+        default:
+            break;
         }
         if (c < 0x20 && c != '\n' && c != '\t') {
             put(o, c == '\r' ? "" : " ");
@@ -1040,8 +1063,7 @@ static void svg_line_chart(struct out *o, const struct report_chart *c)
     }
     for (int i = 0; i < ax.n_ticks; i++) {
         double x = left + axis_frac(&ax, ax.ticks[i]) * plot_w;
-        putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, top, x,
-             top + plot_h);
+        putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, top, x, top + plot_h);
     }
     put(o, "</g>");
     put(o, "<g class=\"axes\" stroke=\"#333333\" stroke-width=\"1\">");
@@ -1239,8 +1261,7 @@ static void svg_bar_chart(struct out *o, const struct report_chart *c)
     put(o, "<g class=\"grid\" stroke=\"#e5e5e5\" stroke-width=\"1\">");
     for (int i = 0; i < av.n_ticks; i++) {
         double x = left + axis_frac(&av, av.ticks[i]) * plot_w;
-        putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, top, x,
-             top + plot_h);
+        putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, top, x, top + plot_h);
     }
     put(o, "</g>");
     put(o, "<g class=\"axes\" stroke=\"#333333\" stroke-width=\"1\">");
@@ -1307,8 +1328,8 @@ static void svg_bar_chart(struct out *o, const struct report_chart *c)
             fmt_sig(a, va, sizeof va);
             fmt_sig(b, vb, sizeof vb);
             fmt_sig(b - a, vd, sizeof vd);
-            putf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>", pa,
-                 y + 1, w, bar_h - 2);
+            putf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>", pa, y + 1,
+                 w, bar_h - 2);
             put_html(o, cat);
             if (s->name[0]) {
                 put(o, " / ");
@@ -1323,8 +1344,8 @@ static void svg_bar_chart(struct out *o, const struct report_chart *c)
                 put_html(o, c->y_unit);
             }
             put(o, "</title></rect>");
-            putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#333333\">%s",
-                 pb + 4, y + bar_h - 3, s->lo ? vd : vb);
+            putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#333333\">%s", pb + 4,
+                 y + bar_h - 3, s->lo ? vd : vb);
             if (c->y_unit) {
                 put(o, " ");
                 put_html(o, c->y_unit);
@@ -1369,8 +1390,13 @@ static void md_pad(struct out *o, const char *s, size_t width)
 static const char *const spark_levels[] = {"\xE2\x96\x81", "\xE2\x96\x82", "\xE2\x96\x83",
                                            "\xE2\x96\x84", "\xE2\x96\x85", "\xE2\x96\x86",
                                            "\xE2\x96\x87", "\xE2\x96\x88"};
-static const char *const eighths[] = {"", "\xE2\x96\x8F", "\xE2\x96\x8E", "\xE2\x96\x8D",
-                                      "\xE2\x96\x8C", "\xE2\x96\x8B", "\xE2\x96\x8A",
+static const char *const eighths[] = {"",
+                                      "\xE2\x96\x8F",
+                                      "\xE2\x96\x8E",
+                                      "\xE2\x96\x8D",
+                                      "\xE2\x96\x8C",
+                                      "\xE2\x96\x8B",
+                                      "\xE2\x96\x8A",
                                       "\xE2\x96\x89"};
 #define MD_SPARK_MAX 60
 #define MD_BAR_COLS 40
@@ -1430,8 +1456,8 @@ static void md_chart_line(struct out *o, const struct report_chart *c)
         fmt_sig(xmin, xa, sizeof xa);
         fmt_sig(xmax, xb, sizeof xb);
         putf(o, "  %s: %s .. %s%s%s; %s: %s .. %s%s%s\n", c->y_label[0] ? c->y_label : "y", a, b2,
-             c->y_unit ? " " : "", c->y_unit ? c->y_unit : "", c->x_label[0] ? c->x_label : "x",
-             xa, xb, c->x_unit ? " " : "", c->x_unit ? c->x_unit : "");
+             c->y_unit ? " " : "", c->y_unit ? c->y_unit : "", c->x_label[0] ? c->x_label : "x", xa,
+             xb, c->x_unit ? " " : "", c->x_unit ? c->x_unit : "");
     }
 }
 
@@ -1621,8 +1647,12 @@ static void render_md(struct out *o, const struct report *r)
                 put(o, "\n\n");
                 break;
             }
-            case ITEM_TABLE: md_table(o, it->table); break;
-            case ITEM_CHART: md_chart(o, r, it->chart); break;
+            case ITEM_TABLE:
+                md_table(o, it->table);
+                break;
+            case ITEM_CHART:
+                md_chart(o, r, it->chart);
+                break;
             }
         }
     }
@@ -1736,7 +1766,9 @@ static void render_html(struct out *o, const struct report *r)
                 put_html(o, it->text);
                 put(o, "</pre>\n");
                 break;
-            case ITEM_TABLE: html_table(o, it->table); break;
+            case ITEM_TABLE:
+                html_table(o, it->table);
+                break;
             case ITEM_CHART:
                 put(o, "<figure id=\"chart-");
                 put_html(o, it->chart->key);
@@ -1970,8 +2002,7 @@ static void csv_field(struct out *o, const char *s)
     put(o, "\"");
 }
 
-enum report_status report_render_csv(const struct report *r, const char *table_key,
-                                     struct buf *out)
+enum report_status report_render_csv(const struct report *r, const char *table_key, struct buf *out)
 {
     const struct report_table *t = report_find_table(r, table_key);
     if (!t)
@@ -2007,9 +2038,15 @@ enum report_status report_render(const struct report *r, enum report_format f, s
 {
     struct out o = {out, 0};
     switch (f) {
-    case REPORT_FORMAT_MARKDOWN: render_md(&o, r); break;
-    case REPORT_FORMAT_HTML: render_html(&o, r); break;
-    case REPORT_FORMAT_JSON: render_json(&o, r); break;
+    case REPORT_FORMAT_MARKDOWN:
+        render_md(&o, r);
+        break;
+    case REPORT_FORMAT_HTML:
+        render_html(&o, r);
+        break;
+    case REPORT_FORMAT_JSON:
+        render_json(&o, r);
+        break;
     }
     return o.err ? REPORT_ERR_CAP : REPORT_OK;
 }
@@ -2027,8 +2064,8 @@ static enum report_status write_buf(const struct buf *b, const char *path, char 
     return REPORT_OK;
 }
 
-enum report_status report_write_file(const struct report *r, enum report_format f,
-                                     const char *path, char *err, size_t err_len)
+enum report_status report_write_file(const struct report *r, enum report_format f, const char *path,
+                                     char *err, size_t err_len)
 {
     struct buf b;
     buf_init(&b, 1 << 16, REPORT_FILE_CAP_BYTES);
@@ -2042,8 +2079,8 @@ enum report_status report_write_file(const struct report *r, enum report_format 
     return st;
 }
 
-enum report_status report_write_csv(const struct report *r, const char *table_key,
-                                    const char *path, char *err, size_t err_len)
+enum report_status report_write_csv(const struct report *r, const char *table_key, const char *path,
+                                    char *err, size_t err_len)
 {
     struct buf b;
     buf_init(&b, 1 << 14, REPORT_FILE_CAP_BYTES);

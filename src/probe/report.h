@@ -1,7 +1,7 @@
 /* report: a report is one struct rendered several ways. A caller builds a struct report (title,
  * metadata key/values, sections holding paragraphs, preformatted blocks, tables and charts) and
- * renders it as Markdown (GitHub tables, charts as text sparklines/bars plus a pointer to the HTML),
- * HTML (one self-contained file: inline CSS, inline SVG charts, no JavaScript, no external
+ * renders it as Markdown (GitHub tables, charts as text sparklines/bars plus a pointer to the
+ * HTML), HTML (one self-contained file: inline CSS, inline SVG charts, no JavaScript, no external
  * resources), JSON (unit-suffixed keys, written with the buf JSON emitter) or CSV (one table,
  * RFC 4180). It does not measure or compute anything: numbers in prose are computed by the caller
  * and formatted into the text; the report only escapes and lays out what it is given.
@@ -117,8 +117,8 @@ void report_chart_log_x(struct report_chart *c, int on);
 /* Adds a series; x and y are copied (n points). Line charts: x may be NULL (x = 1..n).
  * Bar charts: y[i] is the bar length of category i (x is ignored when categories are set, else
  * x[i] labels the category); NAN values draw no bar/point and print "n/a". */
-void report_chart_series(struct report_chart *c, const char *name, const double *x,
-                         const double *y, size_t n);
+void report_chart_series(struct report_chart *c, const char *name, const double *x, const double *y,
+                         size_t n);
 /* Bar charts: floating bars from lo[i] to hi[i] (a timeline: phase start..end). */
 void report_chart_series_range(struct report_chart *c, const char *name, const double *lo,
                                const double *hi, size_t n);
@@ -137,9 +137,9 @@ enum report_status report_render(const struct report *r, enum report_format f, s
 enum report_status report_render_csv(const struct report *r, const char *table_key,
                                      struct buf *out);
 /* Render and write atomically (tmp + rename) to path. On REPORT_ERR_IO err says why. */
-enum report_status report_write_file(const struct report *r, enum report_format f,
-                                     const char *path, char *err, size_t err_len);
-enum report_status report_write_csv(const struct report *r, const char *table_key,
-                                    const char *path, char *err, size_t err_len);
+enum report_status report_write_file(const struct report *r, enum report_format f, const char *path,
+                                     char *err, size_t err_len);
+enum report_status report_write_csv(const struct report *r, const char *table_key, const char *path,
+                                    char *err, size_t err_len);
 
 #endif
