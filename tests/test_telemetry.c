@@ -7,6 +7,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,18 +75,35 @@ static double cpu_over(pid_t pid, int ms, int *n_procs)
     return telemetry_cpu_pct(&a, &b);
 }
 
+/* CPU % of a child over its whole life from the kernel's wait4() rusage: an independent
+ * reference for what /proc said (on a loaded 2-core machine a spinning child may get far less
+ * than a core, so "~100 %" alone would test the machine, not the code). */
+static double reap_cpu_pct(pid_t pid, mono_ns t_spawn_ns)
+{
+    struct rusage ru;
+    int status;
+    kill(pid, SIGKILL);
+    if (wait4(pid, &status, 0, &ru) != pid)
+        return NAN;
+    double cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                   (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    return 100.0 * cpu_s / ns_to_s(clock_now_ns() - t_spawn_ns);
+}
+
 static void test_cpu_busy_and_idle(void)
 {
+    mono_ns t_spawn = clock_now_ns();
     pid_t busy = spawn(CHILD_BUSY), idle = spawn(CHILD_IDLE);
     CHECK(busy > 0 && idle > 0);
     int np = 0;
-    double b = cpu_over(busy, 700, &np);
-    double i = cpu_over(idle, 700, NULL);
-    fprintf(stderr, "  busy %.1f%%, idle %.1f%%\n", b, i);
+    double b = cpu_over(busy, 1000, &np);
+    double i = cpu_over(idle, 500, NULL);
+    double ref = reap_cpu_pct(busy, t_spawn);
+    fprintf(stderr, "  busy %.1f%% (wait4 rusage over its life: %.1f%%), idle %.1f%%\n", b, ref, i);
     CHECK_EQ_INT(np, 1);
-    CHECK_MSG(b > 30 && b < 130, "busy child %.1f%%", b);
-    CHECK_MSG(i >= 0 && i < 10, "idle child %.1f%%", i);
-    reap(busy, 0);
+    CHECK_MSG(b > 30 || (b > 5 && fabs(b - ref) < 25), "busy child %.1f%% (rusage %.1f%%)", b, ref);
+    CHECK_MSG(b < 130, "busy child %.1f%%: more than one core from one thread", b);
+    CHECK_MSG(i >= 0 && i < 5, "idle child %.1f%%", i);
     reap(idle, 0);
 
     /* a busy grandchild is part of the tree */
@@ -93,7 +111,7 @@ static void test_cpu_busy_and_idle(void)
     double g = cpu_over(parent, 700, &np);
     fprintf(stderr, "  tree with busy grandchild %.1f%% (%d procs)\n", g, np);
     CHECK_EQ_INT(np, 2);
-    CHECK_MSG(g > 30, "tree %.1f%%", g);
+    CHECK_MSG(g > 5, "tree %.1f%%", g); /* the only CPU user in it is the grandchild */
     struct telemetry_proc_sample s;
     telemetry_proc_tree_sample(parent, &s);
     CHECK(s.rss_bytes > 0);
@@ -228,7 +246,8 @@ static void test_sampler_window(void)
             w.gpu_available ? "yes" : w.gpu_reason);
     CHECK(w.n_samples >= 10 && w.n_samples <= 25);
     CHECK_EQ_INT(w.n_dropped, 0);
-    CHECK_MSG(w.cpu_mean_pct > 30, "%.1f", w.cpu_mean_pct);
+    CHECK_MSG(w.cpu_mean_pct > 5, "%.1f", w.cpu_mean_pct);
+    double busy_mean = w.cpu_mean_pct;
     CHECK(w.cpu_max_pct >= w.cpu_mean_pct);
     CHECK(w.rss_max_bytes > 0);
     struct telemetry_gpus g;
@@ -243,7 +262,7 @@ static void test_sampler_window(void)
     }
     CHECK(telemetry_sampler_window(s, t2, t3, &w) == 0);
     fprintf(stderr, "  idle window: %zu samples, cpu mean %.1f%%\n", w.n_samples, w.cpu_mean_pct);
-    CHECK_MSG(w.cpu_mean_pct < 10, "%.1f", w.cpu_mean_pct);
+    CHECK_MSG(w.cpu_mean_pct < 5 && w.cpu_mean_pct < busy_mean, "%.1f", w.cpu_mean_pct);
     CHECK(telemetry_sampler_window(s, t3 + 1000000000ull, t3 + 2000000000ull, &w) == -1);
     CHECK_EQ_INT(w.n_samples, 0);
     CHECK(isnan(w.cpu_mean_pct));
