@@ -213,6 +213,38 @@ static void test_f16_rounding(void)
 #endif
 }
 
+/* The row functions (F16C where the CPU has it) agree with the scalar ones bit for bit. */
+static void test_f16_rows(void)
+{
+    size_t n = 65536 + 5; /* not a multiple of 8: the scalar tail runs too */
+    uint16_t *h = malloc(n * sizeof *h), *h2 = malloc(n * sizeof *h2);
+    float *f = malloc(n * sizeof *f);
+    for (size_t i = 0; i < n; i++)
+        h[i] = (uint16_t)i;
+    gguf_f16_to_f32_row(h, f, n);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float want = gguf_f16_to_f32(h[i]);
+        if (want != want ? f[i] == f[i] : memcmp(&want, &f[i], 4) != 0)
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    uint32_t s = 12345;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        uint32_t bits = (s & 0x8fffffffu) | ((s & 1) ? 0x30000000u : 0);
+        memcpy(&f[i], &bits, 4);
+    }
+    gguf_f32_to_f16_row(f, h2, n);
+    bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += f[i] == f[i] && h2[i] != gguf_f32_to_f16(f[i]);
+    CHECK_EQ_INT(bad, 0);
+    free(h);
+    free(h2);
+    free(f);
+}
+
 /* ---- writer / reader ---- */
 
 static void test_kv_types_roundtrip(void)
@@ -1326,6 +1358,7 @@ int main(void)
     }
     TEST_RUN(test_f16_exhaustive);
     TEST_RUN(test_f16_rounding);
+    TEST_RUN(test_f16_rows);
     TEST_RUN(test_kv_types_roundtrip);
     TEST_RUN(test_writer_misuse);
     TEST_RUN(test_parse_prefix_incomplete);

@@ -1124,14 +1124,69 @@ float gguf_f16_to_f32(uint16_t h)
     return f;
 }
 
+/* Rows use the F16C instructions where the CPU has them (exactly the same results as the scalar
+ * code: both are IEEE conversions with round-to-nearest-even), else the scalar code. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+static int cpu_has_f16c(void)
+{
+    static int cached = -1; /* benign race: every thread computes the same value */
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+__attribute__((target("avx,f16c"))) static size_t f32_to_f16_f16c(const float *in, uint16_t *out,
+                                                                    size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(void *)(out + i), h);
+    }
+    return i;
+}
+
+__attribute__((target("avx,f16c"))) static size_t f16_to_f32_f16c(const uint16_t *in, float *out,
+                                                                    size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+    }
+    return i;
+}
+#else
+static int cpu_has_f16c(void)
+{
+    return 0;
+}
+static size_t f32_to_f16_f16c(const float *in, uint16_t *out, size_t n)
+{
+    return 0;
+}
+static size_t f16_to_f32_f16c(const uint16_t *in, float *out, size_t n)
+{
+    return 0;
+}
+#endif
+
 void gguf_f32_to_f16_row(const float *in, uint16_t *out, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t i = cpu_has_f16c() ? f32_to_f16_f16c(in, out, n) : 0;
+    for (; i < n; i++)
         out[i] = gguf_f32_to_f16(in[i]);
 }
 
 void gguf_f16_to_f32_row(const uint16_t *in, float *out, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t i = cpu_has_f16c() ? f16_to_f32_f16c(in, out, n) : 0;
+    for (; i < n; i++)
         out[i] = gguf_f16_to_f32(in[i]);
 }
