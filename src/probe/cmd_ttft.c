@@ -575,7 +575,8 @@ static void run_repeat(struct ttft_ctx *cx, struct ttft_repeat *rr)
     }
     rr->tl = t->tl;
     if (rr->start_status != TARGET_OK) {
-        snprintf(rr->start_err, sizeof rr->start_err, "%s", err);
+        /* first line only: the log tail that target appends is shown as its own block */
+        snprintf(rr->start_err, sizeof rr->start_err, "%.*s", (int)strcspn(err, "\n"), err);
         if (rr->start_status == TARGET_ERR_INTERRUPTED || target_interrupted())
             cx->interrupted = rr->interrupted = 1;
         else
@@ -754,7 +755,7 @@ static void section_status(struct ttft_ctx *cx, struct report *r)
         if (rr->start_status != TARGET_OK)
             report_bullet(s, "Launch %d: server not ready: %s: %s", rr->index,
                           target_status_str(rr->start_status), rr->start_err);
-        if (rr->died) {
+        if (rr->died && rr->ready) {
             char ex[96];
             report_bullet(s,
                           "Launch %d: the server exited on its own (%s) after %zu finished "
