@@ -1511,14 +1511,18 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
         report_bullet(s, "No GPU: %s. GPU memory and utilisation are n/a.", cx->gpus.reason);
         n_said++;
     } else if (rr->gpu_mem_before_bytes >= 0 && rr->gpu_mem_after_cold_bytes >= 0) {
-        report_bullet(
-            s,
-            "GPU memory went from %.0f MiB before launch to %.0f MiB after the cold "
-            "request (%+.0f MiB); GPU utilisation averaged %.0f%% during the warm "
-            "runs.",
-            bytes_to_mib(rr->gpu_mem_before_bytes), bytes_to_mib(rr->gpu_mem_after_cold_bytes),
-            bytes_to_mib(rr->gpu_mem_after_cold_bytes) - bytes_to_mib(rr->gpu_mem_before_bytes),
-            rr->gpu_util_warm_pct);
+        double d_mib =
+            bytes_to_mib(rr->gpu_mem_after_cold_bytes) - bytes_to_mib(rr->gpu_mem_before_bytes);
+        char util[48];
+        snprintf(util, sizeof util,
+                 isfinite(rr->gpu_util_warm_pct) ? "averaged %.0f%%" : "was not sampled",
+                 rr->gpu_util_warm_pct);
+        report_bullet(s,
+                      "GPU memory went from %.0f MiB before launch to %.0f MiB after the cold "
+                      "request (%+.0f MiB%s); GPU utilisation %s during the warm runs.",
+                      bytes_to_mib(rr->gpu_mem_before_bytes),
+                      bytes_to_mib(rr->gpu_mem_after_cold_bytes), d_mib,
+                      fabs(d_mib) < 1 ? ": this server did not allocate GPU memory" : "", util);
         n_said++;
     }
 
