@@ -1,0 +1,448 @@
+/* probe_opts: the target and client options every probe command shares (see probe_opts.h).
+ * One pass over argv: shared options are consumed, everything else is handed back in order;
+ * defaults that depend on --server are resolved at the end. No files are touched here. */
+#include "probe/probe_opts.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/buf.h"
+
+#define PROBE_OPTS_DEFAULT_TIMEOUT_MS 600000L
+#define PROBE_OPTS_DEFAULT_MODEL "models/default.gguf"
+
+void probe_opts_help(FILE *f)
+{
+    fputs("server options (shared by every probe):\n"
+          "  --server embedded|vllm|llamacpp|sglang  server to launch (default embedded)\n"
+          "  --model PATH|ID           model file or HF id (embedded default: " PROBE_OPTS_DEFAULT_MODEL
+          ";\n"
+          "                            required for the others unless --url or --serve-cmd;\n"
+          "                            with --url: the \"model\" name sent in requests)\n"
+          "  --url URL                 probe an already-running server (no launch, warm-only)\n"
+          "  --serve-cmd \"ARGV...\"     launch this command instead of the built one (split on\n"
+          "                            spaces; '...' and \"...\" group words; no shell)\n"
+          "  --host HOST               bind/connect host (default 127.0.0.1)\n"
+          "  --port N                  port (default 8000; embedded: a free port)\n"
+          "  --max-model-len N         context length passed to the server\n"
+          "  --gpu-memory-utilization F  fraction of (device) memory for the server (0 < F <= 1)\n"
+          "  --prefix-caching on|off|default  prefix/radix/prompt cache flag (default: server's)\n"
+          "  --served-model-name NAME  name the server serves (and the client sends)\n"
+          "  --api-key KEY             API key for the server and the client\n"
+          "  --endpoint completions|chat  /v1/completions or /v1/chat/completions (default\n"
+          "                            completions)\n"
+          "  --timeout SECONDS         per request (default 600)\n"
+          "  --ready-timeout SECONDS   start-up deadline (default 600 for vllm/sglang, 120 others)\n"
+          "  --stop-grace SECONDS      SIGTERM -> SIGKILL grace (default 10)\n"
+          "  --log FILE                server log (default OUT/server.log)\n"
+          "  --out DIR                 results directory (default results)\n"
+          "  --drop-caches             root only: drop the page cache before launch (storage-cold)\n"
+          "  -- ARGS...                extra flags for the server\n",
+          f);
+}
+
+/* ---- splitting ---- */
+
+int probe_opts_split(const char *line, char ***argv_out, int *argc_out, char *err, size_t err_len)
+{
+    size_t len = strlen(line);
+    char *tmp = xmalloc(len + 1);
+    size_t o = 0;
+    int n = 0, in_word = 0;
+    const char *p = line;
+    *argv_out = NULL;
+    *argc_out = 0;
+    /* pass 1: words into tmp, each NUL-terminated */
+    while (*p) {
+        char c = *p;
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            if (in_word) {
+                tmp[o++] = 0;
+                n++;
+                in_word = 0;
+            }
+            p++;
+            continue;
+        }
+        in_word = 1;
+        if (c == '\'') {
+            const char *q = strchr(p + 1, '\'');
+            if (!q) {
+                snprintf(err, err_len, "unbalanced ' in command: %s", line);
+                free(tmp);
+                return -1;
+            }
+            memcpy(tmp + o, p + 1, (size_t)(q - p - 1));
+            o += (size_t)(q - p - 1);
+            p = q + 1;
+        } else if (c == '"') {
+            p++;
+            while (*p && *p != '"') {
+                if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
+                    p++;
+                tmp[o++] = *p++;
+            }
+            if (*p != '"') {
+                snprintf(err, err_len, "unbalanced \" in command: %s", line);
+                free(tmp);
+                return -1;
+            }
+            p++;
+        } else if (c == '\\' && p[1]) {
+            tmp[o++] = p[1];
+            p += 2;
+        } else {
+            tmp[o++] = c;
+            p++;
+        }
+    }
+    if (in_word) {
+        tmp[o++] = 0;
+        n++;
+    }
+    if (n == 0) {
+        snprintf(err, err_len, "empty command");
+        free(tmp);
+        return -1;
+    }
+    /* pass 2: one block, pointers then strings */
+    size_t ptr_bytes = ((size_t)n + 1) * sizeof(char *);
+    char **argv = xmalloc(ptr_bytes + o);
+    char *strs = (char *)argv + ptr_bytes;
+    memcpy(strs, tmp, o);
+    free(tmp);
+    char *s = strs;
+    for (int i = 0; i < n; i++) {
+        argv[i] = s;
+        s += strlen(s) + 1;
+    }
+    argv[n] = NULL;
+    *argv_out = argv;
+    *argc_out = n;
+    return 0;
+}
+
+void probe_opts_split_free(char **argv)
+{
+    free(argv);
+}
+
+/* ---- parsing ---- */
+
+void probe_opts_free(struct probe_opts *o)
+{
+    if (!o)
+        return;
+    free(o->log_path_);
+    probe_opts_split_free(o->serve_cmd_);
+    o->log_path_ = NULL;
+    o->serve_cmd_ = NULL;
+    o->target.serve_cmd = NULL;
+    o->target.n_serve_cmd = 0;
+    o->target.log_path = NULL;
+}
+
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Seconds (fractional allowed, > 0) to milliseconds. */
+static int parse_seconds_ms(const char *s, long *ms)
+{
+    double v;
+    if (parse_double(s, &v) != 0 || v <= 0 || v > 1e7)
+        return -1;
+    *ms = (long)llround(v * 1000.0);
+    if (*ms < 1)
+        *ms = 1;
+    return 0;
+}
+
+enum opt_id {
+    OPT_SERVER, OPT_MODEL, OPT_URL, OPT_SERVE_CMD, OPT_HOST, OPT_PORT, OPT_MAX_MODEL_LEN,
+    OPT_GPU_UTIL, OPT_PREFIX, OPT_SERVED_NAME, OPT_API_KEY, OPT_ENDPOINT, OPT_TIMEOUT,
+    OPT_READY_TIMEOUT, OPT_STOP_GRACE, OPT_LOG, OPT_OUT, OPT_DROP_CACHES,
+};
+
+static const struct {
+    const char *name;
+    enum opt_id id;
+    int has_value;
+} opts[] = {
+    {"--server", OPT_SERVER, 1},
+    {"--model", OPT_MODEL, 1},
+    {"--url", OPT_URL, 1},
+    {"--serve-cmd", OPT_SERVE_CMD, 1},
+    {"--host", OPT_HOST, 1},
+    {"--port", OPT_PORT, 1},
+    {"--max-model-len", OPT_MAX_MODEL_LEN, 1},
+    {"--gpu-memory-utilization", OPT_GPU_UTIL, 1},
+    {"--prefix-caching", OPT_PREFIX, 1},
+    {"--served-model-name", OPT_SERVED_NAME, 1},
+    {"--api-key", OPT_API_KEY, 1},
+    {"--endpoint", OPT_ENDPOINT, 1},
+    {"--timeout", OPT_TIMEOUT, 1},
+    {"--ready-timeout", OPT_READY_TIMEOUT, 1},
+    {"--stop-grace", OPT_STOP_GRACE, 1},
+    {"--log", OPT_LOG, 1},
+    {"--out", OPT_OUT, 1},
+    {"--drop-caches", OPT_DROP_CACHES, 0},
+};
+
+int probe_opts_parse(int argc, char **argv, struct probe_opts *o, int *argc_rest, char **argv_rest,
+                     char *err, size_t err_len)
+{
+    const char *server = "embedded", *model = NULL, *url = NULL, *serve_cmd = NULL;
+    const char *host = NULL, *served = NULL, *api_key = NULL, *log = NULL, *out = "results";
+    long port = -1, max_model_len = 0, timeout_ms = PROBE_OPTS_DEFAULT_TIMEOUT_MS;
+    long ready_ms = 0, grace_ms = 0;
+    double gpu_util = 0;
+    enum target_prefix_cache prefix = TARGET_PREFIX_CACHE_DEFAULT;
+    enum client_api api = CLIENT_API_COMPLETIONS;
+    int drop = 0, n_rest = 0;
+    char **extra = NULL;
+    int n_extra = 0;
+
+    memset(o, 0, sizeof *o);
+    if (err_len)
+        err[0] = 0;
+    if (argc > 0)
+        argv_rest[n_rest++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--")) {
+            extra = argv + i + 1;
+            n_extra = argc - i - 1;
+            break;
+        }
+        int k = -1;
+        size_t name_len = strcspn(a, "=");
+        for (size_t j = 0; j < sizeof opts / sizeof opts[0]; j++)
+            if (strlen(opts[j].name) == name_len && !strncmp(a, opts[j].name, name_len)) {
+                k = (int)j;
+                break;
+            }
+        if (k < 0) {
+            argv_rest[n_rest++] = argv[i];
+            continue;
+        }
+        const char *v = NULL;
+        if (opts[k].has_value) {
+            if (a[name_len] == '=') {
+                v = a + name_len + 1;
+            } else if (i + 1 < argc) {
+                v = argv[++i];
+            } else {
+                snprintf(err, err_len, "%s needs a value", opts[k].name);
+                goto fail;
+            }
+        } else if (a[name_len] == '=') {
+            snprintf(err, err_len, "%s takes no value", opts[k].name);
+            goto fail;
+        }
+        switch (opts[k].id) {
+        case OPT_SERVER:
+            server = v;
+            break;
+        case OPT_MODEL:
+            model = v;
+            break;
+        case OPT_URL:
+            url = v;
+            break;
+        case OPT_SERVE_CMD:
+            serve_cmd = v;
+            break;
+        case OPT_HOST:
+            host = v;
+            break;
+        case OPT_PORT:
+            if (parse_int(v, 0, 65535, &port) != 0) {
+                snprintf(err, err_len, "--port: expected 0..65535, got '%s'", v);
+                goto fail;
+            }
+            break;
+        case OPT_MAX_MODEL_LEN:
+            if (parse_int(v, 1, 100000000, &max_model_len) != 0) {
+                snprintf(err, err_len, "--max-model-len: expected a positive integer, got '%s'",
+                         v);
+                goto fail;
+            }
+            break;
+        case OPT_GPU_UTIL:
+            if (parse_double(v, &gpu_util) != 0 || gpu_util <= 0 || gpu_util > 1) {
+                snprintf(err, err_len, "--gpu-memory-utilization: expected 0 < F <= 1, got '%s'",
+                         v);
+                goto fail;
+            }
+            break;
+        case OPT_PREFIX:
+            if (!strcmp(v, "on"))
+                prefix = TARGET_PREFIX_CACHE_ON;
+            else if (!strcmp(v, "off"))
+                prefix = TARGET_PREFIX_CACHE_OFF;
+            else if (!strcmp(v, "default"))
+                prefix = TARGET_PREFIX_CACHE_DEFAULT;
+            else {
+                snprintf(err, err_len, "--prefix-caching: expected on|off|default, got '%s'", v);
+                goto fail;
+            }
+            break;
+        case OPT_SERVED_NAME:
+            served = v;
+            break;
+        case OPT_API_KEY:
+            api_key = v;
+            break;
+        case OPT_ENDPOINT:
+            if (!strcmp(v, "completions"))
+                api = CLIENT_API_COMPLETIONS;
+            else if (!strcmp(v, "chat"))
+                api = CLIENT_API_CHAT;
+            else {
+                snprintf(err, err_len, "--endpoint: expected completions|chat, got '%s'", v);
+                goto fail;
+            }
+            break;
+        case OPT_TIMEOUT:
+            if (parse_seconds_ms(v, &timeout_ms) != 0) {
+                snprintf(err, err_len, "--timeout: expected seconds > 0, got '%s'", v);
+                goto fail;
+            }
+            break;
+        case OPT_READY_TIMEOUT:
+            if (parse_seconds_ms(v, &ready_ms) != 0) {
+                snprintf(err, err_len, "--ready-timeout: expected seconds > 0, got '%s'", v);
+                goto fail;
+            }
+            break;
+        case OPT_STOP_GRACE:
+            if (parse_seconds_ms(v, &grace_ms) != 0) {
+                snprintf(err, err_len, "--stop-grace: expected seconds > 0, got '%s'", v);
+                goto fail;
+            }
+            break;
+        case OPT_LOG:
+            log = v;
+            break;
+        case OPT_OUT:
+            out = v;
+            break;
+        case OPT_DROP_CACHES:
+            drop = 1;
+            break;
+        }
+    }
+
+    enum target_kind kind;
+    if (target_kind_parse(server, &kind) != 0) {
+        snprintf(err, err_len, "--server: expected embedded|vllm|llamacpp|sglang, got '%s'",
+                 server);
+        goto fail;
+    }
+    if (url && serve_cmd) {
+        snprintf(err, err_len, "--url and --serve-cmd exclude each other");
+        goto fail;
+    }
+    if (url && drop) {
+        snprintf(err, err_len, "--drop-caches needs a server we launch (not --url)");
+        goto fail;
+    }
+    if (url && strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
+        snprintf(err, err_len, "--url: expected http://HOST:PORT, got '%s'", url);
+        goto fail;
+    }
+    target_config_defaults(&o->target, kind);
+    struct target_config *t = &o->target;
+    if (!model && !url && !serve_cmd) {
+        if (kind != TARGET_KIND_EMBEDDED) {
+            snprintf(err, err_len,
+                     "--model is required with --server %s (or give --url / --serve-cmd)",
+                     target_kind_str(kind));
+            goto fail;
+        }
+        model = PROBE_OPTS_DEFAULT_MODEL;
+    }
+    t->model = url ? NULL : model;
+    t->url = url;
+    if (host)
+        t->host = host;
+    if (port >= 0)
+        t->port = (int)port;
+    else
+        t->port = kind == TARGET_KIND_EMBEDDED && !serve_cmd ? 0 : 8000;
+    o->port_given = port >= 0;
+    t->max_model_len = (int)max_model_len;
+    t->gpu_memory_utilization = gpu_util;
+    t->prefix_cache = prefix;
+    t->api_key = api_key;
+    t->served_name = served;
+    t->extra_args = extra;
+    t->n_extra_args = n_extra;
+    if (ready_ms > 0)
+        t->ready_timeout_ms = ready_ms;
+    if (grace_ms > 0)
+        t->stop_grace_ms = grace_ms;
+    t->drop_caches = drop;
+    if (serve_cmd) {
+        if (probe_opts_split(serve_cmd, &o->serve_cmd_, &t->n_serve_cmd, err, err_len) != 0) {
+            /* err says why; prefix it */
+            char why[256];
+            snprintf(why, sizeof why, "%s", err);
+            snprintf(err, err_len, "--serve-cmd: %s", why);
+            goto fail;
+        }
+        t->serve_cmd = o->serve_cmd_;
+    }
+    if (log) {
+        t->log_path = log;
+    } else {
+        size_t n = strlen(out) + sizeof "/server.log";
+        o->log_path_ = xmalloc(n);
+        snprintf(o->log_path_, n, "%s/server.log", out);
+        t->log_path = o->log_path_;
+    }
+    o->api = api;
+    o->timeout_ms = timeout_ms;
+    o->model_name = served ? served : (url ? model : NULL);
+    o->out_dir = out;
+    argv_rest[n_rest] = NULL;
+    *argc_rest = n_rest;
+    return 0;
+fail:
+    argv_rest[n_rest] = NULL;
+    *argc_rest = n_rest;
+    return -1;
+}
+
+void probe_opts_client_config(const struct probe_opts *o, const char *base_url,
+                              struct client_config *out)
+{
+    memset(out, 0, sizeof *out);
+    out->base_url = base_url;
+    out->api_key = o->target.api_key;
+    out->model = o->model_name;
+    out->api = o->api;
+    out->timeout_ms = o->timeout_ms;
+    out->max_connections = 0;
+}
