@@ -38,7 +38,9 @@ struct tokenizer {
 int tokenizer_init_default(struct tokenizer *t, int n_vocab);
 
 /* From GGUF arrays (copied). kind_name is tokenizer.ggml.model ("llama" or "gpt2").
- * 0, or -1 with err (e.g. no token for some byte). */
+ * 0, or -1 with err (e.g. no token for some byte). score and type may be NULL (0 and NORMAL; for
+ * "llama" with type NULL, "<0xXX>" texts count as BYTE). bos_id/eos_id may be -1 (none). A "llama"
+ * vocabulary laid out like tokenizer_init_default's gets kind TOK_KIND_SLM. */
 int tokenizer_init_from_vocab(struct tokenizer *t, const char *kind_name, int n_vocab,
                               const char *const *text, const float *score, const int32_t *type,
                               int bos_id, int eos_id, char *err, size_t err_len);
@@ -53,7 +55,8 @@ size_t tokenizer_encode(const struct tokenizer *t, const char *text, size_t len,
 const char *tokenizer_piece(const struct tokenizer *t, int id, size_t *len_out);
 
 /* Detokenizes ids into out (raw bytes, then made valid UTF-8: invalid sequences become U+FFFD).
- * Returns BUF_OK or BUF_ERR_CAP. Special tokens (BOS/EOS) contribute nothing. */
+ * Returns BUF_OK or BUF_ERR_CAP. Special tokens (BOS/EOS) contribute nothing; so do ids outside
+ * [0, n_vocab) (callers validate ids first). */
 enum buf_status tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n,
                                  struct buf *out);
 
