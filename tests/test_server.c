@@ -123,8 +123,8 @@ static int srv_start(struct srv *s, const char *name, const char *const *extra)
     argv[n++] = "512";
     argv[n++] = "--kv-cache-memory-bytes";
     argv[n++] = "16MiB";
-    argv[n++] = "--threads";
-    argv[n++] = "2";
+    argv[n++] = "--threads"; /* 1: no OpenMP spinning on a shared 2-core machine */
+    argv[n++] = "1";
     argv[n++] = "--max-num-batched-tokens";
     argv[n++] = "512";
     for (int i = 0; extra && extra[i] && n < 62; i++)
