@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "probe/client.h"
+#include "probe/promscrape.h"
 #include "probe/target.h"
 #include "test.h"
 #include "util/buf.h"
@@ -656,10 +659,10 @@ static void test_embedded(void)
     cfg.port = 0; /* a free one */
     cfg.max_model_len = 512;
     cfg.log_path = log;
-    cfg.ready_timeout_ms = 60000;
-    char *extra[] = {"--kv-cache-memory-bytes", "8388608"};
+    cfg.ready_timeout_ms = 120000;
+    char *extra[] = {"--kv-cache-memory-bytes", "8388608", "--max-num-batched-tokens", "256"};
     cfg.extra_args = extra;
-    cfg.n_extra_args = 2;
+    cfg.n_extra_args = 4;
     struct target *t = target_new(&cfg);
     enum target_status st = target_start(t, err, sizeof err);
     CHECK_MSG(st == TARGET_OK, "%s: %s", target_status_str(st), err);
@@ -674,6 +677,52 @@ static void test_embedded(void)
         CHECK_MSG(t->startup.kv_cache_tokens > 0, "kv tokens %lld",
                   (long long)t->startup.kv_cache_tokens);
         CHECK(!isnan(t->startup.phase_s[STARTUP_PHASE_WEIGHTS_LOAD]));
+        CHECK(!isnan(t->startup.phase_s[STARTUP_PHASE_KV_CACHE_ALLOC]));
+        CHECK(!isnan(t->startup.phase_s[STARTUP_PHASE_ENGINE_INIT]));
+        CHECK_EQ_INT(t->startup.max_concurrency_len, 512);
+        CHECK(t->startup.saw_startup_complete);
+
+        /* the real /metrics through promscrape, and one real completion moving its counters */
+        char url[300];
+        struct prom_set before, after;
+        int status;
+        snprintf(url, sizeof url, "%s/metrics", t->base_url);
+        CHECK_MSG(prom_fetch(url, NULL, 10000, &before, &status, err, sizeof err) == PROM_OK, "%s",
+                  err);
+        struct buf body;
+        buf_init(&body, 4096, 1 << 20);
+        snprintf(url, sizeof url, "%s/v1/completions", t->base_url);
+        CHECK(http_post_json(url, NULL,
+                             "{\"prompt\":\"hello there\",\"max_tokens\":5,\"ignore_eos\":true,"
+                             "\"temperature\":0}",
+                             30000, &body, &status, err, sizeof err) == 0);
+        CHECK_MSG(status == 200, "HTTP %d: %s", status, body.data);
+        buf_free(&body);
+        snprintf(url, sizeof url, "%s/metrics", t->base_url);
+        struct server_metrics m0, m1, d;
+        server_metrics_from_prom(&before, &m0);
+        /* the server's counters may lag the response by a scheduler step (vLLM's too): poll */
+        for (int i = 0; i < 100; i++) {
+            CHECK(prom_fetch(url, NULL, 10000, &after, &status, err, sizeof err) == PROM_OK);
+            server_metrics_from_prom(&after, &m1);
+            server_metrics_delta(&m0, &m1, &d);
+            if (d.generation_tokens >= 5 && d.requests_success >= 1)
+                break;
+            prom_set_free(&after);
+            clock_sleep_ns(20 * 1000 * 1000);
+        }
+        CHECK_EQ_INT(m1.source, SERVER_METRICS_SOURCE_VLLM);
+        CHECK_MSG(d.has_generation_tokens && d.generation_tokens == 5, "gen %g -> %g",
+                  m0.generation_tokens, m1.generation_tokens);
+        CHECK(d.has_prompt_tokens && d.prompt_tokens >= 1);
+        CHECK(d.has_requests_success && d.requests_success == 1);
+        CHECK(m1.has_running && m1.has_waiting && m1.has_kv_usage);
+        struct prom_histogram h;
+        CHECK(prom_histogram_get(&after, "vllm:time_to_first_token_seconds", NULL, &h) == 0);
+        CHECK_NEAR(h.count, 1, 0);
+        prom_histogram_free(&h);
+        prom_set_free(&before);
+        prom_set_free(&after);
         fprintf(stderr, "  embedded ready in %.3f s (port %.3f, health %.3f), %lld KV tokens, "
                         "version '%s'\n",
                 ns_to_s(t->tl.t_models_ok_ns - t->tl.t_launch_ns),
