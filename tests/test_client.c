@@ -1084,6 +1084,179 @@ static void test_ceiling(void)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* The content-chunk fast path against the full parser                                          */
+
+/* What the client's util/json.h path extracts. 0 ok, -1 not an object / invalid, -2 has a
+ * member the fast path must leave to the full parser. */
+static int ref_chunk(const char *d, size_t len, enum client_api api, size_t *text_bytes,
+                     char fin[16])
+{
+    char err[64];
+    struct json *root = json_parse(d, len, err, sizeof err);
+    if (!root || json_type_of(root) != JSON_TYPE_OBJECT) {
+        json_free(root);
+        return -1;
+    }
+    const char *bail_keys[] = {"usage", "timings", "error"};
+    for (int i = 0; i < 3; i++) {
+        const struct json *v = json_get(root, bail_keys[i]);
+        if (v && json_type_of(v) != JSON_TYPE_NULL) {
+            json_free(root);
+            return -2;
+        }
+    }
+    const struct json *ch = json_at(json_get(root, "choices"), 0);
+    size_t n = 0;
+    const char *text = api == CLIENT_API_CHAT
+                           ? json_str(json_get(json_get(ch, "delta"), "content"), &n)
+                           : json_str(json_get(ch, "text"), &n);
+    *text_bytes = text ? n : 0;
+    const char *f = json_str(json_get(ch, "finish_reason"), &n);
+    fin[0] = 0;
+    if (f) {
+        if (n > 15)
+            n = 15;
+        memcpy(fin, f, n);
+        fin[n] = 0;
+    }
+    json_free(root);
+    return 0;
+}
+
+static const char *const chunk_samples[] = {
+    "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1700000000,\"model\":\"m\","
+    "\"choices\":[{\"index\":0,\"text\":\"Hel\",\"logprobs\":null,\"finish_reason\":null,"
+    "\"stop_reason\":null}],\"usage\":null}",
+    "{\"id\":\"cmpl-1\",\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"length\"}]}",
+    "{\"choices\":[{\"text\":\" caf\\u00e9 \\ud83d\\ude00 \\\"q\\\" \\\\ \\/ "
+    "\\n\\t\",\"index\":0}]}",
+    "{\"choices\":[{\"text\":\"caf\xc3\xa9 \xf0\x9f\x98\x80 \xe2\x82\xac\"}],\"created\":-1.5e3}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+    "\"logprobs\":null,\"finish_reason\":null}],\"object\":\"chat.completion.chunk\"}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi "
+    "\\u4e16\"},\"finish_reason\":\"stop\"}]}",
+    "{\"choices\":[{\"text\":\"a\",\"logprobs\":{\"tokens\":[\"a\"],\"token_logprobs\":[-0.25],"
+    "\"top_logprobs\":[{\"a\":-0.25,\"b\":-2}],\"text_offset\":[0]}}]}",
+    " \r\n\t{ \"choices\" : [ { \"text\" : \"sp\" , \"finish_reason\" : \"stop\" } ] } \n",
+    "{\"choices\":[{\"text\":\"a\",\"text\":\"bcd\"}]}",
+    "{\"choices\":[{\"text\":\"a\"}],\"choices\":[{\"text\":\"xy\"}]}",
+    "{\"choices\":[{\"text\":\"first\"},{\"text\":\"second\",\"bogus\":[1,2,{}]}]}",
+    "{\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}",
+    "{\"choices\":[{\"text\":\"x\"}],\"error\":{\"message\":\"m\"}}",
+    "{\"choices\":[{\"text\":\"x\"}],\"timings\":{\"cache_n\":1}}",
+    "{\"choices\":[{\"text\":\"x\",\"finish_reason\":\"a_very_long_finish_reason\"}]}",
+    "{\"choices\":[{\"text\":\"nul\\u0000in\"}]}",
+    "{\"choices\":[{\"text\":5,\"finish_reason\":7}]}",
+    "{\"choices\":{\"text\":\"not an array\"}}",
+    "{\"choices\":[\"not an object\"]}",
+    "{\"a\":true,\"b\":false,\"c\":null,\"d\":[[[]]],\"e\":{},\"choices\":[{\"text\":\"t\"}]}",
+    "{\"n\":123456789012345678901234,\"choices\":[{\"text\":\"big\"}]}",
+    "{\"n\":1e999,\"choices\":[{\"text\":\"huge\"}]}",
+};
+
+static void test_chunk_scan_matches_full_parser(void)
+{
+    /* Plain content chunks must take the fast path. */
+    struct client_chunk_fast f;
+    CHECK_EQ_INT(
+        client_chunk_scan(chunk_samples[0], strlen(chunk_samples[0]), CLIENT_API_COMPLETIONS, &f),
+        1);
+    CHECK_EQ_INT(f.text_bytes, 3);
+    CHECK_EQ_STR(f.finish_reason, "");
+    CHECK_EQ_INT(
+        client_chunk_scan(chunk_samples[2], strlen(chunk_samples[2]), CLIENT_API_COMPLETIONS, &f),
+        1);
+    /* ' ' "caf" "é"(2) ' ' U+1F600(4) ' ' '"' 'q' '"' ' ' '\\' ' ' '/' ' ' '\n' '\t' */
+    CHECK_EQ_INT(f.text_bytes, 1 + 3 + 2 + 1 + 4 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1);
+    CHECK_EQ_INT(client_chunk_scan(chunk_samples[5], strlen(chunk_samples[5]), CLIENT_API_CHAT, &f),
+                 1);
+    CHECK_EQ_INT(f.text_bytes, 6);
+    CHECK_EQ_STR(f.finish_reason, "stop");
+    CHECK_EQ_INT(
+        client_chunk_scan(chunk_samples[11], strlen(chunk_samples[11]), CLIENT_API_COMPLETIONS, &f),
+        0); /* usage: full parser */
+
+    /* Differential: samples and seeded mutations of them, both APIs. Whenever the fast path
+     * accepts, the full parser must accept too and agree on every field. */
+    const char inserts[][8] = {"\"",
+                               "\\",
+                               "\\u00e9",
+                               "\\ud83d",
+                               "\xc3\xa9",
+                               "\xff",
+                               "\xc3",
+                               "{",
+                               "}",
+                               "[",
+                               "]",
+                               ",",
+                               ":",
+                               "0",
+                               "-",
+                               "e",
+                               " ",
+                               "\n",
+                               "\x01",
+                               "null",
+                               "\"text\"",
+                               "\xed\xa0\x80",
+                               "\xf4\x90\x80\x80"};
+    unsigned seed = 7;
+    size_t n_fast = 0, n_checked = 0, n_bad = 0;
+    char *m = xmalloc(4096);
+    for (size_t si = 0; si < sizeof chunk_samples / sizeof chunk_samples[0]; si++) {
+        const char *base = chunk_samples[si];
+        size_t blen = strlen(base);
+        for (int trial = 0; trial < 1500; trial++) {
+            size_t len = blen;
+            memcpy(m, base, blen);
+            int n_mut = trial == 0 ? 0 : 1 + (int)((seed >> 8) % 3);
+            for (int k = 0; k < n_mut; k++) {
+                seed = seed * 1103515245u + 12345u;
+                size_t pos = len ? (seed >> 4) % len : 0;
+                unsigned op = (seed >> 20) % 4;
+                if (op == 0 && len > 0) { /* delete a byte */
+                    memmove(m + pos, m + pos + 1, len - pos - 1);
+                    len--;
+                } else if (op == 1) { /* truncate */
+                    len = pos;
+                } else { /* insert a token */
+                    const char *ins = inserts[(seed >> 12) % (sizeof inserts / sizeof inserts[0])];
+                    size_t il = strlen(ins);
+                    if (len + il < 4096) {
+                        memmove(m + pos + il, m + pos, len - pos);
+                        memcpy(m + pos, ins, il);
+                        len += il;
+                    }
+                }
+            }
+            for (int api = 0; api < 2; api++) {
+                size_t tb = 0;
+                char fin[16];
+                int ref = ref_chunk(m, len, (enum client_api)api, &tb, fin);
+                int fast = client_chunk_scan(m, len, (enum client_api)api, &f);
+                n_checked++;
+                if (!fast)
+                    continue;
+                n_fast++;
+                if (ref != 0 || tb != f.text_bytes || strcmp(fin, f.finish_reason) != 0) {
+                    if (n_bad++ < 5)
+                        CHECK_MSG(0,
+                                  "fast path disagrees (ref %d, bytes %zu vs %zu, fin '%s' vs "
+                                  "'%s') on: %.*s",
+                                  ref, tb, f.text_bytes, fin, f.finish_reason, (int)len, m);
+                }
+            }
+        }
+    }
+    free(m);
+    fprintf(stderr, "  %zu payloads checked, %zu took the fast path, %zu disagreements\n",
+            n_checked, n_fast, n_bad);
+    CHECK_EQ_INT(n_bad, 0);
+    CHECK(n_fast > n_checked / 10);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Against the real embedded server                                                             */
 
 struct real {
@@ -1174,8 +1347,20 @@ static int real_start(struct real *rs)
     char port_s[16];
     snprintf(port_s, sizeof port_s, "%d", rs->port);
     snprintf(log_path, sizeof log_path, "%s/serve.log", rs->dir);
-    char *serve_argv[] = {(char *)bin, "serve",  "--model", rs->model_path,        "--host",
-                          "127.0.0.1", "--port", port_s,    "--served-model-name", "tiny",
+    /* Small KV pool and no warm-up: start-up stays quick under the sanitizers. */
+    char *serve_argv[] = {(char *)bin,
+                          "serve",
+                          "--model",
+                          rs->model_path,
+                          "--host",
+                          "127.0.0.1",
+                          "--port",
+                          port_s,
+                          "--served-model-name",
+                          "tiny",
+                          "--enforce-eager",
+                          "--kv-cache-memory-bytes",
+                          "32MiB",
                           NULL};
     pid_t pid = fork();
     if (pid == 0) {
@@ -1219,8 +1404,10 @@ static int real_start(struct real *rs)
 static void test_real_server(void)
 {
     struct real rs;
+    mono_ns t_start = clock_now_ns();
     if (real_start(&rs) != 0)
         return;
+    fprintf(stderr, "  real: server ready in %.1f s\n", ns_to_s(clock_now_ns() - t_start));
     struct got g = {0};
     /* Model discovery from the real /v1/models. */
     struct client *c = mk_client(rs.port, NULL, NULL, CLIENT_API_COMPLETIONS, 60000, 0, &g);
@@ -1279,6 +1466,7 @@ static void test_real_server(void)
         check_ordered(r);
     }
     CHECK_EQ_INT(n_ok, 32);
+    fprintf(stderr, "  real: 32 streams done at %.1f s\n", ns_to_s(clock_now_ns() - t_start));
     long conns_after_32 = client_n_connects(c);
     CHECK_MSG(conns_after_32 <= 32, "%ld", conns_after_32);
     got_free(&g);
@@ -1335,6 +1523,7 @@ int main(void)
     TEST_RUN(test_record_metrics_json);
     TEST_RUN(test_writer_survives_kill);
     TEST_RUN(test_ceiling);
+    TEST_RUN(test_chunk_scan_matches_full_parser);
     srv = ts_start();
     if (!srv) {
         fprintf(stderr, "cannot start the test server\n");

@@ -414,10 +414,13 @@ static int jscan_number(struct jscan *s)
         p++;
         if (p < end && (*p == '+' || *p == '-'))
             p++;
+        const char *exp = p;
         if (p >= end || *p < '0' || *p > '9')
             return -1;
         while (p < end && *p >= '0' && *p <= '9')
             p++;
+        if (p - exp > 2)
+            return -1; /* |exponent| >= 100 may overflow a double: the full parser decides */
     }
     /* Long numbers may overflow the full parser's integer or double: let it decide. */
     if (p - start > 18)
