@@ -164,8 +164,7 @@ static int srv_wait_ready(struct srv *s, const char *name)
     while (now_s() - t0 < 120) {
         int st;
         if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-            fprintf(stderr, "  server %s exited during start-up; log:\n%s\n", name,
-                    slurp(s->log));
+            fprintf(stderr, "  server %s exited during start-up; log:\n%s\n", name, slurp(s->log));
             s->pid = 0;
             return -1;
         }
@@ -600,9 +599,13 @@ static void read_gauges(int port, struct gauges *g)
 
 static void test_disconnect_100_streams(void)
 {
-    static const char *const extra[] = {"--kv-cache-memory-bytes", "16MiB",
-                                        "--max-num-batched-tokens", "512",
-                                        "--debug-check-invariants", "--enforce-eager", NULL};
+    static const char *const extra[] = {"--kv-cache-memory-bytes",
+                                        "16MiB",
+                                        "--max-num-batched-tokens",
+                                        "512",
+                                        "--debug-check-invariants",
+                                        "--enforce-eager",
+                                        NULL};
     struct srv s;
     CHECK(srv_start(&s, "disconnect", extra) == 0);
     if (s.pid <= 0)
@@ -719,7 +722,7 @@ static int connect_refused_within(int port, double timeout_s)
 static void test_sigterm_drains_stream(void)
 {
     static const char *const extra[] = {"--kv-cache-memory-bytes", "16MiB", "--enforce-eager",
-                                        "--drain-timeout", "300", NULL};
+                                        "--drain-timeout",         "300",   NULL};
     struct srv s;
     CHECK(srv_start(&s, "drain", extra) == 0);
     if (s.pid <= 0)
@@ -750,7 +753,7 @@ static void test_sigterm_drains_stream(void)
 static void test_sigterm_grace_zero_aborts(void)
 {
     static const char *const extra[] = {"--kv-cache-memory-bytes", "16MiB", "--enforce-eager",
-                                        "--drain-timeout", "0", NULL};
+                                        "--drain-timeout",         "0",     NULL};
     struct srv s;
     CHECK(srv_start(&s, "grace0", extra) == 0);
     if (s.pid <= 0)
@@ -819,8 +822,7 @@ static void test_loading_503_and_stop_during_startup(void)
             struct resp r;
             if (http_do(s.port, "GET", "/v1/models", "", NULL, &r) == 0 && r.status == 503) {
                 struct json *j = jparse(&r.body);
-                saw_api_503 = j && jint(j, "error.code") == 503 &&
-                              jstr(j, "error.type") &&
+                saw_api_503 = j && jint(j, "error.code") == 503 && jstr(j, "error.type") &&
                               !strcmp(jstr(j, "error.type"), "ServiceUnavailableError");
                 json_free(j);
             }
@@ -941,20 +943,35 @@ static void test_flags(void)
     free(log);
     const char *help[] = {"--help", NULL};
     CHECK_EQ_INT(run_serve("flag-help", help, &log), 0);
-    const char *documented[] = {"--host", "--port", "--api-key", "--served-model-name",
-                                "--block-size", "--gpu-memory-utilization", "--device-memory",
-                                "--kv-cache-memory-bytes", "--max-model-len", "--max-num-seqs",
-                                "--max-num-batched-tokens", "--enable-chunked-prefill",
-                                "--no-enable-chunked-prefill", "--enable-prefix-caching",
-                                "--no-enable-prefix-caching", "--enable-prompt-tokens-details",
-                                "--enforce-eager", "--load-format", "--threads",
-                                "--max-body-bytes", "--seed", "--drain-timeout"};
+    const char *documented[] = {"--host",
+                                "--port",
+                                "--api-key",
+                                "--served-model-name",
+                                "--block-size",
+                                "--gpu-memory-utilization",
+                                "--device-memory",
+                                "--kv-cache-memory-bytes",
+                                "--max-model-len",
+                                "--max-num-seqs",
+                                "--max-num-batched-tokens",
+                                "--enable-chunked-prefill",
+                                "--no-enable-chunked-prefill",
+                                "--enable-prefix-caching",
+                                "--no-enable-prefix-caching",
+                                "--enable-prompt-tokens-details",
+                                "--enforce-eager",
+                                "--load-format",
+                                "--threads",
+                                "--max-body-bytes",
+                                "--seed",
+                                "--drain-timeout"};
     for (size_t i = 0; i < sizeof documented / sizeof documented[0]; i++)
         CHECK_MSG(strstr(log, documented[i]) != NULL, "--help lacks %s", documented[i]);
     free(log);
     /* suffixed values are accepted: 2K context is over the tiny model's 2048 -> engine error */
-    const char *k_len[] = {"--model", g_model, "--port", "0", "--max-model-len", "4K",
-                           "--kv-cache-memory-bytes", "1MiB", NULL};
+    const char *k_len[] = {
+        "--model", g_model, "--port", "0", "--max-model-len", "4K", "--kv-cache-memory-bytes",
+        "1MiB",    NULL};
     CHECK_EQ_INT(run_serve("flag-4k", k_len, &log), 1);
     CHECK(strstr(log, "max_model_len (4096)") != NULL);
     free(log);

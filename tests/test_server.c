@@ -145,8 +145,7 @@ static int srv_start(struct srv *s, const char *name, const char *const *extra)
     while (now_s() - t0 < 120) {
         int st;
         if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-            fprintf(stderr, "  server %s exited during start-up; log:\n%s\n", name,
-                    slurp(s->log));
+            fprintf(stderr, "  server %s exited during start-up; log:\n%s\n", name, slurp(s->log));
             s->pid = 0;
             return -1;
         }
@@ -509,10 +508,21 @@ static void test_fmt_double(void)
         double v;
         const char *want;
     } cases[] = {
-        {0, "0.0"},         {5, "5.0"},       {0.001, "0.001"},   {2560, "2560.0"},
-        {0.3, "0.3"},       {1e-05, "1e-05"}, {1.5e-7, "1.5e-07"}, {0.0001, "0.0001"},
-        {123.456, "123.456"}, {1e16, "1e+16"}, {12345678.0, "12345678.0"}, {-2.5, "-2.5"},
-        {INFINITY, "+Inf"}, {-INFINITY, "-Inf"}, {0.1 + 0.2, "0.30000000000000004"},
+        {0, "0.0"},
+        {5, "5.0"},
+        {0.001, "0.001"},
+        {2560, "2560.0"},
+        {0.3, "0.3"},
+        {1e-05, "1e-05"},
+        {1.5e-7, "1.5e-07"},
+        {0.0001, "0.0001"},
+        {123.456, "123.456"},
+        {1e16, "1e+16"},
+        {12345678.0, "12345678.0"},
+        {-2.5, "-2.5"},
+        {INFINITY, "+Inf"},
+        {-INFINITY, "-Inf"},
+        {0.1 + 0.2, "0.30000000000000004"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         api_fmt_double(cases[i].v, b, sizeof b);
@@ -573,11 +583,11 @@ static void test_metrics_page(void)
     CHECK(api_metrics_render(&m, "my\"model", &st, &info, &b) == BUF_OK);
     const char *p = b.data;
 #define L2 "{model_name=\"my\\\"model\",engine=\"0\"}"
-    CHECK(strstr(p, "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running" L2
-                    " 3.0\n"));
+    CHECK(
+        strstr(p, "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running" L2 " 3.0\n"));
     CHECK(strstr(p, "vllm:kv_cache_usage_perc" L2 " 0.25\n"));
-    CHECK(strstr(p, "# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total" L2
-                    " 12.0\n"));
+    CHECK(strstr(p,
+                 "# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total" L2 " 12.0\n"));
     CHECK(strstr(p, "vllm:request_success_total{model_name=\"my\\\"model\",engine=\"0\","
                     "finished_reason=\"length\"} 1.0\n"));
     CHECK(strstr(p, "vllm:time_to_first_token_seconds_bucket{model_name=\"my\\\"model\","
@@ -616,10 +626,13 @@ static int a_up;
 
 static void test_start(void)
 {
-    static const char *const extra[] = {"--api-key",       "sekret",
+    static const char *const extra[] = {"--api-key",
+                                        "sekret",
                                         "--enable-prompt-tokens-details",
-                                        "--max-body-bytes", "65536",
-                                        "--debug-check-invariants", NULL};
+                                        "--max-body-bytes",
+                                        "65536",
+                                        "--debug-check-invariants",
+                                        NULL};
     g_auth = "Authorization: Bearer sekret\r\n";
     a_up = srv_start(&A, "a", extra) == 0;
     CHECK(a_up);
@@ -1123,8 +1136,7 @@ static void check_error(const struct resp *r, const struct bad_case *c)
     else
         CHECK(json_type_of(param) == JSON_TYPE_NULL);
     const char *msg = jstr(j, "error.message");
-    CHECK_MSG(msg && strstr(msg, c->msg), "message '%s' lacks '%s'", msg ? msg : "(null)",
-              c->msg);
+    CHECK_MSG(msg && strstr(msg, c->msg), "message '%s' lacks '%s'", msg ? msg : "(null)", c->msg);
     json_free(j);
 }
 
@@ -1155,15 +1167,14 @@ static void test_bad_inputs(void)
         {"POST", "/v1/completions", "{\"prompt\": [1, 2, 99999]}", 400, "prompt", "vocabulary"},
         {"POST", "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 0}", 400, "max_tokens",
          "max_tokens must be at least 1, got 0."},
-        {"POST", "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": \"5\"}", 400,
-         "max_tokens", "integer"},
+        {"POST", "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": \"5\"}", 400, "max_tokens",
+         "integer"},
         {"POST", "/v1/completions", "{\"prompt\": \"x\", \"temperature\": \"hot\"}", 400,
          "temperature", "number"},
-        {"POST", "/v1/completions", "{\"prompt\": \"x\", \"temperature\": -1}", 400,
-         "temperature", "non-negative"},
+        {"POST", "/v1/completions", "{\"prompt\": \"x\", \"temperature\": -1}", 400, "temperature",
+         "non-negative"},
         {"POST", "/v1/completions", "{\"prompt\": \"x\", \"top_p\": 0}", 400, "top_p", "top_p"},
-        {"POST", "/v1/completions", "{\"prompt\": \"x\", \"seed\": \"s\"}", 400, "seed",
-         "integer"},
+        {"POST", "/v1/completions", "{\"prompt\": \"x\", \"seed\": \"s\"}", 400, "seed", "integer"},
         {"POST", "/v1/completions", "{\"prompt\": \"x\", \"ignore_eos\": \"yes\"}", 400,
          "ignore_eos", "boolean"},
         {"POST", "/v1/completions", "{\"prompt\": \"x\", \"min_tokens\": -1}", 400, "min_tokens",
@@ -1173,8 +1184,7 @@ static void test_bad_inputs(void)
         {"POST", "/v1/completions", "{\"prompt\": \"x\", \"stop\": 5}", 400, "stop", "stop"},
         {"POST", "/v1/completions", "{\"prompt\": \"x\", \"stop\": [\"\"]}", 400, "stop",
          "empty string"},
-        {"POST", "/v1/completions", "{\"prompt\": \"x\", \"stream\": 1}", 400, "stream",
-         "boolean"},
+        {"POST", "/v1/completions", "{\"prompt\": \"x\", \"stream\": 1}", 400, "stream", "boolean"},
         {"POST", "/v1/completions",
          "{\"prompt\": \"x\", \"stream\": false, \"stream_options\": {\"include_usage\": true}}",
          400, "stream_options", "Stream options can only be defined when `stream=True`."},
@@ -1191,8 +1201,8 @@ static void test_bad_inputs(void)
         {"POST", "/v1/completions", big_body, 413, NULL, "too large"},
         {"POST", "/v1/chat/completions", "{\"messages\": \"hi\"}", 400, "messages", "messages"},
         {"POST", "/v1/chat/completions", "{}", 400, "messages", "required"},
-        {"POST", "/v1/chat/completions", "{\"messages\": [{\"content\": \"x\"}]}", 400,
-         "messages", "role"},
+        {"POST", "/v1/chat/completions", "{\"messages\": [{\"content\": \"x\"}]}", 400, "messages",
+         "role"},
         {"POST", "/v1/chat/completions",
          "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": -3}", 400,
          "max_tokens", "at least 1"},
@@ -1233,8 +1243,7 @@ static void test_bad_inputs(void)
     resp_free(&r);
     /* and a valid request still works */
     int st;
-    char *t = complete(A.port, "{\"prompt\": \"ok\", \"max_tokens\": 2}", &st, NULL, NULL, NULL,
-                       0);
+    char *t = complete(A.port, "{\"prompt\": \"ok\", \"max_tokens\": 2}", &st, NULL, NULL, NULL, 0);
     CHECK_EQ_INT(st, 200);
     free(t);
 }
@@ -1358,7 +1367,8 @@ static void test_metrics_move(void)
         const char *e = strchr(p, '\n');
         size_t len = e ? (size_t)(e - p) : strlen(p);
         if (len && p[0] != '#')
-            CHECK_MSG(memmem(p, len, "model_name=\"tiny\"", 17) && memmem(p, len, "engine=\"0\"", 10),
+            CHECK_MSG(memmem(p, len, "model_name=\"tiny\"", 17) &&
+                          memmem(p, len, "engine=\"0\"", 10),
                       "%.*s", (int)len, p);
         p += len + (e ? 1 : 0);
     }
@@ -1369,7 +1379,8 @@ static void test_metrics_move(void)
                        &st, NULL, NULL, NULL, 0);
     free(t);
     char *m1 = get_metrics(A.port);
-    CHECK_NEAR(metric(m1, "vllm:prompt_tokens_total" LBL) - metric(m0, "vllm:prompt_tokens_total" LBL),
+    CHECK_NEAR(metric(m1, "vllm:prompt_tokens_total" LBL) -
+                   metric(m0, "vllm:prompt_tokens_total" LBL),
                strlen("metrics move by exactly this much"), 0);
     CHECK_NEAR(metric(m1, "vllm:generation_tokens_total" LBL) -
                    metric(m0, "vllm:generation_tokens_total" LBL),
@@ -1419,9 +1430,11 @@ static void make_prefix_body(char *out, size_t cap, const char *tail, int stream
     for (int i = 0; i < 256; i++)
         prefix[i] = (char)('a' + (i * 7) % 26);
     prefix[256] = 0;
-    snprintf(out, cap,
-             "{\"prompt\": \"%s%s\", \"max_tokens\": 6, \"temperature\": 0, \"ignore_eos\": true%s}",
-             prefix, tail, stream ? ", \"stream\": true, \"stream_options\": {\"include_usage\": true}" : "");
+    snprintf(
+        out, cap,
+        "{\"prompt\": \"%s%s\", \"max_tokens\": 6, \"temperature\": 0, \"ignore_eos\": true%s}",
+        prefix, tail,
+        stream ? ", \"stream\": true, \"stream_options\": {\"include_usage\": true}" : "");
 }
 
 static void test_prefix_cache(void)

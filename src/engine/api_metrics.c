@@ -8,14 +8,14 @@
 #include <string.h>
 
 /* vllm/v1/metrics/loggers.py */
-static const double le_ttft[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5, 0.75,
-                                 1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0,
-                                 2560.0};
-static const double le_itl[] = {0.01, 0.025, 0.05, 0.075, 0.1,  0.15, 0.2,  0.3,  0.4, 0.5,
+static const double le_ttft[] = {0.001, 0.005, 0.01, 0.02,  0.04,  0.06,  0.08, 0.1,
+                                 0.25,  0.5,   0.75, 1.0,   2.5,   5.0,   7.5,  10.0,
+                                 20.0,  40.0,  80.0, 160.0, 640.0, 2560.0};
+static const double le_itl[] = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.4, 0.5,
                                 0.75, 1.0,   2.5,  5.0,   7.5, 10.0, 20.0, 40.0, 80.0};
-static const double le_request[] = {0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0, 15.0,
-                                    20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0,
-                                    1920.0, 7680.0};
+static const double le_request[] = {0.3,  0.5,   0.8,   1.0,   1.5,   2.0,    2.5,
+                                    5.0,  10.0,  15.0,  20.0,  30.0,  40.0,   50.0,
+                                    60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -100,8 +100,7 @@ void api_metrics_init(struct api_metrics *m, int max_model_len)
     api_hist_init(&m->hist[API_HIST_ITL], "vllm:inter_token_latency_seconds",
                   "Histogram of inter-token latency in seconds.", le_itl, N_OF(le_itl));
     api_hist_init(&m->hist[API_HIST_TPOT], "vllm:request_time_per_output_token_seconds",
-                  "Histogram of time_per_output_token_seconds per request.", le_itl,
-                  N_OF(le_itl));
+                  "Histogram of time_per_output_token_seconds per request.", le_itl, N_OF(le_itl));
     api_hist_init(&m->hist[API_HIST_E2E], "vllm:e2e_request_latency_seconds",
                   "Histogram of e2e request latency in seconds.", le_request, N_OF(le_request));
     api_hist_init(&m->hist[API_HIST_QUEUE], "vllm:request_queue_time_seconds",
@@ -121,8 +120,7 @@ void api_metrics_init(struct api_metrics *m, int max_model_len)
     api_hist_init(&m->hist[API_HIST_GEN_TOKENS], "vllm:request_generation_tokens",
                   "Number of generation tokens processed.", m->le_tokens, m->n_le_tokens);
     api_hist_init(&m->hist[API_HIST_MAX_TOKENS], "vllm:request_params_max_tokens",
-                  "Histogram of the max_tokens request parameter.", m->le_tokens,
-                  m->n_le_tokens);
+                  "Histogram of the max_tokens request parameter.", m->le_tokens, m->n_le_tokens);
 }
 
 void api_metrics_free(struct api_metrics *m)
@@ -159,8 +157,7 @@ void api_metrics_observe_finished(struct api_metrics *m, const struct api_reques
     if (o->t_arrival_ns && o->t_scheduled_ns)
         api_hist_observe(&m->hist[API_HIST_QUEUE], span_s(o->t_arrival_ns, o->t_scheduled_ns));
     if (o->t_scheduled_ns && o->t_finish_ns)
-        api_hist_observe(&m->hist[API_HIST_INFERENCE],
-                         span_s(o->t_scheduled_ns, o->t_finish_ns));
+        api_hist_observe(&m->hist[API_HIST_INFERENCE], span_s(o->t_scheduled_ns, o->t_finish_ns));
     if (o->t_scheduled_ns && o->t_first_token_ns)
         api_hist_observe(&m->hist[API_HIST_PREFILL],
                          span_s(o->t_scheduled_ns, o->t_first_token_ns));

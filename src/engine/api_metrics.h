@@ -48,17 +48,17 @@ void api_hist_observe(struct api_hist *h, double v);
 uint64_t api_hist_cumulative(const struct api_hist *h, int i_le);
 
 enum api_hist_id {
-    API_HIST_TTFT = 0,     /* vllm:time_to_first_token_seconds */
-    API_HIST_ITL,          /* vllm:inter_token_latency_seconds */
-    API_HIST_TPOT,         /* vllm:request_time_per_output_token_seconds */
-    API_HIST_E2E,          /* vllm:e2e_request_latency_seconds */
-    API_HIST_QUEUE,        /* vllm:request_queue_time_seconds */
-    API_HIST_INFERENCE,    /* vllm:request_inference_time_seconds */
-    API_HIST_PREFILL,      /* vllm:request_prefill_time_seconds */
-    API_HIST_DECODE,       /* vllm:request_decode_time_seconds */
+    API_HIST_TTFT = 0,      /* vllm:time_to_first_token_seconds */
+    API_HIST_ITL,           /* vllm:inter_token_latency_seconds */
+    API_HIST_TPOT,          /* vllm:request_time_per_output_token_seconds */
+    API_HIST_E2E,           /* vllm:e2e_request_latency_seconds */
+    API_HIST_QUEUE,         /* vllm:request_queue_time_seconds */
+    API_HIST_INFERENCE,     /* vllm:request_inference_time_seconds */
+    API_HIST_PREFILL,       /* vllm:request_prefill_time_seconds */
+    API_HIST_DECODE,        /* vllm:request_decode_time_seconds */
     API_HIST_PROMPT_TOKENS, /* vllm:request_prompt_tokens (1-2-5 buckets up to max_model_len) */
-    API_HIST_GEN_TOKENS,   /* vllm:request_generation_tokens */
-    API_HIST_MAX_TOKENS,   /* vllm:request_params_max_tokens */
+    API_HIST_GEN_TOKENS,    /* vllm:request_generation_tokens */
+    API_HIST_MAX_TOKENS,    /* vllm:request_params_max_tokens */
     API_HIST_COUNT
 };
 

@@ -18,49 +18,50 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: slmprobe serve --model FILE.gguf [options]\n"
-            "\n"
-            "Runs the embedded reference runtime: a CPU transformer engine (paged KV cache,\n"
-            "continuous batching, prefix caching) behind a vLLM-compatible HTTP API.\n"
-            "Sizes accept k/m/g/t (x1000) and K/M/G/T, KiB/MiB/GiB/TiB (x1024), kB/MB/GB/TB.\n"
-            "\n"
-            "model and API:\n"
-            "  --model FILE                  GGUF model file (required; also accepted as the\n"
-            "                                first positional argument)\n"
-            "  --served-model-name NAME      name in the API (default: file name without .gguf)\n"
-            "  --host HOST                   address to bind (default 127.0.0.1)\n"
-            "  --port N                      port (default 8000; 0 = any free port)\n"
-            "  --api-key KEY                 require 'Authorization: Bearer KEY' on /v1 routes\n"
-            "  --max-body-bytes SIZE         request body cap, 413 above (default 8MiB)\n"
-            "  --enable-prompt-tokens-details  report usage.prompt_tokens_details.cached_tokens\n"
-            "  --enable-log-requests         one log line per request (default off)\n"
-            "  --disable-log-requests        accepted for compatibility (the default)\n"
-            "  --disable-log-stats           no periodic throughput line\n"
-            "  --drain-timeout SECONDS       after SIGTERM, wait this long for in-flight requests\n"
-            "                                before aborting them (default 30)\n"
-            "\n"
-            "engine:\n"
-            "  --max-model-len N             context length (default: the model's; 1k = 1000,\n"
-            "                                1K = 1024)\n"
-            "  --block-size N                tokens per KV block (default 16)\n"
-            "  --device-memory SIZE          simulated device memory (default 4GiB)\n"
-            "  --gpu-memory-utilization F    fraction of the device for weights + activations +\n"
-            "                                KV cache (default 0.9)\n"
-            "  --kv-cache-memory-bytes SIZE  KV pool size; overrides --gpu-memory-utilization\n"
-            "  --max-num-seqs N              most sequences per step (default 256)\n"
-            "  --max-num-batched-tokens N    token budget per step (default 2048)\n"
-            "  --enable-chunked-prefill      split long prompts across steps (default on)\n"
-            "  --no-enable-chunked-prefill\n"
-            "  --enable-prefix-caching       reuse KV blocks of shared prompt prefixes (default on)\n"
-            "  --no-enable-prefix-caching\n"
-            "  --enforce-eager               skip the warm-up steps\n"
-            "  --load-format mmap|read       how weights are loaded (default mmap)\n"
-            "  --threads N                   compute threads (default: number of CPUs)\n"
-            "  --seed N                      requests without a seed get seeds derived from N\n"
-            "                                (default: the engine's own RNG)\n"
-            "  --debug-check-invariants      check KV/scheduler invariants after every step\n"
-            "  -h, --help                    this help\n");
+    fprintf(
+        f,
+        "usage: slmprobe serve --model FILE.gguf [options]\n"
+        "\n"
+        "Runs the embedded reference runtime: a CPU transformer engine (paged KV cache,\n"
+        "continuous batching, prefix caching) behind a vLLM-compatible HTTP API.\n"
+        "Sizes accept k/m/g/t (x1000) and K/M/G/T, KiB/MiB/GiB/TiB (x1024), kB/MB/GB/TB.\n"
+        "\n"
+        "model and API:\n"
+        "  --model FILE                  GGUF model file (required; also accepted as the\n"
+        "                                first positional argument)\n"
+        "  --served-model-name NAME      name in the API (default: file name without .gguf)\n"
+        "  --host HOST                   address to bind (default 127.0.0.1)\n"
+        "  --port N                      port (default 8000; 0 = any free port)\n"
+        "  --api-key KEY                 require 'Authorization: Bearer KEY' on /v1 routes\n"
+        "  --max-body-bytes SIZE         request body cap, 413 above (default 8MiB)\n"
+        "  --enable-prompt-tokens-details  report usage.prompt_tokens_details.cached_tokens\n"
+        "  --enable-log-requests         one log line per request (default off)\n"
+        "  --disable-log-requests        accepted for compatibility (the default)\n"
+        "  --disable-log-stats           no periodic throughput line\n"
+        "  --drain-timeout SECONDS       after SIGTERM, wait this long for in-flight requests\n"
+        "                                before aborting them (default 30)\n"
+        "\n"
+        "engine:\n"
+        "  --max-model-len N             context length (default: the model's; 1k = 1000,\n"
+        "                                1K = 1024)\n"
+        "  --block-size N                tokens per KV block (default 16)\n"
+        "  --device-memory SIZE          simulated device memory (default 4GiB)\n"
+        "  --gpu-memory-utilization F    fraction of the device for weights + activations +\n"
+        "                                KV cache (default 0.9)\n"
+        "  --kv-cache-memory-bytes SIZE  KV pool size; overrides --gpu-memory-utilization\n"
+        "  --max-num-seqs N              most sequences per step (default 256)\n"
+        "  --max-num-batched-tokens N    token budget per step (default 2048)\n"
+        "  --enable-chunked-prefill      split long prompts across steps (default on)\n"
+        "  --no-enable-chunked-prefill\n"
+        "  --enable-prefix-caching       reuse KV blocks of shared prompt prefixes (default on)\n"
+        "  --no-enable-prefix-caching\n"
+        "  --enforce-eager               skip the warm-up steps\n"
+        "  --load-format mmap|read       how weights are loaded (default mmap)\n"
+        "  --threads N                   compute threads (default: number of CPUs)\n"
+        "  --seed N                      requests without a seed get seeds derived from N\n"
+        "                                (default: the engine's own RNG)\n"
+        "  --debug-check-invariants      check KV/scheduler invariants after every step\n"
+        "  -h, --help                    this help\n");
 }
 
 /* vLLM's human-readable integers plus IEC spellings. 0 or -1. */
@@ -156,11 +157,16 @@ static int parse_args(int argc, char **argv, struct serve_opts *o)
 
         /* flags without a value */
         static const char *const bool_flags[] = {
-            "--enable-chunked-prefill",  "--no-enable-chunked-prefill",
-            "--enable-prefix-caching",   "--no-enable-prefix-caching",
-            "--enable-prompt-tokens-details", "--enforce-eager",
-            "--enable-log-requests",     "--disable-log-requests",
-            "--disable-log-stats",       "--debug-check-invariants",
+            "--enable-chunked-prefill",
+            "--no-enable-chunked-prefill",
+            "--enable-prefix-caching",
+            "--no-enable-prefix-caching",
+            "--enable-prompt-tokens-details",
+            "--enforce-eager",
+            "--enable-log-requests",
+            "--disable-log-requests",
+            "--disable-log-stats",
+            "--debug-check-invariants",
         };
         int is_bool = 0;
         for (size_t k = 0; k < sizeof bool_flags / sizeof bool_flags[0]; k++)
@@ -195,10 +201,23 @@ static int parse_args(int argc, char **argv, struct serve_opts *o)
         }
 
         static const char *const value_flags[] = {
-            "--model", "--host", "--port", "--api-key", "--served-model-name", "--block-size",
-            "--gpu-memory-utilization", "--device-memory", "--kv-cache-memory-bytes",
-            "--max-model-len", "--max-num-seqs", "--max-num-batched-tokens", "--load-format",
-            "--threads", "--max-body-bytes", "--seed", "--drain-timeout",
+            "--model",
+            "--host",
+            "--port",
+            "--api-key",
+            "--served-model-name",
+            "--block-size",
+            "--gpu-memory-utilization",
+            "--device-memory",
+            "--kv-cache-memory-bytes",
+            "--max-model-len",
+            "--max-num-seqs",
+            "--max-num-batched-tokens",
+            "--load-format",
+            "--threads",
+            "--max-body-bytes",
+            "--seed",
+            "--drain-timeout",
         };
         int known = 0;
         for (size_t k = 0; k < sizeof value_flags / sizeof value_flags[0]; k++)

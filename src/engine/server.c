@@ -35,16 +35,16 @@
 #define HEAD_LINE_CAP 8192         /* one request or header line */
 #define HEAD_TOTAL_CAP (64 * 1024) /* request line + headers (+ chunked trailers) */
 #define HEAD_MAX_HEADERS 128
-#define BUSY_READ_CAP (64 * 1024)  /* pipelined bytes buffered while a request runs */
-#define OUT_CAP_BYTES (16u << 20)  /* unsent response bytes per connection (slow reader) */
-#define IDLE_TIMEOUT_S 60          /* keep-alive idle / partial request */
-#define CLOSE_TIMEOUT_S 30         /* flushing the last response before closing */
-#define LINGER_S 3                 /* discarding input after the last response */
+#define BUSY_READ_CAP (64 * 1024) /* pipelined bytes buffered while a request runs */
+#define OUT_CAP_BYTES (16u << 20) /* unsent response bytes per connection (slow reader) */
+#define IDLE_TIMEOUT_S 60         /* keep-alive idle / partial request */
+#define CLOSE_TIMEOUT_S 30        /* flushing the last response before closing */
+#define LINGER_S 3                /* discarding input after the last response */
 #define MAX_CONNS 8192
 #define STOP_MAX 16
 #define STOP_LEN_MAX 256
-#define WAKE_BATCH 4096            /* engine events handled per wake-up before yielding to I/O */
-#define HARD_STOP_S 10.0           /* after the grace period: abort, then exit after this */
+#define WAKE_BATCH 4096  /* engine events handled per wake-up before yielding to I/O */
+#define HARD_STOP_S 10.0 /* after the grace period: abort, then exit after this */
 #define STATS_INTERVAL_S 10
 
 struct server;
@@ -57,10 +57,10 @@ enum conn_state {
     CONN_STATE_CHUNK_DATA,
     CONN_STATE_CHUNK_CRLF,
     CONN_STATE_TRAILER,
-    CONN_STATE_BUSY,       /* request dispatched; response (maybe streaming) in progress */
-    CONN_STATE_CLOSING,    /* flushing the last response, then close */
-    CONN_STATE_LINGER,     /* response sent, write side shut: discard input until EOF, so that a
-                              client still sending its request reads our answer, not a reset */
+    CONN_STATE_BUSY,    /* request dispatched; response (maybe streaming) in progress */
+    CONN_STATE_CLOSING, /* flushing the last response, then close */
+    CONN_STATE_LINGER,  /* response sent, write side shut: discard input until EOF, so that a
+                           client still sending its request reads our answer, not a reset */
 };
 
 struct http_req {
@@ -393,8 +393,8 @@ static void conn_write_head(struct conn *c, int status, const char *content_type
     if (content_type)
         n += snprintf(head + n, sizeof head - (size_t)n, "content-type: %s\r\n", content_type);
     if (content_length >= 0)
-        n += snprintf(head + n, sizeof head - (size_t)n, "content-length: %lld\r\n",
-                      content_length);
+        n +=
+            snprintf(head + n, sizeof head - (size_t)n, "content-length: %lld\r\n", content_length);
     else if (c->resp_chunked)
         n += snprintf(head + n, sizeof head - (size_t)n, "transfer-encoding: chunked\r\n");
     if (!c->req.keep_alive)
@@ -1146,8 +1146,8 @@ static int parse_stop(const struct json *root, struct gen_params *p, struct perr
         return perr_set(e, 400, "stop", "'stop' must be a string or a list of strings, got %s",
                         json_type_str(json_type_of(v)));
     if (n > STOP_MAX)
-        return perr_set(e, 400, "stop", "at most %d stop strings are supported, got %zu",
-                        STOP_MAX, n);
+        return perr_set(e, 400, "stop", "at most %d stop strings are supported, got %zu", STOP_MAX,
+                        n);
     for (size_t i = 0; i < n; i++) {
         size_t len;
         const char *str = json_str(is_list ? json_at(v, i) : v, &len);
@@ -1156,8 +1156,7 @@ static int parse_stop(const struct json *root, struct gen_params *p, struct perr
         if (len == 0)
             return perr_set(e, 400, "stop", "stop cannot contain an empty string.");
         if (len > STOP_LEN_MAX)
-            return perr_set(e, 400, "stop", "stop strings are limited to %d bytes",
-                            STOP_LEN_MAX);
+            return perr_set(e, 400, "stop", "stop strings are limited to %d bytes", STOP_LEN_MAX);
         p->stop[p->n_stop] = str;
         p->stop_len[p->n_stop] = len;
         p->n_stop++;
@@ -1201,8 +1200,7 @@ static int parse_sampling(struct server *s, const struct json *root, enum gen_ki
         return -1;
     if (r) {
         if (d < 0)
-            return perr_set(e, 400, "temperature", "temperature must be non-negative, got %g.",
-                            d);
+            return perr_set(e, 400, "temperature", "temperature must be non-negative, got %g.", d);
         p->sp.temperature = (float)d;
     }
     if ((r = get_num(root, "top_p", &d, e)) < 0)
@@ -1256,8 +1254,7 @@ static int parse_sampling(struct server *s, const struct json *root, enum gen_ki
 }
 
 /* Length checks with vLLM's messages. */
-static int check_lengths(struct server *s, struct gen_params *p, enum gen_kind kind,
-                         struct perr *e)
+static int check_lengths(struct server *s, struct gen_params *p, enum gen_kind kind, struct perr *e)
 {
     int max_len = s->info.max_model_len;
     if (p->n_prompt < 1)
@@ -1290,8 +1287,8 @@ static int check_lengths(struct server *s, struct gen_params *p, enum gen_kind k
 static struct json *parse_body(struct conn *c, struct perr *e)
 {
     char jerr[200];
-    struct json *root = json_parse(c->req.body.data ? c->req.body.data : "", c->req.body.len,
-                                   jerr, sizeof jerr);
+    struct json *root =
+        json_parse(c->req.body.data ? c->req.body.data : "", c->req.body.len, jerr, sizeof jerr);
     if (!root) {
         perr_set(e, 400, NULL, "JSON decode error: %s", jerr);
         return NULL;
@@ -1379,7 +1376,8 @@ static void handle_generate(struct conn *c, enum gen_kind kind)
     bufferevent_setwatermark(c->bev, EV_READ, 0, BUSY_READ_CAP);
     conn_set_timeouts(c);
     if (s->cfg.log_requests)
-        log_info("serve", "Received request %s: prompt %d tokens, max_tokens %d, temperature %g, "
+        log_info("serve",
+                 "Received request %s: prompt %d tokens, max_tokens %d, temperature %g, "
                  "stream %s",
                  g->id, p.n_prompt, p.sp.max_tokens, (double)p.sp.temperature,
                  p.stream ? "true" : "false");
@@ -1535,8 +1533,8 @@ static void handle_metrics(struct conn *c)
         conn_send_error(c, 500, NULL, "metrics page larger than the server's buffer cap");
         return;
     }
-    conn_send(c, 200, "text/plain; version=0.0.4; charset=utf-8", s->scratch.data,
-              s->scratch.len, NULL);
+    conn_send(c, 200, "text/plain; version=0.0.4; charset=utf-8", s->scratch.data, s->scratch.len,
+              NULL);
 }
 
 /* Constant-time comparison of the Authorization header with "Bearer KEY". */
@@ -1624,8 +1622,9 @@ static void conn_dispatch(struct conn *c)
         return;
     }
     if (!ready) {
-        conn_send_error(c, 503, NULL, st == SERVER_STATE_DRAINING ? "The server is shutting down"
-                                                                   : "The model is loading");
+        conn_send_error(c, 503, NULL,
+                        st == SERVER_STATE_DRAINING ? "The server is shutting down"
+                                                    : "The model is loading");
         return;
     }
     switch (id) {
@@ -2147,7 +2146,8 @@ static void abort_all(struct server *s)
 static void on_hard_stop(evutil_socket_t fd, short what, void *arg)
 {
     struct server *s = arg;
-    log_warn("serve", "Shutting down: %d requests and %d connections still open after the grace "
+    log_warn("serve",
+             "Shutting down: %d requests and %d connections still open after the grace "
              "period; exiting anyway",
              s->n_in_flight, s->n_conns);
     event_base_loopexit(s->base, NULL);
@@ -2181,7 +2181,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
     enum server_state prev = st_get(s);
     atomic_store(&s->state, SERVER_STATE_DRAINING);
-    log_info("serve", "Shutting down (%s): no longer accepting connections; draining %d in-flight "
+    log_info("serve",
+             "Shutting down (%s): no longer accepting connections; draining %d in-flight "
              "requests (grace period %.0f s)",
              sig == SIGINT ? "SIGINT" : "SIGTERM", s->n_in_flight, s->cfg.drain_grace_s);
     if (s->listener) {
@@ -2203,9 +2204,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopexit(s->base, NULL); /* still loading: nothing to drain */
         return;
     }
-    struct timeval tv = {(time_t)s->cfg.drain_grace_s,
-                         (suseconds_t)((s->cfg.drain_grace_s - (time_t)s->cfg.drain_grace_s) *
-                                       1e6)};
+    struct timeval tv = {
+        (time_t)s->cfg.drain_grace_s,
+        (suseconds_t)((s->cfg.drain_grace_s - (time_t)s->cfg.drain_grace_s) * 1e6)};
     evtimer_add(s->ev_grace, &tv);
     drain_check(s);
 }
@@ -2273,11 +2274,11 @@ static int bind_listen(struct server *s, char *err, size_t err_len)
     freeaddrinfo(res);
     if (fd < 0) {
         if (saved == EADDRINUSE)
-            snprintf(err, err_len, "cannot bind %s:%d: [Errno %d] address already in use",
-                     s->host, s->cfg.port, saved);
+            snprintf(err, err_len, "cannot bind %s:%d: [Errno %d] address already in use", s->host,
+                     s->cfg.port, saved);
         else
-            snprintf(err, err_len, "cannot bind %s:%d: [Errno %d] %s", s->host, s->cfg.port,
-                     saved, strerror(saved));
+            snprintf(err, err_len, "cannot bind %s:%d: [Errno %d] %s", s->host, s->cfg.port, saved,
+                     strerror(saved));
         return -1;
     }
     struct sockaddr_storage ss;
@@ -2467,8 +2468,8 @@ void server_free(struct server *s)
     }
     if (s->listener)
         evconnlistener_free(s->listener);
-    struct event *evs[] = {s->ev_wake, s->ev_sigterm, s->ev_sigint, s->ev_grace, s->ev_hard,
-                           s->ev_stats};
+    struct event *evs[] = {s->ev_wake,  s->ev_sigterm, s->ev_sigint,
+                           s->ev_grace, s->ev_hard,    s->ev_stats};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);

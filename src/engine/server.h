@@ -33,19 +33,19 @@
 #include "engine/model.h"
 
 struct server_config {
-    const char *host;              /* default "127.0.0.1"; copied */
-    int port;                      /* default 8000; 0 = any free port (see server_port) */
-    const char *api_key;           /* NULL: no auth; else "Authorization: Bearer KEY" on /v1 routes */
-    const char *served_model_name; /* required by server_set_ready; copied */
-    const char *model_path;        /* /v1/models "root"; copied; may be NULL */
-    size_t max_body_bytes;         /* request body cap (413 above); default 8 MiB */
+    const char *host;                 /* default "127.0.0.1"; copied */
+    int port;                         /* default 8000; 0 = any free port (see server_port) */
+    const char *api_key;              /* NULL: none; else "Authorization: Bearer KEY" on /v1 */
+    const char *served_model_name;    /* required by server_set_ready; copied */
+    const char *model_path;           /* /v1/models "root"; copied; may be NULL */
+    size_t max_body_bytes;            /* request body cap (413 above); default 8 MiB */
     int enable_prompt_tokens_details; /* usage.prompt_tokens_details.cached_tokens when > 0 */
-    double drain_grace_s;          /* after SIGTERM: wait this long for in-flight requests,
-                                      then abort them; default 30 */
-    int log_requests;              /* 1: one INFO line per request; default 0 */
-    int log_stats;                 /* 1: vLLM-style throughput line every 10 s when busy; def. 1 */
-    uint64_t seed;                 /* with has_seed: requests without "seed" get seeds derived
-                                      from this (reproducible runs); else the engine's RNG */
+    double drain_grace_s;             /* after SIGTERM: wait this long for in-flight requests,
+                                         then abort them; default 30 */
+    int log_requests;                 /* 1: one INFO line per request; default 0 */
+    int log_stats;                    /* 1: vLLM-style throughput line every 10 s; default 1 */
+    uint64_t seed;                    /* with has_seed: requests without "seed" get seeds derived
+                                         from this (reproducible runs); else the engine's RNG */
     int has_seed;
 };
 
@@ -55,8 +55,8 @@ enum server_state {
     SERVER_STATE_STARTING = 0, /* server_new done, loop not running */
     SERVER_STATE_LOADING,      /* loop running, 503s */
     SERVER_STATE_READY,
-    SERVER_STATE_DRAINING,     /* signal received: no new connections or requests */
-    SERVER_STATE_STOPPED,      /* loop exited */
+    SERVER_STATE_DRAINING, /* signal received: no new connections or requests */
+    SERVER_STATE_STOPPED,  /* loop exited */
 };
 const char *server_state_str(enum server_state st);
 
