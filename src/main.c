@@ -15,6 +15,7 @@ struct command {
 static const struct command commands[] = {
     {"serve", cmd_serve, "run the embedded reference runtime (OpenAI-compatible server)"},
     {"model", cmd_model, "create or inspect model files (model init, model info)"},
+    {"ttft", cmd_ttft, "Tier 1: cold vs warm time to first token, start-up phases"},
 };
 
 static void usage(FILE *f)
