@@ -1147,15 +1147,16 @@ static void section_sanity(struct ttft_ctx *cx, struct report *r)
         M_RSS_MAX,
         M_PC_BEFORE,
         M_PC_GROWTH,
+        M_PC_AFTER,
         M_READ_READY,
         M_READ_END,
         M__N
     };
     static const char *const keys[M__N] = {
-        "gpu_mem_before_launch_mib", "gpu_mem_after_cold_mib", "gpu_util_warm_pct",
-        "server_cpu_cold_pct",       "server_cpu_warm_pct",    "server_rss_ready_mib",
-        "server_rss_max_mib",        "page_cache_before_mib",  "page_cache_growth_startup_mib",
-        "server_read_startup_mib",   "server_read_total_mib"};
+        "gpu_mem_before_launch_mib", "gpu_mem_after_cold_mib",  "gpu_util_warm_pct",
+        "server_cpu_cold_pct",       "server_cpu_warm_pct",     "server_rss_ready_mib",
+        "server_rss_max_mib",        "page_cache_before_mib",   "page_cache_growth_startup_mib",
+        "page_cache_after_mib",      "server_read_startup_mib", "server_read_total_mib"};
     static const char *const whats[M__N] = {"GPU memory used (all GPUs) before launch",
                                             "GPU memory used after the cold request",
                                             "GPU utilisation during the warm runs (mean)",
@@ -1165,6 +1166,7 @@ static void section_sanity(struct ttft_ctx *cx, struct report *r)
                                             "server resident memory, max over the run",
                                             "page cache before launch",
                                             "page cache growth from launch to ready",
+                                            "page cache after the run (server stopped)",
                                             "bytes the server read from storage up to ready",
                                             "bytes the server read from storage, whole run"};
     for (int m = 0; m < M__N; m++) {
@@ -1209,8 +1211,12 @@ static void section_sanity(struct ttft_ctx *cx, struct report *r)
             case M_PC_BEFORE:
                 v = bytes_to_mib(rr->page_cache_before_bytes);
                 break;
+            case M_PC_AFTER:
+                v = bytes_to_mib(rr->page_cache_after_bytes);
+                break;
             case M_PC_GROWTH:
-                v = rr->page_cache_before_bytes >= 0 && rr->page_cache_ready_bytes >= 0
+                v = !cx->url_mode && rr->page_cache_before_bytes >= 0 &&
+                            rr->page_cache_ready_bytes >= 0
                         ? bytes_to_mib(rr->page_cache_ready_bytes) -
                               bytes_to_mib(rr->page_cache_before_bytes)
                         : NAN;
