@@ -2201,7 +2201,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             c->req.keep_alive = 0;
     }
     if (prev != SERVER_STATE_READY) {
-        event_base_loopexit(s->base, NULL); /* still loading: nothing to drain */
+        /* still loading: nothing to drain. The loader stops after its current phase; giving the
+         * signals back to their default action lets a second one end the process at once. */
+        log_info("serve", "Shutting down during start-up: stopping after the current phase (a "
+                          "second signal ends the process now)");
+        evsignal_del(s->ev_sigterm);
+        evsignal_del(s->ev_sigint);
+        event_base_loopexit(s->base, NULL);
         return;
     }
     struct timeval tv = {
