@@ -745,11 +745,14 @@ static void section_status(struct ttft_ctx *cx, struct report *r)
                          "FAILED: %s. Every request that finished is kept below and in "
                          "ttft_requests.jsonl.",
                          cx->fail_msg[0] ? cx->fail_msg : "see below");
+    else if (cx->url_mode)
+        report_paragraph(s, "Completed: warm_0 and %d warm run(s) against the running server.",
+                         cx->opt.warm_runs);
     else
         report_paragraph(s,
                          "Completed: %d launch(es), each with a cold request, one immediate "
-                         "follow-up (warm_0) and %d warm run(s)%s.",
-                         cx->n_reps, cx->opt.warm_runs, cx->url_mode ? " (warm only)" : "");
+                         "follow-up (warm_0) and %d warm run(s).",
+                         cx->n_reps, cx->opt.warm_runs);
     for (int k = 0; k < cx->n_reps; k++) {
         const struct ttft_repeat *rr = &cx->reps[k];
         if (rr->start_status != TARGET_OK)
@@ -1461,12 +1464,14 @@ static void section_observations(struct ttft_ctx *cx, struct report *r)
     if (w0 && w0->rec.error == REQ_ERROR_NONE && nw > 0 && isfinite(sm.p50) && sm.p50 > 0) {
         double w0ms = rec_ttft_ms(&w0->rec);
         fmt_ms(w0ms, a, sizeof a);
-        report_bullet(s,
-                      "The request sent right after %s (warm_0) took %s, %.2fx the warm "
-                      "median%s.",
-                      cx->url_mode ? "the start of the probe" : "the cold one", a, w0ms / sm.p50,
-                      w0ms > sm.max ? ": some warm-up outlasted the first request"
-                                    : ": already warm");
+        const char *verdict =
+            w0ms <= sm.max ? "within the warm range: already warm"
+            : cx->url_mode ? "slower than every warm run"
+                           : "slower than every warm run: some warm-up outlasted the cold request";
+        report_bullet(s, "%s (warm_0) took %s, %.2fx the warm median, %s.",
+                      cx->url_mode ? "The first request of this run"
+                                   : "The request sent right after the cold one",
+                      a, w0ms / sm.p50, verdict);
         n_said++;
     }
 
