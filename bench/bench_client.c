@@ -12,9 +12,14 @@
  *   - SSE events/s at concurrency 1, 64 and 1,024 (as-fast-as-possible streams);
  *   - timestamp error = client receive stamp - streamer send stamp, p50/p99, at 256 streams
  *     with a fixed inter-token gap.
+ * Each figure comes with the client's CPU use over the same window, and the rate per client
+ * CPU-second: on a shared, loaded machine the wall-clock rate is bounded by the CPU time the
+ * scheduler gave the client, not by the client.
  * Prints a Markdown section (make bench collects it) with one machine-readable line per number
  * ("client_ceiling key=value"), and writes bench/out/client.json, which client_ceiling_load()
- * reads so probes can warn near the ceiling. Flags: --quick (shorter runs), --out PATH. */
+ * reads so probes can warn near the ceiling. Both processes run SCHED_FIFO when permitted (so
+ * that on a shared machine each really has its core; the output says which). Flags: --quick
+ * (shorter runs), --out PATH, --no-rt (normal scheduling), --only req|events|ts (diagnostics). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -28,8 +33,10 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "probe/client.h"
@@ -73,6 +80,8 @@ struct streamer {
     mono_ns *stamps;
     int *ready; /* fds with work that does not wait for the socket */
     int n_ready;
+    int *gap; /* fds streaming in gap mode (may hold finished ones until pruned) */
+    int n_gap;
 };
 
 static const char s_event_head[] =
@@ -209,7 +218,10 @@ static void s_try_request(struct streamer *s, struct sconn *c)
                                "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
     s_put(c, head, sizeof head - 1);
     c->next_ns = clock_now_ns() + (uint64_t)offset_us * 1000u;
-    s_mark_ready(s, c);
+    if (c->gap_ns)
+        s->gap[s->n_gap++] = c->fd; /* at most one entry per fd: pruned when it stops */
+    else
+        s_mark_ready(s, c);
 }
 
 /* Does the work due on c now. Returns 1 if c still has immediate work (fast mode). */
@@ -284,32 +296,38 @@ static void streamer_run(int lfd, mono_ns *stamps)
     s.epfd = epoll_create1(EPOLL_CLOEXEC);
     s.conns = xcalloc(S_MAX_CONNS, sizeof *s.conns);
     s.ready = xmalloc(S_MAX_CONNS * sizeof *s.ready);
+    s.gap = xmalloc(S_MAX_CONNS * sizeof *s.gap);
     fcntl(lfd, F_SETFL, O_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
     epoll_ctl(s.epfd, EPOLL_CTL_ADD, lfd, &ev);
     struct epoll_event evs[512];
     for (;;) {
-        /* Timeout: 0 with ready work, else until the next gap-mode event is due. */
-        int timeout_ms = -1;
+        /* Prune finished gap-mode streams and find the next due event. */
         mono_ns now = clock_now_ns();
         mono_ns next = 0;
-        if (s.n_ready > 0) {
-            timeout_ms = 0;
-        } else {
-            for (int fd = 0; fd < S_MAX_CONNS; fd++) {
-                struct sconn *c = &s.conns[fd];
-                if (c->used && c->streaming && c->gap_ns && !c->blocked &&
-                    (!next || c->next_ns < next))
-                    next = c->next_ns;
-            }
-            if (next)
-                timeout_ms = next <= now ? 0 : (int)((next - now) / 1000000u);
+        int keep_gap = 0;
+        for (int i = 0; i < s.n_gap; i++) {
+            struct sconn *c = &s.conns[s.gap[i]];
+            if (!c->used || !c->streaming || !c->gap_ns)
+                continue;
+            s.gap[keep_gap++] = s.gap[i];
+            if (!c->blocked && (!next || c->next_ns < next))
+                next = c->next_ns;
         }
-        int n = epoll_wait(s.epfd, evs, 512, timeout_ms);
-        /* Sub-millisecond remainder: spin to the due time for exact gaps. */
-        if (n == 0 && next && s.n_ready == 0)
-            while (clock_now_ns() < next)
-                ;
+        s.n_gap = keep_gap;
+        /* Wait: not at all with ready work, else until the next gap-mode event is due (ns
+         * precision, no spinning), else until a socket wakes us. */
+        struct timespec ts = {0, 0};
+        const struct timespec *tsp = &ts;
+        if (s.n_ready == 0) {
+            if (next > now) {
+                ts.tv_sec = (time_t)((next - now) / 1000000000u);
+                ts.tv_nsec = (long)((next - now) % 1000000000u);
+            } else if (!next) {
+                tsp = NULL;
+            }
+        }
+        int n = epoll_pwait2(s.epfd, evs, 512, tsp, NULL);
         for (int i = 0; i < n; i++) {
             int fd = evs[i].data.fd;
             if (fd == lfd) {
@@ -354,8 +372,9 @@ static void streamer_run(int lfd, mono_ns *stamps)
         }
         /* Gap-mode streams that are due. */
         now = clock_now_ns();
-        for (int fd = 0; fd < S_MAX_CONNS; fd++) {
-            struct sconn *c = &s.conns[fd];
+        int n_gap_now = s.n_gap; /* s_pump may start a new request that appends */
+        for (int i = 0; i < n_gap_now; i++) {
+            struct sconn *c = &s.conns[s.gap[i]];
             if (c->used && c->streaming && c->gap_ns && !c->blocked && c->next_ns <= now) {
                 s_pump(&s, c, now);
                 now = clock_now_ns();
@@ -385,10 +404,9 @@ static void streamer_run(int lfd, mono_ns *stamps)
 
 struct run {
     struct client *c;
-    uint64_t n_done, n_err, n_events, n_content;
+    uint64_t n_done, n_err;
     int keep_going; /* closed loop: resubmit from the callback */
     struct client_request q;
-    char extra[128];
     mono_ns *ts_recv[TS_MAX_REQ]; /* timestamp run: the records' content stamps */
     uint32_t ts_n[TS_MAX_REQ];
     enum req_error first_err;
@@ -397,16 +415,30 @@ struct run {
     uint64_t n_win_events;
 };
 
+/* One measured phase. */
+struct phase {
+    double req_per_s;
+    double events_per_s;
+    double cpu_frac; /* client CPU seconds per wall second during the window */
+    uint64_t n_err;
+};
+
+static double cpu_self_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static void on_done(void *ud, struct request_record *r)
 {
     struct run *run = ud;
     run->n_done++;
-    run->n_events += r->n_events;
-    run->n_content += r->n_content_events + r->n_content_dropped;
     for (uint32_t i = 0; i < r->n_content_events; i++)
         if (r->t_content_ns[i] >= run->win_t0 && r->t_content_ns[i] < run->win_t1)
             run->n_win_events++;
-    if (r->error != REQ_ERROR_NONE) {
+    if (r->error != REQ_ERROR_NONE && r->error != REQ_ERROR_ABORTED) {
         if (!run->n_err) {
             run->first_err = r->error;
             snprintf(run->first_err_msg, sizeof run->first_err_msg, "%s", r->error_msg);
@@ -437,10 +469,11 @@ static struct client *mk_client(int port, struct run *run)
     return c;
 }
 
-/* Closed loop: `conc` requests of max_tokens each, resubmitted until `seconds` have passed
- * (after a warm-up of a quarter of that). Returns completions/s or events/s. */
-static void closed_loop(int port, int conc, int max_tokens, double seconds, double *req_per_s,
-                        double *events_per_s, uint64_t *n_err_out)
+/* Closed loop: `conc` requests of max_tokens each, resubmitted as each finishes, measured over
+ * `seconds` after a warm-up of a quarter of that. Completions and the content events whose
+ * receive stamps fall in the window are counted (streams cut at the end are delivered as aborted,
+ * with their stamps). */
+static struct phase closed_loop(int port, int conc, int max_tokens, double seconds)
 {
     struct run run = {0};
     struct client *c = mk_client(port, &run);
@@ -454,41 +487,41 @@ static void closed_loop(int port, int conc, int max_tokens, double seconds, doub
     while (clock_now_ns() < t_warm)
         client_poll(c, 10);
     uint64_t d0 = run.n_done;
+    double cpu0 = cpu_self_s();
     mono_ns t0 = clock_now_ns();
     run.win_t0 = t0;
     mono_ns t_end = t0 + (uint64_t)(seconds * 1e9);
     while (clock_now_ns() < t_end)
         client_poll(c, 10);
     mono_ns t1 = clock_now_ns();
+    double cpu1 = cpu_self_s();
     run.win_t1 = t1;
     uint64_t d1 = run.n_done;
     run.keep_going = 0;
-    /* Streams still running are delivered as aborted, with their stamps: counted too. */
     client_abort_all(c);
     client_free(c);
-    *req_per_s = stats_rate((double)(d1 - d0), ns_to_s(t1 - t0));
-    *events_per_s = stats_rate((double)run.n_win_events, ns_to_s(t1 - t0));
-    *n_err_out = run.n_err - (run.n_done - d1); /* aborted at the end are not errors */
-    if (*n_err_out)
-        fprintf(stderr, "bench_client: %llu errors, first: %s %s\n", (unsigned long long)*n_err_out,
+    struct phase ph = {
+        .req_per_s = stats_rate((double)(d1 - d0), ns_to_s(t1 - t0)),
+        .events_per_s = stats_rate((double)run.n_win_events, ns_to_s(t1 - t0)),
+        .cpu_frac = (cpu1 - cpu0) / ns_to_s(t1 - t0),
+        .n_err = run.n_err,
+    };
+    fprintf(stderr,
+            "bench_client: c=%d max_tokens=%d: %.0f req/s, %.0f events/s, client CPU %.0f%%\n",
+            conc, max_tokens, ph.req_per_s, ph.events_per_s, 100 * ph.cpu_frac);
+    if (run.n_err)
+        fprintf(stderr, "bench_client: %llu errors, first: %s %s\n", (unsigned long long)run.n_err,
                 req_error_str(run.first_err), run.first_err_msg);
+    return ph;
 }
 
-/* Long streams at concurrency conc: content events/s whose receive stamps fall in the window. */
-static double events_rate(int port, int conc, int events_per_stream, double seconds,
-                          uint64_t *n_err)
-{
-    double rq = 0, ev = 0;
-    closed_loop(port, conc, events_per_stream, seconds, &rq, &ev, n_err);
-    return ev;
-}
-
-static void ts_error(int port, mono_ns *stamps, int n_streams, int n_events, int gap_us,
-                     struct summary *out, double *recv_rate)
+static struct phase ts_error(int port, mono_ns *stamps, int n_streams, int n_events, int gap_us,
+                             struct summary *out)
 {
     struct run run = {0};
     struct client *c = mk_client(port, &run);
     memset(stamps, 0, sizeof(mono_ns) * TS_MAX_REQ * TS_MAX_EV);
+    double cpu0 = cpu_self_s();
     mono_ns t0 = clock_now_ns();
     for (int i = 0; i < n_streams; i++) {
         struct client_request q = {.id = (uint64_t)i,
@@ -506,6 +539,7 @@ static void ts_error(int port, mono_ns *stamps, int n_streams, int n_events, int
     while (client_in_flight(c) > 0)
         client_poll(c, 100);
     mono_ns t1 = clock_now_ns();
+    double cpu1 = cpu_self_s();
     size_t cap = (size_t)n_streams * (size_t)n_events, n = 0;
     double *err_us = xmalloc(cap * sizeof *err_us);
     for (int i = 0; i < n_streams; i++) {
@@ -518,12 +552,22 @@ static void ts_error(int port, mono_ns *stamps, int n_streams, int n_events, int
         free(run.ts_recv[i]);
     }
     summary_of(err_us, n, out);
-    *recv_rate = stats_rate((double)n, ns_to_s(t1 - t0));
+    struct phase ph = {
+        .req_per_s = NAN,
+        .events_per_s = stats_rate((double)n, ns_to_s(t1 - t0)),
+        .cpu_frac = (cpu1 - cpu0) / ns_to_s(t1 - t0),
+        .n_err = run.n_err,
+    };
     free(err_us);
+    fprintf(stderr,
+            "bench_client: timestamps, %d streams, %d us gap: %zu events, p50 %.1f us, "
+            "p99 %.1f us, client CPU %.0f%%\n",
+            n_streams, gap_us, n, out->p50, out->p99, 100 * ph.cpu_frac);
     if (run.n_err)
         fprintf(stderr, "bench_client: timestamp run: %llu errors, first: %s %s\n",
                 (unsigned long long)run.n_err, req_error_str(run.first_err), run.first_err_msg);
     client_free(c);
+    return ph;
 }
 
 static void pin_cpu(int cpu)
@@ -535,17 +579,54 @@ static void pin_cpu(int cpu)
         fprintf(stderr, "bench_client: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
 }
 
+/* SCHED_FIFO (default; --no-rt turns it off) so that other load on a shared machine does not
+ * preempt the measurement: each process really has its core. Returns 1 if it took effect. */
+static int set_rt(void)
+{
+    struct sched_param sp = {.sched_priority = 10};
+    if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) {
+        fprintf(stderr, "bench_client: SCHED_FIFO: %s (measuring with normal scheduling)\n",
+                strerror(errno));
+        return 0;
+    }
+    return 1;
+}
+
+static double loadavg_1m(void)
+{
+    double l = NAN;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = NAN;
+        fclose(f);
+    }
+    return l;
+}
+
+static void json_num(struct buf *j, const char *key, double v)
+{
+    buf_printf(j, ",\"%s\":", key);
+    buf_json_double(j, v);
+}
+
 int main(int argc, char **argv)
 {
-    int quick = 0;
+    int quick = 0, rt = 1;
     const char *out_path = "bench/out/client.json";
+    const char *only = NULL; /* diagnostics: run one part ("req", "events", "ts"), write no file */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--no-rt"))
+            rt = 0;
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out_path = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_client [--quick] [--out PATH]\n");
+            fprintf(stderr, "usage: bench_client [--quick] [--no-rt] [--out PATH] "
+                            "[--only req|events|ts]\n");
             return 2;
         }
     }
@@ -567,6 +648,7 @@ int main(int argc, char **argv)
         return 1;
     }
     long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    double load_before = loadavg_1m();
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "bench_client: fork: %s\n", strerror(errno));
@@ -576,73 +658,109 @@ int main(int argc, char **argv)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (n_cpus >= 2)
             pin_cpu(1);
+        if (rt)
+            set_rt();
         streamer_run(lfd, stamps);
         _exit(0);
     }
     close(lfd);
     if (n_cpus >= 2)
         pin_cpu(0);
+    int rt_on = rt ? set_rt() : 0;
 
     double secs = quick ? 0.6 : 2.0;
-    uint64_t e_rq, e1, e64, e1024;
-    double req_per_s, ev_unused;
-    closed_loop(port, 64, 1, secs, &req_per_s, &ev_unused, &e_rq);
-    double ev_c1 = events_rate(port, 1, 20000, secs, &e1);
-    double ev_c64 = events_rate(port, 64, 2000, secs, &e64);
-    double ev_c1024 = events_rate(port, 1024, 500, secs, &e1024);
+    struct phase nan_phase = {NAN, NAN, NAN, 0};
+    struct phase rq = nan_phase, e1 = nan_phase, e64 = nan_phase, e1024 = nan_phase;
+    if (!only || !strcmp(only, "req"))
+        rq = closed_loop(port, 64, 1, secs);
+    if (!only || !strcmp(only, "events")) {
+        e1 = closed_loop(port, 1, 20000, secs);
+        e64 = closed_loop(port, 64, 2000, secs);
+        e1024 = closed_loop(port, 1024, 500, secs);
+    }
     struct summary ts;
-    double ts_rate;
+    summary_of(NULL, 0, &ts);
+    struct phase tsp = nan_phase;
     int ts_events = quick ? 50 : 200, ts_gap_us = 5000;
-    ts_error(port, stamps, 256, ts_events, ts_gap_us, &ts, &ts_rate);
+    if (!only || !strcmp(only, "ts"))
+        tsp = ts_error(port, stamps, 256, ts_events, ts_gap_us, &ts);
 
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+    double load_after = loadavg_1m();
+
+    /* Per client CPU-second: what one fully available core would sustain at this cost. */
+    double rq_core = rq.req_per_s / rq.cpu_frac;
+    double e1_core = e1.events_per_s / e1.cpu_frac, e64_core = e64.events_per_s / e64.cpu_frac,
+           e1024_core = e1024.events_per_s / e1024.cpu_frac;
 
     printf("## Client ceiling (loopback SSE streamer, client on one core)\n\n");
-    printf("| measure | value | target |\n|---|---:|---:|\n");
-    printf("| requests/s, 1-token outputs, 64 in flight | %.0f | >= 20,000 |\n", req_per_s);
-    printf("| SSE events/s, concurrency 1 | %.0f | >= 500,000 |\n", ev_c1);
-    printf("| SSE events/s, concurrency 64 | %.0f | >= 500,000 |\n", ev_c64);
-    printf("| SSE events/s, concurrency 1,024 | %.0f | >= 500,000 |\n", ev_c1024);
-    printf("| timestamp error p50, 256 streams, %d ms gap (us) | %.1f | |\n", ts_gap_us / 1000,
-           ts.p50);
-    printf("| timestamp error p99, 256 streams, %d ms gap (us) | %.1f | < 100 |\n",
+    printf("Machine load average %.2f before, %.2f after; %ld CPUs; %s scheduling.\n\n",
+           load_before, load_after, n_cpus, rt_on ? "SCHED_FIFO" : "normal");
+    printf("| measure | measured | client CPU | per client CPU-second | target |\n"
+           "|---|---:|---:|---:|---:|\n");
+    printf("| requests/s, 1-token outputs, 64 in flight | %.0f | %.0f%% | %.0f | >= 20,000 |\n",
+           rq.req_per_s, 100 * rq.cpu_frac, rq_core);
+    printf("| SSE events/s, concurrency 1 | %.0f | %.0f%% | %.0f | >= 500,000 |\n", e1.events_per_s,
+           100 * e1.cpu_frac, e1_core);
+    printf("| SSE events/s, concurrency 64 | %.0f | %.0f%% | %.0f | >= 500,000 |\n",
+           e64.events_per_s, 100 * e64.cpu_frac, e64_core);
+    printf("| SSE events/s, concurrency 1,024 | %.0f | %.0f%% | %.0f | >= 500,000 |\n",
+           e1024.events_per_s, 100 * e1024.cpu_frac, e1024_core);
+    printf("| timestamp error p50, 256 streams, %d ms gap (us) | %.1f | %.0f%% | | |\n",
+           ts_gap_us / 1000, ts.p50, 100 * tsp.cpu_frac);
+    printf("| timestamp error p99, 256 streams, %d ms gap (us) | %.1f | | | < 100 |\n",
            ts_gap_us / 1000, ts.p99);
-    printf("\nTimestamp error = client receive stamp (clock_now_ns() in curl's write callback) "
-           "minus the streamer's stamp taken right before send(2); %zu events, max %.1f us, "
-           "%.0f events/s during that run. Errors: %llu/%llu/%llu/%llu.\n\n",
-           ts.n, ts.max, ts_rate, (unsigned long long)e_rq, (unsigned long long)e1,
-           (unsigned long long)e64, (unsigned long long)e1024);
+    printf("\n\"Measured\" is wall-clock throughput; \"client CPU\" is the client process's CPU "
+           "time over the same window (below 100%% means the client was waiting: for the "
+           "streamer, or for a CPU on a loaded machine). Timestamp error = client receive stamp "
+           "(clock_now_ns() in curl's write callback) minus the streamer's stamp taken right "
+           "before send(2); %zu events, max %.1f us, %.0f events/s during that run. "
+           "Request errors: %llu/%llu/%llu/%llu/%llu.\n\n",
+           ts.n, ts.max, tsp.events_per_s, (unsigned long long)rq.n_err,
+           (unsigned long long)e1.n_err, (unsigned long long)e64.n_err,
+           (unsigned long long)e1024.n_err, (unsigned long long)tsp.n_err);
     printf("```\n");
-    printf("client_ceiling req_per_s=%.0f\n", req_per_s);
-    printf("client_ceiling events_per_s_c1=%.0f\n", ev_c1);
-    printf("client_ceiling events_per_s_c64=%.0f\n", ev_c64);
-    printf("client_ceiling events_per_s_c1024=%.0f\n", ev_c1024);
+    printf("client_ceiling req_per_s=%.0f\n", rq.req_per_s);
+    printf("client_ceiling events_per_s_c1=%.0f\n", e1.events_per_s);
+    printf("client_ceiling events_per_s_c64=%.0f\n", e64.events_per_s);
+    printf("client_ceiling events_per_s_c1024=%.0f\n", e1024.events_per_s);
     printf("client_ceiling ts_err_p50_us=%.1f\n", ts.p50);
     printf("client_ceiling ts_err_p99_us=%.1f\n", ts.p99);
+    printf("client_ceiling req_per_cpu_s=%.0f\n", rq_core);
+    printf("client_ceiling events_per_cpu_s_c1=%.0f\n", e1_core);
+    printf("client_ceiling events_per_cpu_s_c64=%.0f\n", e64_core);
+    printf("client_ceiling events_per_cpu_s_c1024=%.0f\n", e1024_core);
     printf("```\n");
 
     struct buf j;
     buf_init(&j, 1024, 1 << 16);
     char wall[32];
     clock_wall_iso(wall, sizeof wall);
-    buf_printf(&j, "{\"measured_at\":\"%s\",\"quick\":%s,\"n_cpus\":%ld", wall,
-               quick ? "true" : "false", n_cpus);
-    buf_puts(&j, ",\"req_per_s\":");
-    buf_json_double(&j, req_per_s);
-    buf_puts(&j, ",\"events_per_s_c1\":");
-    buf_json_double(&j, ev_c1);
-    buf_puts(&j, ",\"events_per_s_c64\":");
-    buf_json_double(&j, ev_c64);
-    buf_puts(&j, ",\"events_per_s_c1024\":");
-    buf_json_double(&j, ev_c1024);
-    buf_puts(&j, ",\"ts_err_p50_us\":");
-    buf_json_double(&j, ts.p50);
-    buf_puts(&j, ",\"ts_err_p99_us\":");
-    buf_json_double(&j, ts.p99);
+    buf_printf(&j, "{\"measured_at\":\"%s\",\"quick\":%s,\"rt\":%s,\"n_cpus\":%ld", wall,
+               quick ? "true" : "false", rt_on ? "true" : "false", n_cpus);
+    json_num(&j, "loadavg_before", load_before);
+    json_num(&j, "loadavg_after", load_after);
+    json_num(&j, "req_per_s", rq.req_per_s);
+    json_num(&j, "events_per_s_c1", e1.events_per_s);
+    json_num(&j, "events_per_s_c64", e64.events_per_s);
+    json_num(&j, "events_per_s_c1024", e1024.events_per_s);
+    json_num(&j, "ts_err_p50_us", ts.p50);
+    json_num(&j, "ts_err_p99_us", ts.p99);
+    json_num(&j, "ts_err_max_us", ts.max);
+    json_num(&j, "req_cpu_frac", rq.cpu_frac);
+    json_num(&j, "events_cpu_frac_c1", e1.cpu_frac);
+    json_num(&j, "events_cpu_frac_c64", e64.cpu_frac);
+    json_num(&j, "events_cpu_frac_c1024", e1024.cpu_frac);
+    json_num(&j, "req_per_cpu_s", rq_core);
+    json_num(&j, "events_per_cpu_s_c1", e1_core);
+    json_num(&j, "events_per_cpu_s_c64", e64_core);
+    json_num(&j, "events_per_cpu_s_c1024", e1024_core);
     buf_printf(&j, ",\"ts_streams\":256,\"ts_gap_us\":%d,\"ts_events\":%zu}\n", ts_gap_us, ts.n);
     dir_make_all("bench/out");
-    if (file_write_all(out_path, j.data, j.len) != 0)
+    if (only)
+        fprintf(stderr, "bench_client: --only %s: %s not written\n", only, out_path);
+    else if (file_write_all(out_path, j.data, j.len) != 0)
         fprintf(stderr, "bench_client: cannot write %s: %s\n", out_path, strerror(errno));
     buf_free(&j);
     munmap(stamps, stamps_bytes);
