@@ -1333,7 +1333,17 @@ static void test_metrics_move(void)
 {
     if (!a_up)
         return;
-    char *m0 = get_metrics(A.port);
+    /* start from a settled snapshot: nothing running (the counters of earlier requests are
+     * published with the step that retired them) */
+    char *m0 = NULL;
+    for (int i = 0; i < 250; i++) {
+        free(m0);
+        m0 = get_metrics(A.port);
+        if (metric(m0, "vllm:num_requests_running" LBL) == 0 &&
+            metric(m0, "vllm:num_requests_waiting" LBL) == 0)
+            break;
+        sleep_ms(20);
+    }
     const char *must[] = {
         "# HELP vllm:num_requests_running ",
         "# TYPE vllm:num_requests_running gauge",
@@ -1378,7 +1388,20 @@ static void test_metrics_move(void)
                        "\"ignore_eos\": true}",
                        &st, NULL, NULL, NULL, 0);
     free(t);
-    char *m1 = get_metrics(A.port);
+    /* the engine publishes its counters after the step that emitted the last token: poll until
+     * the request is fully accounted for (or 5 s), then compare exactly */
+    char *m1 = NULL;
+    for (int i = 0; i < 250; i++) {
+        free(m1);
+        m1 = get_metrics(A.port);
+        if (metric(m1, "vllm:generation_tokens_total" LBL) -
+                    metric(m0, "vllm:generation_tokens_total" LBL) >=
+                9 &&
+            metric(m1, "vllm:num_requests_running" LBL) == 0 &&
+            metric(m1, "vllm:kv_cache_usage_perc" LBL) == 0)
+            break;
+        sleep_ms(20);
+    }
     CHECK_NEAR(metric(m1, "vllm:prompt_tokens_total" LBL) -
                    metric(m0, "vllm:prompt_tokens_total" LBL),
                strlen("metrics move by exactly this much"), 0);
@@ -1398,17 +1421,8 @@ static void test_metrics_move(void)
     CHECK_NEAR(metric(m1, succ) - metric(m0, succ), 1, 0);
     CHECK(metric(m1, "vllm:e2e_request_latency_seconds_sum" LBL) >
           metric(m0, "vllm:e2e_request_latency_seconds_sum" LBL));
-    /* the engine frees the blocks just after the last event: poll briefly */
-    double running = -1, usage = -1;
-    for (int i = 0; i < 100; i++) {
-        char *m = get_metrics(A.port);
-        running = metric(m, "vllm:num_requests_running" LBL);
-        usage = metric(m, "vllm:kv_cache_usage_perc" LBL);
-        free(m);
-        if (running == 0 && usage == 0)
-            break;
-        sleep_ms(20);
-    }
+    double running = metric(m1, "vllm:num_requests_running" LBL);
+    double usage = metric(m1, "vllm:kv_cache_usage_perc" LBL);
     CHECK_NEAR(running, 0, 0);
     CHECK_NEAR(usage, 0, 0);
     /* buckets are cumulative and end at _count */

@@ -360,7 +360,9 @@ static void conn_write(struct conn *c, const void *data, size_t n)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (c->overflow)
         return;
-    if (evbuffer_get_length(out) + n > OUT_CAP_BYTES) {
+    /* a stream whose reader stalls must not grow without bound; a single response (bounded by
+     * the scratch buffer's cap) is always written whole */
+    if (c->gen && c->gen->stream && evbuffer_get_length(out) + n > OUT_CAP_BYTES) {
         log_warn("serve", "client is not reading its response (%zu bytes pending); closing",
                  evbuffer_get_length(out));
         c->overflow = 1;
@@ -1684,7 +1686,8 @@ static enum parse_result take_line(struct conn *c, struct evbuffer *in, size_t *
     evbuffer_remove(in, c->line, (size_t)p.pos);
     c->line[p.pos] = 0;
     evbuffer_drain(in, eol_len);
-    c->req.n_head_bytes += (size_t)p.pos + eol_len;
+    if (c->state == CONN_STATE_HEAD || c->state == CONN_STATE_TRAILER)
+        c->req.n_head_bytes += (size_t)p.pos + eol_len; /* chunk-size lines do not count */
     if (c->req.n_head_bytes > HEAD_TOTAL_CAP) {
         conn_fail(c, 431, "Request headers too large");
         return PARSE_STOP;
