@@ -482,7 +482,8 @@ static void test_forward_qwen2(void)
     check_model(1);
 }
 
-/* The same batch with 1 and 2 threads gives the same logits (no thread-dependent sums). */
+/* The same batch with 1 and 2 threads: the same logits up to BLAS summation order (threads split
+ * weight rows, which may change OpenBLAS's kernel choice but no per-token sum in our code). */
 static void test_forward_threads(void)
 {
     struct model *m = make_model(0);
@@ -515,7 +516,8 @@ static void test_forward_threads(void)
         seq_drop(&s);
         free(kv.pool);
     }
-    CHECK(memcmp(out[0], out[1], sizeof(float) * 41 * (size_t)V) == 0);
+    double d = max_diff(out[0], out[1], (size_t)41 * V);
+    CHECK_MSG(d <= 1e-5 * fmax(1.0, max_abs(out[0], (size_t)41 * V)), "1 vs 2 threads: %g", d);
     free(out[0]);
     free(out[1]);
     model_free(m);

@@ -42,6 +42,8 @@ struct engine_config {
     int enable_prefix_caching;      /* default 1 */
     int enforce_eager;              /* 1: skip warm-up */
     int n_threads;                  /* compute threads; 0 = number of CPUs */
+    int debug_check_invariants;     /* 1: check KV + scheduler invariants after every step on the
+                                       engine thread; abort() with the message on failure */
 };
 
 void engine_config_defaults(struct engine_config *cfg);
@@ -139,6 +141,8 @@ struct engine_stats {
     uint64_t prefix_cache_hits_total;    /* tokens */
     uint64_t steps_total;
     uint64_t step_tokens_total;
+    int n_running_peak;       /* most sequences running at once since start */
+    int n_step_tokens_peak;   /* most tokens computed in one step */
 };
 void engine_get_stats(struct engine *e, struct engine_stats *out);
 
@@ -168,7 +172,10 @@ void engine_get_info(struct engine *e, struct engine_info *out);
 int engine_reset_prefix_cache(struct engine *e);
 
 /* Test hook: checks the KV block invariants (free + evictable + in use = pool; refcounts equal
- * the block tables holding each block). 0 if they hold, -1 with a message. Any thread. */
+ * the block tables holding each block) and the scheduler's (queues, states, running <=
+ * max_num_seqs). Runs on the engine thread between steps (the caller waits), or directly when
+ * no engine thread runs or when called from the event callback. 0 if they hold, -1 with a
+ * message. Any thread. */
 int engine_check_invariants(struct engine *e, char *err, size_t err_len);
 
 #endif

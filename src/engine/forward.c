@@ -13,6 +13,10 @@
 
 #include "util/buf.h"
 
+/* Below this much work (multiply-adds, roughly) a loop runs on the calling thread: waking the
+ * OpenMP team costs more than it saves, and idle workers would only spin. */
+#define PAR_MIN_WORK (1 << 16)
+
 const char *forward_status_str(enum forward_status st)
 {
     switch (st) {
@@ -156,13 +160,18 @@ float *forward_logits(struct forward *f, int r)
 static void linear(const struct forward *f, float *y, const float *x, const float *w, int m,
                    int n_out, int n_in, float beta)
 {
-    int nt = f->n_threads;
-    /* Slices of at least 64 rows (and whole 16-row groups) so tiny matrices stay on one thread. */
-    int n_slices = n_out / 64 < nt ? n_out / 64 : nt;
+    /* Slices of at least 64 rows (and whole 16-row groups) and PAR_MIN_WORK each, so small
+     * products stay on one thread. */
+    int64_t work = (int64_t)m * n_out * n_in;
+    int64_t n_slices = f->n_threads;
+    if (n_slices > n_out / 64)
+        n_slices = n_out / 64;
+    if (n_slices > work / PAR_MIN_WORK)
+        n_slices = work / PAR_MIN_WORK;
     if (n_slices < 1)
         n_slices = 1;
-#pragma omp parallel for num_threads(n_slices) schedule(static, 1) if (n_slices > 1)
-    for (int t = 0; t < n_slices; t++) {
+#pragma omp parallel for num_threads((int)n_slices) schedule(static, 1) if (n_slices > 1)
+    for (int t = 0; t < (int)n_slices; t++) {
         int lo = (int)((int64_t)n_out * t / n_slices) & ~15;
         int hi = t == n_slices - 1 ? n_out : (int)((int64_t)n_out * (t + 1) / n_slices) & ~15;
         if (hi <= lo)
@@ -261,7 +270,7 @@ static void attend(float *restrict out, const float *restrict qh, float *restric
 }
 
 static int batch_valid(const struct forward *f, const struct kv_cache *kv,
-                       const struct forward_batch *b, int *n_logits)
+                       const struct forward_batch *b, int *n_logits, int64_t *n_ctx_sum)
 {
     const struct model_config *c = &f->model->cfg;
     if (b->n_tokens < 1 || b->n_tokens > f->max_tokens || b->n_seqs < 1 || !b->seqs)
@@ -269,6 +278,7 @@ static int batch_valid(const struct forward *f, const struct kv_cache *kv,
     if (kv->kv_dim != c->n_head_kv * c->head_dim || kv->n_layer != c->n_layer)
         return 0;
     int nl = 0;
+    int64_t ctx = 0;
     for (int i = 0; i < b->n_tokens; i++) {
         int sidx = b->seq[i], p = b->pos[i];
         if (sidx < 0 || sidx >= b->n_seqs || !b->seqs[sidx])
@@ -280,10 +290,12 @@ static int batch_valid(const struct forward *f, const struct kv_cache *kv,
         if (bi >= sq->n_blocks || sq->blocks[bi] < 0 || sq->blocks[bi] >= kv->n_blocks)
             return 0;
         nl += b->wants_logits[i] ? 1 : 0;
+        ctx += p + 1;
     }
     if (nl > f->max_logits)
         return 0;
     *n_logits = nl;
+    *n_ctx_sum = ctx;
     return 1;
 }
 
@@ -294,8 +306,9 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
     const struct model_config *c = &m->cfg;
     struct run_state *s = &f->s;
     int n_logits = 0;
+    int64_t n_ctx_sum = 0;
     *n_logits_out = 0;
-    if (!batch_valid(f, kv, b, &n_logits))
+    if (!batch_valid(f, kv, b, &n_logits, &n_ctx_sum))
         return FORWARD_ERR_BATCH;
 
     const int n = b->n_tokens, E = c->n_embd, hd = c->head_dim, half = hd / 2;
@@ -303,9 +316,15 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
     const int group = c->n_head / c->n_head_kv, nt = f->n_threads;
     const float scale = 1.0f / sqrtf((float)hd);
     const enum rope_mode mode = c->arch == MODEL_ARCH_QWEN2 ? ROPE_MODE_NEOX : ROPE_MODE_NORM;
+    /* Which loops are worth the team (see PAR_MIN_WORK). */
+    const int par_embd = (int64_t)n * (E + 40 * half) >= PAR_MIN_WORK;
+    const int par_norm = (int64_t)n * E * 3 >= PAR_MIN_WORK;
+    const int par_rope = (int64_t)n * (q_dim + 2 * kv_dim) * 3 >= PAR_MIN_WORK;
+    const int par_att = n_ctx_sum * c->n_head * hd * 2 >= PAR_MIN_WORK;
+    const int par_ffn = (int64_t)n * F * 20 >= PAR_MIN_WORK;
 
     /* Embeddings and this step's RoPE angles (shared by every layer and head). */
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (par_embd)
     for (int i = 0; i < n; i++) {
         memcpy(s->x + (size_t)i * E, m->w.token_embd + (size_t)b->token[i] * E,
                (size_t)E * sizeof(float));
@@ -320,7 +339,7 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
     for (int l = 0; l < c->n_layer; l++) {
         const struct layer_weights *L = &m->w.layers[l];
 
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (par_norm)
         for (int i = 0; i < n; i++)
             rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->attn_norm, E, c->norm_eps);
 
@@ -329,7 +348,7 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
         linear(f, s->v, s->xb, L->wv, n, kv_dim, E, 0.0f);
 
         /* Biases, RoPE, and K/V into each token's block at its position. */
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (par_rope)
         for (int i = 0; i < n; i++) {
             float *qi = s->q + (size_t)i * q_dim, *ki = s->k + (size_t)i * kv_dim;
             float *vi = s->v + (size_t)i * kv_dim;
@@ -355,7 +374,7 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
 
         /* Attention: every (token, head) pair is independent; contexts differ in length, so
          * hand them out dynamically. */
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (par_att)
         for (int task = 0; task < n * c->n_head; task++) {
             int i = task / c->n_head, h = task % c->n_head;
             float *att = s->att + (size_t)omp_get_thread_num() * (size_t)f->max_ctx;
@@ -367,7 +386,7 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
         /* x += att_out wo^T (the residual is BLAS's beta = 1). */
         linear(f, s->x, s->att_out, L->wo, n, E, q_dim, 1.0f);
 
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (par_norm)
         for (int i = 0; i < n; i++)
             rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->ffn_norm, E, c->norm_eps);
 
@@ -377,7 +396,7 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
         const size_t nf = (size_t)n * (size_t)F;
         float *restrict hb = s->hb;
         const float *restrict hb2 = s->hb2;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (par_ffn)
         for (size_t j = 0; j < nf; j++) {
             float g = hb[j];
             hb[j] = g / (1.0f + expf(-g)) * hb2[j];
@@ -391,7 +410,7 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
     for (int i = 0; i < n; i++)
         if (b->wants_logits[i])
             s->logit_rows[r++] = i;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (par_norm)
     for (int k = 0; k < n_logits; k++)
         rmsnorm(s->xl + (size_t)k * E, s->x + (size_t)s->logit_rows[k] * E, m->w.output_norm, E,
                 c->norm_eps);

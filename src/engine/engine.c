@@ -1,0 +1,716 @@
+/* engine: sizing and allocation of the KV pool (vLLM's rules), warm-up, and the engine thread
+ * that runs scheduler steps (sched.c) while other threads submit and abort requests. The engine
+ * thread sleeps on a condition variable when there is nothing to do. One mutex guards what other
+ * threads touch (the incoming queue, the registry of live requests, abort/reset/check requests,
+ * the stats snapshot); the scheduler, the KV cache and the forward workspace belong to the engine
+ * thread alone, and callbacks run with no lock held. It knows nothing about HTTP or JSON. */
+#include "engine/engine.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/forward.h"
+#include "engine/kv.h"
+#include "engine/sampler.h"
+#include "engine/sched.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+struct engine {
+    struct engine_config cfg;
+    struct model *model;
+    struct engine_info info;
+    struct kv_cache kv;
+    struct forward *fwd;
+    struct sched sched;
+
+    pthread_mutex_t mu;
+    pthread_cond_t wake;      /* the engine thread waits here */
+    pthread_cond_t check_cv;  /* engine_check_invariants callers wait here */
+    pthread_t thread;
+    /* under mu */
+    int thread_started, thread_exited, stopping, stopped;
+    struct seq *in_head, *in_tail; /* submitted, not yet given to the scheduler */
+    int n_in;
+    struct seq *live_head;         /* every request not yet freed */
+    int n_abort_pending;
+    int reset_requested;
+    uint64_t check_req_gen, check_done_gen;
+    int check_rc;
+    char check_err[512];
+    uint64_t next_id;
+    uint64_t rng;
+    struct engine_stats stats;
+};
+
+void engine_config_defaults(struct engine_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->block_size = 16;
+    cfg->device_memory_bytes = 4ull << 30;
+    cfg->gpu_memory_utilization = 0.9;
+    cfg->kv_cache_memory_bytes = 0;
+    cfg->max_model_len = 0;
+    cfg->max_num_seqs = 256;
+    cfg->max_num_batched_tokens = 2048;
+    cfg->enable_chunked_prefill = 1;
+    cfg->enable_prefix_caching = 1;
+    cfg->enforce_eager = 0;
+    cfg->n_threads = 0;
+    cfg->debug_check_invariants = 0;
+}
+
+const char *engine_finish_str(enum engine_finish f)
+{
+    switch (f) {
+    case ENGINE_FINISH_NONE:
+        return "none";
+    case ENGINE_FINISH_LENGTH:
+        return "length";
+    case ENGINE_FINISH_EOS:
+        return "stop";
+    case ENGINE_FINISH_ABORT:
+        return "abort";
+    }
+    return "unknown";
+}
+
+const char *engine_status_str(enum engine_status st)
+{
+    switch (st) {
+    case ENGINE_OK:
+        return "ok";
+    case ENGINE_ERR_INVALID:
+        return "invalid request";
+    case ENGINE_ERR_TOO_LONG:
+        return "request longer than max_model_len";
+    case ENGINE_ERR_STOPPED:
+        return "engine stopped";
+    case ENGINE_ERR_NOMEM:
+        return "KV cache too small";
+    }
+    return "unknown";
+}
+
+/* "447088" -> "447,088" (vLLM prints f"{n:,}"). */
+static void fmt_thousands(uint64_t v, char *out, size_t out_len)
+{
+    char digits[32];
+    int n = snprintf(digits, sizeof digits, "%" PRIu64, v);
+    size_t o = 0;
+    for (int i = 0; i < n && o + 1 < out_len; i++) {
+        if (i > 0 && (n - i) % 3 == 0 && o + 2 < out_len)
+            out[o++] = ',';
+        out[o++] = digits[i];
+    }
+    out[o] = '\0';
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int resolve_threads(int n)
+{
+    if (n > 0)
+        return n;
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c > 0 ? (int)c : 1;
+}
+
+/* Scratch the scheduler allocates for its step (counted in the workspace). */
+static uint64_t sched_scratch_bytes(int max_num_seqs, int max_num_batched_tokens)
+{
+    return (uint64_t)max_num_seqs * 3 * sizeof(void *) +
+           (uint64_t)max_num_batched_tokens * (3 * sizeof(int32_t) + 1);
+}
+
+/* Publishes the stats snapshot. Under mu, on the engine thread (or with no engine thread). */
+static void publish_stats_locked(struct engine *e)
+{
+    struct engine_stats *st = &e->stats;
+    const struct sched *s = &e->sched;
+    const struct kv_cache *kv = &e->kv;
+    st->n_running = s->n_running;
+    st->n_waiting = s->n_waiting;
+    st->n_blocks_total = kv->n_blocks;
+    st->n_blocks_free = kv->n_free;
+    st->n_blocks_evictable = kv->n_evictable;
+    st->n_blocks_in_use = kv->n_used;
+    st->kv_usage = kv->n_blocks > 0 ? (double)kv->n_used / (double)kv->n_blocks : 0.0;
+    st->prompt_tokens_total = s->c.prompt_tokens;
+    st->generation_tokens_total = s->c.generation_tokens;
+    st->preemptions_total = s->c.preemptions;
+    st->finished_length_total = s->c.finished_length;
+    st->finished_stop_total = s->c.finished_stop;
+    st->finished_abort_total = s->c.finished_abort;
+    st->prefix_cache_queries_total = kv->prefix_queries_tokens;
+    st->prefix_cache_hits_total = kv->prefix_hits_tokens;
+    st->steps_total = s->c.steps;
+    st->step_tokens_total = s->c.step_tokens;
+    st->n_running_peak = s->c.n_running_peak;
+    st->n_step_tokens_peak = s->c.n_step_tokens_peak;
+}
+
+struct engine *engine_new(const struct engine_config *cfg_in, struct model *model, char *err,
+                          size_t err_len)
+{
+    struct engine_config cfg = *cfg_in;
+    const struct model_config *mc = &model->cfg;
+    char a[32], b[32];
+
+    if (cfg.block_size < 1 || cfg.block_size > 4096) {
+        snprintf(err, err_len, "block_size must be in [1, 4096], got %d", cfg.block_size);
+        return NULL;
+    }
+    if (cfg.max_model_len <= 0)
+        cfg.max_model_len = mc->n_ctx_train;
+    if (cfg.max_model_len > mc->n_ctx_train) {
+        snprintf(err, err_len,
+                 "User-specified max_model_len (%d) is greater than the derived max_model_len "
+                 "(n_ctx_train=%d in the model's metadata)",
+                 cfg.max_model_len, mc->n_ctx_train);
+        return NULL;
+    }
+    if (cfg.max_model_len < 2) {
+        snprintf(err, err_len, "max_model_len must be at least 2, got %d", cfg.max_model_len);
+        return NULL;
+    }
+    if (cfg.max_num_seqs < 1 || cfg.max_num_batched_tokens < 1) {
+        snprintf(err, err_len, "max_num_seqs (%d) and max_num_batched_tokens (%d) must be >= 1",
+                 cfg.max_num_seqs, cfg.max_num_batched_tokens);
+        return NULL;
+    }
+    if (cfg.kv_cache_memory_bytes == 0 &&
+        !(cfg.gpu_memory_utilization > 0.0 && cfg.gpu_memory_utilization <= 1.0)) {
+        snprintf(err, err_len, "gpu_memory_utilization must be in (0, 1], got %g",
+                 cfg.gpu_memory_utilization);
+        return NULL;
+    }
+    if (!cfg.enable_chunked_prefill && cfg.max_num_batched_tokens < cfg.max_model_len) {
+        snprintf(err, err_len,
+                 "max_num_batched_tokens (%d) is smaller than max_model_len (%d). This "
+                 "effectively limits the maximum sequence length to max_num_batched_tokens and "
+                 "makes the engine reject longer sequences. Please increase "
+                 "max_num_batched_tokens, decrease max_model_len or enable chunked prefill.",
+                 cfg.max_num_batched_tokens, cfg.max_model_len);
+        return NULL;
+    }
+    cfg.n_threads = resolve_threads(cfg.n_threads);
+
+    const int bs = cfg.block_size;
+    const int max_logits = cfg.max_num_seqs < cfg.max_num_batched_tokens
+                               ? cfg.max_num_seqs
+                               : cfg.max_num_batched_tokens;
+    uint64_t ws = forward_workspace_bytes(mc, cfg.max_num_batched_tokens, max_logits,
+                                          cfg.max_model_len, cfg.n_threads) +
+                  sched_scratch_bytes(cfg.max_num_seqs, cfg.max_num_batched_tokens);
+    uint64_t per_token = model_kv_bytes_per_token(mc, 4);
+    uint64_t page = per_token * (uint64_t)bs;
+    double budget;
+    if (cfg.kv_cache_memory_bytes > 0)
+        budget = (double)cfg.kv_cache_memory_bytes;
+    else
+        budget = cfg.gpu_memory_utilization * (double)cfg.device_memory_bytes -
+                 (double)model->weight_bytes - (double)ws;
+    log_info("engine", "Available KV cache memory: %.2f GiB", budget / GIB);
+    if (budget <= 0) {
+        snprintf(err, err_len,
+                 "No available memory for the cache blocks. Try increasing "
+                 "`gpu_memory_utilization` when initializing the engine. (%.2f GiB x %.2f = %.2f "
+                 "GiB, of which weights take %.2f GiB and the step workspace %.2f GiB)",
+                 (double)cfg.device_memory_bytes / GIB, cfg.gpu_memory_utilization,
+                 cfg.gpu_memory_utilization * (double)cfg.device_memory_bytes / GIB,
+                 (double)model->weight_bytes / GIB, (double)ws / GIB);
+        return NULL;
+    }
+    uint64_t n_blocks64 = (uint64_t)budget / page;
+    if (n_blocks64 > (1u << 29))
+        n_blocks64 = 1u << 29;
+    uint64_t need_blocks = ((uint64_t)cfg.max_model_len + (uint64_t)bs - 1) / (uint64_t)bs;
+    if (n_blocks64 < need_blocks) {
+        uint64_t need_bytes = need_blocks * page;
+        uint64_t fit = n_blocks64 * (uint64_t)bs;
+        snprintf(err, err_len,
+                 "To serve at least one request with the model's max seq len (%d), (%.2f GiB KV "
+                 "cache is needed, which is larger than the available KV cache memory (%.2f GiB). "
+                 "Based on the available memory, the estimated maximum model length is %" PRIu64
+                 ". Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when "
+                 "initializing the engine. (needed %" PRIu64 " bytes, available %" PRIu64
+                 " bytes)",
+                 cfg.max_model_len, (double)need_bytes / GIB, budget / GIB, fit, need_bytes,
+                 (uint64_t)budget);
+        return NULL;
+    }
+    int n_blocks = (int)n_blocks64;
+
+    struct engine *e = xcalloc(1, sizeof *e);
+    e->cfg = cfg;
+    e->model = model;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->wake, NULL);
+    pthread_cond_init(&e->check_cv, NULL);
+
+    mono_ns t0 = clock_now_ns();
+    if (kv_init(&e->kv, mc->n_layer, mc->n_head_kv * mc->head_dim, bs, n_blocks,
+                cfg.enable_prefix_caching, err, err_len) != 0)
+        goto fail;
+    mono_ns kv_ns = clock_now_ns() - t0;
+    log_info("engine", "KV cache allocation took %.3f seconds (%.2f GiB, %d blocks of %d tokens)",
+             ns_to_s(kv_ns), (double)e->kv.pool_bytes / GIB, n_blocks, bs);
+
+    e->fwd = forward_new(model, cfg.max_num_batched_tokens, max_logits, cfg.max_model_len,
+                         cfg.n_threads);
+    struct sched_config sc = {cfg.max_num_seqs, cfg.max_num_batched_tokens, cfg.max_model_len,
+                              cfg.enable_chunked_prefill};
+    if (sched_init(&e->sched, &sc, &e->kv, e->fwd, model) != 0) {
+        snprintf(err, err_len, "scheduler: invalid limits");
+        goto fail;
+    }
+
+    struct engine_info *in = &e->info;
+    in->max_model_len = cfg.max_model_len;
+    in->block_size = bs;
+    in->n_blocks = n_blocks;
+    in->kv_bytes = e->kv.pool_bytes;
+    in->kv_bytes_per_token = per_token;
+    in->workspace_bytes = ws;
+    in->kv_capacity_tokens = (uint64_t)n_blocks * (uint64_t)bs;
+    in->max_concurrency = (double)n_blocks / (double)need_blocks;
+    in->enable_prefix_caching = cfg.enable_prefix_caching;
+    in->max_num_seqs = cfg.max_num_seqs;
+    in->max_num_batched_tokens = cfg.max_num_batched_tokens;
+    in->gpu_memory_utilization = cfg.gpu_memory_utilization;
+    in->device_memory_bytes = cfg.device_memory_bytes;
+    in->kv_alloc_ns = kv_ns;
+
+    fmt_thousands(in->kv_capacity_tokens, a, sizeof a);
+    log_info("engine", "GPU KV cache size: %s tokens", a);
+    fmt_thousands((uint64_t)cfg.max_model_len, b, sizeof b);
+    log_info("engine", "Maximum concurrency for %s tokens per request: %.2fx", b,
+             in->max_concurrency);
+
+    e->rng = (uint64_t)clock_now_ns() ^ ((uint64_t)(uintptr_t)e << 16) ^ (uint64_t)getpid();
+    publish_stats_locked(e);
+    return e;
+fail:
+    forward_free(e->fwd);
+    kv_free(&e->kv);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->wake);
+    pthread_cond_destroy(&e->check_cv);
+    free(e);
+    return NULL;
+}
+
+/* ---- warm-up ---- */
+
+/* Runs one forward over n_seqs dummy sequences of len tokens each (the last token of the batch
+ * wants logits, or every token when decode). 1 if it ran, 0 if the pool could not hold it. */
+static int warmup_shape(struct engine *e, struct kv_seq *seqs, struct kv_seq **tables,
+                        int32_t *tok, int32_t *pos, int32_t *sq, uint8_t *wants, int n_seqs,
+                        const int *lens, int decode)
+{
+    int ok = 1, n = 0;
+    for (int j = 0; j < n_seqs && ok; j++)
+        ok = kv_seq_reserve(&e->kv, &seqs[j], lens[j]) == 0;
+    if (ok) {
+        for (int j = 0; j < n_seqs; j++) {
+            tables[j] = &seqs[j];
+            for (int p = 0; p < lens[j]; p++) {
+                tok[n] = (int32_t)((p * 31 + j * 7 + 1) % e->model->cfg.n_vocab);
+                pos[n] = p;
+                sq[n] = j;
+                wants[n] = decode;
+                n++;
+            }
+        }
+        if (!decode)
+            wants[n - 1] = 1;
+        struct forward_batch fb = {n, tok, pos, sq, wants, n_seqs, tables};
+        int n_logits;
+        ok = forward_run(e->fwd, &e->kv, &fb, &n_logits) == FORWARD_OK;
+        if (!ok)
+            log_warn("engine", "warm-up shape of %d tokens refused by the forward pass", n);
+    }
+    for (int j = 0; j < n_seqs; j++)
+        kv_seq_release(&e->kv, &seqs[j]);
+    return ok;
+}
+
+int engine_warmup(struct engine *e)
+{
+    if (e->cfg.enforce_eager) {
+        log_info("engine", "Warm-up skipped (--enforce-eager)");
+        return 0;
+    }
+    mono_ns t0 = clock_now_ns();
+    const int mnbt = e->cfg.max_num_batched_tokens, mml = e->cfg.max_model_len;
+    const int bs = e->cfg.block_size;
+    const int max_dec = e->cfg.max_num_seqs < mnbt ? e->cfg.max_num_seqs : mnbt;
+    int max_pref = (mnbt + mml - 1) / mml;
+    int n_tab = max_pref > max_dec ? max_pref : max_dec;
+    struct kv_seq *seqs = xcalloc((size_t)n_tab, sizeof *seqs);
+    struct kv_seq **tables = xcalloc((size_t)n_tab, sizeof *tables);
+    int *lens = xcalloc((size_t)n_tab, sizeof *lens);
+    int32_t *tok = xcalloc((size_t)mnbt, sizeof *tok), *pos = xcalloc((size_t)mnbt, sizeof *pos);
+    int32_t *sq = xcalloc((size_t)mnbt, sizeof *sq);
+    uint8_t *wants = xcalloc((size_t)mnbt, 1);
+    for (int j = 0; j < n_tab; j++)
+        kv_seq_init(&seqs[j], (mml + bs - 1) / bs);
+    uint64_t q0 = e->kv.prefix_queries_tokens, h0 = e->kv.prefix_hits_tokens;
+    uint64_t ev0 = e->kv.n_evictions;
+
+    int n_shapes = 0;
+    /* Prefill shapes: 1, 2, 4, ... tokens, up to max_num_batched_tokens (sequences of at most
+     * max_model_len tokens each). */
+    for (int n = 1;; n = n * 2 < mnbt ? n * 2 : mnbt) {
+        int k = 0;
+        for (int left = n; left > 0; left -= mml)
+            lens[k++] = left < mml ? left : mml;
+        if (!warmup_shape(e, seqs, tables, tok, pos, sq, wants, k, lens, 0)) {
+            log_warn("engine", "warm-up: the KV pool cannot hold a %d-token batch; larger "
+                               "shapes skipped", n);
+            break;
+        }
+        n_shapes++;
+        if (n == mnbt)
+            break;
+    }
+    /* Decode shapes: 2, 4, ... sequences of one token each (logits for all), up to
+     * max_num_seqs. */
+    for (int k = 2; k <= max_dec; k = k * 2 < max_dec ? k * 2 : max_dec) {
+        for (int j = 0; j < k; j++)
+            lens[j] = 1;
+        if (!warmup_shape(e, seqs, tables, tok, pos, sq, wants, k, lens, 1))
+            break;
+        n_shapes++;
+        if (k == max_dec)
+            break;
+    }
+
+    /* Leave no trace: nothing was committed (no hashes), counters restored. */
+    e->kv.prefix_queries_tokens = q0;
+    e->kv.prefix_hits_tokens = h0;
+    e->kv.n_evictions = ev0;
+    for (int j = 0; j < n_tab; j++)
+        kv_seq_free(&seqs[j]);
+    free(seqs);
+    free(tables);
+    free(lens);
+    free(tok);
+    free(pos);
+    free(sq);
+    free(wants);
+
+    mono_ns dt = clock_now_ns() - t0;
+    pthread_mutex_lock(&e->mu);
+    e->info.warmup_ns = dt;
+    e->info.n_warmup_shapes = n_shapes;
+    publish_stats_locked(e);
+    pthread_mutex_unlock(&e->mu);
+    log_info("engine", "Warm-up took %.3f seconds (%d batch shapes)", ns_to_s(dt), n_shapes);
+    return n_shapes;
+}
+
+/* ---- the engine thread ---- */
+
+/* What one loop iteration takes from the shared state. */
+struct work {
+    struct seq *incoming;
+    struct seq *aborts;  /* linked by abort_next */
+    int reset;
+    uint64_t check_gen;  /* > 0: run the invariant check */
+    int check_rc;
+    char check_err[512];
+    int stop;
+};
+
+static void take_work_locked(struct engine *e, struct work *w)
+{
+    memset(w, 0, sizeof *w);
+    w->incoming = e->in_head;
+    e->in_head = e->in_tail = NULL;
+    e->n_in = 0;
+    if (e->n_abort_pending > 0) {
+        for (struct seq *q = e->live_head; q; q = q->live_next) {
+            if (q->abort_requested && !q->abort_taken) {
+                q->abort_taken = 1;
+                q->abort_next = w->aborts;
+                w->aborts = q;
+            }
+        }
+        e->n_abort_pending = 0;
+    }
+    w->reset = e->reset_requested;
+    e->reset_requested = 0;
+    if (e->check_req_gen > e->check_done_gen)
+        w->check_gen = e->check_req_gen;
+    w->stop = e->stopping;
+}
+
+/* Scheduler work of one iteration. No lock held: callbacks run from here. */
+static void run_work(struct engine *e, struct work *w)
+{
+    for (struct seq *q = w->incoming, *next; q; q = next) {
+        next = q->in_next;
+        q->in_next = NULL;
+        sched_add(&e->sched, q);
+    }
+    for (struct seq *q = w->aborts; q; q = q->abort_next)
+        sched_abort(&e->sched, q);
+    if (w->reset)
+        kv_reset_prefix_cache(&e->kv);
+    if (w->check_gen)
+        w->check_rc = sched_check(&e->sched, w->check_err, sizeof w->check_err);
+    if (w->stop) {
+        sched_abort_all(&e->sched);
+        return;
+    }
+    if (sched_has_work(&e->sched)) {
+        sched_step(&e->sched);
+        if (e->cfg.debug_check_invariants) {
+            char err[512];
+            if (sched_check(&e->sched, err, sizeof err) != 0) {
+                log_error("engine", "invariant violated after step %" PRIu64 ": %s",
+                          e->sched.c.steps, err);
+                abort();
+            }
+        }
+    }
+}
+
+/* Frees finished requests (unlinked from the registry first, so engine_abort never sees a freed
+ * one), publishes stats and the check result. Under mu. */
+static void finish_work_locked(struct engine *e, struct work *w)
+{
+    for (struct seq *q = sched_take_done(&e->sched), *next; q; q = next) {
+        next = q->next;
+        if (q->live_prev)
+            q->live_prev->live_next = q->live_next;
+        else
+            e->live_head = q->live_next;
+        if (q->live_next)
+            q->live_next->live_prev = q->live_prev;
+        seq_free(q);
+    }
+    publish_stats_locked(e);
+    if (w->check_gen) {
+        e->check_rc = w->check_rc;
+        memcpy(e->check_err, w->check_err, sizeof e->check_err);
+        e->check_done_gen = w->check_gen;
+        pthread_cond_broadcast(&e->check_cv);
+    }
+}
+
+static int idle_locked(struct engine *e)
+{
+    return !e->stopping && !e->in_head && !e->n_abort_pending && !e->reset_requested &&
+           e->check_req_gen == e->check_done_gen && !sched_has_work(&e->sched);
+}
+
+static void *engine_thread_main(void *arg)
+{
+    struct engine *e = arg;
+    struct work w;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (idle_locked(e))
+            pthread_cond_wait(&e->wake, &e->mu);
+        take_work_locked(e, &w);
+        pthread_mutex_unlock(&e->mu);
+        run_work(e, &w);
+        pthread_mutex_lock(&e->mu);
+        finish_work_locked(e, &w);
+        if (w.stop)
+            break;
+    }
+    e->thread_exited = 1;
+    pthread_cond_broadcast(&e->check_cv);
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+int engine_start(struct engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    if (e->thread_started || e->stopping) {
+        pthread_mutex_unlock(&e->mu);
+        return -1;
+    }
+    int rc = pthread_create(&e->thread, NULL, engine_thread_main, e);
+    if (rc == 0)
+        e->thread_started = 1;
+    pthread_mutex_unlock(&e->mu);
+    if (rc != 0) {
+        log_error("engine", "cannot start the engine thread: %s", strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+enum engine_status engine_submit(struct engine *e, const struct engine_request *req,
+                                 engine_event_cb cb, void *ud, uint64_t *req_id_out)
+{
+    const struct model_config *mc = &e->model->cfg;
+    const struct sampling_params *sp = &req->sp;
+    if (!req->prompt || req->n_prompt < 1 || sp->max_tokens < 1 || sp->min_tokens < 0 ||
+        !(sp->temperature >= 0.0f) || !(sp->top_p > 0.0f && sp->top_p <= 1.0f))
+        return ENGINE_ERR_INVALID;
+    for (int i = 0; i < req->n_prompt; i++)
+        if (req->prompt[i] < 0 || req->prompt[i] >= mc->n_vocab)
+            return ENGINE_ERR_INVALID;
+    if (req->n_prompt >= e->cfg.max_model_len ||
+        (int64_t)req->n_prompt + sp->max_tokens > (int64_t)e->cfg.max_model_len)
+        return ENGINE_ERR_TOO_LONG;
+
+    mono_ns now = clock_now_ns();
+    struct seq *q = seq_new(0, req->prompt, req->n_prompt, sp, 0, e->cfg.block_size, cb, ud, now);
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping) {
+        pthread_mutex_unlock(&e->mu);
+        seq_free(q);
+        return ENGINE_ERR_STOPPED;
+    }
+    q->id = ++e->next_id;
+    q->rng_state = sampler_seed_state(sp->has_seed ? sp->seed : splitmix64(&e->rng));
+    q->live_next = e->live_head;
+    if (e->live_head)
+        e->live_head->live_prev = q;
+    e->live_head = q;
+    if (e->in_tail)
+        e->in_tail->in_next = q;
+    else
+        e->in_head = q;
+    e->in_tail = q;
+    e->n_in++;
+    if (req_id_out)
+        *req_id_out = q->id;
+    pthread_cond_signal(&e->wake);
+    pthread_mutex_unlock(&e->mu);
+    return ENGINE_OK;
+}
+
+void engine_abort(struct engine *e, uint64_t req_id)
+{
+    pthread_mutex_lock(&e->mu);
+    for (struct seq *q = e->live_head; q; q = q->live_next) {
+        if (q->id != req_id)
+            continue;
+        if (!q->abort_requested) {
+            q->abort_requested = 1;
+            e->n_abort_pending++;
+            pthread_cond_signal(&e->wake);
+        }
+        break;
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+void engine_stop(struct engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    if (e->stopped) {
+        pthread_mutex_unlock(&e->mu);
+        return;
+    }
+    e->stopping = 1;
+    int threaded = e->thread_started;
+    pthread_cond_signal(&e->wake);
+    pthread_mutex_unlock(&e->mu);
+    if (threaded) {
+        pthread_join(e->thread, NULL);
+    } else {
+        /* No engine thread: do its last iteration here (abort everything, send the events). */
+        struct work w;
+        pthread_mutex_lock(&e->mu);
+        take_work_locked(e, &w);
+        pthread_mutex_unlock(&e->mu);
+        run_work(e, &w);
+        pthread_mutex_lock(&e->mu);
+        finish_work_locked(e, &w);
+        pthread_mutex_unlock(&e->mu);
+    }
+    pthread_mutex_lock(&e->mu);
+    e->stopped = 1;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void engine_free(struct engine *e)
+{
+    if (!e)
+        return;
+    engine_stop(e);
+    sched_free(&e->sched);
+    forward_free(e->fwd);
+    kv_free(&e->kv);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->wake);
+    pthread_cond_destroy(&e->check_cv);
+    free(e);
+}
+
+void engine_get_stats(struct engine *e, struct engine_stats *out)
+{
+    pthread_mutex_lock(&e->mu);
+    *out = e->stats;
+    out->n_waiting += e->n_in;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void engine_get_info(struct engine *e, struct engine_info *out)
+{
+    pthread_mutex_lock(&e->mu);
+    *out = e->info;
+    pthread_mutex_unlock(&e->mu);
+}
+
+int engine_reset_prefix_cache(struct engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    if (e->thread_started && !e->thread_exited) {
+        e->reset_requested = 1;
+        pthread_cond_signal(&e->wake);
+    } else {
+        kv_reset_prefix_cache(&e->kv);
+        publish_stats_locked(e);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+int engine_check_invariants(struct engine *e, char *err, size_t err_len)
+{
+    int rc;
+    pthread_mutex_lock(&e->mu);
+    int on_thread = e->thread_started && pthread_equal(pthread_self(), e->thread);
+    if (!e->thread_started || e->thread_exited || on_thread) {
+        rc = sched_check(&e->sched, err, err_len);
+        pthread_mutex_unlock(&e->mu);
+        return rc;
+    }
+    uint64_t my = ++e->check_req_gen;
+    pthread_cond_signal(&e->wake);
+    while (e->check_done_gen < my && !e->thread_exited)
+        pthread_cond_wait(&e->check_cv, &e->mu);
+    if (e->check_done_gen >= my) {
+        rc = e->check_rc;
+        if (rc != 0)
+            snprintf(err, err_len, "%s", e->check_err);
+    } else {
+        rc = sched_check(&e->sched, err, err_len); /* the thread exited meanwhile */
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
