@@ -16,6 +16,7 @@ static const struct command commands[] = {
     {"serve", cmd_serve, "run the embedded reference runtime (OpenAI-compatible server)"},
     {"model", cmd_model, "create or inspect model files (model init, model info)"},
     {"ttft", cmd_ttft, "Tier 1: cold vs warm time to first token, start-up phases"},
+    {"env", cmd_env, "host facts and GPU telemetry (NVML/nvidia-smi) as the probe sees them"},
 };
 
 static void usage(FILE *f)
