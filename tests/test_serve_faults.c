@@ -635,7 +635,9 @@ static void test_disconnect_100_streams(void)
         } else if (!stream) {
             sleep_ms(5);
         }
-        if (i % 2) { /* half of them reset the connection instead of closing it */
+        if (wait_events > 0 && i % 2) {
+            /* some reset the connection instead of closing it (only once the request is surely
+             * in: a reset can discard request bytes the server has not read yet) */
             struct linger lg = {1, 0};
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         }
