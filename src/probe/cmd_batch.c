@@ -38,6 +38,7 @@
 #define MOD "batch"
 #define BATCH_MAX_LEVELS 64
 #define BATCH_MAX_REQUESTS 1000000
+#define BATCH_WARMUP_TOKENS 16 /* max_tokens of warm-up requests (at most --output-len) */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Options                                                                                    */
@@ -519,6 +520,7 @@ struct lstats {
     struct scrape_window sw;
     /* spread over repeats (aggregates only) */
     int n_repeats;
+    int n_repeats_cut; /* repeats cut short and left out */
     double tok_s_min, tok_s_max, p95_e2e_min_s, p95_e2e_max_s;
 };
 
@@ -653,15 +655,18 @@ static int submit_one(struct run_ctx *x, mono_ns t_intended_ns)
         return -1;
     }
     const struct batch_opts *o = x->o;
+    /* Warm-ups only need to open connections and run every batch shape: short answers. */
+    int n_out =
+        x->collect || o->output_len < BATCH_WARMUP_TOKENS ? o->output_len : BATCH_WARMUP_TOKENS;
     struct client_request rq = {
         .id = x->next_id++,
         .tag = x->tag,
         .level = x->level,
         .prompt = x->prompt.data,
         .prompt_len = x->prompt.len,
-        .max_tokens = o->output_len,
+        .max_tokens = n_out,
         .ignore_eos = 1,
-        .min_tokens = o->output_len,
+        .min_tokens = n_out,
         .temperature = 0.0,
         .extra_json = NULL,
         .t_intended_ns = t_intended_ns,
@@ -1261,6 +1266,9 @@ static void sweep_notes(const struct batch_results *res, int row, char *out, siz
     } while (0)
     if (!ls->complete)
         NOTE("incomplete: run cut short");
+    if (ls->complete && ls->n_repeats_cut)
+        NOTE("%d repeat%s cut short and left out", ls->n_repeats_cut,
+             ls->n_repeats_cut == 1 ? "" : "s");
     for (int k = 0; k < res->n_kl; k++) {
         if (res->kl_row[k] != row)
             continue;
@@ -1273,8 +1281,8 @@ static void sweep_notes(const struct batch_results *res, int row, char *out, siz
         if (k == res->kr.i_slo_max)
             NOTE("highest level meeting the SLO");
     }
-    if (ls->sw.has_waiting && ls->sw.waiting_max >= 1)
-        NOTE("server queue: max %.0f waiting", ls->sw.waiting_max);
+    if (ls->sw.has_waiting && ls->sw.waiting_mean >= 0.5)
+        NOTE("server queue: mean %.1f, max %.0f waiting", ls->sw.waiting_mean, ls->sw.waiting_max);
     if (ls->n_err) {
         char e[160];
         errors_str(ls, e, sizeof e);
@@ -1822,33 +1830,47 @@ static enum phase_status run_sweep(struct run_ctx *x, struct batch_results *res)
 {
     const struct batch_opts *o = x->o;
     enum phase_status st = PHASE_STATUS_OK;
-    struct lstats *rep = xcalloc((size_t)o->repeat, sizeof *rep);
-    for (int i = 0; i < o->n_conc && !st; i++) {
-        int conc = o->conc[i];
-        int n = level_requests(o, conc);
-        char what[32];
-        snprintf(what, sizeof what, "c=%d", conc);
-        int n_rep = 0;
-        for (int k = 0; k < o->repeat && !st; k++) {
-            log_info(MOD, "sweep: concurrency %d, repeat %d/%d: %s", conc, k + 1, o->repeat,
-                     o->duration_s > 0 ? "timed" : "counted");
+    int L = o->n_conc, R = o->repeat;
+    /* Repeats are whole sweeps (1..32, then 1..32 again), so a slow drift of the machine spreads
+     * over every level instead of biasing one. */
+    struct lstats *rep = xcalloc((size_t)L * (size_t)R, sizeof *rep);
+    int *n_rep = xcalloc((size_t)L, sizeof *n_rep);
+    for (int k = 0; k < R && !st; k++) {
+        for (int i = 0; i < L && !st; i++) {
+            int conc = o->conc[i];
+            char what[32], tag[32];
+            snprintf(what, sizeof what, "c=%d", conc);
+            log_info(MOD, "sweep %d/%d: concurrency %d", k + 1, R, conc);
             st = warmup(x, conc, what);
             if (st)
                 break;
-            char tag[32];
             snprintf(tag, sizeof tag, "c=%d r%d", conc, k + 1);
-            st = run_closed(x, tag, i, 1, conc, n, o->duration_s);
-            compute_stats(x, conc, 0, &rep[n_rep++]);
+            st = run_closed(x, tag, i, 1, conc, level_requests(o, conc), o->duration_s);
+            struct lstats *ls = &rep[(size_t)i * R + (size_t)n_rep[i]++];
+            compute_stats(x, conc, 0, ls);
+            log_info(MOD, "concurrency %d: %.1f tok/s, p95 e2e %.3f s, %d/%d ok", conc, ls->tok_s,
+                     ms_to_s(ls->e2e_ms.p95), ls->n_ok, ls->n_sent);
         }
-        if (n_rep == 0)
-            break;
-        aggregate(rep, n_rep, &res->sweep[res->n_sweep++]);
-        if (n_rep < o->repeat)
-            res->sweep[res->n_sweep - 1].complete = 0;
-        const struct lstats *ls = &res->sweep[res->n_sweep - 1];
-        log_info(MOD, "concurrency %d: %.1f tok/s, p95 e2e %.3f s, %d/%d ok", conc, ls->tok_s,
-                 ms_to_s(ls->e2e_ms.p95), ls->n_ok, ls->n_sent);
     }
+    for (int i = 0; i < L; i++) {
+        if (!n_rep[i])
+            continue;
+        /* Repeats cut short (server exit, interrupt) are left out when complete ones exist. */
+        struct lstats *r0 = &rep[(size_t)i * R];
+        int n_ok = 0;
+        for (int k = 0; k < n_rep[i]; k++)
+            if (r0[k].complete)
+                r0[n_ok++] = r0[k];
+        struct lstats *row = &res->sweep[res->n_sweep++];
+        if (n_ok) {
+            aggregate(r0, n_ok, row);
+            row->n_repeats_cut = n_rep[i] - n_ok;
+        } else {
+            aggregate(r0, n_rep[i], row);
+            row->complete = 0;
+        }
+    }
+    free(n_rep);
     free(rep);
     return st;
 }

@@ -11,6 +11,10 @@
 #include <string.h>
 
 #define KNEE_MAX_LEVELS 256
+/* Throughput that still gains this many thresholds per doubling is scaling: a flat step followed
+ * by such gains is a dip, not the knee; and latency outgrowing throughput only ends scaling
+ * below it. */
+#define KNEE_RESUME_FACTOR 2.0
 
 const char *knee_status_str(enum knee_status st)
 {
@@ -220,7 +224,7 @@ static int stops_scaling(const struct knee_level *a, const struct knee_level *b,
         *why = KNEE_REASON_THROUGHPUT_FLAT;
         return 1;
     }
-    if (rL > rT) {
+    if (g < KNEE_RESUME_FACTOR * threshold && rL > rT) {
         *why = KNEE_REASON_LATENCY;
         return 1;
     }
@@ -329,12 +333,15 @@ void knee_analyze(const struct knee_level *lv, size_t n, const struct knee_confi
     int k_knee = -1;
     enum knee_reason why = KNEE_REASON_NONE;
     for (int k = 0; k + 1 < nu && k_knee < 0; k++) {
-        enum knee_reason w = KNEE_REASON_NONE, w2;
+        enum knee_reason w = KNEE_REASON_NONE;
         if (!stops_scaling(&lv[u[k]], &lv[u[k + 1]], cfg->threshold, &w))
             continue;
+        /* Not a knee if throughput scales again further on (a dip, e.g. a batch shape the
+         * kernels handle badly, or noise). */
         int confirmed = 1;
         for (int j = k + 2; j < nu && confirmed; j++)
-            confirmed = stops_scaling(&lv[u[k]], &lv[u[j]], cfg->threshold, &w2);
+            confirmed = gain_per_doubling(&lv[u[k]], &lv[u[j]]) <
+                        KNEE_RESUME_FACTOR * cfg->threshold;
         if (confirmed) {
             k_knee = k;
             why = w;
@@ -579,7 +586,10 @@ void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_co
         double wm = isnan(l->waiting_max) ? l->waiting_mean : l->waiting_max;
         if (wm > wmax_all)
             wmax_all = wm;
-        if (k_q < 0 && wm >= 1.0)
+        /* A queue is a mean of at least half a request waiting (a momentary 1 between a
+         * request's arrival and the next step is not a queue). */
+        int queued = isnan(l->waiting_mean) ? wm >= 1.0 : l->waiting_mean >= 0.5;
+        if (k_q < 0 && queued)
             k_q = k;
     }
     if (k_q >= 0) {
@@ -603,8 +613,8 @@ void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_co
     } else if (any_w) {
         rule_add(
             out,
-            "The server never queued a request (waiting stayed below 1 at every level): it ran "
-            "up to %s %s at once, so its batch limit was not reached.",
+            "The server never built a queue (mean waiting below 0.5 at every level): it ran up "
+            "to %s %s at once, so its batch limit was not reached.",
             name, fmt_load(cfg, last->load, a, sizeof a));
     }
 

@@ -6,11 +6,13 @@
  * not measure or aggregate requests (the caller fills struct knee_level from its records).
  *
  * Knee rule (threshold t, default 0.10): between two usable levels a < b, the throughput gain per
- * doubling of load is (T_b/T_a)^(1/log2(x_b/x_a)) - 1. Level a "stops scaling" towards b when that
- * gain is below t, or when p95 e2e grows by a larger factor than throughput (L_b/L_a > T_b/T_a).
- * The knee is the first usable level that stops scaling towards the next usable level AND towards
- * every later one (so a single noisy dip is not a knee). If no level qualifies, the knee is not
- * reached within the sweep (knee_reached = 0, i_knee = the last usable level).
+ * doubling of load is g = (T_b/T_a)^(1/log2(x_b/x_a)) - 1. Level a "stops scaling" towards b when
+ * g < t, or when g < 2t and p95 e2e grows by a larger factor than throughput (L_b/L_a > T_b/T_a).
+ * The knee is the first usable level that stops scaling towards the next usable level and from
+ * which no later level gains 2t or more per doubling (so a flat step followed by renewed scaling,
+ * e.g. a batch size the kernels handle badly or a noisy level, is not a knee). If no level
+ * qualifies, the knee is not reached within the sweep (knee_reached = 0, i_knee = the last usable
+ * level).
  * A level is usable when it has at least one successful request, throughput > 0 and a finite
  * p95 e2e; errors-only levels are skipped (and mentioned in the rules).
  *
