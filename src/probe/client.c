@@ -18,7 +18,6 @@
 
 #include "probe/sse.h"
 #include "util/json.h"
-#include "util/log.h"
 
 #define CLIENT_SSE_CAP_BYTES (4u << 20)       /* one SSE line / event */
 #define CLIENT_ERR_BODY_CAP_BYTES (64u << 10) /* error bodies kept for the message */
@@ -40,7 +39,6 @@ struct xfer {
     int headers_done;
     enum req_error stream_error; /* first error found in the stream (protocol) */
     char stream_error_msg[256];
-    int usage_prompt_tokens; /* usage.prompt_tokens, for llama.cpp's cached = prompt - prompt_n */
     long long timings_prompt_n;
     int have_cache_n;
     char curl_err[CURL_ERROR_SIZE];
