@@ -498,6 +498,28 @@ static char *get_metrics(int port)
 
 #define LBL "{model_name=\"tiny\",engine=\"0\"}"
 
+/* The engine publishes its counters after each step, a moment after the step's events (and so
+ * the responses) went out. A settled page: nothing running or waiting and the token counters
+ * unchanged over 150 ms (or 10 s passed). */
+static char *get_settled_metrics(int port)
+{
+    const char *keys[] = {"vllm:num_requests_running" LBL, "vllm:num_requests_waiting" LBL,
+                          "vllm:prompt_tokens_total" LBL, "vllm:generation_tokens_total" LBL};
+    char *a = get_metrics(port);
+    for (int i = 0; i < 60; i++) {
+        sleep_ms(150);
+        char *b = get_metrics(port);
+        int same = metric(b, keys[0]) == 0 && metric(b, keys[1]) == 0;
+        for (int k = 2; k < 4; k++)
+            same = same && metric(a, keys[k]) == metric(b, keys[k]);
+        free(a);
+        a = b;
+        if (same)
+            break;
+    }
+    return a;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* api_metrics unit tests */
 
@@ -875,6 +897,7 @@ static int check_stream(const struct resp *r, int include_usage, int want_tokens
         return -1;
     }
     CHECK_EQ_STR(ev[n - 1], "[DONE]");
+    CHECK_EQ_INT(r->n_chunks, n); /* one HTTP chunk per SSE event, flushed as it is made */
     int i_last = n - 2, n_tok = 0;
     if (include_usage) {
         struct buf tmp = {ev[n - 2], strlen(ev[n - 2]), 0, 0};
@@ -1329,21 +1352,55 @@ static void test_http_protocol(void)
     CHECK_EQ_INT(http_status_only(A.port, "/health"), 200);
 }
 
+/* The request parser is incremental: the same pipelined requests split at every byte position
+ * (two writes with a pause between) give the same answers. */
+static void test_http_split_everywhere(void)
+{
+    if (!a_up)
+        return;
+    char req[1024];
+    int n =
+        snprintf(req, sizeof req,
+                 "POST /tokenize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "7\r\n{\"promp\r\n9;ext=1\r\nt\": \"abcd\r\n2\r\n\"}\r\n0\r\nX-Trailer: 1\r\n\r\n"
+                 "POST /v1/completions HTTP/1.1\r\nHost: x\r\n%sContent-Length: 37\r\n\r\n"
+                 "{\"prompt\": \"abcdef\", \"max_tokens\": 1}",
+                 g_auth);
+    int n_ok = 0;
+    for (int k = 1; k < n; k++) {
+        int fd = http_open(A.port);
+        if (fd < 0)
+            break;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        CHECK(send_all(fd, req, (size_t)k) == 0);
+        sleep_ms(1);
+        CHECK(send_all(fd, req + k, (size_t)(n - k)) == 0);
+        struct reader rd;
+        rd_init(&rd, fd);
+        struct resp r1, r2;
+        memset(&r1, 0, sizeof r1);
+        memset(&r2, 0, sizeof r2);
+        int ok = http_read_resp(&rd, &r1, 0) == 0 && r1.status == 200 &&
+                 strstr(r1.body.data, "\"count\":4") != NULL;
+        ok = ok && http_read_resp(&rd, &r2, 0) == 0 && r2.status == 200 &&
+             strstr(r2.body.data, "\"prompt_tokens\":6") != NULL;
+        CHECK_MSG(ok, "split at byte %d: %d %.200s / %d %.200s", k, r1.status, r1.body.data,
+                  r2.status, r2.body.data);
+        n_ok += ok;
+        resp_free(&r1);
+        resp_free(&r2);
+        buf_free(&rd.b);
+        close(fd);
+    }
+    CHECK_EQ_INT(n_ok, n - 1);
+}
+
 static void test_metrics_move(void)
 {
     if (!a_up)
         return;
-    /* start from a settled snapshot: nothing running (the counters of earlier requests are
-     * published with the step that retired them) */
-    char *m0 = NULL;
-    for (int i = 0; i < 250; i++) {
-        free(m0);
-        m0 = get_metrics(A.port);
-        if (metric(m0, "vllm:num_requests_running" LBL) == 0 &&
-            metric(m0, "vllm:num_requests_waiting" LBL) == 0)
-            break;
-        sleep_ms(20);
-    }
+    char *m0 = get_settled_metrics(A.port);
     const char *must[] = {
         "# HELP vllm:num_requests_running ",
         "# TYPE vllm:num_requests_running gauge",
@@ -1388,20 +1445,7 @@ static void test_metrics_move(void)
                        "\"ignore_eos\": true}",
                        &st, NULL, NULL, NULL, 0);
     free(t);
-    /* the engine publishes its counters after the step that emitted the last token: poll until
-     * the request is fully accounted for (or 5 s), then compare exactly */
-    char *m1 = NULL;
-    for (int i = 0; i < 250; i++) {
-        free(m1);
-        m1 = get_metrics(A.port);
-        if (metric(m1, "vllm:generation_tokens_total" LBL) -
-                    metric(m0, "vllm:generation_tokens_total" LBL) >=
-                9 &&
-            metric(m1, "vllm:num_requests_running" LBL) == 0 &&
-            metric(m1, "vllm:kv_cache_usage_perc" LBL) == 0)
-            break;
-        sleep_ms(20);
-    }
+    char *m1 = get_settled_metrics(A.port);
     CHECK_NEAR(metric(m1, "vllm:prompt_tokens_total" LBL) -
                    metric(m0, "vllm:prompt_tokens_total" LBL),
                strlen("metrics move by exactly this much"), 0);
@@ -1598,6 +1642,7 @@ int main(void)
     TEST_RUN(test_concurrent_streams);
     TEST_RUN(test_bad_inputs);
     TEST_RUN(test_http_protocol);
+    TEST_RUN(test_http_split_everywhere);
     TEST_RUN(test_metrics_move);
     TEST_RUN(test_prefix_cache);
     TEST_RUN(test_stop_a);
