@@ -539,7 +539,7 @@ static void check_clean_log(const struct srv *s)
 {
     char *log = slurp(s->log);
     CHECK_MSG(strstr(log, "AddressSanitizer") == NULL && strstr(log, "runtime error") == NULL &&
-                  strstr(log, "LeakSanitizer") == NULL,
+                  strstr(log, "LeakSanitizer") == NULL && strstr(log, "ThreadSanitizer") == NULL,
               "sanitizer report in %s", s->log);
     free(log);
 }

@@ -1606,6 +1606,7 @@ static void test_stop_a(void)
     CHECK(strstr(log, "ERROR") == NULL);
     CHECK(strstr(log, "AddressSanitizer") == NULL);
     CHECK(strstr(log, "runtime error") == NULL);
+    CHECK(strstr(log, "ThreadSanitizer") == NULL);
     free(log);
 }
 
