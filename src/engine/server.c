@@ -1084,8 +1084,8 @@ static int parse_prompt(struct server *s, const struct json *root, int32_t **out
 }
 
 /* Chat template (docs/serve.md): "<|role|>\ncontent\n" per message, then "<|assistant|>\n". */
-static int build_chat_prompt(struct server *s, const struct json *root, int add_generation_prompt,
-                             struct buf *b, struct perr *e)
+static int build_chat_prompt(const struct json *root, int add_generation_prompt, struct buf *b,
+                             struct perr *e)
 {
     const struct json *msgs = json_get(root, "messages");
     if (is_absent(msgs))
@@ -1322,7 +1322,7 @@ static void handle_generate(struct conn *c, enum gen_kind kind)
             goto fail;
         if (!r)
             add_gen = 1;
-        if (build_chat_prompt(s, root, add_gen, &chat, &e) < 0)
+        if (build_chat_prompt(root, add_gen, &chat, &e) < 0)
             goto fail;
         if (encode_text(s, chat.data ? chat.data : "", chat.len, &p.prompt, &p.n_prompt, &e,
                         "messages") < 0)
@@ -1443,7 +1443,7 @@ static void handle_tokenize(struct conn *c)
             goto fail;
         if (!r)
             add_gen = 1;
-        if (build_chat_prompt(s, root, add_gen, &chat, &e) < 0 ||
+        if (build_chat_prompt(root, add_gen, &chat, &e) < 0 ||
             encode_text(s, chat.data ? chat.data : "", chat.len, &ids, &n, &e, "messages") < 0)
             goto fail;
     } else {
