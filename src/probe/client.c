@@ -22,6 +22,7 @@
 #define CLIENT_SSE_CAP_BYTES (4u << 20)       /* one SSE line / event */
 #define CLIENT_ERR_BODY_CAP_BYTES (64u << 10) /* error bodies kept for the message */
 #define CLIENT_BODY_CAP_BYTES (256u << 20)    /* request JSON (prompt included) */
+#define CLIENT_MAX_IDLE_CONNECTIONS 4096      /* kept-alive pool when max_connections is 0 */
 
 struct xfer {
     struct client *c;
@@ -986,10 +987,15 @@ struct client *client_new(const struct client_config *cfg, client_done_cb cb, vo
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, client_timer_cb);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    /* The idle-connection cache is always sized explicitly: curl's default (4 x the transfers
+     * currently added) shrinks as a burst of requests finishes, and then closes kept-alive
+     * connections that the next burst would have reused. */
     if (cfg->max_connections > 0) {
         curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->max_connections);
         curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)cfg->max_connections);
         curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_connections);
+    } else {
+        curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)CLIENT_MAX_IDLE_CONNECTIONS);
     }
     if (cfg->model && cfg->model[0]) {
         c->model = xstrdup(cfg->model);

@@ -34,6 +34,7 @@ struct client_config {
     enum client_api api;
     long timeout_ms;           /* per request, whole transfer; 0 = none */
     int max_connections;       /* keep-alive pool size; 0 = unlimited */
+                               /* (0: no cap on open connections; up to 4096 idle ones are kept) */
 };
 
 struct client_request {

@@ -1,6 +1,7 @@
 /* record: derived per-request metrics and the JSONL sink. Each line is rendered into a buffer and
- * handed to the kernel with write(2) on an O_APPEND descriptor, so a line is either absent or
- * complete after a crash, and nothing waits in a stdio buffer. No aggregation here. */
+ * handed to the kernel with one write(2) on an O_APPEND descriptor, so nothing waits in a stdio
+ * buffer: every line appended before a crash is in the file. (A kill during the write itself can
+ * leave the last line cut short; readers drop a final line without its newline.) No aggregation. */
 #include "probe/record.h"
 
 #include <errno.h>
@@ -179,9 +180,19 @@ struct record_writer {
 
 struct record_writer *record_writer_open(const char *path, char *err, size_t err_len)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
         snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    /* A crash can cut the last line of an earlier run short (a write(2) of a line is not atomic
+     * against SIGKILL once it spans pages): end that fragment first so that it stays a line of its
+     * own instead of swallowing the next record. */
+    off_t size = lseek(fd, 0, SEEK_END);
+    char last = '\n';
+    if (size > 0 && pread(fd, &last, 1, size - 1) == 1 && last != '\n' && write(fd, "\n", 1) != 1) {
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        close(fd);
         return NULL;
     }
     struct record_writer *w = xcalloc(1, sizeof *w);

@@ -79,6 +79,8 @@ enum buf_status record_to_json(const struct request_record *r, struct buf *out);
 
 /* JSONL sink: one line per finished request, flushed at once, so a crash or Ctrl-C loses nothing
  * already measured. Keys carry units (t_sent_ns, ttft_ms, e2e_ms, itl_ms [...], ...).
+ * Each line is one write(2): a kill in the middle of it can leave only the final line cut short
+ * (no newline); readers drop such a line, and open() ends it so the next record starts clean.
  * open: NULL with a message in err on failure (appends to an existing file). append: 0, or -1
  * (write error; errno set). close: NULL-safe. One thread per writer. */
 struct record_writer *record_writer_open(const char *path, char *err, size_t err_len);
