@@ -17,6 +17,7 @@ static const struct command commands[] = {
     {"model", cmd_model, "create or inspect model files (model init, model info)"},
     {"ttft", cmd_ttft, "Tier 1: cold vs warm time to first token, start-up phases"},
     {"env", cmd_env, "host facts and GPU telemetry (NVML/nvidia-smi) as the probe sees them"},
+    {"batch", cmd_batch, "Tier 3B: sequential vs concurrent, concurrency sweep, knee, open-loop"},
 };
 
 static void usage(FILE *f)

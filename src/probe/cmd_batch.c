@@ -48,7 +48,8 @@ struct batch_opts {
     int num_requests;           /* sequential vs concurrent: N */
     int conc[BATCH_MAX_LEVELS]; /* sweep levels */
     int n_conc;
-    int requests;      /* per level; 0: max(8, 4 x level) */
+    int requests;      /* per level; 0: max(8, rounds x level) */
+    int rounds;        /* requests per in-flight slot when --requests is not given */
     double duration_s; /* per level / rate instead of a count; 0: by count */
     int warmup;        /* warm-up requests per level; -1: the level's concurrency */
     int repeat;
@@ -80,6 +81,7 @@ static void batch_opts_defaults(struct batch_opts *o)
     o->n_conc = 6;
     memcpy(o->conc, def_conc, sizeof def_conc);
     o->warmup = -1;
+    o->rounds = 4;
     o->repeat = 3;
     o->burstiness = 1.0;
     o->input_len = 128;
@@ -114,7 +116,9 @@ static void batch_usage(FILE *f)
         "\n"
         "Closed-loop sweep:\n"
         "  --concurrency LIST      levels, e.g. 1,2,4,8,16,32 [1,2,4,8,16,32]\n"
-        "  --requests N            measured requests per level [max(8, 4 x level)]\n"
+        "  --requests N            measured requests per level [max(8, rounds x level)]\n"
+        "  --rounds K              without --requests: each of a level's in-flight slots runs\n"
+        "                          K requests in turn, i.e. max(8, K x level) per level [4]\n"
         "  --duration SECONDS      run each level (and each rate) this long instead of a count\n"
         "  --warmup N              warm-up requests before each level, sent at the level's\n"
         "                          concurrency and left out of the statistics [= the level]\n"
@@ -268,6 +272,8 @@ static int batch_opts_parse(int argc, char **argv, struct batch_opts *o, char *e
             bad = parse_int_list(val, o->conc, &o->n_conc, 1, 100000);
         else if (!strcmp(name, "--requests"))
             bad = parse_int(val, 1, BATCH_MAX_REQUESTS, &o->requests);
+        else if (!strcmp(name, "--rounds"))
+            bad = parse_int(val, 1, 10000, &o->rounds);
         else if (!strcmp(name, "--duration"))
             bad = parse_double(val, 0.001, 86400.0, &o->duration_s);
         else if (!strcmp(name, "--warmup"))
@@ -1329,33 +1335,27 @@ static void build_report(struct report *r, const struct batch_opts *o, const str
                   "streaming (stream_options.include_usage).",
                   o->output_len, o->output_len);
     if (o->do_sweep) {
-        char lv[256] = "";
+        char lv[256] = "", count[96], warm[128];
         size_t len = 0;
         for (int i = 0; i < o->n_conc && len < sizeof lv; i++)
             len += (size_t)snprintf(lv + len, sizeof lv - len, "%s%d", i ? "," : "", o->conc[i]);
         if (o->duration_s > 0)
-            report_bullet(s,
-                          "Sweep: concurrency %s, each level run for %.1f s, after a warm-up "
-                          "of %s requests at the level's concurrency (left out of the "
-                          "statistics), repeated %d time%s (median and min/max reported).",
-                          lv, o->duration_s, o->warmup < 0 ? "as many" : "the given number of",
-                          o->repeat, o->repeat == 1 ? "" : "s");
+            snprintf(count, sizeof count, "each level run for %.1f s", o->duration_s);
         else if (o->requests)
-            report_bullet(s,
-                          "Sweep: concurrency %s, %d measured requests per level, after a "
-                          "warm-up at the level's concurrency (%s; left out of the "
-                          "statistics), repeated %d time%s (median and min/max reported).",
-                          lv, o->requests,
-                          o->warmup < 0 ? "as many requests as the concurrency" : "--warmup",
-                          o->repeat, o->repeat == 1 ? "" : "s");
+            snprintf(count, sizeof count, "%d measured requests per level", o->requests);
         else
-            report_bullet(s,
-                          "Sweep: concurrency %s, max(8, 4 x concurrency) measured requests "
-                          "per level, after a warm-up at the level's concurrency (%s; left "
-                          "out of the statistics), repeated %d time%s (median and min/max "
-                          "reported).",
-                          lv, o->warmup < 0 ? "as many requests as the concurrency" : "--warmup",
-                          o->repeat, o->repeat == 1 ? "" : "s");
+            snprintf(count, sizeof count, "max(8, %d x concurrency) measured requests per level",
+                     o->rounds);
+        if (o->warmup < 0)
+            snprintf(warm, sizeof warm, "as many requests as the concurrency");
+        else
+            snprintf(warm, sizeof warm, "%d requests", o->warmup);
+        report_bullet(s,
+                      "Sweep: concurrency %s, %s, each level after a warm-up at its concurrency "
+                      "(%s, answers of at most %d tokens, left out of the statistics); %d "
+                      "sweep%s, levels interleaved, every number the median over them (min/max "
+                      "of tok/s and p95 e2e given).",
+                      lv, count, warm, BATCH_WARMUP_TOKENS, o->repeat, o->repeat == 1 ? "" : "s");
     }
     if (o->do_seqconc)
         report_bullet(s,
@@ -1791,7 +1791,7 @@ static int level_requests(const struct batch_opts *o, int conc)
 {
     if (o->requests)
         return o->requests;
-    long n = 4L * conc;
+    long n = (long)o->rounds * conc;
     return n < 8 ? 8 : n > BATCH_MAX_REQUESTS ? BATCH_MAX_REQUESTS : (int)n;
 }
 
@@ -2080,7 +2080,7 @@ int cmd_batch(int argc, char **argv)
         log_warn(MOD, "no per-request log: %s", err);
     x.tel = telemetry_sampler_new(
         &(struct telemetry_sampler_config){.root_pid = t->launched ? t->pid : 0,
-                                           .interval_ms = 100,
+                                           .interval_ms = 200,
                                            .cap_samples = 36000,
                                            .with_gpu = 1});
     if (telemetry_sampler_start(x.tel) != 0)
