@@ -359,7 +359,11 @@ int engine_warmup(struct engine *e)
     const int mnbt = e->cfg.max_num_batched_tokens, mml = e->cfg.max_model_len;
     const int bs = e->cfg.block_size;
     const int max_dec = e->cfg.max_num_seqs < mnbt ? e->cfg.max_num_seqs : mnbt;
-    int max_pref = (mnbt + mml - 1) / mml;
+    /* Prefill shapes are split into sequences of at most 64 tokens: the matrix products see the
+     * full n-token shape while attention stays cheap (one 2048-token sequence would spend most
+     * of the warm-up in O(n^2) attention, which warms nothing). */
+    const int seq_len = mml < 64 ? mml : 64;
+    int max_pref = (mnbt + seq_len - 1) / seq_len;
     int n_tab = max_pref > max_dec ? max_pref : max_dec;
     struct kv_seq *seqs = xcalloc((size_t)n_tab, sizeof *seqs);
     struct kv_seq **tables = xcalloc((size_t)n_tab, sizeof *tables);
@@ -373,12 +377,11 @@ int engine_warmup(struct engine *e)
     uint64_t ev0 = e->kv.n_evictions;
 
     int n_shapes = 0;
-    /* Prefill shapes: 1, 2, 4, ... tokens, up to max_num_batched_tokens (sequences of at most
-     * max_model_len tokens each). */
+    /* Prefill shapes: 1, 2, 4, ... tokens, up to max_num_batched_tokens. */
     for (int n = 1;; n = n * 2 < mnbt ? n * 2 : mnbt) {
         int k = 0;
-        for (int left = n; left > 0; left -= mml)
-            lens[k++] = left < mml ? left : mml;
+        for (int left = n; left > 0; left -= seq_len)
+            lens[k++] = left < seq_len ? left : seq_len;
         if (!warmup_shape(e, seqs, tables, tok, pos, sq, wants, k, lens, 0)) {
             log_warn("engine", "warm-up: the KV pool cannot hold a %d-token batch; larger "
                                "shapes skipped", n);

@@ -152,25 +152,26 @@ float *forward_logits(struct forward *f, int r)
 }
 
 /* y[m][n_out] = x[m][n_in] W^T + beta y, W row-major [n_out][n_in]: the whole batch at once.
- * OpenBLAS runs single-threaded; the OpenMP team splits the output columns (weight rows) into
- * one contiguous slice per thread, each one sgemm (sgemv for a single row). One thread pool for
- * everything: OpenBLAS's own pthreads and OpenMP's spinning workers fight over the cores (a
- * 10x slowdown measured on 2 cores). The slices depend only on n_out and the thread count, so
- * the result does too. */
+ * OpenBLAS runs single-threaded; the OpenMP team shares out slices of the output columns
+ * (weight rows), each one sgemm (sgemv for a single row). One thread pool for everything:
+ * OpenBLAS's own pthreads and OpenMP's spinning workers fight over the cores (a 10x slowdown
+ * measured on 2 cores). There are up to 4 slices per thread, handed out dynamically, so a thread
+ * the OS descheduled (a shared machine) delays the step by one slice, not by a whole share.
+ * The slices depend only on n_out, the work and the thread count, so the result does too. */
 static void linear(const struct forward *f, float *y, const float *x, const float *w, int m,
                    int n_out, int n_in, float beta)
 {
-    /* Slices of at least 64 rows (and whole 16-row groups) and PAR_MIN_WORK each, so small
-     * products stay on one thread. */
+    /* Slices of at least 64 rows (whole 16-row groups) and PAR_MIN_WORK each. */
     int64_t work = (int64_t)m * n_out * n_in;
-    int64_t n_slices = f->n_threads;
+    int64_t n_slices = f->n_threads > 1 ? 4 * (int64_t)f->n_threads : 1;
     if (n_slices > n_out / 64)
         n_slices = n_out / 64;
     if (n_slices > work / PAR_MIN_WORK)
         n_slices = work / PAR_MIN_WORK;
     if (n_slices < 1)
         n_slices = 1;
-#pragma omp parallel for num_threads((int)n_slices) schedule(static, 1) if (n_slices > 1)
+    int n_team = n_slices < f->n_threads ? (int)n_slices : f->n_threads;
+#pragma omp parallel for num_threads(n_team) schedule(dynamic, 1) if (n_team > 1)
     for (int t = 0; t < (int)n_slices; t++) {
         int lo = (int)((int64_t)n_out * t / n_slices) & ~15;
         int hi = t == n_slices - 1 ? n_out : (int)((int64_t)n_out * (t + 1) / n_slices) & ~15;
