@@ -586,11 +586,11 @@ static void note_death(struct run_ctx *x)
     if (x->t->launched) {
         char ex[128];
         target_exit_str(&x->t->exit, ex, sizeof ex);
-        snprintf(x->death_msg, sizeof x->death_msg, "the server (pid %d) exited during the run: %s",
+        snprintf(x->death_msg, sizeof x->death_msg, "The server (pid %d) exited during the run: %s",
                  (int)x->t->pid, ex);
     } else {
         snprintf(x->death_msg, sizeof x->death_msg,
-                 "the server at %s stopped answering during the run", x->t->base_url);
+                 "The server at %s stopped answering during the run", x->t->base_url);
     }
     log_error(MOD, "%s", x->death_msg);
 }
