@@ -340,8 +340,8 @@ void knee_analyze(const struct knee_level *lv, size_t n, const struct knee_confi
          * kernels handle badly, or noise). */
         int confirmed = 1;
         for (int j = k + 2; j < nu && confirmed; j++)
-            confirmed = gain_per_doubling(&lv[u[k]], &lv[u[j]]) <
-                        KNEE_RESUME_FACTOR * cfg->threshold;
+            confirmed =
+                gain_per_doubling(&lv[u[k]], &lv[u[j]]) < KNEE_RESUME_FACTOR * cfg->threshold;
         if (confirmed) {
             k_knee = k;
             why = w;
