@@ -568,6 +568,7 @@ struct run_ctx {
     int suspect; /* url mode: a connect error asks for a health check */
     char death_msg[768];
     int interrupted;
+    int aborted; /* client_abort_all done after a death or interrupt */
     int n_submit_fail;
 };
 
@@ -757,6 +758,11 @@ static enum phase_status phase_drive(struct run_ctx *x, const char *what, int to
             buf_free(&body);
         }
         int stopping = x->server_dead || x->interrupted;
+        /* A death noticed inside a callback: end what is still in flight (once). */
+        if (stopping && !x->aborted && client_in_flight(x->c) > 0) {
+            x->aborted = 1;
+            client_abort_all(x->c);
+        }
         mono_ns now = clock_now_ns();
         long timeout_ms = 50;
         if (sched && !stopping) {
