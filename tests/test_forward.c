@@ -19,9 +19,9 @@
 #include "util/buf.h"
 
 #define BS 16
-#define MAX_POS 128
-#define MAX_T 128
-#define N_BLOCKS 40
+#define MAX_POS 320
+#define MAX_T 320
+#define N_BLOCKS 70
 
 /* ---- naive reference ---- */
 
@@ -318,11 +318,13 @@ static void check_model(int qwen)
     /* Block ids: a fixed scattered permutation, interleaved between sequences. */
     int32_t perm[N_BLOCKS];
     for (int i = 0; i < N_BLOCKS; i++)
-        perm[i] = (int32_t)((i * 17 + 5) % N_BLOCKS); /* 17 coprime with 40 */
+        perm[i] = (int32_t)((i * 17 + 5) % N_BLOCKS); /* 17 coprime with 70 */
+    /* Each sequence gets MAX_POS / BS distinct blocks spread over the pool. */
     int32_t ids[3][MAX_POS / BS];
+    memset(ids, 0, sizeof ids);
     for (int s = 0; s < 3; s++)
         for (int j = 0; j < MAX_POS / BS; j++)
-            ids[s][j] = perm[(j * 3 + (2 - s)) % N_BLOCKS];
+            ids[s][j] = perm[(j * 3 + (2 - s)) % 60];
     struct kv_seq sa, sb, sc;
     seq_make(&sa, ids[0]);
     seq_make(&sb, ids[1]);
@@ -523,10 +525,67 @@ static void test_forward_threads(void)
     model_free(m);
 }
 
+/* A 300-token context: prefill attention tiles span several key chunks (online softmax with
+ * rescaling), in one prefill, in chunks, and with decode at the end, against the reference. */
+static void test_forward_long(void)
+{
+    struct model *m = make_model(0);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    const int V = m->cfg.n_vocab, N = 300;
+    int32_t toks[MAX_POS];
+    fill_tokens(toks, MAX_POS, 99, V);
+    float *ref = xcalloc((size_t)N * V, sizeof(float));
+    struct ref r;
+    ref_init(&r, m);
+    for (int p = 0; p < N; p++)
+        ref_token(&r, toks[p], p, ref + (size_t)p * V);
+    ref_free(&r);
+    double tol = 1e-4 * fmax(1.0, max_abs(ref, (size_t)N * V));
+
+    struct kv_cache kv;
+    pool_init(&kv, &m->cfg);
+    int32_t ids[MAX_POS / BS];
+    for (int j = 0; j < MAX_POS / BS; j++)
+        ids[j] = (int32_t)((j * 37 + 11) % N_BLOCKS);
+    struct kv_seq sq;
+    seq_make(&sq, ids);
+    struct kv_seq *seqs[1] = {&sq};
+    struct forward *f = forward_new(m, MAX_T, MAX_T, MAX_POS, 2);
+    float *out = xcalloc((size_t)MAX_POS * V, sizeof(float));
+    float *o[1] = {out};
+    struct tb b = {0};
+    static const int plans[3][4] = {{300, 0}, {100, 150, 50, 0}, {280, 0}};
+    for (int k = 0; k < 3; k++) {
+        memset(out, 0, (size_t)MAX_POS * V * sizeof(float));
+        int p = 0;
+        for (int c = 0; plans[k][c]; c++) {
+            tb_add(&b, 0, toks, p, plans[k][c]);
+            CHECK(tb_run(f, &kv, &b, seqs, 1, o, V) == 0);
+            p += plans[k][c];
+        }
+        for (; p < N; p++) { /* decode the rest */
+            tb_add(&b, 0, toks, p, 1);
+            CHECK(tb_run(f, &kv, &b, seqs, 1, o, V) == 0);
+        }
+        double d = max_diff(out, ref, (size_t)N * V);
+        CHECK_MSG(d <= tol, "plan %d: %g > %g", k, d, tol);
+        fprintf(stderr, "  plan %d: max diff %.3g (tol %.3g)\n", k, d, tol);
+    }
+    free(out);
+    free(ref);
+    seq_drop(&sq);
+    free(kv.pool);
+    forward_free(f);
+    model_free(m);
+}
+
 int main(void)
 {
     TEST_RUN(test_forward_llama);
     TEST_RUN(test_forward_qwen2);
     TEST_RUN(test_forward_threads);
+    TEST_RUN(test_forward_long);
     return TEST_DONE();
 }

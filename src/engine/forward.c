@@ -9,13 +9,23 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/log.h"
 
 /* Below this much work (multiply-adds, roughly) a loop runs on the calling thread: waking the
  * OpenMP team costs more than it saves, and idle workers would only spin. */
 #define PAR_MIN_WORK (1 << 16)
+
+/* Attention of runs of consecutive positions of one sequence (prefill chunks) of at least
+ * ATT_RUN_MIN tokens goes through sgemm in tiles of ATT_TILE_Q queries x one KV head (all its
+ * query heads), over keys in chunks of ATT_CHUNK_K with an online softmax. Shorter runs (decode)
+ * use the per-(token, head) loop. */
+#define ATT_RUN_MIN 16
+#define ATT_TILE_Q 32
+#define ATT_CHUNK_K 128
 
 const char *forward_status_str(enum forward_status st)
 {
@@ -31,6 +41,8 @@ const char *forward_status_str(enum forward_status st)
 /* Sizes (in floats) of every run_state array, in one place for allocation and accounting. */
 struct ws_sizes {
     size_t x, xb, q, k, v, att_out, hb, hb2, rope, att, xl, logits, logit_rows;
+    size_t tile_scratch; /* floats per thread for attend_tile */
+    size_t max_tiles;
 };
 
 static struct ws_sizes ws_sizes_of(const struct model_config *c, int max_tokens, int max_logits,
@@ -53,6 +65,10 @@ static struct ws_sizes ws_sizes_of(const struct model_config *c, int max_tokens,
     s.xl = l * (size_t)c->n_embd;
     s.logits = l * (size_t)c->n_vocab;
     s.logit_rows = l;
+    size_t hd = (size_t)c->head_dim, rows = (size_t)ATT_TILE_Q * (size_t)(c->n_head / c->n_head_kv);
+    s.tile_scratch = 2 * rows * hd + rows * ATT_CHUNK_K + 2 * (size_t)ATT_CHUNK_K * hd + 2 * rows;
+    /* runs of >= ATT_RUN_MIN tokens, each cut into tiles of ATT_TILE_Q, per KV head */
+    s.max_tiles = (t / ATT_TILE_Q + t / ATT_RUN_MIN + 1) * (size_t)c->n_head_kv;
     return s;
 }
 
@@ -69,10 +85,51 @@ uint64_t forward_workspace_bytes(const struct model_config *c, int max_tokens, i
 {
     struct ws_sizes s = ws_sizes_of(c, max_tokens, max_logits, max_ctx,
                                     resolve_threads(n_threads));
+    int nt = resolve_threads(n_threads);
     uint64_t floats = (uint64_t)s.x + s.xb + s.q + s.k + s.v + s.att_out + s.hb + s.hb2 +
-                      2 * (uint64_t)s.rope + s.att + s.xl + s.logits;
-    return floats * sizeof(float) + (uint64_t)s.logit_rows * sizeof(int32_t) +
+                      2 * (uint64_t)s.rope + s.att + s.xl + s.logits +
+                      (uint64_t)nt * s.tile_scratch;
+    uint64_t ints = (uint64_t)s.logit_rows + (uint64_t)max_tokens /* short_tok */ +
+                    3 * (uint64_t)s.max_tiles;
+    return floats * sizeof(float) + ints * sizeof(int32_t) +
            (uint64_t)(c->head_dim / 2) * sizeof(double);
+}
+
+const char *forward_blas_core(void)
+{
+    const char *core = openblas_get_corename();
+    return core ? core : "unknown";
+}
+
+/* OpenBLAS (DYNAMIC_ARCH) picks its kernels from the CPU model at load time; on CPUs it does not
+ * know (many virtual machines) it falls back to SSE3 "Prescott" kernels, several times slower
+ * than the AVX2/AVX-512 ones. It cannot be changed after load: say so once. */
+static void check_blas_core(void)
+{
+    static int checked;
+    if (checked)
+        return;
+    checked = 1;
+    static const char *const old_cores[] = {"Prescott", "Core2",     "Penryn", "Dunnington",
+                                            "Nehalem",  "Sandybridge", "Atom",  "Katmai",
+                                            "Coppermine", "Northwood", "Banias", "Barcelona"};
+    const char *core = forward_blas_core();
+    __builtin_cpu_init();
+    const char *want = __builtin_cpu_supports("avx512f") ? "SkylakeX"
+                       : __builtin_cpu_supports("avx2")  ? "Haswell"
+                                                         : NULL;
+    if (!want)
+        return;
+    for (size_t i = 0; i < sizeof old_cores / sizeof old_cores[0]; i++) {
+        if (!strcasecmp(core, old_cores[i])) {
+            log_warn("forward",
+                     "OpenBLAS uses its %s kernels on a CPU with %s: matrix products run several "
+                     "times slower than they could; set OPENBLAS_CORETYPE=%s in the environment "
+                     "before starting",
+                     core, !strcmp(want, "SkylakeX") ? "AVX-512" : "AVX2", want);
+            return;
+        }
+    }
 }
 
 struct forward *forward_new(const struct model *model, int max_tokens, int max_logits,
@@ -104,6 +161,13 @@ struct forward *forward_new(const struct model *model, int max_tokens, int max_l
     s->xl = xcalloc(z.xl, sizeof(float));
     s->logits = xcalloc(z.logits, sizeof(float));
     s->logit_rows = xcalloc(z.logit_rows, sizeof(int32_t));
+    s->tile_scratch = xcalloc((size_t)f->n_threads * z.tile_scratch, sizeof(float));
+    f->tile_scratch_floats = z.tile_scratch;
+    s->short_tok = xcalloc((size_t)f->max_tokens, sizeof(int32_t));
+    s->tile_i0 = xcalloc(z.max_tiles, sizeof(int32_t));
+    s->tile_n = xcalloc(z.max_tiles, sizeof(int32_t));
+    s->tile_g = xcalloc(z.max_tiles, sizeof(int32_t));
+    f->max_tiles = (int)z.max_tiles;
 
     int half = c->head_dim / 2;
     f->rope_inv_freq = xcalloc((size_t)half, sizeof(double));
@@ -113,6 +177,7 @@ struct forward *forward_new(const struct model *model, int max_tokens, int max_l
     f->workspace_bytes =
         forward_workspace_bytes(c, f->max_tokens, f->max_logits, f->max_ctx, f->n_threads);
 
+    check_blas_core();
     openblas_set_num_threads(1); /* see linear() */
     omp_set_num_threads(f->n_threads);
     return f;
@@ -137,6 +202,11 @@ void forward_free(struct forward *f)
     free(s->xl);
     free(s->logits);
     free(s->logit_rows);
+    free(s->tile_scratch);
+    free(s->short_tok);
+    free(s->tile_i0);
+    free(s->tile_n);
+    free(s->tile_g);
     free(f->rope_inv_freq);
     free(f);
 }
@@ -221,7 +291,8 @@ static void rope_apply(float *restrict v, const float *restrict cs, const float 
     }
 }
 
-static float dot(const float *restrict a, const float *restrict b, int n)
+static inline __attribute__((always_inline)) float dot(const float *restrict a,
+                                                       const float *restrict b, int n)
 {
     float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
@@ -231,7 +302,9 @@ static float dot(const float *restrict a, const float *restrict b, int n)
 }
 
 /* Attention of one query head of one token over positions 0..pos of its sequence.
- * att: scratch of at least pos + 1 floats. out: [head_dim]. */
+ * att: scratch of at least pos + 1 floats. out: [head_dim]. Compiled for AVX-512F, AVX2 and the
+ * baseline; the CPU's features pick one at load time (the same one every run on a machine). */
+__attribute__((target_clones("avx512f", "avx2", "default")))
 static void attend(float *restrict out, const float *restrict qh, float *restrict att,
                    const struct kv_cache *kv, const struct kv_seq *sq, int layer, int kv_off,
                    int pos, int head_dim, float scale)
@@ -268,6 +341,126 @@ static void attend(float *restrict out, const float *restrict qh, float *restric
                 out[j] += w * vt[j];
         }
     }
+}
+
+/* Attention of nq consecutive queries (batch rows i0.., consecutive positions of one sequence)
+ * for every query head of KV head g: S = Q K^T and O = P V as sgemms over chunks of keys, with
+ * an online softmax (running max and sum per row, earlier output rescaled when the max grows).
+ * Rows r = hh * nq + qi (hh: head within the group). scr: the calling thread's scratch. */
+static void attend_tile(const struct forward *f, const struct kv_cache *kv,
+                        const struct forward_batch *b, int layer, int i0, int nq, int g,
+                        float *scr)
+{
+    const struct model_config *c = &f->model->cfg;
+    const struct run_state *s = &f->s;
+    const int hd = c->head_dim, group = c->n_head / c->n_head_kv, q_dim = c->n_head * hd;
+    const int kv_dim = kv->kv_dim, bs = kv->block_size, rows = nq * group;
+    const int rows_max = ATT_TILE_Q * group;
+    float *qs = scr, *o = qs + (size_t)rows_max * hd, *sc = o + (size_t)rows_max * hd;
+    float *kc = sc + (size_t)rows_max * ATT_CHUNK_K, *vc = kc + (size_t)ATT_CHUNK_K * hd;
+    float *mrow = vc + (size_t)ATT_CHUNK_K * hd, *lrow = mrow + rows_max;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const struct kv_seq *sq = b->seqs[b->seq[i0]];
+    const int p_first = b->pos[i0], ctx = b->pos[i0 + nq - 1] + 1;
+
+    for (int hh = 0; hh < group; hh++) {
+        for (int qi = 0; qi < nq; qi++) {
+            int r = hh * nq + qi;
+            memcpy(qs + (size_t)r * hd, s->q + (size_t)(i0 + qi) * q_dim + (size_t)(g * group + hh) * hd,
+                   (size_t)hd * sizeof(float));
+            memset(o + (size_t)r * hd, 0, (size_t)hd * sizeof(float));
+            mrow[r] = -INFINITY;
+            lrow[r] = 0.0f;
+        }
+    }
+    for (int k0 = 0; k0 < ctx; k0 += ATT_CHUNK_K) {
+        int n_k = ctx - k0 < ATT_CHUNK_K ? ctx - k0 : ATT_CHUNK_K;
+        for (int t = 0; t < n_k;) { /* gather this KV head's rows, one block at a time */
+            int p = k0 + t, blk = sq->blocks[p / bs], off = p % bs;
+            int run = bs - off < n_k - t ? bs - off : n_k - t;
+            const float *ks = kv_k(kv, layer, blk) + (size_t)off * kv_dim + (size_t)g * hd;
+            const float *vs = kv_v(kv, layer, blk) + (size_t)off * kv_dim + (size_t)g * hd;
+            for (int u = 0; u < run; u++) {
+                memcpy(kc + (size_t)(t + u) * hd, ks + (size_t)u * kv_dim, (size_t)hd * sizeof(float));
+                memcpy(vc + (size_t)(t + u) * hd, vs + (size_t)u * kv_dim, (size_t)hd * sizeof(float));
+            }
+            t += run;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_k, hd, scale, qs, hd, kc, hd,
+                    0.0f, sc, ATT_CHUNK_K);
+        for (int r = 0; r < rows; r++) {
+            float *row = sc + (size_t)r * ATT_CHUNK_K;
+            int n_valid = p_first + r % nq - k0 + 1; /* causal: keys <= this query's position */
+            if (n_valid > n_k)
+                n_valid = n_k;
+            if (n_valid <= 0) {
+                memset(row, 0, (size_t)n_k * sizeof(float));
+                continue;
+            }
+            float mx = row[0];
+            for (int t = 1; t < n_valid; t++)
+                mx = row[t] > mx ? row[t] : mx;
+            float m_new = mx > mrow[r] ? mx : mrow[r];
+            float corr = expf(mrow[r] - m_new), sum = 0.0f;
+            for (int t = 0; t < n_valid; t++) {
+                float e = expf(row[t] - m_new);
+                row[t] = e;
+                sum += e;
+            }
+            for (int t = n_valid; t < n_k; t++)
+                row[t] = 0.0f;
+            lrow[r] = lrow[r] * corr + sum;
+            mrow[r] = m_new;
+            if (corr != 1.0f) {
+                float *orow = o + (size_t)r * hd;
+                for (int j = 0; j < hd; j++)
+                    orow[j] *= corr;
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, n_k, 1.0f, sc,
+                    ATT_CHUNK_K, vc, hd, 1.0f, o, hd);
+    }
+    for (int hh = 0; hh < group; hh++) {
+        for (int qi = 0; qi < nq; qi++) {
+            int r = hh * nq + qi;
+            float inv = 1.0f / lrow[r];
+            float *dst = s->att_out + (size_t)(i0 + qi) * q_dim + (size_t)(g * group + hh) * hd;
+            const float *src = o + (size_t)r * hd;
+            for (int j = 0; j < hd; j++)
+                dst[j] = src[j] * inv;
+        }
+    }
+}
+
+/* Sorts the batch's tokens for attention: runs of >= ATT_RUN_MIN consecutive positions of one
+ * sequence become tiles (attend_tile), the rest go to the per-(token, head) loop. */
+static void plan_attention(struct forward *f, const struct forward_batch *b, int *n_short,
+                           int *n_tiles)
+{
+    struct run_state *s = &f->s;
+    const int n_kv = f->model->cfg.n_head_kv;
+    int ns = 0, nt = 0;
+    for (int i = 0; i < b->n_tokens;) {
+        int j = i + 1;
+        while (j < b->n_tokens && b->seq[j] == b->seq[i] && b->pos[j] == b->pos[j - 1] + 1)
+            j++;
+        if (j - i >= ATT_RUN_MIN) {
+            for (int q = i; q < j; q += ATT_TILE_Q) {
+                for (int g = 0; g < n_kv && nt < f->max_tiles; g++) {
+                    s->tile_i0[nt] = q;
+                    s->tile_n[nt] = j - q < ATT_TILE_Q ? j - q : ATT_TILE_Q;
+                    s->tile_g[nt] = g;
+                    nt++;
+                }
+            }
+        } else {
+            for (int k = i; k < j; k++)
+                s->short_tok[ns++] = k;
+        }
+        i = j;
+    }
+    *n_short = ns;
+    *n_tiles = nt;
 }
 
 static int batch_valid(const struct forward *f, const struct kv_cache *kv,
@@ -324,6 +517,9 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
     const int par_att = n_ctx_sum * c->n_head * hd * 2 >= PAR_MIN_WORK;
     const int par_ffn = (int64_t)n * F * 20 >= PAR_MIN_WORK;
 
+    int n_short = 0, n_tiles = 0;
+    plan_attention(f, b, &n_short, &n_tiles);
+
     /* Embeddings and this step's RoPE angles (shared by every layer and head). */
 #pragma omp parallel for num_threads(nt) schedule(static) if (par_embd)
     for (int i = 0; i < n; i++) {
@@ -373,11 +569,16 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
             memcpy(kv_v(kv, l, blk) + off, vi, (size_t)kv_dim * sizeof(float));
         }
 
-        /* Attention: every (token, head) pair is independent; contexts differ in length, so
-         * hand them out dynamically. */
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (par_att)
-        for (int task = 0; task < n * c->n_head; task++) {
-            int i = task / c->n_head, h = task % c->n_head;
+        /* Attention. Prefill runs: tiles through sgemm, heaviest (latest positions) first.
+         * Decode and short runs: every (token, head) pair on its own; contexts differ in
+         * length, so both loops hand out work dynamically. */
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (par_att && n_tiles > 1)
+        for (int t = n_tiles - 1; t >= 0; t--)
+            attend_tile(f, kv, b, l, s->tile_i0[t], s->tile_n[t], s->tile_g[t],
+                        s->tile_scratch + (size_t)omp_get_thread_num() * f->tile_scratch_floats);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (par_att && n_short > 0)
+        for (int task = 0; task < n_short * c->n_head; task++) {
+            int i = s->short_tok[task / c->n_head], h = task % c->n_head;
             float *att = s->att + (size_t)omp_get_thread_num() * (size_t)f->max_ctx;
             attend(s->att_out + (size_t)i * q_dim + (size_t)h * hd,
                    s->q + (size_t)i * q_dim + (size_t)h * hd, att, kv, b->seqs[b->seq[i]], l,

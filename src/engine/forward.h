@@ -2,9 +2,12 @@
  * A batch is parallel arrays (token, position, sequence slot, wants-logits) plus each sequence's
  * block table; tokens of several sequences (prefill chunks and single decode tokens, in any mix)
  * go through every weight matrix together as one matrix product (OpenBLAS sgemm, or sgemv when
- * the batch has one token; the output columns are split into one slice per thread, so OpenBLAS
- * itself runs single-threaded and OpenMP is the only thread pool). Attention reads each token's
- * own sequence through its block table.
+ * the batch has one token; the output columns are split into slices shared out among the
+ * threads, so OpenBLAS itself runs single-threaded and OpenMP is the only thread pool).
+ * Attention reads each token's
+ * own sequence through its block table: a prefill run (>= 16 consecutive positions of one
+ * sequence) in tiles of queries x one KV head, as sgemms over chunks of keys with an online
+ * softmax; decode tokens one (token, head) pair at a time with a vectorised loop.
  * Activations (struct run_state) are allocated once by forward_new for the largest batch; the hot
  * path never allocates. This module does no scheduling, no block allocation and no sampling; it
  * is the only file that includes <cblas.h>.
@@ -18,17 +21,20 @@
  *
  * Numerics (f32 throughout). Guarantees:
  *  - Run to run, the same batch (same tokens, positions, sequences, chunking, and the same
- *    thread count) gives bit-identical logits; nothing depends on thread timing (parallel loops
- *    only split independent work, there are no parallel reductions).
- *  - Everything but the matrix products is computed per token in a fixed order that does not
- *    depend on the rest of the batch: RMSNorm, RoPE, attention (positions 0..pos summed in order),
- *    SwiGLU.
+ *    thread count) gives bit-identical logits on a given machine; nothing depends on thread
+ *    timing (parallel loops only split independent work, there are no parallel reductions).
+ *  - RMSNorm, RoPE and SwiGLU are computed per token, independent of the rest of the batch.
  *  - NOT guaranteed: bit-identity across batch compositions. OpenBLAS chooses kernels by matrix
  *    shape (and a one-token batch uses sgemv), so a row of x W^T may be summed in another order
- *    when the number of tokens in the step changes. Such differences are float rounding
- *    (relative ~1e-6); they can change a greedy pick only where the two best logits are that close.
+ *    when the number of tokens in the step changes; likewise a token's attention is summed
+ *    differently in a prefill tile (online softmax over key chunks) than in the per-token loop.
+ *    Such differences are float rounding (relative ~1e-6); they can change a greedy pick only
+ *    where the two best logits are that close.
  *  - Against a naive f64-accumulating reference, logits agree within
  *    1e-4 x max(1, max |logit|) (tests/test_forward.c).
+ *
+ * Threads: each step synchronises the OpenMP team a few times per layer, so on a machine whose
+ * cores are busy with other work, n_threads above the number of idle cores makes steps slower.
  */
 #ifndef SLM_FORWARD_H
 #define SLM_FORWARD_H
@@ -71,6 +77,9 @@ struct run_state {
     float *xl;       /* [max_logits][n_embd] final-normed rows that want logits */
     float *logits;   /* [max_logits][n_vocab] */
     int32_t *logit_rows; /* [max_logits] batch index of each logits row */
+    float *tile_scratch; /* [n_threads][tile_scratch_floats] tiled attention (Q, O, S, K, V) */
+    int32_t *short_tok;  /* [max_tokens] tokens attended one (token, head) at a time */
+    int32_t *tile_i0, *tile_n, *tile_g; /* [max_tiles] prefill attention tiles */
 };
 
 struct forward {
@@ -81,6 +90,8 @@ struct forward {
     int max_ctx;
     int n_threads;
     double *rope_inv_freq; /* [head_dim/2] theta^(-2i/head_dim) */
+    size_t tile_scratch_floats;
+    int max_tiles;
     uint64_t workspace_bytes;
 };
 
@@ -116,5 +127,10 @@ float *forward_logits(struct forward *f, int r);
 
 /* Threads used by forward_new (after resolving 0). */
 int forward_n_threads(const struct forward *f);
+
+/* OpenBLAS's kernel family ("SkylakeX", "Haswell", "Prescott", ...), for start-up logs. Static
+ * string. forward_new warns once when it is an SSE-era family on an AVX2/AVX-512 CPU (OpenBLAS
+ * picks it at load from the CPU model; OPENBLAS_CORETYPE in the environment overrides it). */
+const char *forward_blas_core(void);
 
 #endif
