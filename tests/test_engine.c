@@ -294,6 +294,35 @@ static void test_engine_preemption(void)
     }
 }
 
+/* The pool holds exactly one max_model_len sequence (16 blocks): a request that needs all of it
+ * runs alongside others and must still finish (others are preempted, nothing deadlocks). */
+static void test_engine_whole_pool(void)
+{
+    struct engine_config cfg;
+    base_config(&cfg, 16);
+    int32_t big[256], small[4][64];
+    fill_tokens(big, 256, 61);
+    struct job jobs[5];
+    jobs[0] = (struct job){big, 200, greedy(56)}; /* 256 tokens: every block */
+    for (int i = 0; i < 4; i++) {
+        fill_tokens(small[i], 64, 70 + (uint32_t)i);
+        jobs[i + 1] = (struct job){small[i], 30 + 5 * i, greedy(30)};
+    }
+    struct out outs[5], ref[5];
+    struct engine_stats st;
+    CHECK(run_jobs(&cfg, jobs, 5, 1, outs, &st) == 0);
+    CHECK(st.preemptions_total > 0);
+    CHECK_EQ_INT(outs[0].n, 56);
+    for (int i = 1; i < 5; i++)
+        CHECK_EQ_INT(outs[i].n, 30);
+    /* Same outputs with a roomy pool. */
+    base_config(&cfg, 128);
+    CHECK(run_jobs(&cfg, jobs, 5, 1, ref, NULL) == 0);
+    for (int i = 0; i < 5; i++)
+        CHECK(memcmp(ref[i].toks, outs[i].toks, sizeof(int32_t) * (size_t)outs[i].n) == 0);
+    fprintf(stderr, "  %llu preemptions\n", (unsigned long long)st.preemptions_total);
+}
+
 static void test_engine_abort(void)
 {
     struct engine_config cfg;
@@ -428,13 +457,16 @@ static void test_engine_chunked_off(void)
     CHECK(run_jobs(&cfg, g_bjobs, NB, 1, off, &st) == 0);
     for (int i = 0; i < NB; i++)
         CHECK(memcmp(ref[i].toks, off[i].toks, sizeof(int32_t) * NB_GEN) == 0);
-    /* And chunked on with a budget smaller than a prompt: chunks really split prompts. */
-    base_config(&cfg, 256);
-    cfg.max_num_batched_tokens = 16;
-    CHECK(run_jobs(&cfg, g_bjobs, NB, 1, off, &st) == 0);
-    CHECK(st.n_step_tokens_peak <= 16);
-    for (int i = 0; i < NB; i++)
-        CHECK(memcmp(ref[i].toks, off[i].toks, sizeof(int32_t) * NB_GEN) == 0);
+    /* And chunked on with budgets smaller than a prompt (16) and than the number of decoding
+     * sequences (4): chunks really split prompts, decodes take turns. */
+    for (int budget = 16; budget >= 4; budget -= 12) {
+        base_config(&cfg, 256);
+        cfg.max_num_batched_tokens = budget;
+        CHECK(run_jobs(&cfg, g_bjobs, NB, 1, off, &st) == 0);
+        CHECK_EQ_INT(st.n_step_tokens_peak, budget);
+        for (int i = 0; i < NB; i++)
+            CHECK(memcmp(ref[i].toks, off[i].toks, sizeof(int32_t) * NB_GEN) == 0);
+    }
 }
 
 static void test_engine_seeded_sampling(void)
@@ -842,6 +874,7 @@ int main(void)
     TEST_RUN(test_engine_many);
     TEST_RUN(test_engine_batch_invariance);
     TEST_RUN(test_engine_preemption);
+    TEST_RUN(test_engine_whole_pool);
     TEST_RUN(test_engine_abort);
     TEST_RUN(test_engine_prefix_cache);
     TEST_RUN(test_engine_eviction);
