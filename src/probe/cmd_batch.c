@@ -570,6 +570,7 @@ struct run_ctx {
     int interrupted;
     int aborted; /* client_abort_all done after a death or interrupt */
     int n_submit_fail;
+    struct client_ceiling ceiling; /* the client's measured limits (make bench), if any */
 };
 
 static void inflight_account(struct run_ctx *x, mono_ns now)
@@ -932,6 +933,11 @@ static void compute_stats(struct run_ctx *x, double load, int open_loop, struct 
     }
     ls->send_rate = s1 > s0 && ls->n_sent > 1 ? (ls->n_sent - 1) / ns_to_s(s1 - s0) : NAN;
     ls->offered_rate = i1 > i0 && ls->n_sent > 1 ? (ls->n_sent - 1) / ns_to_s(i1 - i0) : NAN;
+    /* One content event carries about one token: tok/s stands for the client's event rate. */
+    char ceiling_msg[256];
+    if (x->ceiling.valid &&
+        client_ceiling_warn(&x->ceiling, ls->tok_s, ls->qps, ceiling_msg, sizeof ceiling_msg))
+        log_warn(MOD, "%s %g: %s", x->tag ? x->tag : "level", ls->load, ceiling_msg);
     /* Telemetry and /metrics over the same window. */
     ls->gpu_util_mean = ls->gpu_util_max = ls->gpu_mem_max_gib = ls->cpu_mean = ls->cpu_max = NAN;
     if (x->tel && t1 > t0) {
@@ -2064,6 +2070,7 @@ int cmd_batch(int argc, char **argv)
     struct client_config cc;
     probe_opts_client_config(&po, t->base_url, &cc);
     x.o = &o;
+    client_ceiling_load(NULL, &x.ceiling);
     x.po = &po;
     x.t = t;
     x.w = &w;
