@@ -27,6 +27,16 @@
 #define ATT_TILE_Q 32
 #define ATT_CHUNK_K 128
 
+/* The per-token attention loop, compiled for several instruction sets; forward_new sets it from
+ * the CPU's features (the same value for every forward in the process). */
+typedef void (*attend_fn)(float *, const float *, float *, const struct kv_cache *,
+                          const struct kv_seq *, int, int, int, int, float);
+static void attend_base(float *out, const float *qh, float *att, const struct kv_cache *kv,
+                        const struct kv_seq *sq, int layer, int kv_off, int pos, int head_dim,
+                        float scale);
+static attend_fn attend_pick(void);
+static attend_fn attend = attend_base;
+
 const char *forward_status_str(enum forward_status st)
 {
     switch (st) {
@@ -74,10 +84,17 @@ static struct ws_sizes ws_sizes_of(const struct model_config *c, int max_tokens,
 
 static int resolve_threads(int n_threads)
 {
+#if defined(__SANITIZE_THREAD__)
+    /* ThreadSanitizer cannot see libgomp's (uninstrumented) barriers and reports every parallel
+     * loop as a race; under TSan the forward runs on the calling thread only. */
+    (void)n_threads;
+    return 1;
+#else
     if (n_threads > 0)
         return n_threads;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+#endif
 }
 
 uint64_t forward_workspace_bytes(const struct model_config *c, int max_tokens, int max_logits,
@@ -178,6 +195,7 @@ struct forward *forward_new(const struct model *model, int max_tokens, int max_l
         forward_workspace_bytes(c, f->max_tokens, f->max_logits, f->max_ctx, f->n_threads);
 
     check_blas_core();
+    attend = attend_pick();
     openblas_set_num_threads(1); /* see linear() */
     omp_set_num_threads(f->n_threads);
     return f;
@@ -302,12 +320,13 @@ static inline __attribute__((always_inline)) float dot(const float *restrict a,
 }
 
 /* Attention of one query head of one token over positions 0..pos of its sequence.
- * att: scratch of at least pos + 1 floats. out: [head_dim]. Compiled for AVX-512F, AVX2 and the
- * baseline; the CPU's features pick one at load time (the same one every run on a machine). */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void attend(float *restrict out, const float *restrict qh, float *restrict att,
-                   const struct kv_cache *kv, const struct kv_seq *sq, int layer, int kv_off,
-                   int pos, int head_dim, float scale)
+ * att: scratch of at least pos + 1 floats. out: [head_dim]. Inlined into one function per
+ * instruction set below; forward_new picks one from the CPU's features (no ifunc: resolvers
+ * run before the sanitizer runtimes start). */
+static inline __attribute__((always_inline)) void
+attend_body(float *restrict out, const float *restrict qh, float *restrict att,
+            const struct kv_cache *kv, const struct kv_seq *sq, int layer, int kv_off, int pos,
+            int head_dim, float scale)
 {
     const int bs = kv->block_size, kv_dim = kv->kv_dim, n_ctx = pos + 1;
     float maxv = -INFINITY;
@@ -343,6 +362,37 @@ static void attend(float *restrict out, const float *restrict qh, float *restric
     }
 }
 
+static void attend_base(float *out, const float *qh, float *att, const struct kv_cache *kv,
+                        const struct kv_seq *sq, int layer, int kv_off, int pos, int head_dim,
+                        float scale)
+{
+    attend_body(out, qh, att, kv, sq, layer, kv_off, pos, head_dim, scale);
+}
+
+__attribute__((target("avx2,fma"))) static void
+attend_avx2(float *out, const float *qh, float *att, const struct kv_cache *kv,
+            const struct kv_seq *sq, int layer, int kv_off, int pos, int head_dim, float scale)
+{
+    attend_body(out, qh, att, kv, sq, layer, kv_off, pos, head_dim, scale);
+}
+
+__attribute__((target("avx512f"))) static void
+attend_avx512(float *out, const float *qh, float *att, const struct kv_cache *kv,
+              const struct kv_seq *sq, int layer, int kv_off, int pos, int head_dim, float scale)
+{
+    attend_body(out, qh, att, kv, sq, layer, kv_off, pos, head_dim, scale);
+}
+
+static attend_fn attend_pick(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return attend_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return attend_avx2;
+    return attend_base;
+}
+
 /* Attention of nq consecutive queries (batch rows i0.., consecutive positions of one sequence)
  * for every query head of KV head g: S = Q K^T and O = P V as sgemms over chunks of keys, with
  * an online softmax (running max and sum per row, earlier output rescaled when the max grows).
@@ -366,8 +416,8 @@ static void attend_tile(const struct forward *f, const struct kv_cache *kv,
     for (int hh = 0; hh < group; hh++) {
         for (int qi = 0; qi < nq; qi++) {
             int r = hh * nq + qi;
-            memcpy(qs + (size_t)r * hd, s->q + (size_t)(i0 + qi) * q_dim + (size_t)(g * group + hh) * hd,
-                   (size_t)hd * sizeof(float));
+            const float *src = s->q + (size_t)(i0 + qi) * q_dim + (size_t)(g * group + hh) * hd;
+            memcpy(qs + (size_t)r * hd, src, (size_t)hd * sizeof(float));
             memset(o + (size_t)r * hd, 0, (size_t)hd * sizeof(float));
             mrow[r] = -INFINITY;
             lrow[r] = 0.0f;
@@ -380,9 +430,10 @@ static void attend_tile(const struct forward *f, const struct kv_cache *kv,
             int run = bs - off < n_k - t ? bs - off : n_k - t;
             const float *ks = kv_k(kv, layer, blk) + (size_t)off * kv_dim + (size_t)g * hd;
             const float *vs = kv_v(kv, layer, blk) + (size_t)off * kv_dim + (size_t)g * hd;
+            const size_t row_bytes = (size_t)hd * sizeof(float);
             for (int u = 0; u < run; u++) {
-                memcpy(kc + (size_t)(t + u) * hd, ks + (size_t)u * kv_dim, (size_t)hd * sizeof(float));
-                memcpy(vc + (size_t)(t + u) * hd, vs + (size_t)u * kv_dim, (size_t)hd * sizeof(float));
+                memcpy(kc + (size_t)(t + u) * hd, ks + (size_t)u * kv_dim, row_bytes);
+                memcpy(vc + (size_t)(t + u) * hd, vs + (size_t)u * kv_dim, row_bytes);
             }
             t += run;
         }

@@ -4,10 +4,10 @@
  * go through every weight matrix together as one matrix product (OpenBLAS sgemm, or sgemv when
  * the batch has one token; the output columns are split into slices shared out among the
  * threads, so OpenBLAS itself runs single-threaded and OpenMP is the only thread pool).
- * Attention reads each token's
- * own sequence through its block table: a prefill run (>= 16 consecutive positions of one
- * sequence) in tiles of queries x one KV head, as sgemms over chunks of keys with an online
- * softmax; decode tokens one (token, head) pair at a time with a vectorised loop.
+ * Attention reads each token's own sequence through its block table: a prefill run (>= 16
+ * consecutive positions of one sequence) in tiles of queries x one KV head, as sgemms over
+ * chunks of keys with an online softmax; decode tokens one (token, head) pair at a time with a
+ * vectorised loop (AVX-512, AVX2 or baseline, chosen from the CPU's features).
  * Activations (struct run_state) are allocated once by forward_new for the largest batch; the hot
  * path never allocates. This module does no scheduling, no block allocation and no sampling; it
  * is the only file that includes <cblas.h>.
@@ -35,6 +35,8 @@
  *
  * Threads: each step synchronises the OpenMP team a few times per layer, so on a machine whose
  * cores are busy with other work, n_threads above the number of idle cores makes steps slower.
+ * Built with -fsanitize=thread, the forward always runs on one thread (TSan cannot see libgomp's
+ * barriers).
  */
 #ifndef SLM_FORWARD_H
 #define SLM_FORWARD_H
