@@ -16,7 +16,8 @@
  *   engine_free(e);                    // model is not freed (caller owns it)
  *
  * Start-up log lines (stderr, module "engine"); the probe's log parser relies on this wording:
- *   "KV cache allocation took %.3f seconds (%s GiB, %d blocks of %d tokens)"
+ *   "Available KV cache memory: %.2f GiB"                 (may be negative, before a failure)
+ *   "KV cache allocation took %.3f seconds (%.2f GiB, %d blocks of %d tokens)"
  *   "GPU KV cache size: %s tokens"                        (%s with thousands separators)
  *   "Maximum concurrency for %s tokens per request: %.2fx"
  *   "Warm-up took %.3f seconds (%d batch shapes)"  or  "Warm-up skipped (--enforce-eager)"
