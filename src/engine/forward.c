@@ -19,6 +19,11 @@
  * OpenMP team costs more than it saves, and idle workers would only spin. */
 #define PAR_MIN_WORK (1 << 16)
 
+/* Weight slices per thread in linear() (see there). */
+#ifndef LINEAR_SLICES_PER_THREAD
+#define LINEAR_SLICES_PER_THREAD 4
+#endif
+
 /* Attention of runs of consecutive positions of one sequence (prefill chunks) of at least
  * ATT_RUN_MIN tokens goes through sgemm in tiles of ATT_TILE_Q queries x one KV head (all its
  * query heads), over keys in chunks of ATT_CHUNK_K with an online softmax. Shorter runs (decode)
@@ -251,7 +256,7 @@ static void linear(const struct forward *f, float *y, const float *x, const floa
 {
     /* Slices of at least 64 rows (whole 16-row groups) and PAR_MIN_WORK each. */
     int64_t work = (int64_t)m * n_out * n_in;
-    int64_t n_slices = f->n_threads > 1 ? 4 * (int64_t)f->n_threads : 1;
+    int64_t n_slices = f->n_threads > 1 ? LINEAR_SLICES_PER_THREAD * (int64_t)f->n_threads : 1;
     if (n_slices > n_out / 64)
         n_slices = n_out / 64;
     if (n_slices > work / PAR_MIN_WORK)
