@@ -244,39 +244,105 @@ float *forward_logits(struct forward *f, int r)
     return f->s.logits + (size_t)r * (size_t)f->model->cfg.n_vocab;
 }
 
-/* y[m][n_out] = x[m][n_in] W^T + beta y, W row-major [n_out][n_in]: the whole batch at once.
- * OpenBLAS runs single-threaded; the OpenMP team shares out slices of the output columns
- * (weight rows), each one sgemm (sgemv for a single row). One thread pool for everything:
- * OpenBLAS's own pthreads and OpenMP's spinning workers fight over the cores (a 10x slowdown
- * measured on 2 cores). There are up to 4 slices per thread, handed out dynamically, so a thread
- * the OS descheduled (a shared machine) delays the step by one slice, not by a whole share.
- * The slices depend only on n_out, the work and the thread count, so the result does too. */
+/* Matrix products: y[m][n_out] = x[m][n_in] W^T + beta y, W row-major [n_out][n_in], the whole
+ * batch at once. OpenBLAS runs single-threaded; the OpenMP team shares out slices of the output
+ * columns (weight rows), each one sgemm (sgemv for a single row). One thread pool for
+ * everything: OpenBLAS's own pthreads and OpenMP's spinning workers fight over the cores (a 10x
+ * slowdown measured on 2 cores). There are up to LINEAR_SLICES_PER_THREAD slices per thread,
+ * handed out dynamically, so a thread the OS descheduled (a shared machine) delays the step by
+ * one slice, not by a whole share; products of the same input (q/k/v, gate/up) share one
+ * parallel loop, so the team meets once for them. Slices depend only on the shapes and the
+ * thread count, so the results do too. */
+struct lin {
+    float *y;
+    const float *w;
+    int n_out;
+    float beta;
+};
+
+/* Slices for one product: at least 64 rows (whole 16-row groups) and PAR_MIN_WORK each. */
+static int lin_slices(const struct forward *f, int m, int n_out, int n_in)
+{
+    int64_t work = (int64_t)m * n_out * n_in;
+    int64_t n = f->n_threads > 1 ? LINEAR_SLICES_PER_THREAD * (int64_t)f->n_threads : 1;
+    if (n > n_out / 64)
+        n = n_out / 64;
+    if (n > work / PAR_MIN_WORK)
+        n = work / PAR_MIN_WORK;
+    return n < 1 ? 1 : (int)n;
+}
+
+static void lin_bounds(int n_out, int n_slices, int t, int *lo, int *hi)
+{
+    *lo = (int)((int64_t)n_out * t / n_slices) & ~15;
+    *hi = t == n_slices - 1 ? n_out : (int)((int64_t)n_out * (t + 1) / n_slices) & ~15;
+}
+
+/* Output columns [lo, hi) of one product. */
+static void lin_slice(float *y, const float *x, const float *w, int m, int n_out, int n_in,
+                      float beta, int lo, int hi)
+{
+    if (hi <= lo)
+        return;
+    const float *ws = w + (size_t)lo * (size_t)n_in;
+    if (m == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, n_in, 1.0f, ws, n_in, x, 1, beta,
+                    y + lo, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, hi - lo, n_in, 1.0f, x, n_in, ws,
+                    n_in, beta, y + lo, n_out);
+}
+
+/* Up to 3 products of the same x[m][n_in] in one parallel loop. */
+static void linear_multi(const struct forward *f, const float *x, int m, int n_in,
+                         const struct lin *ls, int n_ls)
+{
+    int ns[3], total = 0;
+    int64_t work = 0;
+    for (int i = 0; i < n_ls; i++) {
+        ns[i] = lin_slices(f, m, ls[i].n_out, n_in);
+        total += ns[i];
+        work += (int64_t)m * ls[i].n_out * n_in;
+    }
+    int n_team = total < f->n_threads ? total : f->n_threads;
+    if (work < 2 * PAR_MIN_WORK)
+        n_team = 1;
+#pragma omp parallel for num_threads(n_team) schedule(dynamic, 1) if (n_team > 1)
+    for (int t = 0; t < total; t++) {
+        int i = 0, k = t, lo, hi;
+        while (k >= ns[i])
+            k -= ns[i++];
+        lin_bounds(ls[i].n_out, ns[i], k, &lo, &hi);
+        lin_slice(ls[i].y, x, ls[i].w, m, ls[i].n_out, n_in, ls[i].beta, lo, hi);
+    }
+}
+
 static void linear(const struct forward *f, float *y, const float *x, const float *w, int m,
                    int n_out, int n_in, float beta)
 {
-    /* Slices of at least 64 rows (whole 16-row groups) and PAR_MIN_WORK each. */
-    int64_t work = (int64_t)m * n_out * n_in;
-    int64_t n_slices = f->n_threads > 1 ? LINEAR_SLICES_PER_THREAD * (int64_t)f->n_threads : 1;
-    if (n_slices > n_out / 64)
-        n_slices = n_out / 64;
-    if (n_slices > work / PAR_MIN_WORK)
-        n_slices = work / PAR_MIN_WORK;
-    if (n_slices < 1)
-        n_slices = 1;
-    int n_team = n_slices < f->n_threads ? (int)n_slices : f->n_threads;
+    struct lin l = {y, w, n_out, beta};
+    linear_multi(f, x, m, n_in, &l, 1);
+}
+
+/* hb = silu(x W_gate^T) * (x W_up^T), [m][n_ff]: both products and the SwiGLU for each slice of
+ * n_ff columns in one task (hb2 holds the up projection). */
+static void ffn_gate_up(const struct forward *f, float *hb, float *hb2, const float *x,
+                        const float *w_gate, const float *w_up, int m, int n_ff, int n_in)
+{
+    int n_slices = lin_slices(f, m, n_ff, n_in);
+    int n_team = n_slices < f->n_threads ? n_slices : f->n_threads;
 #pragma omp parallel for num_threads(n_team) schedule(dynamic, 1) if (n_team > 1)
-    for (int t = 0; t < (int)n_slices; t++) {
-        int lo = (int)((int64_t)n_out * t / n_slices) & ~15;
-        int hi = t == n_slices - 1 ? n_out : (int)((int64_t)n_out * (t + 1) / n_slices) & ~15;
-        if (hi <= lo)
-            continue;
-        const float *ws = w + (size_t)lo * (size_t)n_in;
-        if (m == 1)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, n_in, 1.0f, ws, n_in, x, 1, beta,
-                        y + lo, 1);
-        else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, hi - lo, n_in, 1.0f, x, n_in,
-                        ws, n_in, beta, y + lo, n_out);
+    for (int t = 0; t < n_slices; t++) {
+        int lo, hi;
+        lin_bounds(n_ff, n_slices, t, &lo, &hi);
+        lin_slice(hb, x, w_gate, m, n_ff, n_in, 0.0f, lo, hi);
+        lin_slice(hb2, x, w_up, m, n_ff, n_in, 0.0f, lo, hi);
+        for (int r = 0; r < m; r++) {
+            float *restrict g = hb + (size_t)r * n_ff;
+            const float *restrict u = hb2 + (size_t)r * n_ff;
+            for (int j = lo; j < hi; j++)
+                g[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+        }
     }
 }
 
@@ -571,7 +637,6 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
     const int par_norm = (int64_t)n * E * 3 >= PAR_MIN_WORK;
     const int par_rope = (int64_t)n * (q_dim + 2 * kv_dim) * 3 >= PAR_MIN_WORK;
     const int par_att = n_ctx_sum * c->n_head * hd * 2 >= PAR_MIN_WORK;
-    const int par_ffn = (int64_t)n * F * 20 >= PAR_MIN_WORK;
 
     int n_short = 0, n_tiles = 0;
     plan_attention(f, b, &n_short, &n_tiles);
@@ -596,9 +661,9 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
         for (int i = 0; i < n; i++)
             rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->attn_norm, E, c->norm_eps);
 
-        linear(f, s->q, s->xb, L->wq, n, q_dim, E, 0.0f);
-        linear(f, s->k, s->xb, L->wk, n, kv_dim, E, 0.0f);
-        linear(f, s->v, s->xb, L->wv, n, kv_dim, E, 0.0f);
+        const struct lin qkv[3] = {
+            {s->q, L->wq, q_dim, 0.0f}, {s->k, L->wk, kv_dim, 0.0f}, {s->v, L->wv, kv_dim, 0.0f}};
+        linear_multi(f, s->xb, n, E, qkv, 3);
 
         /* Biases, RoPE, and K/V into each token's block at its position. */
 #pragma omp parallel for num_threads(nt) schedule(static) if (par_rope)
@@ -648,18 +713,7 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
         for (int i = 0; i < n; i++)
             rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->ffn_norm, E, c->norm_eps);
 
-        linear(f, s->hb, s->xb, L->w_gate, n, F, E, 0.0f);
-        linear(f, s->hb2, s->xb, L->w_up, n, F, E, 0.0f);
-
-        const size_t nf = (size_t)n * (size_t)F;
-        float *restrict hb = s->hb;
-        const float *restrict hb2 = s->hb2;
-#pragma omp parallel for num_threads(nt) schedule(static) if (par_ffn)
-        for (size_t j = 0; j < nf; j++) {
-            float g = hb[j];
-            hb[j] = g / (1.0f + expf(-g)) * hb2[j];
-        }
-
+        ffn_gate_up(f, s->hb, s->hb2, s->xb, L->w_gate, L->w_up, n, F, E);
         linear(f, s->x, s->hb, L->w_down, n, E, F, 1.0f);
     }
 
