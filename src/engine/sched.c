@@ -409,6 +409,11 @@ int sched_step(struct sched *s)
             finish(s, q, ENGINE_FINISH_LENGTH);
     }
 
+    if (r != n_logits) { /* one logits row per completed sequence, by construction */
+        log_error("sched", "%d logits rows for %d sampled sequences", n_logits, r);
+        abort();
+    }
+
     /* 6. events, in batch order: one per sampled token (the last one carries the finish). */
     for (int j = 0; j < s->n_step; j++) {
         struct seq *q = s->step[j];
