@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/blas_env.h"
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "probe/stats.h"
@@ -168,6 +169,7 @@ static double median_of(double *v, size_t n)
 
 int main(int argc, char **argv)
 {
+    blas_env_reexec_if_needed(argv);
     const char *preset = argc > 1 ? argv[1] : "small";
     int quick = getenv("BENCH_QUICK") != NULL;
     struct model_config cfg;
@@ -310,7 +312,8 @@ int main(int argc, char **argv)
         engine_free(e);
     }
 
-    printf("## Engine (`%s`, f32, %d threads)\n\n", preset, n_threads);
+    printf("## Engine (`%s`, f32, %d threads, OpenBLAS %s kernels)\n\n", preset, n_threads,
+           blas_env_core());
     printf("Machine limits: STREAM-style copy %.1f GB/s; OpenBLAS sgemm %.1f GFLOP/s "
            "(512x%dx%d: %.1f, 512x%dx%d: %.1f).\n\n",
            bw, gf, cfg.n_ff, cfg.n_embd, gf_ffn, cfg.n_embd, cfg.n_embd, gf_attn);

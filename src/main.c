@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "engine/blas_env.h"
 
 struct command {
     const char *name;
@@ -42,6 +43,9 @@ int main(int argc, char **argv)
         printf("slmprobe %s\n", SLMPROBE_VERSION);
         exit(0);
     }
+    /* The engine's matrix products need OpenBLAS's kernels for this CPU (see blas_env.h). */
+    if (!strcmp(argv[1], "serve"))
+        blas_env_reexec_if_needed(argv);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             exit(commands[i].run(argc - 1, argv + 1));
