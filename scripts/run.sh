@@ -47,8 +47,8 @@ if $BIN help | grep -q '^  ttft '; then
 fi
 if $BIN help | grep -q '^  batch '; then
     echo "run: Tier 3B: batching sweep" >&2
-    $BIN batch --model "$MODEL" --out "$OUT/batch" --concurrency 1,2,4,8,16 \
-        --input-len 128 --output-len 32 --repeat 1 -- $SERVER_FLAGS
+    $BIN batch --model "$MODEL" --out "$OUT/batch" --concurrency 1,2,4,8,16 --rounds 2 \
+        --num-requests 8 --input-len 128 --output-len 32 --repeat 1 -- $SERVER_FLAGS
 fi
 echo "run: results under $OUT/" >&2
 ls -R "$OUT" | head -40
