@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "engine/blas_env.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -117,41 +118,20 @@ uint64_t forward_workspace_bytes(const struct model_config *c, int max_tokens, i
            (uint64_t)(c->head_dim / 2) * sizeof(double);
 }
 
-const char *forward_blas_core(void)
-{
-    const char *core = openblas_get_corename();
-    return core ? core : "unknown";
-}
-
-/* OpenBLAS (DYNAMIC_ARCH) picks its kernels from the CPU model at load time; on CPUs it does not
- * know (many virtual machines) it falls back to SSE3 "Prescott" kernels, several times slower
- * than the AVX2/AVX-512 ones. It cannot be changed after load: say so once. */
+/* OpenBLAS may have picked kernels older than the CPU can run (blas_env.h); `serve` re-executes
+ * itself to fix that, other callers (tests, benchmarks) are told once. */
 static void check_blas_core(void)
 {
     static int checked;
     if (checked)
         return;
     checked = 1;
-    static const char *const old_cores[] = {"Prescott", "Core2",     "Penryn", "Dunnington",
-                                            "Nehalem",  "Sandybridge", "Atom",  "Katmai",
-                                            "Coppermine", "Northwood", "Banias", "Barcelona"};
-    const char *core = forward_blas_core();
-    __builtin_cpu_init();
-    const char *want = __builtin_cpu_supports("avx512f") ? "SkylakeX"
-                       : __builtin_cpu_supports("avx2")  ? "Haswell"
-                                                         : NULL;
-    if (!want)
-        return;
-    for (size_t i = 0; i < sizeof old_cores / sizeof old_cores[0]; i++) {
-        if (!strcasecmp(core, old_cores[i])) {
-            log_warn("forward",
-                     "OpenBLAS uses its %s kernels on a CPU with %s: matrix products run several "
-                     "times slower than they could; set OPENBLAS_CORETYPE=%s in the environment "
-                     "before starting",
-                     core, !strcmp(want, "SkylakeX") ? "AVX-512" : "AVX2", want);
-            return;
-        }
-    }
+    const char *want = blas_env_better_core();
+    if (want)
+        log_warn("forward",
+                 "OpenBLAS uses its %s kernels where this CPU runs %s ones: matrix products run "
+                 "several times slower than they could; set OPENBLAS_CORETYPE=%s before starting",
+                 blas_env_core(), want, want);
 }
 
 struct forward *forward_new(const struct model *model, int max_tokens, int max_logits,

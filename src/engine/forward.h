@@ -130,9 +130,4 @@ float *forward_logits(struct forward *f, int r);
 /* Threads used by forward_new (after resolving 0). */
 int forward_n_threads(const struct forward *f);
 
-/* OpenBLAS's kernel family ("SkylakeX", "Haswell", "Prescott", ...), for start-up logs. Static
- * string. forward_new warns once when it is an SSE-era family on an AVX2/AVX-512 CPU (OpenBLAS
- * picks it at load from the CPU model; OPENBLAS_CORETYPE in the environment overrides it). */
-const char *forward_blas_core(void);
-
 #endif
