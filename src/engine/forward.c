@@ -5,6 +5,7 @@
 #include "engine/forward.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -42,6 +43,12 @@ static void attend_base(float *out, const float *qh, float *att, const struct kv
                         float scale);
 static attend_fn attend_pick(void);
 static attend_fn attend = attend_base;
+
+/* The small-batch product kernel (see lin_slice), or NULL; set by forward_new like attend. */
+typedef void (*lin_small_fn)(float *, const float *, const float *, int, int, int, float, int,
+                             int);
+static lin_small_fn lin_small_pick(void);
+static lin_small_fn lin_small;
 
 const char *forward_status_str(enum forward_status st)
 {
@@ -181,6 +188,7 @@ struct forward *forward_new(const struct model *model, int max_tokens, int max_l
 
     check_blas_core();
     attend = attend_pick();
+    lin_small = lin_small_pick();
     openblas_set_num_threads(1); /* see linear() */
     omp_set_num_threads(f->n_threads);
     return f;
@@ -258,12 +266,118 @@ static void lin_bounds(int n_out, int n_slices, int t, int *lo, int *hi)
     *hi = t == n_slices - 1 ? n_out : (int)((int64_t)n_out * (t + 1) / n_slices) & ~15;
 }
 
+/* Small batches (decode): OpenBLAS's sgemm packs the weight panel on every call, so for a few
+ * input rows it moves the weights several times over. For 1 <= m <= LIN_SMALL_MAX rows the
+ * lin_small kernel instead streams each weight row once and takes its dot products with every
+ * input row while it is in cache: a register tile of 4 weight rows x 4 input rows, one 16-lane
+ * accumulator per (weight row, input row) pair, k in chunks of 16 (a masked last chunk), then a
+ * fixed horizontal sum. Every output element goes through exactly that sequence whichever tile
+ * it falls in, so a sequence's results do not depend on which other sequences share its batch
+ * or on the batch size within the range (reproducible greedy decoding). AVX-512 only; other
+ * CPUs (lin_small NULL) use BLAS for every m. */
+#ifndef LIN_SMALL_MIN
+#define LIN_SMALL_MIN 2
+#endif
+#ifndef LIN_SMALL_MAX
+#define LIN_SMALL_MAX 32
+#endif
+
+/* y[r][n] (+)= x[r] . w[n] for nw weight rows from n0 and nx input rows from r0 (nw, nx <= 4,
+ * constants after inlining). */
+static inline __attribute__((always_inline, target("avx512f"))) void
+lin_tile512(float *restrict y, const float *restrict x, const float *restrict w, int n_out,
+            int n_in, float beta, int r0, const int nx, int n0, const int nw)
+{
+    __m512 acc[4][4];
+    const float *wr[4], *xr[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < nw; i++) {
+        wr[i] = w + (size_t)(n0 + i) * (size_t)n_in;
+#pragma GCC unroll 4
+        for (int j = 0; j < nx; j++)
+            acc[i][j] = _mm512_setzero_ps();
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < nx; j++)
+        xr[j] = x + (size_t)(r0 + j) * (size_t)n_in;
+    int k = 0;
+    for (; k + 16 <= n_in; k += 16) {
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < nw; i++)
+            wv[i] = _mm512_loadu_ps(wr[i] + k);
+#pragma GCC unroll 4
+        for (int j = 0; j < nx; j++) {
+            __m512 xv = _mm512_loadu_ps(xr[j] + k);
+#pragma GCC unroll 4
+            for (int i = 0; i < nw; i++)
+                acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+        }
+    }
+    if (k < n_in) {
+        __mmask16 mk = (__mmask16)((1u << (n_in - k)) - 1u);
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < nw; i++)
+            wv[i] = _mm512_maskz_loadu_ps(mk, wr[i] + k);
+#pragma GCC unroll 4
+        for (int j = 0; j < nx; j++) {
+            __m512 xv = _mm512_maskz_loadu_ps(mk, xr[j] + k);
+#pragma GCC unroll 4
+            for (int i = 0; i < nw; i++)
+                acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < nx; j++) {
+        float *yr = y + (size_t)(r0 + j) * (size_t)n_out + n0;
+#pragma GCC unroll 4
+        for (int i = 0; i < nw; i++) {
+            float v = _mm512_reduce_add_ps(acc[i][j]);
+            yr[i] = beta == 0.0f ? v : v + beta * yr[i];
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void
+lin_small_avx512(float *y, const float *x, const float *w, int m, int n_out, int n_in,
+                 float beta, int lo, int hi)
+{
+    int n = lo;
+    for (; n + 4 <= hi; n += 4) {
+        int r = 0;
+        for (; r + 4 <= m; r += 4)
+            lin_tile512(y, x, w, n_out, n_in, beta, r, 4, n, 4);
+        for (; r < m; r++)
+            lin_tile512(y, x, w, n_out, n_in, beta, r, 1, n, 4);
+    }
+    for (; n < hi; n++) {
+        int r = 0;
+        for (; r + 4 <= m; r += 4)
+            lin_tile512(y, x, w, n_out, n_in, beta, r, 4, n, 1);
+        for (; r < m; r++)
+            lin_tile512(y, x, w, n_out, n_in, beta, r, 1, n, 1);
+    }
+}
+
+static lin_small_fn lin_small_pick(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return lin_small_avx512;
+    return NULL;
+}
+
 /* Output columns [lo, hi) of one product. */
 static void lin_slice(float *y, const float *x, const float *w, int m, int n_out, int n_in,
                       float beta, int lo, int hi)
 {
     if (hi <= lo)
         return;
+    if (lin_small && m >= LIN_SMALL_MIN && m <= LIN_SMALL_MAX) {
+        lin_small(y, x, w, m, n_out, n_in, beta, lo, hi);
+        return;
+    }
     const float *ws = w + (size_t)lo * (size_t)n_in;
     if (m == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, n_in, 1.0f, ws, n_in, x, 1, beta,
