@@ -11,6 +11,7 @@ PREFIX   ?= /usr/local
 VERSION  := $(shell git describe --always --dirty --tags 2>/dev/null || echo 0.1.0)
 
 comma := ,
+NPROC   := $(shell nproc 2>/dev/null || echo 2)
 SANITIZER ?=
 ifeq ($(SANITIZER),)
   BUILD := obj
@@ -74,16 +75,18 @@ $(BUILD)/bench/%: bench/%.c $(LIBA)
 tests: $(BIN) $(TESTS)
 
 test: deps
+	@$(MAKE) --no-print-directory -j$(NPROC) SANITIZER=$(or $(SANITIZER),address$(comma)undefined) tests
 	@$(MAKE) --no-print-directory SANITIZER=$(or $(SANITIZER),address$(comma)undefined) run-tests
 
 run-tests: tests
 	@SLMPROBE_BIN=$(abspath $(BIN)) sh tests/run.sh $(TESTS)
 
-run: all
+run: deps
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@sh scripts/run.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BENCHES)
+	@$(MAKE) --no-print-directory -j$(NPROC) all $(BENCHES)
 	@sh bench/run.sh $(BUILD)
 
 install: all
