@@ -569,45 +569,12 @@ static void putf(struct out *o, const char *fmt, ...)
     free(s);
 }
 
-/* Length of a valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t u8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 /* Number of code points (invalid bytes count one each). */
 static size_t u8_width(const char *s)
 {
     size_t n = strlen(s), i = 0, w = 0;
     while (i < n) {
-        size_t l = u8_len((const unsigned char *)s + i, n - i);
+        size_t l = utf8_valid_len((const unsigned char *)s + i, n - i);
         i += l ? l : 1;
         w++;
     }
@@ -619,7 +586,7 @@ static char *u8_trunc(const char *s, size_t max_cp)
 {
     size_t n = strlen(s), i = 0, w = 0;
     while (i < n && w < max_cp) {
-        size_t l = u8_len((const unsigned char *)s + i, n - i);
+        size_t l = utf8_valid_len((const unsigned char *)s + i, n - i);
         i += l ? l : 1;
         w++;
     }
@@ -629,7 +596,7 @@ static char *u8_trunc(const char *s, size_t max_cp)
     size_t j = 0, keep = 0;
     w = 0;
     while (j < n && w + 1 < max_cp) {
-        size_t l = u8_len((const unsigned char *)s + j, n - j);
+        size_t l = utf8_valid_len((const unsigned char *)s + j, n - j);
         j += l ? l : 1;
         w++;
         keep = j;
@@ -677,7 +644,7 @@ static void put_html(struct out *o, const char *s)
             i++;
             continue;
         }
-        size_t l = u8_len((const unsigned char *)s + i, n - i);
+        size_t l = utf8_valid_len((const unsigned char *)s + i, n - i);
         if (l) {
             put_n(o, s + i, l);
             i += l;
@@ -728,7 +695,7 @@ static void put_md_text(struct out *o, const char *s, int block)
             i++;
             continue;
         }
-        size_t l = u8_len((const unsigned char *)s + i, n - i);
+        size_t l = utf8_valid_len((const unsigned char *)s + i, n - i);
         if (l) {
             put_n(o, s + i, l);
             i += l;

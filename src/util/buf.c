@@ -178,8 +178,7 @@ const char *buf_status_str(enum buf_status st)
     return st == BUF_OK ? "ok" : "buffer cap exceeded";
 }
 
-/* Length of a valid UTF-8 sequence at s (max n bytes), or 0 if invalid. */
-static size_t utf8_valid_len(const unsigned char *s, size_t n)
+size_t utf8_valid_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     size_t len;

@@ -52,6 +52,10 @@ const char *buf_status_str(enum buf_status st);
 enum buf_status buf_json_str(struct buf *b, const char *s);
 enum buf_status buf_json_strn(struct buf *b, const char *s, size_t n);
 enum buf_status buf_json_double(struct buf *b, double v);
+/* Length in bytes (1-4) of the valid UTF-8 sequence at s, reading at most n bytes (n >= 1);
+ * 0 if invalid: truncated, bad continuation byte, overlong form, surrogate (U+D800-U+DFFF)
+ * or above U+10FFFF. */
+size_t utf8_valid_len(const unsigned char *s, size_t n);
 
 /* Reads a whole file into a NUL-terminated heap string; returns NULL (errno set) on failure or
  * when the file is larger than max_bytes (errno = EFBIG). Caller frees. */
