@@ -283,8 +283,13 @@ static void lin_bounds(int n_out, int n_slices, int t, int *lo, int *hi)
 #endif
 
 /* y[r][n] (+)= x[r] . w[n] for nw weight rows from n0 and nx input rows from r0 (nw, nx <= 4,
- * constants after inlining). */
-static inline __attribute__((always_inline, target("avx512f"))) void
+ * constants after inlining).
+ * Not instrumented by ASan (like the OpenBLAS code it stands beside): instrumented, the 4x4
+ * accumulator tile leaves the registers and batch-2 decode became slower than batch 1, which the
+ * batching tests (run under ASan) would measure instead of the engine. Its loads stay within the
+ * rows [lo, hi) x [0, n_in) that the sgemm path reads; test_forward checks it against the
+ * reference. */
+static inline __attribute__((always_inline, target("avx512f"), no_sanitize_address)) void
 lin_tile512(float *restrict y, const float *restrict x, const float *restrict w, int n_out,
             int n_in, float beta, int r0, const int nx, int n0, const int nw)
 {
@@ -339,7 +344,7 @@ lin_tile512(float *restrict y, const float *restrict x, const float *restrict w,
     }
 }
 
-__attribute__((target("avx512f"))) static void
+__attribute__((target("avx512f"), no_sanitize_address)) static void
 lin_small_avx512(float *y, const float *x, const float *w, int m, int n_out, int n_in,
                  float beta, int lo, int hi)
 {
