@@ -19,6 +19,10 @@ struct preset {
 static const struct preset presets[] = {
     {"tiny", {MODEL_ARCH_LLAMA, "slmprobe-tiny", 1024, 256, 4, 4, 2, 64, 688, 2048, 10000.0f,
               1e-5f, 0, 0, 256, 257}},
+    /* ~28M params (111 MB f32): larger than the CPU caches, so decode is bandwidth-bound and
+     * batching pays as on real models, yet quick enough for tests under ASan. */
+    {"mini", {MODEL_ARCH_LLAMA, "slmprobe-mini", 4096, 512, 8, 8, 4, 64, 1408, 2048, 10000.0f,
+              1e-5f, 0, 0, 256, 257}},
     {"small", {MODEL_ARCH_LLAMA, "slmprobe-small", 32000, 1024, 12, 16, 4, 64, 2816, 4096,
                10000.0f, 1e-5f, 0, 0, 256, 257}},
     {"qwen2.5-0.5b", {MODEL_ARCH_QWEN2, "Qwen2.5-0.5B (random weights)", 151936, 896, 24, 14, 2,
@@ -42,7 +46,7 @@ int model_preset(const char *name, struct model_config *out)
 
 const char *model_preset_names(void)
 {
-    return "tiny, small, qwen2.5-0.5b, qwen2.5-1.5b, phi-3-mini";
+    return "tiny, mini, small, qwen2.5-0.5b, qwen2.5-1.5b, phi-3-mini";
 }
 
 int model_config_validate(const struct model_config *c, char *err, size_t err_len)
