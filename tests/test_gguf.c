@@ -1275,7 +1275,7 @@ static void test_cli(void)
     /* errors */
     CLI("init", "--preset", "huge", "-o", mpath);
     CHECK_EQ_INT(rc, 2);
-    CHECK_MSG(strstr(e.data, "unknown preset 'huge'") && strstr(e.data, "tiny, small"), "%s",
+    CHECK_MSG(strstr(e.data, "unknown preset 'huge'") && strstr(e.data, "tiny, mini, small"), "%s",
               e.data);
     CLI("init", "--preset", "tiny");
     CHECK_EQ_INT(rc, 2);
