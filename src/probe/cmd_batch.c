@@ -181,48 +181,43 @@ static int parse_double(const char *s, double lo, double hi, double *out)
     return 0;
 }
 
+/* Copies the next comma-separated item of a list into item and advances *p past it.
+ * 1: an item; 0: end of list; -1: an empty or over-long item, or a trailing comma. */
+static int list_next(const char **p, char *item, size_t cap)
+{
+    if (!**p)
+        return 0;
+    size_t len = strcspn(*p, ",");
+    if (len == 0 || len >= cap)
+        return -1;
+    memcpy(item, *p, len);
+    item[len] = '\0';
+    *p += len;
+    if (**p == ',' && *++*p == '\0')
+        return -1;
+    return 1;
+}
+
 static int parse_int_list(const char *s, int *out, int *n_out, long lo, long hi)
 {
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        char item[32];
-        size_t len = strcspn(p, ",");
-        if (len == 0 || len >= sizeof item || n >= BATCH_MAX_LEVELS)
+    int n = 0, st;
+    char item[32];
+    while ((st = list_next(&s, item, sizeof item)) == 1)
+        if (n >= BATCH_MAX_LEVELS || parse_int(item, lo, hi, &out[n++]))
             return -1;
-        memcpy(item, p, len);
-        item[len] = '\0';
-        if (parse_int(item, lo, hi, &out[n]))
-            return -1;
-        n++;
-        p += len;
-        if (*p == ',' && *++p == '\0')
-            return -1;
-    }
     *n_out = n;
-    return n ? 0 : -1;
+    return st == 0 && n ? 0 : -1;
 }
 
 static int parse_double_list(const char *s, double *out, int *n_out, double lo, double hi)
 {
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        char item[48];
-        size_t len = strcspn(p, ",");
-        if (len == 0 || len >= sizeof item || n >= BATCH_MAX_LEVELS)
+    int n = 0, st;
+    char item[48];
+    while ((st = list_next(&s, item, sizeof item)) == 1)
+        if (n >= BATCH_MAX_LEVELS || parse_double(item, lo, hi, &out[n++]))
             return -1;
-        memcpy(item, p, len);
-        item[len] = '\0';
-        if (parse_double(item, lo, hi, &out[n]))
-            return -1;
-        n++;
-        p += len;
-        if (*p == ',' && *++p == '\0')
-            return -1;
-    }
     *n_out = n;
-    return n ? 0 : -1;
+    return st == 0 && n ? 0 : -1;
 }
 
 /* Parses the command's own options (argv[0] is the command name). 0 ok, 1 help shown, -1 error
