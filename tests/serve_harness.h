@@ -6,8 +6,8 @@
  * send_all, struct reader + rd_*, struct resp + resp_*, http_read_resp, http_do, post,
  * http_status_only; g_auth is the extra header line sent on /v1 routes), SSE splitting, JSON path
  * look-ups (jpath, jstr, jint, jparse) and /metrics reading (metric, get_metrics, LBL: the label
- * set of the tiny model's series). The globals g_dir (scratch directory) and g_model (model path)
- * are set by each test's main(); srv_start stays in each test because the two start the server
+ * set of the tiny model's series). harness_setup() makes the scratch directory g_dir and the tiny
+ * model g_model for each test's main(); srv_start stays in each test because the two start the server
  * with different flags. */
 #ifndef SLM_SERVE_HARNESS_H
 #define SLM_SERVE_HARNESS_H
@@ -99,6 +99,29 @@ static char *slurp(const char *path)
     size_t n;
     char *s = file_read_all(path, 64u << 20, &n);
     return s ? s : xstrdup("");
+}
+
+/* mkdtemp /tmp/slmprobe-test-NAME-XXXXXX into g_dir and `slmprobe model init --preset tiny`
+ * into g_model. 0, or -1 after printing why. */
+static int harness_setup(const char *name)
+{
+    snprintf(g_dir, sizeof g_dir, "/tmp/slmprobe-test-%s-XXXXXX", name);
+    if (!mkdtemp(g_dir)) {
+        perror("mkdtemp");
+        return -1;
+    }
+    snprintf(g_model, sizeof g_model, "%s/tiny.gguf", g_dir);
+    char log[600];
+    snprintf(log, sizeof log, "%s/model-init.log", g_dir);
+    char *init[] = {(char *)bin_path(), "model", "init", "--preset", "tiny", "-o", g_model, NULL};
+    int rc = run_wait(init, log);
+    if (rc != 0) {
+        char *text = slurp(log);
+        fprintf(stderr, "model init failed (%d): %s\n", rc, text);
+        free(text);
+        return -1;
+    }
+    return 0;
 }
 
 struct srv {

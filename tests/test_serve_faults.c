@@ -556,18 +556,7 @@ static void test_flags(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    snprintf(g_dir, sizeof g_dir, "/tmp/slmprobe-test-faults-XXXXXX");
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    snprintf(g_model, sizeof g_model, "%s/tiny.gguf", g_dir);
-    char log[600];
-    snprintf(log, sizeof log, "%s/model-init.log", g_dir);
-    char *init[] = {(char *)bin_path(), "model", "init", "--preset", "tiny", "-o", g_model, NULL};
-    int rc = run_wait(init, log);
-    if (rc != 0) {
-        fprintf(stderr, "model init failed (%d): %s\n", rc, slurp(log));
+    if (harness_setup("faults") != 0) {
         test_n_fail++;
         return TEST_DONE();
     }
