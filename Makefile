@@ -37,7 +37,7 @@ ifneq ($(SANITIZER),)
   LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
-SRC      := $(wildcard src/util/*.c src/engine/*.c src/probe/*.c)
+SRC      := $(wildcard src/*/*.c)
 LIB_OBJ  := $(SRC:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/src/main.o
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))

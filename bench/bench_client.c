@@ -7,7 +7,7 @@
  * the send(2) that carries it, and the streamer also stores that stamp in shared memory by
  * (request, event) so the parent can compare it with the client's receive stamp.
  *
- * The parent runs the real client (probe/client.h) on one core and reports:
+ * The parent runs the real client (net/client.h) on one core and reports:
  *   - requests/s at 1-token outputs (closed loop, 64 in flight, keep-alive);
  *   - SSE events/s at concurrency 1, 64 and 1,024 (as-fast-as-possible streams);
  *   - timestamp error = client receive stamp - streamer send stamp, p50/p99, at 256 streams
@@ -39,8 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "probe/client.h"
-#include "probe/stats.h"
+#include "net/client.h"
+#include "measure/stats.h"
 #include "util/buf.h"
 #include "util/clock.h"
 

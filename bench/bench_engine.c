@@ -21,7 +21,7 @@
 #include "engine/blas_env.h"
 #include "engine/engine.h"
 #include "engine/model.h"
-#include "probe/stats.h"
+#include "measure/stats.h"
 #include "util/buf.h"
 #include "util/clock.h"
 

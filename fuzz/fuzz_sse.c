@@ -2,13 +2,13 @@
  * buffer, parsing it split at two input-derived points and parsing it byte by byte give the same
  * events, the same unknown fields, the same status and the same pending state (a hash of all of
  * them), with a small cap so the cap paths are hit too; ASan/UBSan catch memory errors.
- * fuzz-sources: src/probe/sse.c src/util/buf.c */
+ * fuzz-sources: src/net/sse.c src/util/buf.c */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "probe/sse.h"
+#include "net/sse.h"
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {

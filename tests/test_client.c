@@ -16,9 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "probe/client.h"
-#include "probe/record.h"
-#include "probe/stats.h"
+#include "net/client.h"
+#include "measure/record.h"
+#include "measure/stats.h"
 #include "test.h"
 #include "util/json.h"
 

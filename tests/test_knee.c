@@ -3,7 +3,7 @@
  * curves, a single level, errors-only levels, unsorted input, SLO limits and the rules text. */
 #include <stdlib.h>
 
-#include "probe/knee.h"
+#include "measure/knee.h"
 #include "test.h"
 
 static const double loads6[6] = {1, 2, 4, 8, 16, 32};

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "probe/logparse.h"
+#include "server/logparse.h"
 #include "test.h"
 #include "util/buf.h"
 #include "util/json.h"

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "probe/probe_opts.h"
+#include "run/probe_opts.h"
 #include "test.h"
 #include "util/buf.h"
 

@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "probe/promscrape.h"
+#include "server/promscrape.h"
 #include "test.h"
 #include "util/buf.h"
 

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "probe/report.h"
+#include "report/report.h"
 #include "test.h"
 #include "util/buf.h"
 #include "util/json.h"

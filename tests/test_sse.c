@@ -3,7 +3,7 @@
  * chunkings; plus the size cap, its sticky error and reset. */
 #include <stdlib.h>
 
-#include "probe/sse.h"
+#include "net/sse.h"
 #include "test.h"
 #include "util/buf.h"
 

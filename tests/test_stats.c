@@ -2,7 +2,7 @@
  * NAN handling, empty input and guarded rates. */
 #include <stdlib.h>
 
-#include "probe/stats.h"
+#include "measure/stats.h"
 #include "test.h"
 
 static void test_percentile_numpy_linear(void)

@@ -17,9 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "probe/client.h"
-#include "probe/promscrape.h"
-#include "probe/target.h"
+#include "net/client.h"
+#include "server/promscrape.h"
+#include "server/target.h"
 #include "test.h"
 #include "util/buf.h"
 #include "util/clock.h"

@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "probe/telemetry.h"
+#include "server/telemetry.h"
 #include "test.h"
 #include "util/clock.h"
 

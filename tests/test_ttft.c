@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "probe/client.h"
+#include "net/client.h"
 #include "test.h"
 #include "util/buf.h"
 #include "util/clock.h"

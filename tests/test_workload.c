@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "probe/workload.h"
+#include "measure/workload.h"
 #include "test.h"
 
 #define DATA "tests/data/"

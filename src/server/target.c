@@ -3,7 +3,7 @@
  * over real sockets (TCP connect, then /health and /v1/models through client.h's http_get).
  * It never goes through a shell and never sleeps to imitate anything: each wait is a poll of the
  * real server with a deadline. */
-#include "probe/target.h"
+#include "server/target.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,7 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "probe/client.h"
+#include "net/client.h"
 #include "util/json.h"
 #include "util/log.h"
 

@@ -2,7 +2,7 @@
  * it as Markdown, self-contained HTML with inline SVG charts, JSON and CSV. Pure formatting: it
  * computes nothing about the measurements (only axis ranges and tick positions for drawing), reads
  * no files and writes only through report_write_file/report_write_csv. */
-#include "probe/report.h"
+#include "report/report.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /* probe_opts: the target and client options every probe command shares (see probe_opts.h).
  * One pass over argv: shared options are consumed, everything else is handed back in order;
  * defaults that depend on --server are resolved at the end. No files are touched here. */
-#include "probe/probe_opts.h"
+#include "run/probe_opts.h"
 
 #include <errno.h>
 #include <math.h>

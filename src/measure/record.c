@@ -2,7 +2,7 @@
  * handed to the kernel with one write(2) on an O_APPEND descriptor, so nothing waits in a stdio
  * buffer: every line appended before a crash is in the file. (A kill during the write itself can
  * leave the last line cut short; readers drop a final line without its newline.) No aggregation. */
-#include "probe/record.h"
+#include "measure/record.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * from /proc, host facts, and a sampler thread with a preallocated ring (see telemetry.h). No
  * build-time dependency on NVIDIA libraries; unknown values stay unknown (NAN / -1 / available=0
  * with a reason), never zero. */
-#include "probe/telemetry.h"
+#include "server/telemetry.h"
 
 #include <dirent.h>
 #include <dlfcn.h>

@@ -1,6 +1,6 @@
 /* stats: summaries of stored samples with numpy-style linear-interpolation percentiles. Copies the
  * input once (NANs dropped) and sorts the copy; never touches the caller's array. */
-#include "probe/stats.h"
+#include "measure/stats.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "probe/record.h"
+#include "measure/record.h"
 #include "util/buf.h"
 #include "util/clock.h"
 

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "probe/telemetry.h"
+#include "server/telemetry.h"
 
 static void env_usage(FILE *f)
 {

@@ -1,7 +1,7 @@
 /* sse: incremental server-sent events parser (WHATWG "event stream interpretation"). Whole lines
  * inside a chunk are parsed in place; only a line split across chunks is copied into p->line.
- * It does not interpret the data; see probe/client.c for the OpenAI chunk handling. */
-#include "probe/sse.h"
+ * It does not interpret the data; see net/client.c for the OpenAI chunk handling. */
+#include "net/sse.h"
 
 #include <string.h>
 

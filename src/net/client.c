@@ -4,7 +4,7 @@
  * Timestamps are taken with clock_now_ns() inside curl's header and write callbacks, so they are
  * the moment this thread read the bytes from the socket (see docs/client.md). No retries, no
  * pacing, no aggregation. */
-#include "probe/client.h"
+#include "net/client.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -16,7 +16,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "probe/sse.h"
+#include "net/sse.h"
 #include "util/json.h"
 
 #define CLIENT_SSE_CAP_BYTES (4u << 20)       /* one SSE line / event */

@@ -1,6 +1,6 @@
 /* record: one measured request (timestamps, tokens from the server's usage, error class) and the
  * JSONL sink that writes each finished request as one flushed line. It derives TTFT/e2e/TPOT/ITL
- * from stored timestamps; it does not aggregate (see probe/stats.h) and never talks to a server.
+ * from stored timestamps; it does not aggregate (see measure/stats.h) and never talks to a server.
  *
  *   struct record_writer *w = record_writer_open("results/req.jsonl", err, sizeof err);
  *   ... for each finished record: record_writer_append(w, rec); record_free(rec); ...

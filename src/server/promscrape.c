@@ -2,7 +2,7 @@
  * server-agnostic metrics view (see promscrape.h). The parser works in place on its own copy of
  * the text (names and unescaped label values become NUL-terminated views into it). It does not
  * validate HELP text or check that a family's samples are contiguous. */
-#include "probe/promscrape.h"
+#include "server/promscrape.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "probe/client.h"
+#include "net/client.h"
 #include "util/buf.h"
 
 const char *prom_status_str(enum prom_status st)

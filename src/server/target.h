@@ -29,7 +29,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "probe/logparse.h"
+#include "server/logparse.h"
 #include "util/buf.h"
 #include "util/clock.h"
 

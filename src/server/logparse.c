@@ -2,7 +2,7 @@
  * recognised lines). Substring search (memmem) on each line, never anchored at the line start, and
  * a number reader that skips thousands separators. It does not interpret timestamps in the lines:
  * durations come only from what the server itself printed. */
-#include "probe/logparse.h"
+#include "server/logparse.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -35,8 +35,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "probe/client.h"
-#include "probe/target.h"
+#include "net/client.h"
+#include "server/target.h"
 
 struct probe_opts {
     struct target_config target;  /* strings point into argv or into owned_ */

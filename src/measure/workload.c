@@ -1,7 +1,7 @@
 /* workload: synthetic prompts, prompt files (JSONL, ShareGPT) and the prefix-sharing generator.
  * Everything is derived from (seed, index) through splitmix64, so prompts are reproducible and
  * need no state beyond the loaded file. It does not tokenise and does not send anything. */
-#include "probe/workload.h"
+#include "measure/workload.h"
 
 #include <errno.h>
 #include <math.h>

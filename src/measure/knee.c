@@ -1,7 +1,7 @@
 /* knee: SLO parsing and checking, the knee / sweet spot / peak / SLO-limit of a load sweep, and
  * rules of thumb written from the measured numbers. Pure: no I/O, no allocation (levels beyond
  * KNEE_MAX_LEVELS are ignored). */
-#include "probe/knee.h"
+#include "measure/knee.h"
 
 #include <ctype.h>
 #include <math.h>
