@@ -118,6 +118,9 @@ static void chart_free(struct report_chart *c)
         free(c->series[i].lo);
     }
     free(c->series);
+    for (size_t i = 0; i < c->n_marks; i++)
+        free(c->marks[i].label);
+    free(c->marks);
     for (size_t i = 0; i < c->n_cats; i++)
         free(c->cats[i]);
     free(c->cats);
@@ -271,6 +274,11 @@ size_t report_table_row_add(struct report_table *t)
     return t->n_rows++;
 }
 
+void report_table_hide_in_doc(struct report_table *t, int on)
+{
+    t->hide_in_doc = on != 0;
+}
+
 size_t report_table_n_rows(const struct report_table *t)
 {
     return t->n_rows;
@@ -394,6 +402,20 @@ struct report_chart *report_chart_add(struct report_section *s, enum report_char
 void report_chart_log_x(struct report_chart *c, int on)
 {
     c->log_x = on != 0;
+}
+
+void report_chart_y_from_zero(struct report_chart *c, int on)
+{
+    c->y_from_zero = on != 0;
+}
+
+void report_chart_mark(struct report_chart *c, double x, double y, const char *label)
+{
+    grow((void **)&c->marks, &c->cap_marks, c->n_marks + 1, sizeof *c->marks);
+    struct mark *m = &c->marks[c->n_marks++];
+    m->x = x;
+    m->y = y;
+    m->label = xstrdup(label ? label : "");
 }
 
 static double *dup_doubles(const double *v, size_t n)

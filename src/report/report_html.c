@@ -112,7 +112,8 @@ void rpt_render_html(struct rpt_out *o, const struct report *r)
                 rpt_put(o, "</pre>\n");
                 break;
             case ITEM_TABLE:
-                html_table(o, it->table);
+                if (rpt_table_in_doc(it->table))
+                    html_table(o, it->table);
                 break;
             case ITEM_CHART:
                 rpt_put(o, "<figure id=\"chart-");

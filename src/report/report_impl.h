@@ -53,7 +53,8 @@ struct report_table {
     int n_cols, cap_cols;
     struct cell **rows; /* [n_rows][n_cols] */
     size_t n_rows, cap_rows;
-    int next_col; /* sequential fill position in the last row */
+    int next_col;    /* sequential fill position in the last row */
+    int hide_in_doc; /* not rendered in Markdown/HTML; still in JSON and CSV */
 };
 
 struct series {
@@ -64,10 +65,18 @@ struct series {
     size_t n;
 };
 
+struct mark {
+    double x, y;
+    char *label;
+};
+
 struct report_chart {
     enum report_chart_kind kind;
     char *key, *title, *x_label, *x_unit, *y_label, *y_unit;
     int log_x;
+    int y_from_zero; /* line charts: always include 0 on the y axis */
+    struct mark *marks;
+    size_t n_marks, cap_marks;
     struct series *series;
     size_t n_series, cap_series;
     char **cats;
@@ -130,6 +139,10 @@ size_t rpt_bar_n_cats(const struct report_chart *c);
 const char *rpt_bar_cat_label(const struct report_chart *c, size_t i, char *tmp, size_t len);
 /* Bar i of series s: start and end on the value axis; 0 if missing. */
 int rpt_bar_span(const struct series *s, size_t i, double *a, double *b);
+
+/* 0 when the table is hidden from Markdown/HTML; else 1, after a warning when it is wider than
+ * REPORT_DOC_MAX_COLS. */
+int rpt_table_in_doc(const struct report_table *t);
 
 /* ---- renderers ---- */
 

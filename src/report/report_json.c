@@ -28,7 +28,7 @@ static void json_table(struct rpt_out *o, const struct report_table *t)
         rpt_put_json_str(o, t->caption);
     else
         rpt_put(o, "null");
-    rpt_put(o, ",\"columns\":[");
+    rpt_putf(o, ",\"in_doc\":%s,\"columns\":[", t->hide_in_doc ? "false" : "true");
     for (int j = 0; j < t->n_cols; j++) {
         const struct col *k = &t->cols[j];
         if (j)
@@ -106,7 +106,18 @@ static void json_chart(struct rpt_out *o, const struct report_chart *c)
         rpt_put_json_str(o, c->y_unit);
     else
         rpt_put(o, "null");
-    rpt_putf(o, ",\"log_x\":%s", c->log_x ? "true" : "false");
+    rpt_putf(o, ",\"log_x\":%s,\"y_from_zero\":%s,\"marks\":[", c->log_x ? "true" : "false",
+             c->y_from_zero ? "true" : "false");
+    for (size_t i = 0; i < c->n_marks; i++) {
+        rpt_put(o, i ? ",{\"label\":" : "{\"label\":");
+        rpt_put_json_str(o, c->marks[i].label);
+        rpt_put(o, ",\"x\":");
+        rpt_put_json_num(o, c->marks[i].x);
+        rpt_put(o, ",\"y\":");
+        rpt_put_json_num(o, c->marks[i].y);
+        rpt_put(o, "}");
+    }
+    rpt_put(o, "]");
     if (c->n_cats) {
         rpt_put(o, ",\"categories\":[");
         for (size_t i = 0; i < c->n_cats; i++) {

@@ -180,6 +180,31 @@ static void md_chart_bar(struct rpt_out *o, const struct report_chart *c)
     }
 }
 
+/* One value with its axis name and unit: "concurrency = 8", "TTFT = 120 ms". */
+static void md_mark_value(struct rpt_out *o, const char *label, const char *dflt, double v,
+                          const char *unit)
+{
+    char tmp[48];
+    rpt_fmt_sig(v, tmp, sizeof tmp);
+    rpt_putf(o, "%s = %s%s%s", label[0] ? label : dflt, isfinite(v) ? tmp : "n/a",
+             unit && isfinite(v) ? " " : "", unit && isfinite(v) ? unit : "");
+}
+
+/* Marks listed under the chart lines: "◆ knee: concurrency = 8, TTFT = 120 ms". */
+static void md_chart_marks(struct rpt_out *o, const struct report_chart *c)
+{
+    for (size_t i = 0; i < c->n_marks; i++) {
+        const struct mark *m = &c->marks[i];
+        rpt_put(o, "\xE2\x97\x86 ");
+        rpt_put(o, m->label);
+        rpt_put(o, ": ");
+        md_mark_value(o, c->x_label, "x", m->x, c->x_unit);
+        rpt_put(o, ", ");
+        md_mark_value(o, c->y_label, "y", m->y, c->y_unit);
+        rpt_put(o, "\n");
+    }
+}
+
 static void md_chart(struct rpt_out *o, const struct report *r, const struct report_chart *c)
 {
     rpt_put(o, "**Chart: ");
@@ -206,6 +231,7 @@ static void md_chart(struct rpt_out *o, const struct report *r, const struct rep
         md_chart_line(o, c);
     else
         md_chart_bar(o, c);
+    md_chart_marks(o, c);
     rpt_put(o, "```\n\n");
 }
 
@@ -291,7 +317,8 @@ void rpt_render_md(struct rpt_out *o, const struct report *r)
                 break;
             }
             case ITEM_TABLE:
-                md_table(o, it->table);
+                if (rpt_table_in_doc(it->table))
+                    md_table(o, it->table);
                 break;
             case ITEM_CHART:
                 md_chart(o, r, it->chart);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "report/report_impl.h"
+#include "util/log.h"
 
 void rpt_put_n(struct rpt_out *o, const char *s, size_t n)
 {
@@ -295,5 +296,16 @@ int rpt_bar_span(const struct series *s, size_t i, double *a, double *b)
         *a = 0;
         *b = s->y[i];
     }
+    return 1;
+}
+
+int rpt_table_in_doc(const struct report_table *t)
+{
+    if (t->hide_in_doc)
+        return 0;
+    if (t->n_cols > REPORT_DOC_MAX_COLS)
+        log_warn("report", "table %s: %d columns shown in a document (at most %d read well; "
+                           "see report_table_hide_in_doc)",
+                 t->key, t->n_cols, REPORT_DOC_MAX_COLS);
     return 1;
 }

@@ -32,40 +32,59 @@ static double nice_num(double x, int round_it)
     return nf * pow(10, e);
 }
 
+/* Pads [*lo, *hi] by 5% of its span on each side, never across 0 (data on one side of 0 stays on
+ * that side). A range of one value gets a span of its own; no data (not finite) becomes 0..1. */
+static void range_pad(double *lo, double *hi)
+{
+    double a = *lo, b = *hi;
+    if (!isfinite(a) || !isfinite(b)) {
+        a = 0;
+        b = 1;
+    }
+    if (!(b > a)) {
+        double d = a == 0 ? 1 : fabs(a) * 0.1;
+        a = a == 0 ? 0 : a - d;
+        b += d;
+    }
+    double pad = (b - a) * 0.05;
+    *lo = a >= 0 && a - pad < 0 ? 0 : a - pad;
+    *hi = b <= 0 && b + pad > 0 ? 0 : b + pad;
+}
+
+/* The y rule of line charts: 0 joins the range when forced or when that at most doubles it. */
+static void range_zero(double *lo, double *hi, int force)
+{
+    if (*lo > 0 && (force || *lo <= *hi / 2))
+        *lo = 0;
+    else if (*hi < 0 && (force || *hi >= *lo / 2))
+        *hi = 0;
+}
+
+/* A linear axis over exactly [lo, hi] (already padded) with ticks at round steps inside it. */
 static void axis_linear(struct axis *a, double lo, double hi)
 {
     memset(a, 0, sizeof *a);
-    if (!isfinite(lo) || !isfinite(hi)) {
+    if (!(hi > lo)) {
         lo = 0;
         hi = 1;
     }
-    if (!(hi > lo)) {
-        if (lo == 0) {
-            hi = 1;
-        } else {
-            double d = fabs(lo) * 0.1;
-            lo -= d;
-            hi += d;
-        }
-    }
-    double range = nice_num(hi - lo, 0);
-    double step = nice_num(range / 4, 1);
-    double glo = floor(lo / step) * step, ghi = ceil(hi / step) * step;
-    if (ghi <= glo)
-        ghi = glo + step;
-    a->lo = glo;
-    a->hi = ghi;
-    a->step = step;
-    for (int i = 0; i < AXIS_MAX_TICKS; i++) {
-        double v = glo + i * step;
-        if (v > ghi + step * 1e-6)
-            break;
-        if (fabs(v) < step * 1e-9)
-            v = 0;
-        a->ticks[a->n_ticks++] = v;
-    }
+    a->lo = lo;
+    a->hi = hi;
+    a->step = nice_num((hi - lo) / 5, 1);
+    double eps = a->step * 1e-6;
+    for (double v = ceil((lo - eps) / a->step) * a->step;
+         v <= hi + eps && a->n_ticks < AXIS_MAX_TICKS; v += a->step)
+        a->ticks[a->n_ticks++] = fabs(v) < a->step * 1e-9 ? 0 : v;
 }
 
+static void axis_log_tick(struct axis *a, double v)
+{
+    if (v >= a->lo * (1 - 1e-9) && v <= a->hi * (1 + 1e-9) && a->n_ticks < AXIS_MAX_TICKS)
+        a->ticks[a->n_ticks++] = v;
+}
+
+/* A log axis over the data range padded by 5% of its decades (at least one decade in all), with
+ * ticks at powers of ten inside it (at most ~10), plus 2x and 5x when it spans under two decades. */
 static void axis_log(struct axis *a, double lo, double hi)
 {
     memset(a, 0, sizeof *a);
@@ -74,20 +93,23 @@ static void axis_log(struct axis *a, double lo, double hi)
         lo = 1;
         hi = 10;
     }
-    int e0 = (int)floor(log10(lo)), e1 = (int)ceil(log10(hi));
-    if (e1 <= e0)
-        e1 = e0 + 1;
-    int de = (e1 - e0 + 9) / 10; /* at most ~10 decade ticks */
-    if (de < 1)
-        de = 1;
-    a->lo = pow(10, e0);
-    a->hi = pow(10, e1);
-    for (int e = e0; e <= e1 && a->n_ticks < AXIS_MAX_TICKS; e += de) {
+    double l0 = log10(lo), l1 = log10(hi);
+    if (l1 - l0 < 1) {
+        double m = (l0 + l1) / 2;
+        l0 = fmin(l0, m - 0.5);
+        l1 = fmax(l1, m + 0.5);
+    }
+    double pad = (l1 - l0) * 0.05;
+    a->lo = pow(10, l0 - pad);
+    a->hi = pow(10, l1 + pad);
+    int e0 = (int)floor(l0 - pad), e1 = (int)ceil(l1 + pad);
+    int de = (e1 - e0 + 9) / 10;
+    for (int e = e0; e <= e1; e += de < 1 ? 1 : de) {
         double p = pow(10, e);
-        a->ticks[a->n_ticks++] = p;
-        if (e1 - e0 <= 2 && e < e1 && a->n_ticks + 2 <= AXIS_MAX_TICKS) {
-            a->ticks[a->n_ticks++] = 2 * p;
-            a->ticks[a->n_ticks++] = 5 * p;
+        axis_log_tick(a, p);
+        if (e1 - e0 <= 3) {
+            axis_log_tick(a, 2 * p);
+            axis_log_tick(a, 5 * p);
         }
     }
 }
@@ -194,108 +216,96 @@ static void svg_open(struct rpt_out *o, const struct report_chart *c, double h)
     rpt_put(o, "</text>");
 }
 
-static void svg_line_chart(struct rpt_out *o, const struct report_chart *c)
+/* The plot area of a chart in SVG pixels and its axes (ay unused by bar charts). */
+struct plot {
+    double left, top, w, h;
+    struct axis ax, ay;
+};
+
+static double plot_x(const struct plot *p, double v)
 {
-    /* data ranges */
-    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
-    size_t n_skipped = 0, n_points = 0;
-    for (size_t k = 0; k < c->n_series; k++) {
-        const struct series *s = &c->series[k];
-        for (size_t i = 0; i < s->n; i++) {
-            double x = s->x ? s->x[i] : (double)(i + 1), y = s->y[i];
-            if (!isfinite(x) || !isfinite(y))
-                continue;
-            if (c->log_x && x <= 0) {
-                n_skipped++;
+    return p->left + axis_frac(&p->ax, v) * p->w;
+}
+
+static double plot_y(const struct plot *p, double v)
+{
+    return p->top + p->h - axis_frac(&p->ay, v) * p->h;
+}
+
+static void svg_line(struct rpt_out *o, double x1, double y1, double x2, double y2)
+{
+    rpt_putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x1, y1, x2, y2);
+}
+
+/* Grid, axis lines, tick marks and tick labels. The vertical axis line is drawn at x_axis_at
+ * (a pixel x); with_y: the y axis has ticks too (line charts). */
+static void svg_axes(struct rpt_out *o, const struct plot *p, int with_y, double x_axis_at)
+{
+    const struct axis *ax = &p->ax, *ay = &p->ay;
+    double bottom = p->top + p->h;
+    rpt_put(o, "<g class=\"grid\" stroke=\"#e5e5e5\" stroke-width=\"1\">");
+    for (int i = 0; with_y && i < ay->n_ticks; i++)
+        svg_line(o, p->left, plot_y(p, ay->ticks[i]), p->left + p->w, plot_y(p, ay->ticks[i]));
+    for (int i = 0; i < ax->n_ticks; i++)
+        svg_line(o, plot_x(p, ax->ticks[i]), p->top, plot_x(p, ax->ticks[i]), bottom);
+    rpt_put(o, "</g><g class=\"axes\" stroke=\"#333333\" stroke-width=\"1\">");
+    svg_line(o, x_axis_at, p->top, x_axis_at, bottom);
+    svg_line(o, p->left, bottom, p->left + p->w, bottom);
+    for (int i = 0; with_y && i < ay->n_ticks; i++)
+        svg_line(o, p->left - 4, plot_y(p, ay->ticks[i]), p->left, plot_y(p, ay->ticks[i]));
+    for (int i = 0; i < ax->n_ticks; i++)
+        svg_line(o, plot_x(p, ax->ticks[i]), bottom, plot_x(p, ax->ticks[i]), bottom + 4);
+    rpt_put(o, "</g><g class=\"tick-labels\" font-size=\"10\" fill=\"#333333\">");
+    char lab[64];
+    for (int i = 0; with_y && i < ay->n_ticks; i++) {
+        fmt_tick(ay, ay->ticks[i], lab, sizeof lab);
+        rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>", p->left - 7,
+                 plot_y(p, ay->ticks[i]) + 3.5, lab);
+    }
+    for (int i = 0; i < ax->n_ticks; i++) {
+        fmt_tick(ax, ax->ticks[i], lab, sizeof lab);
+        rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>",
+                 plot_x(p, ax->ticks[i]), bottom + 16, lab);
+    }
+    rpt_put(o, "</g>");
+}
+
+static int line_point_ok(const struct report_chart *c, double x, double y)
+{
+    return isfinite(x) && isfinite(y) && !(c->log_x && x <= 0);
+}
+
+/* Data range of a line chart over its series and marks; returns the number of drawable series
+ * points and counts in *n_skipped those a log x axis cannot show. */
+static size_t line_data_range(const struct report_chart *c, double *x_lo, double *x_hi,
+                              double *y_lo, double *y_hi, size_t *n_skipped)
+{
+    size_t n_points = 0;
+    *x_lo = *y_lo = INFINITY;
+    *x_hi = *y_hi = -INFINITY;
+    *n_skipped = 0;
+    for (size_t k = 0; k <= c->n_series; k++) {
+        size_t n = k < c->n_series ? c->series[k].n : c->n_marks;
+        for (size_t i = 0; i < n; i++) {
+            const struct series *s = k < c->n_series ? &c->series[k] : NULL;
+            double x = s ? (s->x ? s->x[i] : (double)(i + 1)) : c->marks[i].x;
+            double y = s ? s->y[i] : c->marks[i].y;
+            if (!line_point_ok(c, x, y)) {
+                *n_skipped += s && isfinite(x) && isfinite(y);
                 continue;
             }
-            xmin = fmin(xmin, x);
-            xmax = fmax(xmax, x);
-            ymin = fmin(ymin, y);
-            ymax = fmax(ymax, y);
-            n_points++;
+            *x_lo = fmin(*x_lo, x);
+            *x_hi = fmax(*x_hi, x);
+            *y_lo = fmin(*y_lo, y);
+            *y_hi = fmax(*y_hi, y);
+            n_points += s != NULL;
         }
     }
-    int legend_rows = svg_legend(NULL, c, 0);
-    double top = 30 + legend_rows * 18 + 8, plot_h = 240, bottom = 52, left = 72, right = 24;
-    double h = top + plot_h + bottom + (n_skipped ? 14 : 0);
-    double plot_w = SVG_W - left - right;
-    struct axis ax, ay;
-    if (n_points == 0) {
-        xmin = c->log_x ? 1 : 0;
-        xmax = c->log_x ? 10 : 1;
-        ymin = 0;
-        ymax = 1;
-    }
-    if (c->log_x)
-        axis_log(&ax, xmin, xmax);
-    else
-        axis_linear(&ax, xmin, xmax);
-    if (ymin > 0)
-        ymin = 0; /* honest axis: positive data starts at zero */
-    if (ymax < 0)
-        ymax = 0;
-    axis_linear(&ay, ymin, ymax);
+    return n_points;
+}
 
-    svg_open(o, c, h);
-    svg_legend(o, c, 30 + 10);
-    /* grid and ticks */
-    rpt_put(o, "<g class=\"grid\" stroke=\"#e5e5e5\" stroke-width=\"1\">");
-    for (int i = 0; i < ay.n_ticks; i++) {
-        double y = top + plot_h - axis_frac(&ay, ay.ticks[i]) * plot_h;
-        rpt_putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", left, y, left + plot_w,
-             y);
-    }
-    for (int i = 0; i < ax.n_ticks; i++) {
-        double x = left + axis_frac(&ax, ax.ticks[i]) * plot_w;
-        rpt_putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, top, x, top + plot_h);
-    }
-    rpt_put(o, "</g>");
-    rpt_put(o, "<g class=\"axes\" stroke=\"#333333\" stroke-width=\"1\">");
-    rpt_putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", left, top, left,
-         top + plot_h);
-    rpt_putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", left, top + plot_h,
-         left + plot_w, top + plot_h);
-    for (int i = 0; i < ay.n_ticks; i++) {
-        double y = top + plot_h - axis_frac(&ay, ay.ticks[i]) * plot_h;
-        rpt_putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", left - 4, y, left, y);
-    }
-    for (int i = 0; i < ax.n_ticks; i++) {
-        double x = left + axis_frac(&ax, ax.ticks[i]) * plot_w;
-        rpt_putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, top + plot_h, x,
-             top + plot_h + 4);
-    }
-    rpt_put(o, "</g>");
-    rpt_put(o, "<g class=\"tick-labels\" font-size=\"10\" fill=\"#333333\">");
-    char lab[64];
-    for (int i = 0; i < ay.n_ticks; i++) {
-        double y = top + plot_h - axis_frac(&ay, ay.ticks[i]) * plot_h;
-        fmt_tick(&ay, ay.ticks[i], lab, sizeof lab);
-        rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>", left - 7, y + 3.5,
-             lab);
-    }
-    for (int i = 0; i < ax.n_ticks; i++) {
-        double x = left + axis_frac(&ax, ax.ticks[i]) * plot_w;
-        fmt_tick(&ax, ax.ticks[i], lab, sizeof lab);
-        rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>", x,
-             top + plot_h + 16, lab);
-    }
-    rpt_put(o, "</g>");
-    char title[320];
-    rpt_axis_title(c->x_label, c->x_unit, title, sizeof title);
-    rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">",
-         left + plot_w / 2, top + plot_h + 38);
-    rpt_put_html(o, title);
-    rpt_put(o, c->log_x ? " [log scale]</text>" : "</text>");
-    rpt_axis_title(c->y_label, c->y_unit, title, sizeof title);
-    rpt_putf(o,
-         "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\" "
-         "transform=\"rotate(-90 %.1f %.1f)\">",
-         16.0, top + plot_h / 2, 16.0, top + plot_h / 2);
-    rpt_put_html(o, title);
-    rpt_put(o, "</text>");
-
-    /* series */
+static void svg_line_series(struct rpt_out *o, const struct report_chart *c, const struct plot *p)
+{
     for (size_t k = 0; k < c->n_series; k++) {
         const struct series *s = &c->series[k];
         const char *color = chart_palette[k % CHART_PALETTE_N];
@@ -303,35 +313,27 @@ static void svg_line_chart(struct rpt_out *o, const struct report_chart *c)
         int open = 0;
         for (size_t i = 0; i < s->n; i++) {
             double x = s->x ? s->x[i] : (double)(i + 1), y = s->y[i];
-            int ok = isfinite(x) && isfinite(y) && !(c->log_x && x <= 0);
-            if (!ok) {
+            if (!line_point_ok(c, x, y)) {
                 if (open)
                     rpt_put(o, "\"/>");
                 open = 0;
                 continue;
             }
-            double px = left + axis_frac(&ax, x) * plot_w;
-            double py = top + plot_h - axis_frac(&ay, y) * plot_h;
-            if (!open) {
-                rpt_put(o, "<polyline fill=\"none\" stroke-width=\"1.8\" points=\"");
-                open = 1;
-            } else {
-                rpt_put(o, " ");
-            }
-            rpt_putf(o, "%.1f,%.1f", px, py);
+            rpt_put(o, open ? " " : "<polyline fill=\"none\" stroke-width=\"1.8\" points=\"");
+            open = 1;
+            rpt_putf(o, "%.1f,%.1f", plot_x(p, x), plot_y(p, y));
         }
         if (open)
             rpt_put(o, "\"/>");
         for (size_t i = 0; i < s->n; i++) {
             double x = s->x ? s->x[i] : (double)(i + 1), y = s->y[i];
-            if (!isfinite(x) || !isfinite(y) || (c->log_x && x <= 0))
+            if (!line_point_ok(c, x, y))
                 continue;
-            double px = left + axis_frac(&ax, x) * plot_w;
-            double py = top + plot_h - axis_frac(&ay, y) * plot_h;
             char xs[48], ys[48];
             rpt_fmt_sig(x, xs, sizeof xs);
             rpt_fmt_sig(y, ys, sizeof ys);
-            rpt_putf(o, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"><title>", px, py);
+            rpt_putf(o, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"><title>", plot_x(p, x),
+                     plot_y(p, y));
             rpt_put_html(o, s->name);
             rpt_putf(o, "%s%s, %s", s->name[0] ? ": " : "", xs, ys);
             if (c->y_unit) {
@@ -342,16 +344,100 @@ static void svg_line_chart(struct rpt_out *o, const struct report_chart *c)
         }
         rpt_put(o, "</g>");
     }
+}
+
+/* Marks: a black-edged diamond, a dashed drop line to the x axis, and the label beside it
+ * (to the left when the point is in the right third of the plot). */
+static void svg_marks(struct rpt_out *o, const struct report_chart *c, const struct plot *p)
+{
+    if (!c->n_marks)
+        return;
+    rpt_put(o, "<g class=\"marks\" font-size=\"11\" font-weight=\"bold\" fill=\"#000000\">");
+    for (size_t i = 0; i < c->n_marks; i++) {
+        const struct mark *m = &c->marks[i];
+        if (!line_point_ok(c, m->x, m->y))
+            continue;
+        double px = plot_x(p, m->x), py = plot_y(p, m->y);
+        rpt_putf(o,
+                 "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000000\" "
+                 "stroke-width=\"1\" stroke-dasharray=\"3,3\"/>",
+                 px, py + 6, px, p->top + p->h);
+        rpt_putf(o,
+                 "<path d=\"M%.1f,%.1f L%.1f,%.1f L%.1f,%.1f L%.1f,%.1f Z\" fill=\"#ffd400\" "
+                 "stroke=\"#000000\" stroke-width=\"1.5\"><title>",
+                 px, py - 6, px + 6, py, px, py + 6, px - 6, py);
+        char xs[48], ys[48];
+        rpt_fmt_sig(m->x, xs, sizeof xs);
+        rpt_fmt_sig(m->y, ys, sizeof ys);
+        rpt_put_html(o, m->label);
+        rpt_putf(o, ": %s, %s", xs, ys);
+        if (c->y_unit) {
+            rpt_put(o, " ");
+            rpt_put_html(o, c->y_unit);
+        }
+        int left = px > p->left + p->w * 2 / 3;
+        rpt_putf(o, "</title></path><text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">",
+                 left ? px - 9 : px + 9, py - 7, left ? "end" : "start");
+        rpt_put_html(o, m->label);
+        rpt_put(o, "</text>");
+    }
+    rpt_put(o, "</g>");
+}
+
+static void svg_line_titles(struct rpt_out *o, const struct report_chart *c, const struct plot *p)
+{
+    char title[320];
+    rpt_axis_title(c->x_label, c->x_unit, title, sizeof title);
+    rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">",
+             p->left + p->w / 2, p->top + p->h + 38);
+    rpt_put_html(o, title);
+    rpt_put(o, c->log_x ? " [log scale]</text>" : "</text>");
+    rpt_axis_title(c->y_label, c->y_unit, title, sizeof title);
+    double yc = p->top + p->h / 2;
+    rpt_putf(o,
+             "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\" "
+             "transform=\"rotate(-90 %.1f %.1f)\">",
+             16.0, yc, 16.0, yc);
+    rpt_put_html(o, title);
+    rpt_put(o, "</text>");
+}
+
+static void svg_line_chart(struct rpt_out *o, const struct report_chart *c)
+{
+    double x_lo, x_hi, y_lo, y_hi;
+    size_t n_skipped;
+    size_t n_points = line_data_range(c, &x_lo, &x_hi, &y_lo, &y_hi, &n_skipped);
+    int legend_rows = svg_legend(NULL, c, 0);
+    struct plot p = {.left = 72, .top = 30 + legend_rows * 18 + 8, .h = 240};
+    p.w = SVG_W - p.left - 24;
+    double h = p.top + p.h + 52 + (n_skipped ? 14 : 0);
+    if (c->log_x) {
+        axis_log(&p.ax, x_lo, x_hi);
+    } else {
+        range_pad(&x_lo, &x_hi);
+        axis_linear(&p.ax, x_lo, x_hi);
+    }
+    if (isfinite(y_lo))
+        range_zero(&y_lo, &y_hi, c->y_from_zero);
+    range_pad(&y_lo, &y_hi);
+    axis_linear(&p.ay, y_lo, y_hi);
+
+    svg_open(o, c, h);
+    svg_legend(o, c, 30 + 10);
+    svg_axes(o, &p, 1, p.left);
+    svg_line_titles(o, c, &p);
+    svg_line_series(o, c, &p);
+    svg_marks(o, c, &p);
     if (n_points == 0)
         rpt_putf(o,
-             "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
-             "fill=\"#888888\">no data</text>",
-             left + plot_w / 2, top + plot_h / 2);
+                 "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
+                 "fill=\"#888888\">no data</text>",
+                 p.left + p.w / 2, p.top + p.h / 2);
     if (n_skipped)
         rpt_putf(o,
-             "<text x=\"12\" y=\"%.1f\" font-size=\"10\" fill=\"#888888\">%zu point(s) with x "
-             "&lt;= 0 not drawn on the log axis</text>",
-             h - 6, n_skipped);
+                 "<text x=\"12\" y=\"%.1f\" font-size=\"10\" fill=\"#888888\">%zu point(s) with x "
+                 "&lt;= 0 not drawn on the log axis</text>",
+                 h - 6, n_skipped);
     rpt_put(o, "</svg>");
 }
 
@@ -381,51 +467,31 @@ static void svg_bar_chart(struct rpt_out *o, const struct report_chart *c)
             vmax = fmax(vmax, fmax(a, b));
             any = 1;
         }
-    struct axis av;
-    axis_linear(&av, vmin, any ? vmax : 1);
+    if (!any)
+        vmax = 1;
+    range_pad(&vmin, &vmax);
     int legend_rows = svg_legend(NULL, c, 0);
     double bar_h = 14, gap = 8, group_h = (double)ns * bar_h + gap;
     double top = 30 + legend_rows * 18 + 16, left = label_w, right = 80, bottom = 46;
     double plot_h = (double)(nc ? nc : 1) * group_h + gap;
     double plot_w = SVG_W - left - right;
     double h = top + plot_h + bottom;
+    struct plot p = {.left = left, .top = top, .w = plot_w, .h = plot_h};
+    axis_linear(&p.ax, vmin, vmax);
+    const struct axis av = p.ax;
 
     svg_open(o, c, h);
     svg_legend(o, c, 30 + 10);
     if (c->x_label[0]) {
         char title[320];
         rpt_axis_title(c->x_label, c->x_unit, title, sizeof title);
-        rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">", left - 6,
-             top - 4);
+        rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">",
+                 left - 6, top - 4);
         rpt_put_html(o, title);
         rpt_put(o, "</text>");
     }
-    rpt_put(o, "<g class=\"grid\" stroke=\"#e5e5e5\" stroke-width=\"1\">");
-    for (int i = 0; i < av.n_ticks; i++) {
-        double x = left + axis_frac(&av, av.ticks[i]) * plot_w;
-        rpt_putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, top, x, top + plot_h);
-    }
-    rpt_put(o, "</g>");
-    rpt_put(o, "<g class=\"axes\" stroke=\"#333333\" stroke-width=\"1\">");
-    double x0 = left + axis_frac(&av, 0) * plot_w;
-    rpt_putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x0, top, x0, top + plot_h);
-    rpt_putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", left, top + plot_h,
-         left + plot_w, top + plot_h);
-    for (int i = 0; i < av.n_ticks; i++) {
-        double x = left + axis_frac(&av, av.ticks[i]) * plot_w;
-        rpt_putf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, top + plot_h, x,
-             top + plot_h + 4);
-    }
-    rpt_put(o, "</g>");
-    rpt_put(o, "<g class=\"tick-labels\" font-size=\"10\" fill=\"#333333\">");
-    for (int i = 0; i < av.n_ticks; i++) {
-        double x = left + axis_frac(&av, av.ticks[i]) * plot_w;
-        char lab[64];
-        fmt_tick(&av, av.ticks[i], lab, sizeof lab);
-        rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>", x,
-             top + plot_h + 16, lab);
-    }
-    rpt_put(o, "</g>");
+    double x0 = plot_x(&p, 0);
+    svg_axes(o, &p, 0, x0);
     char title[320];
     rpt_axis_title(c->y_label, c->y_unit, title, sizeof title);
     rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">",
