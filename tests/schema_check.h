@@ -283,14 +283,22 @@ SCHEMA_FN int schema_load(const char *md_path, const char *id, struct schema *ou
 SCHEMA_FN unsigned schema_json_type(const struct json *v)
 {
     switch (json_type_of(v)) {
-    case JSON_TYPE_NULL: return SCHEMA_T_NULL;
-    case JSON_TYPE_BOOL: return SCHEMA_T_BOOL;
-    case JSON_TYPE_INT: return SCHEMA_T_INTEGER | SCHEMA_T_NUMBER;
-    case JSON_TYPE_REAL: return SCHEMA_T_NUMBER;
-    case JSON_TYPE_STRING: return SCHEMA_T_STRING;
-    case JSON_TYPE_ARRAY: return SCHEMA_T_ARRAY;
-    case JSON_TYPE_OBJECT: return SCHEMA_T_OBJECT;
-    case JSON_TYPE_NONE: break;
+    case JSON_TYPE_NULL:
+        return SCHEMA_T_NULL;
+    case JSON_TYPE_BOOL:
+        return SCHEMA_T_BOOL;
+    case JSON_TYPE_INT:
+        return SCHEMA_T_INTEGER | SCHEMA_T_NUMBER;
+    case JSON_TYPE_REAL:
+        return SCHEMA_T_NUMBER;
+    case JSON_TYPE_STRING:
+        return SCHEMA_T_STRING;
+    case JSON_TYPE_ARRAY:
+        return SCHEMA_T_ARRAY;
+    case JSON_TYPE_OBJECT:
+        return SCHEMA_T_OBJECT;
+    case JSON_TYPE_NONE:
+        break;
     }
     return 0;
 }
@@ -358,8 +366,8 @@ SCHEMA_FN void schema_walk(const struct schema *s, const struct json *v, int key
         const struct schema_key *k = &s->keys[i];
         if (k->parent == key && k->required && strcmp(k->last, "*") && strcmp(k->last, "[]") &&
             !json_get(v, k->last))
-            schema_problem_add(p, "%s%s%s: required key missing (%s)", at, *at ? "." : "",
-                               k->last, k->path);
+            schema_problem_add(p, "%s%s%s: required key missing (%s)", at, *at ? "." : "", k->last,
+                               k->path);
     }
 }
 

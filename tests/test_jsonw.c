@@ -20,7 +20,9 @@ static void write_doc(struct jsonw *w)
     jsonw_object_begin(w);
     jsonw_key_str(w, "schema", "slmprobe.example/1");
     jsonw_key_str(w, "tricky", TRICKY);
-    jsonw_key_str(w, "bad_utf8", "a\xff" "b");
+    jsonw_key_str(w, "bad_utf8",
+                  "a\xff"
+                  "b");
     jsonw_key_str(w, "none", NULL);
     jsonw_key_num(w, "tenth", 0.1);
     jsonw_key_num(w, "third", 1.0 / 3.0);
@@ -70,7 +72,8 @@ static void check_doc(const char *text, size_t len)
         return;
     CHECK_EQ_STR(json_str(json_get(root, "schema"), NULL), "slmprobe.example/1");
     CHECK_EQ_STR(json_str(json_get(root, "tricky"), NULL), TRICKY);
-    CHECK_EQ_STR(json_str(json_get(root, "bad_utf8"), NULL), "a\xEF\xBF\xBD" "b");
+    CHECK_EQ_STR(json_str(json_get(root, "bad_utf8"), NULL), "a\xEF\xBF\xBD"
+                                                             "b");
     CHECK(json_type_of(json_get(root, "none")) == JSON_TYPE_NULL);
     double v = 0;
     CHECK(json_num(json_get(root, "tenth"), &v) == 0 && v == 0.1);
@@ -139,9 +142,9 @@ static void test_errors(void)
         int id;
         enum jsonw_status want;
     } cases[] = {
-        {0, JSONW_ERR_NESTING}, {1, JSONW_ERR_NESTING},    {2, JSONW_ERR_NESTING},
-        {3, JSONW_ERR_NESTING}, {4, JSONW_ERR_NESTING},    {5, JSONW_ERR_NESTING},
-        {6, JSONW_ERR_DEPTH},   {7, JSONW_ERR_INCOMPLETE}, {8, JSONW_ERR_NESTING},
+        {0, JSONW_ERR_NESTING},    {1, JSONW_ERR_NESTING},    {2, JSONW_ERR_NESTING},
+        {3, JSONW_ERR_NESTING},    {4, JSONW_ERR_NESTING},    {5, JSONW_ERR_NESTING},
+        {6, JSONW_ERR_DEPTH},      {7, JSONW_ERR_INCOMPLETE}, {8, JSONW_ERR_NESTING},
         {9, JSONW_ERR_INCOMPLETE},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {

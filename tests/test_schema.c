@@ -11,32 +11,31 @@
 #include "schema_check.h"
 #include "test.h"
 
-static const char *const doc_md =
-    "# Schemas\n\n"
-    "## slmprobe.t/1\n\n"
-    "Some text | not a table.\n\n"
-    "| key | type | required | meaning |\n"
-    "|---|---|---|---|\n"
-    "| `schema` | string | yes | the id |\n"
-    "| `n` | integer | yes | a count |\n"
-    "| `rate_tok_s` | null\\|number | no | a rate |\n"
-    "| `levels` | array | yes | levels |\n"
-    "| `levels[]` | object | yes | one level |\n"
-    "| `levels[].e2e_ms` | object | yes | latency |\n"
-    "| `levels[].e2e_ms.p95` | null\\|number | yes | p95, ms |\n"
-    "| `levels[].tags` | array | no | tags |\n"
-    "| `levels[].tags[]` | string | no | a tag |\n"
-    "| `meta` | object | no | labels |\n"
-    "| `meta.*` | string | no | one label |\n"
-    "| `meta.fixed` | bool | no | an exact name wins over * |\n"
-    "\n"
-    "## slmprobe.other/1\n\n"
-    "| key | type | required | meaning |\n"
-    "|---|---|---|---|\n"
-    "| `x` | bool | yes | another schema |\n"
-    "\n"
-    "## slmprobe.empty/1\n\n"
-    "Placeholder: filled by the probe.\n";
+static const char *const doc_md = "# Schemas\n\n"
+                                  "## slmprobe.t/1\n\n"
+                                  "Some text | not a table.\n\n"
+                                  "| key | type | required | meaning |\n"
+                                  "|---|---|---|---|\n"
+                                  "| `schema` | string | yes | the id |\n"
+                                  "| `n` | integer | yes | a count |\n"
+                                  "| `rate_tok_s` | null\\|number | no | a rate |\n"
+                                  "| `levels` | array | yes | levels |\n"
+                                  "| `levels[]` | object | yes | one level |\n"
+                                  "| `levels[].e2e_ms` | object | yes | latency |\n"
+                                  "| `levels[].e2e_ms.p95` | null\\|number | yes | p95, ms |\n"
+                                  "| `levels[].tags` | array | no | tags |\n"
+                                  "| `levels[].tags[]` | string | no | a tag |\n"
+                                  "| `meta` | object | no | labels |\n"
+                                  "| `meta.*` | string | no | one label |\n"
+                                  "| `meta.fixed` | bool | no | an exact name wins over * |\n"
+                                  "\n"
+                                  "## slmprobe.other/1\n\n"
+                                  "| key | type | required | meaning |\n"
+                                  "|---|---|---|---|\n"
+                                  "| `x` | bool | yes | another schema |\n"
+                                  "\n"
+                                  "## slmprobe.empty/1\n\n"
+                                  "Placeholder: filled by the probe.\n";
 
 static struct schema load_t(void)
 {
@@ -94,8 +93,8 @@ static void test_parse(void)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char md[512];
-        snprintf(md, sizeof md, "## s/1\n| key | type | required | meaning |\n|---|---|---|---|\n%s",
-                 bad[i][0]);
+        snprintf(md, sizeof md,
+                 "## s/1\n| key | type | required | meaning |\n|---|---|---|---|\n%s", bad[i][0]);
         err[0] = 0;
         CHECK_MSG(schema_parse(md, "s/1", &o, err, sizeof err) == -1, "%s", bad[i][0]);
         CHECK_MSG(strstr(err, bad[i][1]), "%s: got \"%s\"", bad[i][1], err);
@@ -106,12 +105,13 @@ static void test_valid(void)
 {
     struct schema sc = load_t();
     int found;
-    CHECK_EQ_INT(check(&sc,
-                       "{\"schema\":\"slmprobe.t/1\",\"n\":3,\"rate_tok_s\":null,\"levels\":["
-                       "{\"e2e_ms\":{\"p95\":12.5},\"tags\":[\"a\",\"b\"]},{\"e2e_ms\":{\"p95\":null}}],"
-                       "\"meta\":{\"host\":\"x\",\"fixed\":true}}",
-                       NULL, &found),
-                 0);
+    CHECK_EQ_INT(
+        check(&sc,
+              "{\"schema\":\"slmprobe.t/1\",\"n\":3,\"rate_tok_s\":null,\"levels\":["
+              "{\"e2e_ms\":{\"p95\":12.5},\"tags\":[\"a\",\"b\"]},{\"e2e_ms\":{\"p95\":null}}],"
+              "\"meta\":{\"host\":\"x\",\"fixed\":true}}",
+              NULL, &found),
+        0);
     CHECK_EQ_INT(check(&sc, "{\"schema\":\"slmprobe.t/1\",\"n\":0,\"levels\":[]}", NULL, &found),
                  0);
     CHECK_EQ_INT(check(&sc, "{\"schema\":\"slmprobe.t/1\",\"n\":1,\"rate_tok_s\":2,\"levels\":[]}",

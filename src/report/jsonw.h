@@ -43,10 +43,10 @@ struct jsonw {
     enum jsonw_status status;
     int pretty;
     int depth;
-    char stack[JSONW_MAX_DEPTH]; /* 'o' object, 'a' array */
+    char stack[JSONW_MAX_DEPTH];  /* 'o' object, 'a' array */
     int n_items[JSONW_MAX_DEPTH]; /* values (objects: members) written at each level */
-    int have_key; /* in an object: a key was written, its value is due */
-    int done;     /* the top-level value is complete */
+    int have_key;                 /* in an object: a key was written, its value is due */
+    int done;                     /* the top-level value is complete */
 };
 
 /* cap_bytes: hard cap of the output; pretty: newlines and two-space indentation. Never fails. */

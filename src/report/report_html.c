@@ -64,7 +64,7 @@ static void html_table(struct rpt_out *o, const struct report_table *t)
 void rpt_render_html(struct rpt_out *o, const struct report *r)
 {
     rpt_put(o, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>");
+               "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>");
     rpt_put_html(o, r->title);
     rpt_put(o, "</title>\n<style>");
     rpt_put(o, html_css);

@@ -121,7 +121,7 @@ void rpt_put_json_num(struct rpt_out *o, double v);      /* not finite: null */
 
 /* ---- text and number formatting (report_out.c) ---- */
 
-size_t rpt_u8_width(const char *s);                /* code points; invalid bytes count one each */
+size_t rpt_u8_width(const char *s);               /* code points; invalid bytes count one each */
 char *rpt_u8_trunc(const char *s, size_t max_cp); /* heap copy, "…" when cut; caller frees */
 void rpt_fmt_fixed(double v, int prec, char *out, size_t len); /* fixed decimals, never "-0" */
 void rpt_fmt_sig(double v, char *out, size_t len);             /* about three significant digits */
@@ -146,9 +146,9 @@ int rpt_table_in_doc(const struct report_table *t);
 
 /* ---- renderers ---- */
 
-void rpt_render_md(struct rpt_out *o, const struct report *r);   /* report_md.c */
-void rpt_render_html(struct rpt_out *o, const struct report *r); /* report_html.c */
-void rpt_render_json(struct rpt_out *o, const struct report *r); /* report_json.c */
+void rpt_render_md(struct rpt_out *o, const struct report *r);       /* report_md.c */
+void rpt_render_html(struct rpt_out *o, const struct report *r);     /* report_html.c */
+void rpt_render_json(struct rpt_out *o, const struct report *r);     /* report_json.c */
 void rpt_svg_chart(struct rpt_out *o, const struct report_chart *c); /* report_svg.c: one <svg> */
 
 #endif

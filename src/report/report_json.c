@@ -43,7 +43,7 @@ static void json_table(struct rpt_out *o, const struct report_table *t)
         else
             rpt_put(o, "null");
         rpt_putf(o, ",\"type\":\"%s\",\"precision\":%d}",
-             k->kind == REPORT_COL_NUMBER ? "number" : "text", k->precision);
+                 k->kind == REPORT_COL_NUMBER ? "number" : "text", k->precision);
     }
     rpt_put(o, "],\"rows\":[");
     for (size_t i = 0; i < t->n_rows; i++) {
@@ -182,9 +182,9 @@ void rpt_render_json(struct rpt_out *o, const struct report *r)
                 rpt_put(o, ",");
             first = 0;
             rpt_putf(o, "{\"kind\":\"%s\",\"text\":",
-                 it->kind == ITEM_PARAGRAPH ? "paragraph"
-                 : it->kind == ITEM_BULLET  ? "bullet"
-                                            : "pre");
+                     it->kind == ITEM_PARAGRAPH ? "paragraph"
+                     : it->kind == ITEM_BULLET  ? "bullet"
+                                                : "pre");
             rpt_put_json_str(o, it->text);
             rpt_put(o, "}");
         }

@@ -98,9 +98,10 @@ static void md_chart_line(struct rpt_out *o, const struct report_chart *c)
         rpt_fmt_sig(ymax, b2, sizeof b2);
         rpt_fmt_sig(xmin, xa, sizeof xa);
         rpt_fmt_sig(xmax, xb, sizeof xb);
-        rpt_putf(o, "  %s: %s .. %s%s%s; %s: %s .. %s%s%s\n", c->y_label[0] ? c->y_label : "y", a, b2,
-             c->y_unit ? " " : "", c->y_unit ? c->y_unit : "", c->x_label[0] ? c->x_label : "x", xa,
-             xb, c->x_unit ? " " : "", c->x_unit ? c->x_unit : "");
+        rpt_putf(o, "  %s: %s .. %s%s%s; %s: %s .. %s%s%s\n", c->y_label[0] ? c->y_label : "y", a,
+                 b2, c->y_unit ? " " : "", c->y_unit ? c->y_unit : "",
+                 c->x_label[0] ? c->x_label : "x", xa, xb, c->x_unit ? " " : "",
+                 c->x_unit ? c->x_unit : "");
     }
 }
 
@@ -173,7 +174,7 @@ static void md_chart_bar(struct rpt_out *o, const struct report_chart *c)
             rpt_fmt_sig(b - a, vd, sizeof vd);
             if (s->lo)
                 rpt_putf(o, " %s%s%s (%s .. %s)\n", vd, c->y_unit ? " " : "",
-                     c->y_unit ? c->y_unit : "", va, vb);
+                         c->y_unit ? c->y_unit : "", va, vb);
             else
                 rpt_putf(o, " %s%s%s\n", vb, c->y_unit ? " " : "", c->y_unit ? c->y_unit : "");
         }

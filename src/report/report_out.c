@@ -222,7 +222,7 @@ void rpt_fmt_sig(double v, char *out, size_t len)
 
 /* Cell text as shown in Markdown/HTML: a formatted number, the NA text, or the text. */
 const char *rpt_cell_show(const struct report_table *t, size_t row, int col, char *tmp,
-                             size_t tmp_len, int *is_na)
+                          size_t tmp_len, int *is_na)
 {
     const struct cell *c = &t->rows[row][col];
     const struct col *k = &t->cols[col];
@@ -304,8 +304,9 @@ int rpt_table_in_doc(const struct report_table *t)
     if (t->hide_in_doc)
         return 0;
     if (t->n_cols > REPORT_DOC_MAX_COLS)
-        log_warn("report", "table %s: %d columns shown in a document (at most %d read well; "
-                           "see report_table_hide_in_doc)",
+        log_warn("report",
+                 "table %s: %d columns shown in a document (at most %d read well; "
+                 "see report_table_hide_in_doc)",
                  t->key, t->n_cols, REPORT_DOC_MAX_COLS);
     return 1;
 }

@@ -84,7 +84,8 @@ static void axis_log_tick(struct axis *a, double v)
 }
 
 /* A log axis over the data range padded by 5% of its decades (at least one decade in all), with
- * ticks at powers of ten inside it (at most ~10), plus 2x and 5x when it spans under two decades. */
+ * ticks at powers of ten inside it (at most ~10), plus 2x and 5x when it spans under two decades.
+ */
 static void axis_log(struct axis *a, double lo, double hi)
 {
     memset(a, 0, sizeof *a);
@@ -188,7 +189,7 @@ static int svg_legend(struct rpt_out *o, const struct report_chart *c, double y0
         }
         if (o) {
             rpt_putf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"%s\"/>", x,
-                 y - 9, chart_palette[i % CHART_PALETTE_N]);
+                     y - 9, chart_palette[i % CHART_PALETTE_N]);
             rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", x + 14, y);
             rpt_put_html(o, name);
             rpt_put(o, "</text>");
@@ -202,15 +203,16 @@ static int svg_legend(struct rpt_out *o, const struct report_chart *c, double y0
 static void svg_open(struct rpt_out *o, const struct report_chart *c, double h)
 {
     rpt_putf(o,
-         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-         "viewBox=\"0 0 %.0f %.0f\" role=\"img\" " SVG_FONT " aria-label=\"",
-         SVG_W, h, SVG_W, h);
+             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+             "viewBox=\"0 0 %.0f %.0f\" role=\"img\" " SVG_FONT " aria-label=\"",
+             SVG_W, h, SVG_W, h);
     rpt_put_html(o, c->title);
     rpt_put(o, "\">");
     rpt_put(o, "<title>");
     rpt_put_html(o, c->title);
     rpt_put(o, "</title>");
-    rpt_putf(o, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>", SVG_W, h);
+    rpt_putf(o, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>", SVG_W,
+             h);
     rpt_put(o, "<text x=\"12\" y=\"18\" font-size=\"13\" font-weight=\"bold\">");
     rpt_put_html(o, c->title);
     rpt_put(o, "</text>");
@@ -441,7 +443,6 @@ static void svg_line_chart(struct rpt_out *o, const struct report_chart *c)
     rpt_put(o, "</svg>");
 }
 
-
 static void svg_bar_chart(struct rpt_out *o, const struct report_chart *c)
 {
     size_t nc = rpt_bar_n_cats(c), ns = c->n_series ? c->n_series : 1;
@@ -485,8 +486,8 @@ static void svg_bar_chart(struct rpt_out *o, const struct report_chart *c)
     if (c->x_label[0]) {
         char title[320];
         rpt_axis_title(c->x_label, c->x_unit, title, sizeof title);
-        rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">",
-                 left - 6, top - 4);
+        rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">", left - 6,
+                 top - 4);
         rpt_put_html(o, title);
         rpt_put(o, "</text>");
     }
@@ -495,7 +496,7 @@ static void svg_bar_chart(struct rpt_out *o, const struct report_chart *c)
     char title[320];
     rpt_axis_title(c->y_label, c->y_unit, title, sizeof title);
     rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">",
-         left + plot_w / 2, top + plot_h + 36);
+             left + plot_w / 2, top + plot_h + 36);
     rpt_put_html(o, title);
     rpt_put(o, "</text>");
 
@@ -521,9 +522,9 @@ static void svg_bar_chart(struct rpt_out *o, const struct report_chart *c)
             if (!rpt_bar_span(s, i, &a, &b)) {
                 if (i < s->n)
                     rpt_putf(o,
-                         "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#888888\">n/a"
-                         "</text>",
-                         x0 + 4, y + bar_h - 3);
+                             "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#888888\">n/a"
+                             "</text>",
+                             x0 + 4, y + bar_h - 3);
                 free(cat);
                 continue;
             }
@@ -536,8 +537,8 @@ static void svg_bar_chart(struct rpt_out *o, const struct report_chart *c)
             rpt_fmt_sig(a, va, sizeof va);
             rpt_fmt_sig(b, vb, sizeof vb);
             rpt_fmt_sig(b - a, vd, sizeof vd);
-            rpt_putf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>", pa, y + 1,
-                 w, bar_h - 2);
+            rpt_putf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>", pa,
+                     y + 1, w, bar_h - 2);
             rpt_put_html(o, cat);
             if (s->name[0]) {
                 rpt_put(o, " / ");
@@ -553,7 +554,7 @@ static void svg_bar_chart(struct rpt_out *o, const struct report_chart *c)
             }
             rpt_put(o, "</title></rect>");
             rpt_putf(o, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#333333\">%s", pb + 4,
-                 y + bar_h - 3, s->lo ? vd : vb);
+                     y + bar_h - 3, s->lo ? vd : vb);
             if (c->y_unit) {
                 rpt_put(o, " ");
                 rpt_put_html(o, c->y_unit);
@@ -565,9 +566,9 @@ static void svg_bar_chart(struct rpt_out *o, const struct report_chart *c)
     }
     if (!any)
         rpt_putf(o,
-             "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
-             "fill=\"#888888\">no data</text>",
-             left + plot_w / 2, top + plot_h / 2 + 4);
+                 "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
+                 "fill=\"#888888\">no data</text>",
+                 left + plot_w / 2, top + plot_h / 2 + 4);
     rpt_put(o, "</svg>");
 }
 
