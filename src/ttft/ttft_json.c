@@ -168,6 +168,23 @@ static void json_phases(struct jw *w, const struct ttft_repeat *rr)
         jw_num(w, startup_phase_str((enum startup_phase)ph),
                rr->have_startup ? rr->startup.phase_s[ph] : NAN);
     jw_close(w, '}');
+    jw_open(w, "phase_sources", '{');
+    for (int ph = 0; ph < STARTUP_PHASE__COUNT; ph++)
+        jw_str(w, startup_phase_str((enum startup_phase)ph),
+               rr->have_startup ? startup_phase_source_str(rr->startup.phase_source[ph]) : "none");
+    jw_close(w, '}');
+    jw_open(w, "log_timeline", '[');
+    for (int i = 0; rr->have_startup && i < rr->startup.n_timeline; i++) {
+        const struct startup_line *l = &rr->startup.timeline[i];
+        jw_open(w, NULL, '{');
+        jw_num(w, "t_first_s", l->t_first_s);
+        jw_num(w, "t_last_s", l->t_last_s);
+        jw_int(w, "n_seen", l->n_seen);
+        jw_bool(w, "recognised", l->recognised);
+        jw_str(w, "line", l->text);
+        jw_close(w, '}');
+    }
+    jw_close(w, ']');
     jw_str(w, "log_dialect", rr->have_startup ? logparse_server_str(rr->startup.server) : NULL);
     jw_count(w, "kv_cache_tokens", rr->have_startup ? rr->startup.kv_cache_tokens : -1);
 }

@@ -297,6 +297,56 @@ static void section_variance(const struct ttft_result *res, struct report *r)
     }
 }
 
+/* llama.cpp prints no durations: its milestones (arrival offsets) and sizes. */
+static void llamacpp_facts(const struct startup_info *si, struct report_section *s)
+{
+    if (si->server != LOGPARSE_SERVER_LLAMACPP)
+        return;
+    const struct {
+        const char *what;
+        double t_s;
+    } ms[] = {{"loading model", si->t_load_start_s},
+              {"first context / KV cache line", si->t_context_start_s},
+              {"warming up the model", si->t_warmup_start_s},
+              {"model loaded", si->t_model_loaded_s},
+              {"server is listening", si->t_listening_s}};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        if (isfinite(ms[i].t_s))
+            report_bullet(s, "llama.cpp milestone \"%s\" arrived %.3f s after launch", ms[i].what,
+                          ms[i].t_s);
+    if (isfinite(si->weights_mib))
+        report_bullet(s, "Model buffers: %.1f MiB", si->weights_mib);
+    if (si->n_ctx_tokens >= 0)
+        report_bullet(s, "Context: %lld tokens in all (%lld per sequence)",
+                      (long long)si->n_ctx_tokens, (long long)si->n_ctx_per_seq_tokens);
+}
+
+/* A server whose log matched no dialect: its distinct lines with arrival offsets. */
+static void log_timeline(const struct startup_info *si, struct report_section *s)
+{
+    if (si->n_timeline <= 0)
+        return;
+    report_paragraph(s,
+                     "No known log wording matched, so no phase could be named. The server's "
+                     "distinct log lines in arrival order (lines that differ only in digits "
+                     "count once; offsets are arrival times from launch as the probe read the "
+                     "log)%s:",
+                     si->n_timeline_dropped ? ", some lines dropped for room" : "");
+    struct report_table *t = report_table_add(s, "log_timeline", NULL);
+    report_table_col(t, "t_first_s", "First seen", "s", REPORT_COL_NUMBER, 3);
+    report_table_col(t, "t_last_s", "Last seen", "s", REPORT_COL_NUMBER, 3);
+    report_table_col(t, "n_seen", "Times", NULL, REPORT_COL_NUMBER, 0);
+    report_table_col(t, "line", "Line", NULL, REPORT_COL_TEXT, 0);
+    for (int i = 0; i < si->n_timeline; i++) {
+        const struct startup_line *l = &si->timeline[i];
+        report_table_row_add(t);
+        report_row_num(t, l->t_first_s);
+        report_row_num(t, l->t_last_s);
+        report_row_num(t, (double)l->n_seen);
+        report_row_text(t, "%s", l->text);
+    }
+}
+
 static void timeline_chart(const struct ttft_repeat *rr, struct report_section *s);
 static void timeline_phases(const struct ttft_result *res, struct report_section *s);
 static void startup_facts(const struct startup_info *si, struct report_section *s);
@@ -389,13 +439,17 @@ static void timeline_chart(const struct ttft_repeat *rr, struct report_section *
 static void timeline_phases(const struct ttft_result *res, struct report_section *s)
 {
     const struct ttft_repeat *rr = res->n_reps ? &res->reps[0] : NULL;
-    report_paragraph(s, "Start-up phases the server logged (durations, from its log; n/a: not "
-                        "logged by this server or not reached).");
+    report_paragraph(s, "Start-up phases from the server's log. Source \"logged\": a duration the "
+                        "server printed; \"arrival\": the difference of the arrival times of two "
+                        "log lines as the probe read them (resolution: how often the log was "
+                        "read, 20-50 ms; llama.cpp prints no durations). n/a: not logged by this "
+                        "server or not reached.");
     struct report_table *p = report_table_add(s, "phases", NULL);
     report_table_col(p, "repeat", "Launch", NULL, REPORT_COL_NUMBER, 0);
     report_table_col(p, "phase", "Phase", NULL, REPORT_COL_TEXT, 0);
     report_table_col(p, "what", "What", NULL, REPORT_COL_TEXT, 0);
     report_table_col(p, "duration_s", "Duration", "s", REPORT_COL_NUMBER, 3);
+    report_table_col(p, "source", "Source", NULL, REPORT_COL_TEXT, 0);
     for (int k = 0; k < res->n_reps; k++) {
         const struct ttft_repeat *q = &res->reps[k];
         for (int ph = 0; ph < STARTUP_PHASE__COUNT; ph++) {
@@ -404,10 +458,13 @@ static void timeline_phases(const struct ttft_result *res, struct report_section
             report_row_text(p, "%s", startup_phase_str((enum startup_phase)ph));
             report_row_text(p, "%s", phase_what((enum startup_phase)ph));
             double v = q->have_startup ? q->startup.phase_s[ph] : NAN;
-            if (isfinite(v))
+            if (isfinite(v)) {
                 report_row_num(p, v);
-            else
+                report_row_text(p, "%s", startup_phase_source_str(q->startup.phase_source[ph]));
+            } else {
                 report_row_na(p, q->have_startup ? "not logged" : "no log");
+                report_row_text(p, "-");
+            }
         }
     }
     if (rr && rr->have_startup) {
@@ -451,6 +508,9 @@ static void startup_facts(const struct startup_info *si, struct report_section *
             report_bullet(s, "Start-up error in the log: %s", si->error_message);
         report_bullet(s, "Log wording recognised as: %s (%llu lines)",
                       logparse_server_str(si->server), (unsigned long long)si->n_lines);
+        llamacpp_facts(si, s);
+        if (si->server == LOGPARSE_SERVER_UNKNOWN)
+            log_timeline(si, s);
     }
 }
 

@@ -20,7 +20,6 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/log.h"
-#include "util/redact.h"
 
 #define MOD "ttft"
 
@@ -299,22 +298,24 @@ static void repeat_telemetry(struct ttft_ctx *cx, struct ttft_repeat *rr,
     free(s);
 }
 
-/* The server argv as exec'd, shell-quoted, secrets as ***. */
+/* The server argv as exec'd, shell-quoted, secrets as *** (target_cmdline), with the real path
+ * of this binary for the embedded server's /proc/self/exe so that it can be pasted back. */
 static void repeat_cmdline(struct ttft_repeat *rr, const struct target_config *cfg, int port)
 {
-    char **argv = NULL;
-    int argc = 0;
-    if (target_argv_build(cfg, port, &argv, &argc, NULL, 0) != TARGET_OK || !argv)
-        return;
+    char line[sizeof rr->cmdline];
+    target_cmdline(cfg, port, line, sizeof line);
+    const char *pse = "/proc/self/exe";
     char self[1024];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    ssize_t sl = readlink(pse, self, sizeof self - 1);
     self[sl > 0 ? sl : 0] = 0;
-    char *argv0 = argv[0];
-    if (argc > 0 && !strcmp(argv[0], "/proc/self/exe") && self[0])
-        argv[0] = self; /* what the child exec'd */
-    redact_argv_join(argc, argv, rr->cmdline, sizeof rr->cmdline);
-    argv[0] = argv0;
-    target_argv_free(argv);
+    size_t n_self = strlen(self);
+    if (n_self && n_self < sizeof rr->cmdline && !strncmp(line, pse, strlen(pse)) &&
+        !strpbrk(self, " \t'\"\\$`")) {
+        memcpy(rr->cmdline, self, n_self);
+        snprintf(rr->cmdline + n_self, sizeof rr->cmdline - n_self, "%s", line + strlen(pse));
+    } else {
+        snprintf(rr->cmdline, sizeof rr->cmdline, "%s", line);
+    }
 }
 
 /* Before launch: GPU memory and the page cache. */
@@ -397,9 +398,16 @@ static void repeat_finish(struct ttft_ctx *cx, struct ttft_repeat *rr, struct ta
     rr->tl = t->tl;
     if (res->url_mode)
         return;
+    /* the live parse has arrival times (inferred phases, timeline offsets); the file is the
+     * fallback when the log was never followed */
+    target_follow_log(t);
     char lerr[256];
-    if (logparse_file(rr->log_path, &rr->startup, lerr, sizeof lerr) == 0)
+    if (t->startup.n_lines > 0) {
+        rr->startup = t->startup;
         rr->have_startup = 1;
+    } else if (logparse_file(rr->log_path, &rr->startup, lerr, sizeof lerr) == 0) {
+        rr->have_startup = 1;
+    }
     if (rr->died || rr->start_status != TARGET_OK) {
         struct buf tail;
         buf_init(&tail, 1024, sizeof rr->log_tail - 1);
