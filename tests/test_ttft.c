@@ -169,6 +169,61 @@ static const struct json *requests_of(const struct json *root, size_t i)
     return json_get(repeat_at(root, i), "requests");
 }
 
+/* The value at a schema path ("a.b", "repeats[].warm"; "x[]" descends into element 0). */
+static const struct json *schema_at(const struct json *root, const char *path)
+{
+    char seg[128];
+    const struct json *v = root;
+    while (*path && v) {
+        size_t n = strcspn(path, ".");
+        snprintf(seg, sizeof seg, "%.*s", (int)n, path);
+        size_t sl = strlen(seg);
+        int arr = sl > 2 && !strcmp(seg + sl - 2, "[]");
+        if (arr)
+            seg[sl - 2] = 0;
+        v = json_get(v, seg);
+        if (arr)
+            v = json_len(v) ? json_at(v, 0) : NULL;
+        path += n + (path[n] == '.');
+    }
+    return v;
+}
+
+/* Every required key of docs/schema_ttft.md's table (| key | type | required | meaning |) is in
+ * the ttft.json at path, with a type the table allows. */
+static void check_schema(const char *json_path)
+{
+    const char *doc = getenv("SLMPROBE_SCHEMA_DOC");
+    char *md = slurp(doc ? doc : "docs/schema_ttft.md");
+    CHECK_MSG(md != NULL, "docs/schema_ttft.md not found (run from the repository root)");
+    struct json *j = load_json(json_path);
+    CHECK(j != NULL);
+    int n_keys = 0;
+    for (char *line = md; md && j && line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        char key[160], type[64], req[16];
+        if (sscanf(line, "| %159[^ |] | %63[^|]| %15[^ |] |", key, type, req) == 3 &&
+            !strcmp(req, "yes")) {
+            const struct json *v = schema_at(j, key);
+            enum json_type t = json_type_of(v);
+            const char *tn = t == JSON_TYPE_BOOL ? "bool" : json_type_str(t);
+            /* a key under an empty array has nothing to check */
+            int ok = t == JSON_TYPE_NONE ? strstr(key, "[]") != NULL
+                                         : strstr(type, tn) != NULL ||
+                                               (t == JSON_TYPE_INT && strstr(type, "number"));
+            CHECK_MSG(ok, "%s: %s, schema says %s", key, t == JSON_TYPE_NONE ? "missing" : tn,
+                      type);
+            n_keys++;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    CHECK_MSG(n_keys > 50, "only %d keys in the schema table", n_keys);
+    json_free(j);
+    free(md);
+}
+
 static double num(const struct json *row, const char *key)
 {
     double v = NAN;
@@ -268,6 +323,7 @@ static void test_end_to_end(void)
     if (!j)
         return;
     CHECK_EQ_STR(str(j, "schema"), "slmprobe.ttft/1");
+    check_schema(p);
     CHECK_EQ_STR(str(j, "status"), "ok");
     const struct json *runs = requests_of(j, 0);
     int n_cold = 0, n_warm = 0, n_imm = 0;
@@ -465,6 +521,7 @@ static void test_server_dies(void)
     CHECK(j != NULL);
     if (j) {
         CHECK_EQ_STR(str(j, "status"), "failed");
+        check_schema(p);
         CHECK_EQ_STR(str(repeat_at(j, 0), "exit"), "exit status 3");
         const struct json *runs = requests_of(j, 0);
         CHECK((int)json_len(runs) >= 2);
