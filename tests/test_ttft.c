@@ -203,9 +203,18 @@ static void check_schema(const char *json_path)
         char *nl = strchr(line, '\n');
         if (nl)
             *nl = 0;
-        char key[160], type[64], req[16];
-        if (sscanf(line, "| %159[^ |] | %63[^|]| %15[^ |] |", key, type, req) == 3 &&
-            !strcmp(req, "yes")) {
+        /* cells are separated by " | " (a type's "\\|" has no spaces around it) */
+        char key[160] = "", type[64] = "", req[16] = "";
+        const char *c1 = !strncmp(line, "| ", 2) ? line + 2 : NULL;
+        const char *c2 = c1 ? strstr(c1, " | ") : NULL;
+        const char *c3 = c2 ? strstr(c2 + 3, " | ") : NULL;
+        const char *c4 = c3 ? strstr(c3 + 3, " | ") : NULL;
+        if (c4) {
+            snprintf(key, sizeof key, "%.*s", (int)(c2 - c1), c1);
+            snprintf(type, sizeof type, "%.*s", (int)(c3 - c2 - 3), c2 + 3);
+            snprintf(req, sizeof req, "%.*s", (int)(c4 - c3 - 3), c3 + 3);
+        }
+        if (c4 && !strcmp(req, "yes")) {
             const struct json *v = schema_at(j, key);
             enum json_type t = json_type_of(v);
             const char *tn = t == JSON_TYPE_BOOL ? "bool" : json_type_str(t);

@@ -16,11 +16,7 @@
 #include "run/session.h"
 #include "ttft/ttft.h"
 #include "util/buf.h"
-#include "util/clock.h"
 #include "util/log.h"
-#include "util/redact.h"
-#include "server/telemetry.h"
-#include "server/target.h"
 
 #define MOD "ttft"
 
@@ -138,30 +134,6 @@ static int ttft_parse(int n, char **rest, struct ttft_opts *o, char *err, size_t
     return 0;
 }
 
-/* TEMPORARY until run/session.c lands on main (branch core): the fields ttft uses. */
-static int session_init_local(struct session *s, const struct probe_opts *po, int argc, char **argv,
-                              char *err, size_t err_len)
-{
-    memset(s, 0, sizeof *s);
-    s->po = po;
-    snprintf(s->out_dir, sizeof s->out_dir, "%s", po->out_dir ? po->out_dir : "results");
-    if (dir_make_all(s->out_dir) != 0) {
-        snprintf(err, err_len, "cannot create %.900s: %s", s->out_dir, strerror(errno));
-        return -1;
-    }
-    target_install_signal_handlers();
-    clock_wall_iso(s->started_at, sizeof s->started_at);
-    redact_argv_join(argc, argv, s->command_line, sizeof s->command_line);
-    s->have_host = telemetry_host_read(&s->host) == 0;
-    telemetry_gpu_read(&s->gpus);
-    s->sample_interval_ms =
-        s->gpus.available && s->gpus.source && !strcmp(s->gpus.source, "nvidia-smi")
-            ? SESSION_SAMPLE_INTERVAL_SMI_MS
-            : SESSION_SAMPLE_INTERVAL_MS;
-    client_ceiling_load(NULL, &s->ceiling);
-    return 0;
-}
-
 static void fmt_ms(double ms, char *out, size_t n)
 {
     if (!isfinite(ms))
@@ -244,17 +216,18 @@ int cmd_ttft(int argc, char **argv)
     }
     struct session *s = xcalloc(1, sizeof *s);
     int rc = PROBE_EXIT_FAILED;
-    if (session_init_local(s, &po, argc, argv, err, sizeof err) != 0) {
+    if (session_init(s, &po, argc, argv, err, sizeof err) != 0) {
         log_error(MOD, "%s", err);
     } else {
         struct ttft_result *res = xcalloc(1, sizeof *res);
         int failed = ttft_run(&opt, s, res);
         failed |= write_outputs(res, s) != 0;
         print_headline(res);
-        rc = res->interrupted ? PROBE_EXIT_INTERRUPTED : failed ? PROBE_EXIT_FAILED : PROBE_EXIT_OK;
+        rc = res->interrupted ? PROBE_EXIT_INTERRUPTED : session_exit_code(s, failed);
         ttft_result_free(res);
         free(res);
     }
+    session_free(s);
     free(s);
     probe_opts_free(&po);
     free(rest);

@@ -506,7 +506,7 @@ static int ctx_open(struct ttft_ctx *cx)
     snprintf(res->workload, sizeof res->workload, "%s", wd.data ? wd.data : "");
     buf_free(&wd);
     buf_init(&cx->prompt, 4096, (size_t)WORKLOAD_MAX_LEN_TOKENS * 16);
-    snprintf(cx->jsonl_path, sizeof cx->jsonl_path, "%s/ttft_requests.jsonl", cx->s->out_dir);
+    session_path(cx->s, "ttft_requests.jsonl", cx->jsonl_path, sizeof cx->jsonl_path);
     if (unlink(cx->jsonl_path) != 0 && errno != ENOENT)
         log_warn(MOD, "cannot remove the old %s: %s", cx->jsonl_path, strerror(errno));
     char err[512];
