@@ -140,11 +140,16 @@ static int run_check(char **extra, int n_extra, char **out)
     argv[n++] = "4";
     argv[n++] = "--prompt-len";
     argv[n++] = "16";
+    argv[n++] = "--timeout"; /* the ASan server can take a minute to get ready on a busy machine */
+    argv[n++] = "300";
     for (int i = 0; i < n_extra; i++)
         argv[n++] = extra[i];
     argv[n++] = "--";
     argv[n++] = "--threads";
     argv[n++] = "1";
+    argv[n++] = "--kv-cache-memory-bytes"; /* a small pool and no warm-up shapes: a quick launch */
+    argv[n++] = "8MiB";
+    argv[n++] = "--enforce-eager";
     argv[n] = NULL;
     int rc = run_wait(argv, log);
     *out = slurp(log);
