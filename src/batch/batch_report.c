@@ -438,7 +438,8 @@ static void chart_marks(const struct batch_result *res, struct report_chart *ch)
     struct {
         int i;
         const char *what;
-    } m[2] = {{res->kr.knee_reached ? res->kr.i_knee : -1, "knee"}, {res->kr.i_sweet, "sweet spot"}};
+    } m[2] = {{res->kr.knee_reached ? res->kr.i_knee : -1, "knee"},
+              {res->kr.i_sweet, "sweet spot"}};
     for (int k = 0; k < 2; k++) {
         if (m[k].i < 0 || m[k].i >= res->n_kl)
             continue;
@@ -666,7 +667,8 @@ void batch_print_summary(const struct batch_result *res, FILE *f, const char *ou
                "errors");
         for (int i = 0; i < res->n_sweep; i++) {
             const struct batch_level *ls = &res->sweep[i];
-            fprintf(f, "%-11g %10.3f %10.3f %8.2f %10.1f %10.1f %10.2f %8.2f %7.1f %7d%s\n", ls->load,
+            fprintf(f, "%-11g %10.3f %10.3f %8.2f %10.1f %10.1f %10.2f %8.2f %7.1f %7d%s\n",
+                    ls->load,
                    ms_to_s(ls->e2e_ms.mean), ms_to_s(ls->e2e_ms.p95), ls->qps, ls->tok_s,
                    ls->ttft_ms.p95, ls->tpot_ms.p95, ls->inflight_mean,
                    ls->sw.has_waiting ? ls->sw.waiting_max : NAN, ls->n_err,

@@ -572,7 +572,8 @@ static void compute_stats(struct run_ctx *x, double load, int open_loop, struct 
         client_ceiling_warn(&x->ceiling, ls->tok_s, ls->qps, ceiling_msg, sizeof ceiling_msg))
         log_warn(MOD, "%s %g: %s", x->tag ? x->tag : "level", ls->load, ceiling_msg);
     /* Telemetry and /metrics over the same window. */
-    ls->gpu_util_mean_pct = ls->gpu_util_max_pct = ls->gpu_mem_max_gib = ls->cpu_mean_pct = ls->cpu_max_pct = NAN;
+    ls->gpu_util_mean_pct = ls->gpu_util_max_pct = ls->gpu_mem_max_gib = NAN;
+    ls->cpu_mean_pct = ls->cpu_max_pct = NAN;
     if (x->tel && t1 > t0) {
         struct telemetry_window tw;
         if (telemetry_sampler_window(x->tel, t0, t1 + 1000000, &tw) == 0) {
@@ -767,7 +768,8 @@ static enum phase_status run_open_rates(struct run_ctx *x, struct batch_result *
                      "rate %g req/s was not sustained: the schedule asked for %.2f req/s, requests "
                      "went out at %.2f req/s, with client-side queueing delay p95 %.1f ms (max "
                      "%.1f ms)%s.",
-                     rate, ls->offered_rate_rps, ls->send_rate_rps, ls->qdelay_ms.p95, ls->qdelay_ms.max,
+                     rate, ls->offered_rate_rps, ls->send_rate_rps, ls->qdelay_ms.p95,
+                     ls->qdelay_ms.max,
                      o->max_concurrency ? " (--max-concurrency holds requests back)" : "");
             log_warn(MOD, "%s", res->open_warn[res->n_open - 1]);
         }
