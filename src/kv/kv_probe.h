@@ -108,25 +108,25 @@ struct kv_verify {
     double waiting_max_claimed, waiting_max_above;  /* NAN unknown */
     double running_max_claimed, running_max_above;  /* NAN unknown */
     double preemptions_claimed, preemptions_above;  /* counter deltas; NAN unknown */
-    char note[256];
+    char note[600];
 };
 
 struct kv_row {
     int max_model_len;
     double gpu_util;              /* the utilisation asked for; 0: server default */
     enum kv_row_status status;
-    char error[512];              /* server's reason (start_failed / died) */
+    char error[2048];             /* server's reason (start_failed / died) */
     int64_t estimated_max_model_len; /* from the failure line; -1 */
     double gpu_mem_used_mb;       /* at ready: sum over GPUs minus before launch; NAN unknown */
     double gpu_mem_total_used_mb; /* at ready: sum over GPUs; NAN */
     double server_rss_mb;         /* server tree RSS at ready; NAN */
-    char mem_reason[256];         /* why gpu/rss are n/a */
+    char mem_reason[600];         /* why gpu/rss are n/a */
     int64_t kv_capacity_tokens;   /* log or /metrics; -1 */
     double max_concurrency;       /* log, or capacity / length; NAN */
     const char *capacity_source;  /* "log", "metrics", "derived" or "" (static) */
     double start_s;               /* launch to ready; NAN */
     char log_name[128];           /* per-launch log, relative to the output directory */
-    char cmdline[2048];           /* exact launch command (secrets as ***) */
+    char cmdline[4096];           /* exact launch command (secrets as ***) */
     struct kv_verify verify;
     /* filled by kv_analyse */
     double delta_mb_from_prev;    /* NAN for the baseline or unknown */
