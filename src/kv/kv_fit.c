@@ -393,6 +393,12 @@ int kv_fit_linear(const double *x, const double *y, size_t n, struct kv_fit *out
     return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 int kv_steps_detect(const double *x, const double *y, size_t n, const double *resid, int *flags)
 {
     int n_steps = 0;
@@ -405,19 +411,26 @@ int kv_steps_detect(const double *x, const double *y, size_t n, const double *re
         y_lo = y[i] < y_lo ? y[i] : y_lo;
         y_hi = y[i] > y_hi ? y[i] : y_hi;
     }
-    /* per-interval slopes; a step is an interval whose slope is far from both neighbours'
-     * typical one and whose residual jump is larger than the noise floor */
+    /* a step is an interval whose slope departs from the median interval slope by more than
+     * the noise floor (in MiB over the interval) where the residuals jump as well */
     double floor_mb = 0.05 * (y_hi - y_lo) > 1.0 ? 0.05 * (y_hi - y_lo) : 1.0;
-    for (size_t i = 1; i < n; i++) {
-        double jump = resid[i] - resid[i - 1];
+    double sl[KV_MAX_ROWS], sorted[KV_MAX_ROWS];
+    size_t m = 0;
+    for (size_t i = 1; i < n && i < KV_MAX_ROWS; i++) {
         double dx = x[i] - x[i - 1];
-        if (dx <= 0)
+        sl[i] = dx > 0 ? (y[i] - y[i - 1]) / dx : NAN;
+        if (!isnan(sl[i]))
+            sorted[m++] = sl[i];
+    }
+    if (m < 3)
+        return 0;
+    qsort(sorted, m, sizeof *sorted, cmp_double);
+    double med = m % 2 ? sorted[m / 2] : (sorted[m / 2 - 1] + sorted[m / 2]) / 2;
+    for (size_t i = 1; i < n && i < KV_MAX_ROWS; i++) {
+        if (isnan(sl[i]))
             continue;
-        double lo = i >= 2 ? (y[i - 1] - y[i - 2]) / (x[i - 1] - x[i - 2]) : NAN;
-        double hi = i + 1 < n ? (y[i + 1] - y[i]) / (x[i + 1] - x[i]) : NAN;
-        double here = (y[i] - y[i - 1]) / dx;
-        double ref = isnan(lo) ? hi : isnan(hi) ? lo : (lo + hi) / 2;
-        if (fabs(jump) > floor_mb && fabs(here - ref) * dx > floor_mb) {
+        double dev_mb = fabs(sl[i] - med) * (x[i] - x[i - 1]);
+        if (dev_mb > floor_mb && fabs(resid[i] - resid[i - 1]) > floor_mb) {
             flags[i] = 1;
             n_steps++;
         }

@@ -204,7 +204,9 @@ struct kv_row *kv_result_add_row(struct kv_result *r); /* zeroed row with unknow
 /* Least squares y = a + b x over n points. 0, or -1 (fewer than 2 distinct x). resid may be
  * NULL; else resid[i] = y[i] - (a + b x[i]). */
 int kv_fit_linear(const double *x, const double *y, size_t n, struct kv_fit *out, double *resid);
-/* Indices i (1..n-2 of the residual series) where a step change shows: filled into flags[i]. */
+/* Flags (flags[i] = 1) each interval x[i-1]..x[i] whose slope departs from the median interval
+ * slope by more than the noise floor (5% of the range, at least 1 MiB) while the residuals jump
+ * by as much. Returns the count (0 with fewer than 4 points). */
 int kv_steps_detect(const double *x, const double *y, size_t n, const double *resid,
                     int *flags);
 /* Fit, regime, deltas, steps, envelope, safe length and picks from r->rows. */
