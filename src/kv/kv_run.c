@@ -402,14 +402,24 @@ static int cmp_row(const void *a, const void *b)
     return (x->max_model_len > y->max_model_len) - (x->max_model_len < y->max_model_len);
 }
 
+static const char *mb_str(double mb, char *out, size_t n)
+{
+    if (isnan(mb))
+        snprintf(out, n, "n/a");
+    else
+        snprintf(out, n, "%.1f MiB", mb);
+    return out;
+}
+
 static void sweep_progress(int i, int n, const struct kv_row *w)
 {
+    char g[32], r[32];
     if (w->status == KV_ROW_OK)
         log_info(MOD, "[%d/%d] max-model-len %d%s: ready in %.2f s, KV %lld tokens, %.2fx "
-                      "concurrency, GPU %.1f MiB, RSS %.1f MiB",
+                      "concurrency, GPU %s, RSS %s",
                  i, n, w->max_model_len, w->gpu_util > 0 ? " (util set)" : "", w->start_s,
-                 (long long)w->kv_capacity_tokens, w->max_concurrency, w->gpu_mem_used_mb,
-                 w->server_rss_mb);
+                 (long long)w->kv_capacity_tokens, w->max_concurrency,
+                 mb_str(w->gpu_mem_used_mb, g, sizeof g), mb_str(w->server_rss_mb, r, sizeof r));
     else
         log_warn(MOD, "[%d/%d] max-model-len %d: %s: %s", i, n, w->max_model_len,
                  kv_row_status_str(w->status), w->error);
