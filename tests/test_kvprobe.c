@@ -57,6 +57,7 @@ static int fake_main(int argc, char **argv)
         else if (!strcmp(argv[i], "--fail-above"))
             fail_above = atoi(argv[i + 1]);
     }
+    signal(SIGPIPE, SIG_IGN); /* readiness polls connect and close without reading */
     printf("srv    load_model: loading model 'fake'\n");
     if (fail_above && n_ctx > fail_above) {
         printf("llama_init_from_model: failed to allocate %d cells\n"

@@ -577,7 +577,8 @@ static void analyse_envelope(struct kv_result *r)
 {
     int max_len = 0;
     for (size_t i = 0; i < r->n_rows; i++)
-        max_len = r->rows[i].max_model_len > max_len ? r->rows[i].max_model_len : max_len;
+        if (row_measured(&r->rows[i]) && r->rows[i].max_model_len > max_len)
+            max_len = r->rows[i].max_model_len;
     int base[KV_ENV_L] = {2048, 4096, 8192};
     if (max_len > 0 && max_len < 8192) /* the model's range: the top three powers of two */
         for (int j = 0; j < KV_ENV_L; j++)

@@ -286,13 +286,14 @@ static void report_fit(const struct kv_result *res, struct report *r)
                                                                    : "no readings");
         return;
     }
+    const char *shape = f->r2 >= 0.99 ? "linear" : f->r2 >= 0.9 ? "nearly linear" : "not linear";
+    if (res->regime == KV_REGIME_PRE_ALLOCATING && f->max_abs_resid_mb < 1.0)
+        shape = "flat: every point within 1 MiB of the line, so R² measures noise";
     report_paragraph(s,
-                     "Memory (%s) = %.1f MiB + %.1f bytes x max-model-len over %d launches; "
-                     "R² = %.4f (%s), largest residual %.2f MiB.",
+                     "Memory (%s) = fixed %.1f MiB + slope %.1f bytes per token x max-model-len, "
+                     "over %d launches; R² = %.4f (%s), largest residual %.2f MiB.",
                      kv_mem_source_str(res->mem_source), f->fixed_mb, f->slope_bytes_per_token,
-                     f->n, f->r2, f->r2 >= 0.99 ? "linear" : f->r2 >= 0.9 ? "nearly linear"
-                                                                           : "not linear",
-                     f->max_abs_resid_mb);
+                     f->n, f->r2, shape, f->max_abs_resid_mb);
     if (!isnan(res->slope_vs_theory))
         report_paragraph(s, "Measured slope %.1f bytes per token vs theory %.0f: %.1f%% of it.",
                          f->slope_bytes_per_token, res->theory.bytes_per_token,
