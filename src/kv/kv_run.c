@@ -218,8 +218,12 @@ struct verify_ud {
 static int verify_make(void *ud, uint64_t i, struct client_request *rq, struct buf *prompt)
 {
     struct verify_ud *v = ud;
-    rq->prompt = v->prompt_text.data;
-    rq->prompt_len = v->prompt_text.len;
+    /* a distinct start per request, so that prefix caching cannot share their KV blocks */
+    if (buf_printf(prompt, "%llu:", (unsigned long long)i) != BUF_OK ||
+        buf_append(prompt, v->prompt_text.data, v->prompt_text.len) != BUF_OK)
+        return -1;
+    rq->prompt = prompt->data;
+    rq->prompt_len = prompt->len;
     rq->max_tokens = v->max_tokens;
     rq->min_tokens = v->max_tokens;
     rq->ignore_eos = 1;
