@@ -158,19 +158,79 @@ static struct json *load_json(const char *path)
     return j;
 }
 
-/* Rows of the table with this key, wherever it is. */
-static const struct json *table_rows(const struct json *root, const char *key)
+/* ttft.json (slmprobe.ttft/1): the i-th repeat and its requests. */
+static const struct json *repeat_at(const struct json *root, size_t i)
 {
-    const struct json *secs = json_get(root, "sections");
-    for (size_t i = 0; i < json_len(secs); i++) {
-        const struct json *tabs = json_get(json_at(secs, i), "tables");
-        for (size_t j = 0; j < json_len(tabs); j++) {
-            const char *k = json_str(json_get(json_at(tabs, j), "key"), NULL);
-            if (k && !strcmp(k, key))
-                return json_get(json_at(tabs, j), "rows");
-        }
+    return json_at(json_get(root, "repeats"), i);
+}
+
+static const struct json *requests_of(const struct json *root, size_t i)
+{
+    return json_get(repeat_at(root, i), "requests");
+}
+
+/* The value at a schema path ("a.b", "repeats[].warm"; "x[]" descends into element 0). */
+static const struct json *schema_at(const struct json *root, const char *path)
+{
+    char seg[128];
+    const struct json *v = root;
+    while (*path && v) {
+        size_t n = strcspn(path, ".");
+        snprintf(seg, sizeof seg, "%.*s", (int)n, path);
+        size_t sl = strlen(seg);
+        int arr = sl > 2 && !strcmp(seg + sl - 2, "[]");
+        if (arr)
+            seg[sl - 2] = 0;
+        v = json_get(v, seg);
+        if (arr)
+            v = json_len(v) ? json_at(v, 0) : NULL;
+        path += n + (path[n] == '.');
     }
-    return NULL;
+    return v;
+}
+
+/* Every required key of docs/schema_ttft.md's table (| key | type | required | meaning |) is in
+ * the ttft.json at path, with a type the table allows. */
+static void check_schema(const char *json_path)
+{
+    const char *doc = getenv("SLMPROBE_SCHEMA_DOC");
+    char *md = slurp(doc ? doc : "docs/schema_ttft.md");
+    CHECK_MSG(md != NULL, "docs/schema_ttft.md not found (run from the repository root)");
+    struct json *j = load_json(json_path);
+    CHECK(j != NULL);
+    int n_keys = 0;
+    for (char *line = md; md && j && line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        /* cells are separated by " | " (a type's "\\|" has no spaces around it) */
+        char key[160] = "", type[64] = "", req[16] = "";
+        const char *c1 = !strncmp(line, "| ", 2) ? line + 2 : NULL;
+        const char *c2 = c1 ? strstr(c1, " | ") : NULL;
+        const char *c3 = c2 ? strstr(c2 + 3, " | ") : NULL;
+        const char *c4 = c3 ? strstr(c3 + 3, " | ") : NULL;
+        if (c4) {
+            snprintf(key, sizeof key, "%.*s", (int)(c2 - c1), c1);
+            snprintf(type, sizeof type, "%.*s", (int)(c3 - c2 - 3), c2 + 3);
+            snprintf(req, sizeof req, "%.*s", (int)(c4 - c3 - 3), c3 + 3);
+        }
+        if (c4 && !strcmp(req, "yes")) {
+            const struct json *v = schema_at(j, key);
+            enum json_type t = json_type_of(v);
+            const char *tn = t == JSON_TYPE_BOOL ? "bool" : json_type_str(t);
+            /* a key under an empty array has nothing to check */
+            int ok = t == JSON_TYPE_NONE ? strstr(key, "[]") != NULL
+                                         : strstr(type, tn) != NULL ||
+                                               (t == JSON_TYPE_INT && strstr(type, "number"));
+            CHECK_MSG(ok, "%s: %s, schema says %s", key, t == JSON_TYPE_NONE ? "missing" : tn,
+                      type);
+            n_keys++;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    CHECK_MSG(n_keys > 50, "only %d keys in the schema table", n_keys);
+    json_free(j);
+    free(md);
 }
 
 static double num(const struct json *row, const char *key)
@@ -271,8 +331,10 @@ static void test_end_to_end(void)
     CHECK(j != NULL);
     if (!j)
         return;
-    CHECK_EQ_STR(str(json_get(j, "meta"), "status"), "ok");
-    const struct json *runs = table_rows(j, "runs");
+    CHECK_EQ_STR(str(j, "schema"), "slmprobe.ttft/1");
+    check_schema(p);
+    CHECK_EQ_STR(str(j, "status"), "ok");
+    const struct json *runs = requests_of(j, 0);
     int n_cold = 0, n_warm = 0, n_imm = 0;
     for (size_t i = 0; i < json_len(runs); i++) {
         const struct json *row = json_at(runs, i);
@@ -294,41 +356,33 @@ static void test_end_to_end(void)
     CHECK_EQ_INT(n_cold, 1);
     CHECK_EQ_INT(n_imm, 1);
     CHECK_EQ_INT(n_warm, 3);
-    const struct json *var = table_rows(j, "warm_variance");
-    CHECK_EQ_INT(json_len(var), 1);
-    CHECK_EQ_INT((int)num(json_at(var, 0), "n_warm"), 3);
-    CHECK(num(json_at(var, 0), "cold_warm_factor") > 0);
+    CHECK_EQ_INT(json_len(json_get(j, "repeats")), 1);
+    CHECK_EQ_INT((int)num(json_get(repeat_at(j, 0), "warm"), "n"), 3);
+    CHECK(num(repeat_at(j, 0), "cold_warm_factor") > 0);
+    CHECK(num(json_get(j, "summary"), "warm_ttft_p95_ms") > 0);
+    CHECK(num(json_get(j, "summary"), "launch_to_ready_ms") > 0);
 
     /* phases the embedded server logs */
-    const struct json *ph = table_rows(j, "phases");
+    const struct json *ph = json_get(repeat_at(j, 0), "phases_s");
     const char *want[] = {"weights_load", "model_load", "kv_cache_alloc", "warmup_graph_capture",
                           "engine_init"};
-    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
-        int found = 0;
-        for (size_t i = 0; i < json_len(ph); i++)
-            if (!strcmp(str(json_at(ph, i), "phase"), want[w])) {
-                found = 1;
-                CHECK_MSG(num(json_at(ph, i), "duration_s") >= 0, "%s not parsed", want[w]);
-            }
-        CHECK_MSG(found, "phase %s missing", want[w]);
-    }
+    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++)
+        CHECK_MSG(num(ph, want[w]) >= 0, "phase %s not parsed", want[w]);
 
     /* timeline ordered */
-    const struct json *tl = table_rows(j, "timeline");
+    const struct json *tl = json_get(repeat_at(j, 0), "timeline_ms");
     const char *order[] = {"launch",           "port_open", "health_ok", "ready",  "cold_sent",
                            "cold_first_token", "cold_done", "stop_sent", "stopped"};
     double prev = -1;
     for (size_t o = 0; o < sizeof order / sizeof order[0]; o++) {
-        double v = NAN;
-        for (size_t i = 0; i < json_len(tl); i++)
-            if (!strcmp(str(json_at(tl, i), "event"), order[o]))
-                v = num(json_at(tl, i), "t_since_launch_ms");
+        double v = num(tl, order[o]);
         CHECK_MSG(v >= prev, "%s at %g ms before the previous event (%g ms)", order[o], v, prev);
         prev = v;
     }
     /* the report speaks about what was measured */
-    const struct json *sanity = table_rows(j, "sanity");
-    CHECK(json_len(sanity) >= 5);
+    const struct json *tel = json_get(repeat_at(j, 0), "telemetry");
+    CHECK(json_type_of(tel) == JSON_TYPE_OBJECT);
+    CHECK(num(tel, "page_cache_before_mib") > 0);
     json_free(j);
     path_in(p, sizeof p, "e2e", "first_token_latency.md");
     char *md = slurp(p);
@@ -353,19 +407,23 @@ static void test_repeat(void)
     CHECK_EQ_INT(count_lines(p), 2 * (1 + 1 + 1));
     path_in(p, sizeof p, "rep", "server_r2.log");
     CHECK(file_exists(p));
+    path_in(p, sizeof p, "rep", "first_token_latency.md");
+    char *md = slurp(p);
+    CHECK(md && strstr(md, "## Cold start across launches") && strstr(md, "Spread over launches"));
+    free(md);
     path_in(p, sizeof p, "rep", "ttft.json");
     struct json *j = load_json(p);
     CHECK(j != NULL);
     if (!j)
         return;
-    const struct json *reps = table_rows(j, "repeats");
+    const struct json *reps = json_get(j, "repeats");
     CHECK_EQ_INT(json_len(reps), 2);
-    for (size_t i = 0; i < json_len(reps); i++)
-        CHECK(num(json_at(reps, i), "cold_ttft_ms") > 0 && num(json_at(reps, i), "ready_ms") > 0);
-    const struct json *spread = table_rows(j, "cold_spread");
-    CHECK_EQ_INT(json_len(spread), 5);
-    CHECK_EQ_STR(str(json_at(spread, 0), "statistic"), "min");
-    CHECK(num(json_at(spread, 0), "cold_ttft_ms") <= num(json_at(spread, 2), "cold_ttft_ms"));
+    for (size_t i = 0; i < json_len(reps); i++) {
+        CHECK(num(json_at(reps, i), "cold_ttft_ms") > 0 &&
+              num(json_at(reps, i), "launch_to_ready_ms") > 0);
+        CHECK((int)num(json_at(reps, i), "repeat") == (int)i + 1);
+    }
+    CHECK(strstr(str(json_at(reps, 1), "log_path"), "server_r2.log") != NULL);
     json_free(j);
 }
 
@@ -409,11 +467,13 @@ static void test_url_mode(void)
     struct json *j = load_json(p);
     CHECK(j != NULL);
     if (j) {
-        const struct json *runs = table_rows(j, "runs");
+        const struct json *runs = requests_of(j, 0);
         CHECK_EQ_INT(json_len(runs), 3);
         for (size_t i = 0; i < json_len(runs); i++)
             CHECK(strcmp(str(json_at(runs, i), "kind"), "cold") != 0);
-        CHECK(strstr(str(json_get(j, "meta"), "server"), "warm only"));
+        int url_mode = 0;
+        CHECK(json_bool(json_get(json_get(j, "config"), "url_mode"), &url_mode) == 0 && url_mode);
+        CHECK(json_type_of(json_get(repeat_at(j, 0), "launch_to_ready_ms")) == JSON_TYPE_NULL);
         json_free(j);
     }
     path_in(p, sizeof p, "url", "first_token_latency.md");
@@ -469,8 +529,10 @@ static void test_server_dies(void)
     struct json *j = load_json(p);
     CHECK(j != NULL);
     if (j) {
-        CHECK_EQ_STR(str(json_get(j, "meta"), "status"), "failed");
-        const struct json *runs = table_rows(j, "runs");
+        CHECK_EQ_STR(str(j, "status"), "failed");
+        check_schema(p);
+        CHECK_EQ_STR(str(repeat_at(j, 0), "exit"), "exit status 3");
+        const struct json *runs = requests_of(j, 0);
         CHECK((int)json_len(runs) >= 2);
         CHECK_EQ_STR(str(json_at(runs, 0), "kind"), "cold");
         CHECK(num(json_at(runs, 0), "ttft_ms") > 0);
@@ -510,7 +572,7 @@ static void test_sigint(void)
     struct json *j = load_json(p);
     CHECK(j != NULL);
     if (j) {
-        CHECK_EQ_STR(str(json_get(j, "meta"), "status"), "interrupted (partial)");
+        CHECK_EQ_STR(str(j, "status"), "interrupted");
         json_free(j);
     }
 }
