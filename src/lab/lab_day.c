@@ -1,0 +1,365 @@
+/* lab_day: DAY.md, the end-of-day write-up in the seed's template (Environment, Commands Run, Key
+ * Numbers, Artifacts, Observations / Surprises), plus the cold-start equation with measured terms
+ * and "How I'd explain TTFT to an SRE". Every number comes from the tiers' result files (read by
+ * key, lab_json.h) or the session; a field the day could not measure says so and why. It runs
+ * nothing and judges nothing beyond comparing the numbers it prints. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/utsname.h>
+
+#include "lab/lab.h"
+#include "lab/lab_json.h"
+#include "util/buf.h"
+
+#define TTFT(in) ((in)->tier[LAB_TIER_TTFT])
+#define PREFIX(in) ((in)->tier[LAB_TIER_PREFIX])
+#define KV(in) ((in)->tier[LAB_TIER_KV])
+#define BATCH(in) ((in)->tier[LAB_TIER_BATCH])
+
+static const char *ms(double v, char *out, size_t n)
+{
+    if (!isfinite(v))
+        snprintf(out, n, "n/a");
+    else if (v >= 10000)
+        snprintf(out, n, "%.2f s", v / 1000);
+    else
+        snprintf(out, n, "%.1f ms", v);
+    return out;
+}
+
+static const char *num(double v, const char *fmt, char *out, size_t n)
+{
+    if (!isfinite(v))
+        snprintf(out, n, "n/a");
+    else
+        snprintf(out, n, fmt, v);
+    return out;
+}
+
+static void section_environment(const struct lab_inputs *in, const struct session *s,
+                                struct buf *o)
+{
+    struct utsname u;
+    int have_u = uname(&u) == 0;
+    const struct json *t = TTFT(in), *b = BATCH(in);
+    buf_puts(o, "## Environment\n");
+    if (s->gpus.available && s->gpus.n_gpus > 0)
+        buf_printf(o, "- GPU: %d x %s (%.1f GiB each)\n", s->gpus.n_gpus, s->gpus.gpu[0].name,
+                   (double)s->gpus.gpu[0].mem_total_bytes / (1 << 30));
+    else
+        buf_printf(o, "- GPU: none seen (%s); CPU: %s, %d cores, %.1f GiB memory\n",
+                   s->gpus.reason[0] ? s->gpus.reason : "no NVIDIA device",
+                   s->have_host ? s->host.cpu_model : "unknown", s->have_host ? s->host.n_cpus : 0,
+                   s->have_host ? (double)s->host.mem_total_bytes / (1 << 30) : NAN);
+    buf_printf(o, "- OS / kernel: %s %s (%s)\n", have_u ? u.sysname : "unknown",
+               have_u ? u.release : "", have_u ? u.machine : "");
+    const char *kind = lab_jstr(t, "config.server_kind", lab_jstr(b, "environment.server_kind",
+                                                                   "unknown"));
+    const char *ver = lab_jstr(t, "repeats[0].server_version",
+                               lab_jstr(b, "environment.server_version", ""));
+    buf_printf(o, "- Server and version: %s %s\n", kind, ver[0] ? ver : "(version not reported)");
+    buf_printf(o, "- Model (SLM): %s\n",
+               lab_jstr(t, "config.model", lab_jstr(b, "environment.model", "unknown")));
+    const char *cmd = lab_jstr(t, "repeats[0].server_cmdline", NULL);
+    buf_printf(o, "- Key server flags: `%s`\n", cmd ? cmd : "(no launch recorded)");
+    buf_printf(o, "- slmprobe: %s, started %s\n\n", SLMPROBE_VERSION, s->started_at);
+}
+
+static void section_commands(const struct lab_inputs *in, const struct session *s, struct buf *o)
+{
+    buf_puts(o, "## Commands Run\n- Server launch commands (each also a runnable script here):\n");
+    const char *c = lab_jstr(TTFT(in), "repeats[0].server_cmdline", NULL);
+    if (c)
+        buf_printf(o, "  - Tier 1 and 3B (`serve_slm.sh`): `%s`\n", c);
+    const char *off = lab_jstr(PREFIX(in), "servers.off.command", NULL);
+    const char *on = lab_jstr(PREFIX(in), "servers.on.command", NULL);
+    if (off && on)
+        buf_printf(o, "  - Tier 2, caching off (`serve_slm_no_prefix_cache.sh`): `%s`\n"
+                      "  - Tier 2, caching on (`serve_slm_prefix_cache.sh`): `%s`\n",
+                   off, on);
+    size_t n = lab_jlen(KV(in), "rows");
+    if (n) {
+        char p[64];
+        snprintf(p, sizeof p, "rows[%zu].command", n - 1);
+        buf_printf(o, "  - Tier 3A (`kv_scaling.sh`, one launch per length), e.g. `%s`\n",
+                   lab_jstr(KV(in), p, lab_jstr(KV(in), "rows[0].command", "")));
+    }
+    buf_printf(o, "- Probe command: `%s`\n\n", s->command_line);
+}
+
+static void key_ttft(const struct json *t, struct buf *o)
+{
+    char a[32], b[32], c[32];
+    if (!t) {
+        buf_puts(o, "- Cold TTFT / Warm TTFT: not measured (Tier 1 was not run)\n");
+        return;
+    }
+    buf_printf(o, "- Cold TTFT / Warm TTFT: %s cold (first request the moment the server was "
+                  "ready) / %s warm median, p95 %s over %.0f runs; cold/warm factor %s\n",
+               ms(lab_jnum(t, "summary.cold_ttft_ms"), a, sizeof a),
+               ms(lab_jnum(t, "summary.warm_ttft_p50_ms"), b, sizeof b),
+               ms(lab_jnum(t, "summary.warm_ttft_p95_ms"), c, sizeof c),
+               lab_jnum(t, "summary.n_warm"),
+               num(lab_jnum(t, "summary.cold_warm_factor"), "%.2fx", a, sizeof a));
+    buf_printf(o, "- Restart to ready: %s; restart to first token: %s\n",
+               ms(lab_jnum(t, "summary.launch_to_ready_ms"), a, sizeof a),
+               ms(lab_jnum(t, "repeats[0].launch_to_first_token_ms"), b, sizeof b));
+}
+
+static void key_batch(const struct json *b, struct buf *o)
+{
+    char x[32], y[32], z[32];
+    if (!b) {
+        buf_puts(o, "- Throughput tok/s (1 vs N concurrent): not measured (Tier 3B was not run)\n");
+        return;
+    }
+    if (lab_jget(b, "seqconc.sequential.tok_s"))
+        buf_printf(o, "- Throughput tok/s (1 vs N concurrent): %s one at a time vs %s with all %.0f "
+                      "at once (%s faster end to end)\n",
+                   num(lab_jnum(b, "seqconc.sequential.tok_s"), "%.1f", x, sizeof x),
+                   num(lab_jnum(b, "seqconc.concurrent.tok_s"), "%.1f", y, sizeof y),
+                   lab_jnum(b, "config.num_requests"),
+                   num(lab_jnum(b, "seqconc.speedup"), "%.2fx", z, sizeof z));
+    size_t n = lab_jlen(b, "sweep");
+    if (n) {
+        char p[64];
+        snprintf(p, sizeof p, "sweep[%zu]", n - 1);
+        buf_printf(o, "- Concurrency sweep: %s tok/s at concurrency %.0f, peak %s tok/s at %.0f; "
+                      "knee: %s\n",
+                   num(lab_jnum(b, "sweep[0].tok_s"), "%.1f", x, sizeof x),
+                   lab_jnum(b, "sweep[0].concurrency"),
+                   num(lab_jnum(b, "peak.tok_s"), "%.1f", y, sizeof y),
+                   lab_jnum(b, "peak.concurrency"),
+                   lab_jget(b, "knee.concurrency")
+                       ? num(lab_jnum(b, "knee.concurrency"), "concurrency %.0f", z, sizeof z)
+                       : "not reached in the sweep");
+    }
+}
+
+static void key_kv(const struct json *k, struct buf *o)
+{
+    if (!k) {
+        buf_puts(o, "- KV scaling table: not measured (Tier 3A was not run)\n\n");
+        return;
+    }
+    const char *src = lab_jstr(k, "mem_source", "none");
+    buf_printf(o, "- KV scaling table (%s; regime: %s):\n\n", !strcmp(src, "gpu") ? "GPU memory "
+               "from NVML" : !strcmp(src, "rss") ? "no GPU: server RSS" : "no memory reading",
+               lab_jstr(k, "regime", "unknown"));
+    buf_puts(o, "| max-model-len | memory used (MiB) | KV capacity (tokens) | max concurrency | "
+                "status |\n|---:|---:|---:|---:|---|\n");
+    size_t n = lab_jlen(k, "rows");
+    for (size_t i = 0; i < n; i++) {
+        char p[96], a[32], b[32], c[32];
+        snprintf(p, sizeof p, "rows[%zu].", i);
+        char q[128];
+#define KP(field) (snprintf(q, sizeof q, "%s%s", p, field), q)
+        double mem = lab_jnum(k, KP(!strcmp(src, "gpu") ? "gpu_mem_used_mb" : "server_rss_mb"));
+        buf_printf(o, "| %.0f | %s | %s | %s | %s |\n", lab_jnum(k, KP("max_model_len")),
+                   num(mem, "%.1f", a, sizeof a),
+                   num(lab_jnum(k, KP("kv_capacity_tokens")), "%.0f", b, sizeof b),
+                   num(lab_jnum(k, KP("max_concurrency")), "%.2fx", c, sizeof c),
+                   lab_jstr(k, KP("status"), "?"));
+#undef KP
+    }
+    buf_puts(o, "\n");
+}
+
+/* Mean TTFT of the prefix cells of one mode at the largest prefix and concurrency 1. */
+static void key_prefix(const struct json *p, struct buf *o)
+{
+    if (!p) {
+        buf_puts(o, "- Prefix caching impact: not measured (Tier 2 was not run)\n");
+        return;
+    }
+    const char *line = lab_jstr(p, "summary.headline", NULL);
+    if (line)
+        buf_printf(o, "- Prefix caching impact (TTFT, tok/s, memory): %s\n", line);
+    else
+        buf_puts(o, "- Prefix caching impact: see prefix_caching_results.md (no headline in "
+                    "prefix.json)\n");
+}
+
+static void section_key_numbers(const struct lab_inputs *in, struct buf *o)
+{
+    buf_puts(o, "## Key Numbers\n");
+    key_ttft(TTFT(in), o);
+    key_batch(BATCH(in), o);
+    key_prefix(PREFIX(in), o);
+    key_kv(KV(in), o);
+}
+
+/* TTFT_cold = load_weights + runtime_warmup + other start-up + first prefill + queueing. */
+static void section_equation(const struct json *t, struct buf *o)
+{
+    buf_puts(o, "## The cold-start equation, measured\n");
+    if (!t) {
+        buf_puts(o, "Tier 1 was not run: no terms to fill.\n\n");
+        return;
+    }
+    double ready = lab_jnum(t, "repeats[0].launch_to_ready_ms");
+    double cold = lab_jnum(t, "repeats[0].cold_ttft_ms");
+    double w = lab_jnum(t, "repeats[0].phases_s.weights_load") * 1000;
+    if (!isfinite(w))
+        w = lab_jnum(t, "repeats[0].phases_s.model_load") * 1000;
+    double warm = 0;
+    int n_warm = 0;
+    const char *warm_parts[] = {"torch_compile", "kv_cache_alloc", "warmup_graph_capture"};
+    for (int i = 0; i < 3; i++) {
+        char p[96];
+        snprintf(p, sizeof p, "repeats[0].phases_s.%s", warm_parts[i]);
+        double v = lab_jnum(t, p);
+        if (isfinite(v)) {
+            warm += v * 1000;
+            n_warm++;
+        }
+    }
+    double wm = n_warm ? warm : NAN;
+    double other = ready - (isfinite(w) ? w : 0) - (isfinite(wm) ? wm : 0);
+    char a[32], b[32], c[32], d[32], e[32], f[32];
+    buf_printf(o, "TTFT_cold (restart to first token) = %s ≈ load_weights %s + runtime_warmup %s "
+                  "+ other start-up %s + first_prefill %s + queueing 0 (one request, nothing "
+                  "queued)\n\n",
+               ms(ready + cold, a, sizeof a), ms(w, b, sizeof b), ms(wm, c, sizeof c),
+               ms(other, d, sizeof d), ms(cold, e, sizeof e));
+    buf_printf(o, "TTFT_warm ≈ first_prefill + small scheduling overhead + queueing = %s (median "
+                  "of the warm runs, one request at a time)\n\n",
+               ms(lab_jnum(t, "summary.warm_ttft_p50_ms"), f, sizeof f));
+    buf_printf(o, "Where the terms come from: load_weights and runtime_warmup are the server's "
+                  "start-up phases (%s, %s: logged durations or log-line arrival differences, see "
+                  "first_token_latency.md); other start-up is launch-to-ready minus both; "
+                  "first_prefill is the cold request's TTFT measured by the probe.\n\n",
+               lab_jstr(t, "repeats[0].phase_sources.weights_load", "none"),
+               lab_jstr(t, "repeats[0].phase_sources.warmup_graph_capture", "none"));
+}
+
+static void observe_spikes(const struct json *t, struct buf *o)
+{
+    char a[32], b[32];
+    double p50 = lab_jnum(t, "repeats[0].warm.ttft_p50_ms");
+    double mx = lab_jnum(t, "repeats[0].warm.ttft_max_ms");
+    if (!t || !isfinite(p50) || !isfinite(mx)) {
+        buf_puts(o, "- What caused TTFT spikes? No warm runs were measured.\n");
+        return;
+    }
+    double r = p50 > 0 ? mx / p50 : NAN;
+    buf_printf(o, "- What caused TTFT spikes? The slowest warm run took %s against a %s median "
+                  "(%.2fx). %s The cold request was %.2fx the warm median: that gap is the "
+                  "first-request cost after a restart, not a spike.\n",
+               ms(mx, a, sizeof a), ms(p50, b, sizeof b), r,
+               r > 1.5 ? "That is beyond the 1.5x-the-median spread rule: first_token_latency.md "
+                         "lists the server CPU and telemetry around it."
+                       : "No warm run went beyond 1.5x the median: no spike in this run.",
+               lab_jnum(t, "summary.cold_warm_factor"));
+}
+
+static void observe_kv(const struct json *k, struct buf *o)
+{
+    if (!k) {
+        buf_puts(o, "- What `max-model-len` feels safe? Tier 3A was not run.\n");
+        return;
+    }
+    double safe = lab_jnum(k, "safe_max_model_len");
+    double want = lab_jnum(k, "concurrency_wanted");
+    if (isfinite(safe))
+        buf_printf(o, "- What `max-model-len` feels safe here? %.0f: the largest length tested at "
+                      "which the server still holds %.0f concurrent requests of that length "
+                      "(regime: %s; %s).\n",
+                   safe, want, lab_jstr(k, "regime", "unknown"), lab_jstr(k, "regime_why", ""));
+    else
+        buf_printf(o, "- What `max-model-len` feels safe here? None of the tested lengths holds "
+                      "%.0f concurrent requests of that length (see kv_cache_scaling_notes.md).\n",
+                   want);
+}
+
+static void section_observations(const struct lab_inputs *in, struct buf *o)
+{
+    buf_puts(o, "## Observations / Surprises\n");
+    observe_spikes(TTFT(in), o);
+    const char *pf = lab_jstr(PREFIX(in), "summary.finding", NULL);
+    buf_printf(o, "- Did prefix caching help? When did it not? %s\n",
+               pf ? pf : PREFIX(in) ? "see prefix_caching_results.md" : "Tier 2 was not run.");
+    observe_kv(KV(in), o);
+    const struct json *b = BATCH(in);
+    const char *knee = lab_jstr(b, "knee_summary", NULL);
+    if (knee)
+        buf_printf(o, "- Batching: %s\n", knee);
+    buf_puts(o, "\n");
+}
+
+static void section_sre(const struct lab_inputs *in, struct buf *o)
+{
+    const struct json *t = TTFT(in), *b = BATCH(in);
+    char a[32], c[32], d[32];
+    buf_puts(o, "## How I'd explain TTFT to an SRE\n");
+    if (!t) {
+        buf_puts(o, "Tier 1 was not run.\n\n");
+        return;
+    }
+    buf_printf(o, "TTFT is how long a user stares at an empty reply before the first word "
+                  "appears. On this setup a warm server answers in about %s. Right after a "
+                  "restart the first user waits %s from the restart (%s of it before the server "
+                  "even accepts requests), so a rolling restart or a crash loop shows up as TTFT "
+                  "incidents even when steady-state latency is fine: keep a warm replica or "
+                  "gate traffic on readiness.",
+               ms(lab_jnum(t, "summary.warm_ttft_p50_ms"), a, sizeof a),
+               ms(lab_jnum(t, "repeats[0].launch_to_first_token_ms"), c, sizeof c),
+               ms(lab_jnum(t, "summary.launch_to_ready_ms"), d, sizeof d));
+    if (b && lab_jget(b, "peak.concurrency"))
+        buf_printf(o, " Under load TTFT grows with queueing: at concurrency %.0f the p95 "
+                      "end-to-end latency was %s against %s at concurrency %.0f; that is the "
+                      "price of the extra throughput.",
+                   lab_jnum(b, "peak.concurrency"),
+                   ms(lab_jnum(b, "peak.p95_e2e_s") * 1000, a, sizeof a),
+                   ms(lab_jnum(b, "sweep[0].e2e_ms.p95"), c, sizeof c),
+                   lab_jnum(b, "sweep[0].concurrency"));
+    buf_puts(o, " Knobs: prefix caching cuts TTFT for repeated prompts; a smaller "
+                "`max-num-seqs` keeps TTFT low at the cost of throughput; chunked prefill keeps "
+                "long prompts from stalling everyone else's tokens.\n\n");
+}
+
+static void section_presets(const struct lab_preset *p, int n, struct buf *o)
+{
+    buf_puts(o, "## Presets derived from the measurements\n");
+    for (int i = 0; i < n; i++) {
+        buf_printf(o, "- **%s** (`serve_slm_%s.sh`)", p[i].name, p[i].name);
+        if (!p[i].usable) {
+            buf_printf(o, ": not derived: %s\n", p[i].evidence[0]);
+            continue;
+        }
+        buf_printf(o, ": max-num-seqs %d, max-num-batched-tokens %d, max-model-len %d%s\n",
+                   p[i].max_num_seqs, p[i].max_num_batched_tokens, p[i].max_model_len,
+                   p[i].chunked_prefill ? ", chunked prefill on" : "");
+        for (int k = 0; k < p[i].n_evidence; k++)
+            buf_printf(o, "  - %s\n", p[i].evidence[k]);
+    }
+    buf_puts(o, "\n");
+}
+
+void lab_day_render(const struct lab_inputs *in, const struct session *s,
+                    const struct lab_result *r, const struct lab_preset *presets, int n_presets,
+                    const char *const *artifacts, int n_artifacts, struct buf *out)
+{
+    buf_printf(out, "# Day write-up: TTFT, Prefix Caching, KV Scaling, Micro-Batching\n\n");
+    int any_fail = 0;
+    for (int t = 0; t < LAB_TIER__COUNT; t++)
+        any_fail |= r->state[t] == LAB_TIER_STATE_FAILED || r->state[t] == LAB_TIER_STATE_INTERRUPTED;
+    buf_puts(out, "Tiers: ");
+    for (int t = 0; t < LAB_TIER__COUNT; t++)
+        buf_printf(out, "%s%s %s", t ? ", " : "", lab_tier_title((enum lab_tier)t),
+                   lab_tier_state_str(r->state[t]));
+    buf_printf(out, ".%s\n\n", any_fail ? " Numbers of a failed tier are what it measured before "
+                                          "it stopped." : "");
+    section_environment(in, s, out);
+    section_commands(in, s, out);
+    section_key_numbers(in, out);
+    buf_puts(out, "## Artifacts Created/Updated\n");
+    for (int i = 0; i < n_artifacts; i++)
+        buf_printf(out, "- %s\n", artifacts[i]);
+    buf_puts(out, "\n");
+    section_observations(in, out);
+    section_equation(TTFT(in), out);
+    section_sre(in, out);
+    section_presets(presets, n_presets, out);
+}
