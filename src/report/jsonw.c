@@ -170,6 +170,16 @@ static void scalar(struct jsonw *w, const char *text)
     value_end(w);
 }
 
+void jsonw_raw(struct jsonw *w, const char *json, size_t len)
+{
+    while (len && (json[len - 1] == '\n' || json[len - 1] == ' ' || json[len - 1] == '\r'))
+        len--;
+    if (value_begin(w) != 0)
+        return;
+    emit(w, buf_append(&w->out, json, len));
+    value_end(w);
+}
+
 void jsonw_str(struct jsonw *w, const char *s)
 {
     if (!s) {

@@ -64,6 +64,9 @@ void jsonw_num(struct jsonw *w, double v);      /* NAN/inf write null; shortest 
 void jsonw_int(struct jsonw *w, long long v);
 void jsonw_bool(struct jsonw *w, int v);
 void jsonw_null(struct jsonw *w);
+/* A value that is already JSON text (e.g. another result file), written as is (trailing
+ * whitespace dropped). The caller vouches that it is one valid JSON value. */
+void jsonw_raw(struct jsonw *w, const char *json, size_t len);
 /* key + value in one call. */
 void jsonw_key_str(struct jsonw *w, const char *key, const char *s);
 void jsonw_key_num(struct jsonw *w, const char *key, double v);
