@@ -363,6 +363,11 @@ int ttft_run(const struct ttft_opts *opts, struct session *s, struct ttft_result
         self[n_self] = 0;
         cfg.self_exe = self;
     }
+    char default_log[1100];
+    session_path(s, "server.log", default_log, sizeof default_log);
+    if (!res->url_mode && cfg.log_path && strcmp(cfg.log_path, default_log))
+        log_warn(MOD, "--log %s is not used: each launch logs to %s/server.log, server_r2.log, ...",
+                 cfg.log_path, s->out_dir);
     struct ttft_ctx cx = {.s = s, .res = res};
     if (ctx_open(&cx) == 0) {
         res->reps = xcalloc((size_t)res->opt.repeat, sizeof *res->reps);
