@@ -533,9 +533,8 @@ static void test_unknown_dialect(void)
             bin, model, port);
     fclose(f);
     snprintf(cmd, sizeof cmd, "sh %s", script);
-    char *argv[] = {(char *)bin,   "ttft", "--serve-cmd",  cmd,  "--port",       ps,  "--out",
-                    out,           "--warm-runs", "1",     "--prompt-len", "32", "--max-tokens",
-                    "4",           NULL};
+    char *argv[] = {(char *)bin,   "ttft", "--serve-cmd",  cmd,  "--port",       ps,  "--out", out,
+                    "--warm-runs", "1",    "--prompt-len", "32", "--max-tokens", "4", NULL};
     int rc = run(argv, log);
     CHECK_MSG(rc == 0, "exit %d", rc);
     CHECK(none_left());

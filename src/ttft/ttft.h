@@ -3,7 +3,8 @@
  * (run/launch.h) per repeat and sends, through the driver (run/driver.h), the cold request the
  * moment it is ready, warm_0 right after it and N warm runs, and keeps every request with the
  * launch's timeline, start-up phases and telemetry readings; ttft_report turns that into report
- * sections; ttft_json_write writes ttft.json in schema slmprobe.ttft/1. It parses no argv (cmd_ttft.c) and writes no report file itself.
+ * sections; ttft_json_write writes ttft.json in schema slmprobe.ttft/1. It parses no argv
+ * (cmd_ttft.c) and writes no report file itself.
  *
  *   struct ttft_opts o; ttft_opts_defaults(&o);  ... set fields ...
  *   struct ttft_result res;

@@ -117,12 +117,13 @@ static void json_phases(struct jsonw *w, const struct ttft_repeat *rr)
     key_object(w, "phases_s");
     for (int ph = 0; ph < STARTUP_PHASE__COUNT; ph++)
         jsonw_key_num(w, startup_phase_str((enum startup_phase)ph),
-               rr->have_startup ? rr->startup.phase_s[ph] : NAN);
+                      rr->have_startup ? rr->startup.phase_s[ph] : NAN);
     jsonw_object_end(w);
     key_object(w, "phase_sources");
     for (int ph = 0; ph < STARTUP_PHASE__COUNT; ph++)
         jsonw_key_str(w, startup_phase_str((enum startup_phase)ph),
-               rr->have_startup ? startup_phase_source_str(rr->startup.phase_source[ph]) : "none");
+                      rr->have_startup ? startup_phase_source_str(rr->startup.phase_source[ph])
+                                       : "none");
     jsonw_object_end(w);
     key_array(w, "log_timeline");
     for (int i = 0; rr->have_startup && i < rr->startup.n_timeline; i++) {
@@ -136,7 +137,8 @@ static void json_phases(struct jsonw *w, const struct ttft_repeat *rr)
         jsonw_object_end(w);
     }
     jsonw_array_end(w);
-    jsonw_key_str(w, "log_dialect", rr->have_startup ? logparse_server_str(rr->startup.server) : NULL);
+    jsonw_key_str(w, "log_dialect",
+                  rr->have_startup ? logparse_server_str(rr->startup.server) : NULL);
     key_count(w, "kv_cache_tokens", rr->have_startup ? rr->startup.kv_cache_tokens : -1);
 }
 
@@ -152,9 +154,9 @@ static void json_telemetry(struct jsonw *w, const struct ttft_repeat *rr)
     jsonw_key_num(w, "server_rss_max_mib", ttft_mib(rr->rss_max_bytes));
     jsonw_key_num(w, "page_cache_before_mib", ttft_mib(rr->page_cache_before_bytes));
     jsonw_key_num(w, "page_cache_growth_startup_mib",
-           rr->page_cache_before_bytes >= 0 && rr->page_cache_ready_bytes >= 0
-               ? ttft_mib(rr->page_cache_ready_bytes) - ttft_mib(rr->page_cache_before_bytes)
-               : NAN);
+                  rr->page_cache_before_bytes >= 0 && rr->page_cache_ready_bytes >= 0
+                      ? ttft_mib(rr->page_cache_ready_bytes) - ttft_mib(rr->page_cache_before_bytes)
+                      : NAN);
     jsonw_key_num(w, "page_cache_after_mib", ttft_mib(rr->page_cache_after_bytes));
     jsonw_key_num(w, "server_read_startup_mib", ttft_mib(rr->read_bytes_ready));
     jsonw_key_num(w, "server_read_total_mib", ttft_mib(rr->read_bytes_end));
@@ -186,7 +188,8 @@ static void json_errors(struct jsonw *w, const int *n_err_class)
     jsonw_object_end(w);
 }
 
-static void json_repeat(struct jsonw *w, const struct ttft_result *res, const struct ttft_repeat *rr)
+static void json_repeat(struct jsonw *w, const struct ttft_result *res,
+                        const struct ttft_repeat *rr)
 {
     const struct ttft_req *cold = ttft_find_kind(rr, TTFT_KIND_COLD);
     int cold_ok = cold && cold->rec.error == REQ_ERROR_NONE;
@@ -209,7 +212,7 @@ static void json_repeat(struct jsonw *w, const struct ttft_result *res, const st
     jsonw_key_num(w, "cold_ttft_ms", cold_ms);
     jsonw_key_num(w, "cold_e2e_ms", cold_ok ? ttft_rec_e2e_ms(&cold->rec) : NAN);
     jsonw_key_num(w, "launch_to_first_token_ms",
-           cold_ok ? ttft_rel_ms(cold->rec.t_first_token_ns, rr->tl.t_launch_ns) : NAN);
+                  cold_ok ? ttft_rel_ms(cold->rec.t_first_token_ns, rr->tl.t_launch_ns) : NAN);
     jsonw_key_num(w, "cold_warm_factor", sm.p50 > 0 ? cold_ms / sm.p50 : NAN);
     json_warm(w, &sm);
     json_timeline(w, rr);

@@ -317,12 +317,12 @@ static int ctx_open(struct ttft_ctx *cx)
 {
     struct ttft_result *res = cx->res;
     const struct probe_opts *po = cx->s->po;
-    if (workload_init_synth(&cx->wl, &(struct workload_synth){
-                                         .input_len_tokens = res->opt.prompt_len,
-                                         .unit = po->target.kind == TARGET_KIND_EMBEDDED
-                                                     ? WORKLOAD_UNIT_BYTE
-                                                     : WORKLOAD_UNIT_WORD,
-                                         .seed = 1}) != WORKLOAD_OK) {
+    if (workload_init_synth(&cx->wl,
+                            &(struct workload_synth){.input_len_tokens = res->opt.prompt_len,
+                                                     .unit = po->target.kind == TARGET_KIND_EMBEDDED
+                                                                 ? WORKLOAD_UNIT_BYTE
+                                                                 : WORKLOAD_UNIT_WORD,
+                                                     .seed = 1}) != WORKLOAD_OK) {
         fail(res, "bad --prompt-len");
         return -1;
     }
