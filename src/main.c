@@ -19,6 +19,8 @@ static const struct command commands[] = {
     {"ttft", cmd_ttft, "Tier 1: cold vs warm time to first token, start-up phases"},
     {"env", cmd_env, "host facts and GPU telemetry (NVML/nvidia-smi) as the probe sees them"},
     {"batch", cmd_batch, "Tier 3B: sequential vs concurrent, concurrency sweep, knee, open-loop"},
+    {"check", cmd_check, "health check: a few warm requests judged against SLO bounds (cron, CI)"},
+    {"kv", cmd_kv, "Tier 3A: KV cache capacity and memory vs max-model-len, per launch, vs theory"},
 };
 
 static void usage(FILE *f)

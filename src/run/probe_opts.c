@@ -4,6 +4,7 @@
 #include "run/probe_opts.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -445,4 +446,30 @@ void probe_opts_client_config(const struct probe_opts *o, const char *base_url,
     out->api = o->api;
     out->timeout_ms = o->timeout_ms;
     out->max_connections = 0;
+}
+
+int probe_opts_parse_int(const char *name, const char *v, long lo, long hi, int *out, char *err,
+                         size_t err_len)
+{
+    long x;
+    if (!v || parse_int(v, lo, hi, &x) != 0 || x < INT_MIN || x > INT_MAX) {
+        snprintf(err, err_len, "%s: expected an integer in [%ld, %ld], got '%s'", name, lo, hi,
+                 v ? v : "");
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+int probe_opts_parse_double(const char *name, const char *v, double lo, double hi, double *out,
+                            char *err, size_t err_len)
+{
+    double x;
+    if (!v || parse_double(v, &x) != 0 || x < lo || x > hi) {
+        snprintf(err, err_len, "%s: expected a number in [%g, %g], got '%s'", name, lo, hi,
+                 v ? v : "");
+        return -1;
+    }
+    *out = x;
+    return 0;
 }

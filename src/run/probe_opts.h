@@ -74,4 +74,13 @@ void probe_opts_client_config(const struct probe_opts *o, const char *base_url,
 int probe_opts_split(const char *line, char ***argv_out, int *argc_out, char *err, size_t err_len);
 void probe_opts_split_free(char **argv); /* NULL-safe */
 
+/* Number parsers for every command's own options (one copy project-wide). v is the option's value
+ * (whole string, no trailing characters), name the option for the message. 0 with *out set, or -1
+ * with "NAME: expected an integer in [LO, HI], got 'V'" in err (*out untouched). */
+int probe_opts_parse_int(const char *name, const char *v, long lo, long hi, int *out, char *err,
+                         size_t err_len);
+/* The same for a finite double in [lo, hi] ("expected a number in [LO, HI]"). */
+int probe_opts_parse_double(const char *name, const char *v, double lo, double hi, double *out,
+                            char *err, size_t err_len);
+
 #endif
