@@ -3,7 +3,6 @@
  * OUT/first_token_latency.md and .html, OUT/ttft.json (ttft_json.c) and OUT/ttft_runs.csv, also
  * after a failure or Ctrl-C. Exit status by session_exit_code: 0 ok, 1 failed, 2 usage, 130
  * interrupted. It measures nothing itself. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,37 +52,6 @@ static void ttft_usage(FILE *f)
     probe_opts_help(f);
 }
 
-/* Local until probe_opts_parse_int/double land in run/probe_opts.h (branch batch). */
-static int parse_int_opt(const char *name, const char *v, long lo, long hi, int *out, char *err,
-                         size_t err_len)
-{
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || !*v || errno || *end || x < lo || x > hi) {
-        snprintf(err, err_len, "%s: expected an integer in [%ld, %ld], got '%s'", name, lo, hi,
-                 v ? v : "");
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
-static int parse_double_opt(const char *name, const char *v, double lo, double hi, double *out,
-                            char *err, size_t err_len)
-{
-    char *end;
-    errno = 0;
-    double x = v ? strtod(v, &end) : 0;
-    if (!v || !*v || errno || *end || !isfinite(x) || x < lo || x > hi) {
-        snprintf(err, err_len, "%s: expected a number in [%g, %g], got '%s'", name, lo, hi,
-                 v ? v : "");
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 /* Parses the ttft options out of rest[1..n). 0, or -1 with a message. */
 static int ttft_parse(int n, char **rest, struct ttft_opts *o, char *err, size_t err_len)
 {
@@ -119,15 +87,16 @@ static int ttft_parse(int n, char **rest, struct ttft_opts *o, char *err, size_t
         }
         int r;
         if (!strcmp(name, "--warm-runs"))
-            r = parse_int_opt(name, val, 0, 100000, &o->warm_runs, err, err_len);
+            r = probe_opts_parse_int(name, val, 0, 100000, &o->warm_runs, err, err_len);
         else if (!strcmp(name, "--idle-gap"))
-            r = parse_double_opt(name, val, 0, 86400, &o->idle_gap_s, err, err_len);
+            r = probe_opts_parse_double(name, val, 0, 86400, &o->idle_gap_s, err, err_len);
         else if (!strcmp(name, "--repeat"))
-            r = parse_int_opt(name, val, 1, 1000, &o->repeat, err, err_len);
+            r = probe_opts_parse_int(name, val, 1, 1000, &o->repeat, err, err_len);
         else if (!strcmp(name, "--prompt-len"))
-            r = parse_int_opt(name, val, 1, WORKLOAD_MAX_LEN_TOKENS, &o->prompt_len, err, err_len);
+            r = probe_opts_parse_int(name, val, 1, WORKLOAD_MAX_LEN_TOKENS, &o->prompt_len, err,
+                                     err_len);
         else
-            r = parse_int_opt(name, val, 1, 1000000, &o->max_tokens, err, err_len);
+            r = probe_opts_parse_int(name, val, 1, 1000000, &o->max_tokens, err, err_len);
         if (r)
             return -1;
     }
