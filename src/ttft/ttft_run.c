@@ -262,12 +262,7 @@ static void repeat_outcome(struct ttft_ctx *cx, struct ttft_repeat *rr, struct l
     }
     rr->died = L->died;
     rr->exit = L->exit;
-    /* the live parse has the lines' arrival times (arrival phases, timeline offsets); the
-     * parse of the finished file is the fallback when the log was never followed */
-    if (!L->url_mode && L->t && L->t->startup.n_lines > 0) {
-        rr->startup = L->t->startup;
-        rr->have_startup = 1;
-    } else if (L->have_startup) {
+    if (L->have_startup) { /* the live parse, with arrival times (launch.h) */
         rr->startup = L->startup;
         rr->have_startup = 1;
     }
@@ -355,14 +350,7 @@ int ttft_run(const struct ttft_opts *opts, struct session *s, struct ttft_result
     if (!res->url_mode && s->po->target.model && stat(s->po->target.model, &st) == 0 &&
         S_ISREG(st.st_mode))
         res->model_file_bytes = (int64_t)st.st_size;
-    /* the embedded server is this binary: its real path, so the printed command can be pasted */
-    struct target_config cfg = s->po->target;
-    char self[1024];
-    ssize_t n_self = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (cfg.kind == TARGET_KIND_EMBEDDED && !cfg.self_exe && n_self > 0) {
-        self[n_self] = 0;
-        cfg.self_exe = self;
-    }
+    struct target_config cfg = s->po->target; /* launch_init fills self_exe for embedded */
     char default_log[1100];
     session_path(s, "server.log", default_log, sizeof default_log);
     if (!res->url_mode && cfg.log_path && strcmp(cfg.log_path, default_log))
