@@ -244,6 +244,8 @@ static void test_help(void)
 
 int main(void)
 {
+    /* The default model comes from SLMPROBE_MODEL when set (run/model_default.h): no generation. */
+    setenv("SLMPROBE_MODEL", "models/default.gguf", 1);
     TEST_RUN(test_defaults_embedded);
     TEST_RUN(test_vllm_full);
     TEST_RUN(test_kind_defaults);
