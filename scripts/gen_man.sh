@@ -16,7 +16,7 @@ roff_literal() {
     sed -e 's/\\/\\e/g' -e "s/^\\([.']\\)/\\\\\\&\\1/"
     printf '.fi\n'
 }
-commands=$("$BIN" help | sed -n 's/^  \([a-z][a-z0-9-]*\)  .*/\1/p')
+commands=$("$BIN" help | sed -n 's/^  \([a-z][a-z0-9-]*\) .*/\1/p')
 {
     printf '[ENVIRONMENT]\n'
     printf '.TP\n.B SLMPROBE_MODEL\nthe embedded server'"'"'s default model file (used as given).\n'
@@ -28,7 +28,7 @@ commands=$("$BIN" help | sed -n 's/^  \([a-z][a-z0-9-]*\)  .*/\1/p')
     for c in $commands; do
         printf '[COMMAND %s]\n' "$c"
         "$BIN" "$c" --help 2>&1 | roff_literal
-        subs=$("$BIN" "$c" --help 2>&1 | sed -n '/^subcommands:/,/^$/s/^  \([a-z][a-z0-9-]*\)  .*/\1/p')
+        subs=$("$BIN" "$c" --help 2>&1 | sed -n '/^subcommands:/,/^$/s/^  \([a-z][a-z0-9-]*\) .*/\1/p')
         for s in $subs; do
             printf '.SS %s %s\n' "$c" "$s"
             "$BIN" "$c" "$s" --help 2>&1 | roff_literal

@@ -27,7 +27,7 @@ static void usage(FILE *f)
     fprintf(f, "slmprobe %s: measure small language model servers\n\n", SLMPROBE_VERSION);
     fprintf(f, "usage: slmprobe <command> [options]   (slmprobe <command> --help)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv)

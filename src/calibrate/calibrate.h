@@ -66,11 +66,11 @@ enum calibrate_status calibrate_run(double total_s, struct calibrate_result *out
 enum calibrate_status calibrate_write(const char *path, const struct calibrate_result *r,
                                       char *err, size_t err_len);
 
-/* What every probe's session loads: the calibration in the cache path when it was measured on this
- * machine (same hostname, CPU model and nproc) within CALIBRATE_MAX_AGE_S; else bench/out/client.json
- * (relative to the current directory); else none (out->valid 0). note always says which, or why a
- * calibration file was ignored, in one line ("client ceiling: calibrated 2025-01-02T03:04:05Z on
- * this machine (~/.cache/slmprobe/client.json)"). */
+/* What every probe's session loads: the calibration in the cache path when it was measured on
+ * this machine (same hostname, CPU model and nproc) within CALIBRATE_MAX_AGE_S; else
+ * bench/out/client.json (relative to the current directory); else none (out->valid 0). note
+ * always says which, or why a calibration file was ignored (also logged as a warning), in one
+ * line: "calibrated 2025-01-02T03:04:05Z on this machine (~/.cache/slmprobe/client.json)". */
 void calibrate_ceiling_load(struct client_ceiling *out, char *note, size_t note_len);
 
 #endif
