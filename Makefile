@@ -3,7 +3,7 @@
 #   make test         ASan+UBSan build, then every tests/test_*.c binary
 #   make run          build, default model, embedded server, every probe -> results/
 #   make bench        benchmarks (see BENCHMARKS.md)
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (binary, man page, bash completion; make uninstall)
 #   make SANITIZER=thread test   (threaded parts under TSan)
 #   make DEBUG=1      -O0
 CC       ?= cc
