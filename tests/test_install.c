@@ -2,7 +2,8 @@
  * as a new user meets it: from an empty directory, with HOME and XDG_* pointed at a temporary
  * folder, `slmprobe ttft --warm-runs 1` succeeds, generates the default model in
  * $XDG_DATA_HOME/slmprobe/models/ and a second run reuses it; `slmprobe calibrate` writes
- * $XDG_CACHE_HOME/slmprobe/client.json; `man -l` shows a section per command; the bash completion
+ * $XDG_CACHE_HOME/slmprobe/client.json, which a session loads unless it is from another machine
+ * or stale; `man -l` shows a section per command; the bash completion
  * completes `slmprobe b` to `batch`; `make uninstall` removes the files. Run from the source
  * tree's root (tests/run.sh does) with SLMPROBE_BIN naming the build flavour to install.
  * SLMPROBE_DEFAULT_PRESET=tiny keeps the generated model small (run/model_default.h). */
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "calibrate/calibrate.h"
 #include "test.h"
 #include "util/buf.h"
 
@@ -126,6 +128,56 @@ static void test_calibrate(void)
     free(j);
 }
 
+/* Replaces the first `from` in the calibration file by `to`. */
+static void cache_edit(const char *from, const char *to)
+{
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/cache/slmprobe", g_home);
+    snprintf(path, sizeof path, "%s/client.json", dir);
+    char *j = slurp(dir, "client.json"), *at = strstr(j, from);
+    CHECK_MSG(at != NULL, "no '%s' in client.json", from);
+    if (!at) {
+        free(j);
+        return;
+    }
+    struct buf b;
+    buf_init(&b, 1024, 1 << 20);
+    buf_append(&b, j, (size_t)(at - j));
+    buf_puts(&b, to);
+    buf_puts(&b, at + strlen(from));
+    CHECK_EQ_INT(file_write_all(path, b.data, b.len), 0);
+    buf_free(&b);
+    free(j);
+}
+
+/* What a probe's session sees (session_init calls calibrate_ceiling_load), from the empty
+ * directory so that no bench/out/client.json is found. */
+static void test_ceiling_load(void)
+{
+    char here[4096], note[512];
+    struct client_ceiling c;
+    CHECK(getcwd(here, sizeof here) != NULL);
+    CHECK_EQ_INT(chdir(g_cwd), 0);
+    calibrate_ceiling_load(&c, note, sizeof note);
+    CHECK(c.valid && c.req_per_s > 0 && c.events_per_s_c64 > 0);
+    CHECK_MSG(!strncmp(note, "calibrated ", 11) && strstr(note, "on this machine"), "%s", note);
+    char host[256] = "", from[300];
+    gethostname(host, sizeof host - 1);
+    snprintf(from, sizeof from, "\"hostname\": \"%s\"", host);
+    cache_edit(from, "\"hostname\": \"another-host\"");
+    calibrate_ceiling_load(&c, note, sizeof note);
+    CHECK(!c.valid);
+    CHECK_MSG(strstr(note, "ignored: measured on another machine (another-host") &&
+                  strstr(note, "not calibrated (run slmprobe calibrate)"),
+              "%s", note);
+    cache_edit("\"hostname\": \"another-host\"", from);
+    cache_edit("\"measured_at_unix_s\": ", "\"measured_at_unix_s\": 1, \"was\": ");
+    calibrate_ceiling_load(&c, note, sizeof note);
+    CHECK(!c.valid);
+    CHECK_MSG(strstr(note, "ignored: stale (measured "), "%s", note);
+    CHECK_EQ_INT(chdir(here), 0);
+}
+
 static void test_man_page(void)
 {
     CHECK_EQ_INT(sh("MANWIDTH=100 man -l '%s/share/man/man1/slmprobe.1' > '%s/man.txt' 2>&1",
@@ -206,6 +258,7 @@ int main(void)
     TEST_RUN(test_make_install);
     TEST_RUN(test_ttft_from_empty_dir);
     TEST_RUN(test_calibrate);
+    TEST_RUN(test_ceiling_load);
     TEST_RUN(test_man_page);
     TEST_RUN(test_completion);
     TEST_RUN(test_uninstall);
