@@ -78,6 +78,7 @@ static void json_environment(struct jsonw *w, const struct ttft_result *res)
     }
     jsonw_array_end(w);
     jsonw_key_int(w, "sample_interval_ms", s->sample_interval_ms);
+    jsonw_key_str(w, "client_calibration", s->ceiling_note);
     jsonw_object_end(w);
 }
 

@@ -1038,6 +1038,7 @@ static void report_head(const struct ttft_result *res, struct report *r)
     report_set_html_name(r, "first_token_latency.html");
     report_meta(r, "probe", "slmprobe ttft %s", SLMPROBE_VERSION);
     report_meta(r, "started", "%s", res->s->started_at);
+    report_meta(r, "client_calibration", "%s", res->s->ceiling_note);
     report_meta(r, "server", "%s%s", target_kind_str(tc->kind),
                 res->url_mode ? " (--url, warm only)" : "");
     report_meta(r, "model", "%s",
