@@ -126,6 +126,9 @@ void ttft_result_free(struct ttft_result *res); /* NULL-safe */
 void ttft_report(const struct ttft_result *res, struct report *r);
 
 /* Writes res as JSON (schema slmprobe.ttft/1, docs/schema.md) to path. 0, or -1 with err. */
+/* Writes first_token_latency.md/.html, ttft.json and ttft_runs.csv into s->out_dir (a line
+ * "wrote PATH" on stdout for each). Returns the number of files that could not be written. */
+int ttft_write_outputs(const struct ttft_result *res, const struct session *s);
 int ttft_json_write(const struct ttft_result *res, const char *path, char *err, size_t err_len);
 
 /* ---- accessors shared by the report and the JSON writer ---- */
