@@ -21,6 +21,7 @@ static const struct command commands[] = {
     {"batch", cmd_batch, "Tier 3B: sequential vs concurrent, concurrency sweep, knee, open-loop"},
     {"check", cmd_check, "health check: a few warm requests judged against SLO bounds (cron, CI)"},
     {"kv", cmd_kv, "Tier 3A: KV cache capacity and memory vs max-model-len, per launch, vs theory"},
+    {"calibrate", cmd_calibrate, "measure this machine's client ceiling (used by every probe)"},
 };
 
 static void usage(FILE *f)
@@ -28,7 +29,7 @@ static void usage(FILE *f)
     fprintf(f, "slmprobe %s: measure small language model servers\n\n", SLMPROBE_VERSION);
     fprintf(f, "usage: slmprobe <command> [options]   (slmprobe <command> --help)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv)

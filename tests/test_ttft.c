@@ -1,8 +1,10 @@
 /* test_ttft: `slmprobe ttft` end to end against the real embedded server (tiny preset, small KV
  * pool): a normal run (files, JSON content, timeline order, phases, JSONL line count, no server
  * left behind), --repeat, --url (warm only, against a server started here), a server that dies
- * mid-run (records kept, non-zero exit, report says so), SIGINT (server stopped, partial results,
- * exit 130), and bad options (exit 2). The binary comes from SLMPROBE_BIN (default ./slmprobe). */
+ * mid-run (records kept, non-zero exit, report says so), a server of unknown log wording (log
+ * timeline with arrival times), SIGINT (server stopped, partial results, exit 130), and bad
+ * options (exit 2); every ttft.json is checked against docs/schema.md (tests/schema_check.h).
+ * The binary comes from SLMPROBE_BIN (default ./slmprobe). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "net/client.h"
+#include "schema_check.h"
 #include "test.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -169,68 +172,23 @@ static const struct json *requests_of(const struct json *root, size_t i)
     return json_get(repeat_at(root, i), "requests");
 }
 
-/* The value at a schema path ("a.b", "repeats[].warm"; "x[]" descends into element 0). */
-static const struct json *schema_at(const struct json *root, const char *path)
-{
-    char seg[128];
-    const struct json *v = root;
-    while (*path && v) {
-        size_t n = strcspn(path, ".");
-        snprintf(seg, sizeof seg, "%.*s", (int)n, path);
-        size_t sl = strlen(seg);
-        int arr = sl > 2 && !strcmp(seg + sl - 2, "[]");
-        if (arr)
-            seg[sl - 2] = 0;
-        v = json_get(v, seg);
-        if (arr)
-            v = json_len(v) ? json_at(v, 0) : NULL;
-        path += n + (path[n] == '.');
-    }
-    return v;
-}
-
-/* Every required key of docs/schema_ttft.md's table (| key | type | required | meaning |) is in
- * the ttft.json at path, with a type the table allows. */
+/* ttft.json at json_path against the slmprobe.ttft/1 key table of docs/schema.md (every key
+ * documented, types as documented, required keys present). */
 static void check_schema(const char *json_path)
 {
-    const char *doc = getenv("SLMPROBE_SCHEMA_DOC");
-    char *md = slurp(doc ? doc : "docs/schema_ttft.md");
-    CHECK_MSG(md != NULL, "docs/schema_ttft.md not found (run from the repository root)");
-    struct json *j = load_json(json_path);
-    CHECK(j != NULL);
-    int n_keys = 0;
-    for (char *line = md; md && j && line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (nl)
-            *nl = 0;
-        /* cells are separated by " | " (a type's "\\|" has no spaces around it) */
-        char key[160] = "", type[64] = "", req[16] = "";
-        const char *c1 = !strncmp(line, "| ", 2) ? line + 2 : NULL;
-        const char *c2 = c1 ? strstr(c1, " | ") : NULL;
-        const char *c3 = c2 ? strstr(c2 + 3, " | ") : NULL;
-        const char *c4 = c3 ? strstr(c3 + 3, " | ") : NULL;
-        if (c4) {
-            snprintf(key, sizeof key, "%.*s", (int)(c2 - c1), c1);
-            snprintf(type, sizeof type, "%.*s", (int)(c3 - c2 - 3), c2 + 3);
-            snprintf(req, sizeof req, "%.*s", (int)(c4 - c3 - 3), c3 + 3);
-        }
-        if (c4 && !strcmp(req, "yes")) {
-            const struct json *v = schema_at(j, key);
-            enum json_type t = json_type_of(v);
-            const char *tn = t == JSON_TYPE_BOOL ? "bool" : json_type_str(t);
-            /* a key under an empty array has nothing to check */
-            int ok = t == JSON_TYPE_NONE ? strstr(key, "[]") != NULL
-                                         : strstr(type, tn) != NULL ||
-                                               (t == JSON_TYPE_INT && strstr(type, "number"));
-            CHECK_MSG(ok, "%s: %s, schema says %s", key, t == JSON_TYPE_NONE ? "missing" : tn,
-                      type);
-            n_keys++;
-        }
-        line = nl ? nl + 1 : NULL;
-    }
-    CHECK_MSG(n_keys > 50, "only %d keys in the schema table", n_keys);
-    json_free(j);
-    free(md);
+    struct schema sc;
+    char err[256];
+    int loaded = schema_load(NULL, "slmprobe.ttft/1", &sc, err, sizeof err) == 0;
+    CHECK_MSG(loaded, "%s (run from the repository root)", err);
+    if (!loaded)
+        return;
+    CHECK_MSG(sc.n_keys > 100, "only %zu keys in the schema table", sc.n_keys);
+    struct schema_problems pr = {0};
+    size_t n = schema_check_file(&sc, json_path, &pr);
+    CHECK_MSG(n == 0, "%s: %zu schema problems", json_path, n);
+    schema_problems_print(&pr, stderr);
+    schema_problems_free(&pr);
+    schema_free(&sc);
 }
 
 static double num(const struct json *row, const char *key)
@@ -475,6 +433,7 @@ static void test_url_mode(void)
         CHECK(json_bool(json_get(json_get(j, "config"), "url_mode"), &url_mode) == 0 && url_mode);
         CHECK(json_type_of(json_get(repeat_at(j, 0), "launch_to_ready_ms")) == JSON_TYPE_NULL);
         json_free(j);
+        check_schema(p);
     }
     path_in(p, sizeof p, "url", "first_token_latency.md");
     char *md = slurp(p);
@@ -544,6 +503,65 @@ static void test_server_dies(void)
     free(md);
 }
 
+/* A server whose log matches no known dialect: a --serve-cmd script prints its own progress lines
+ * (one of them three times), then execs the embedded server with its output silenced. The report
+ * shows the log timeline, with arrival times from the live parse (a re-read of the finished file
+ * has none). */
+static void test_unknown_dialect(void)
+{
+    int port = free_port();
+    char ps[16], out[512], log[512], script[512], cmd[1024], p[768];
+    snprintf(ps, sizeof ps, "%d", port);
+    snprintf(out, sizeof out, "%s/unk", dir);
+    snprintf(log, sizeof log, "%s/unk.log", dir);
+    snprintf(script, sizeof script, "%s/unk.sh", dir);
+    FILE *f = fopen(script, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fprintf(f,
+            "#!/bin/sh\n"
+            "echo 'acme-infer: reading shard 1 of 3'\n"
+            "sleep 0.3\n"
+            "echo 'acme-infer: reading shard 2 of 3'\n"
+            "sleep 0.3\n"
+            "echo 'acme-infer: reading shard 3 of 3'\n"
+            "sleep 0.3\n"
+            "echo 'acme-infer: serving'\n"
+            "exec \"%s\" serve --model \"%s\" --port %d --kv-cache-memory-bytes 8MiB --threads 1 "
+            "--max-num-seqs 4 --max-model-len 512 --enforce-eager >/dev/null 2>&1\n",
+            bin, model, port);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "sh %s", script);
+    char *argv[] = {(char *)bin,   "ttft", "--serve-cmd",  cmd,  "--port",       ps,  "--out", out,
+                    "--warm-runs", "1",    "--prompt-len", "32", "--max-tokens", "4", NULL};
+    int rc = run(argv, log);
+    CHECK_MSG(rc == 0, "exit %d", rc);
+    CHECK(none_left());
+    path_in(p, sizeof p, "unk", "ttft.json");
+    struct json *j = load_json(p);
+    CHECK(j != NULL);
+    if (j) {
+        check_schema(p);
+        const struct json *rr = repeat_at(j, 0);
+        CHECK_EQ_STR(str(rr, "log_dialect"), "unknown");
+        const struct json *tl = json_get(rr, "log_timeline");
+        CHECK_MSG(json_len(tl) == 2, "%zu distinct lines", json_len(tl));
+        const struct json *shard = json_at(tl, 0), *serving = json_at(tl, 1);
+        CHECK(strstr(str(shard, "line"), "reading shard") != NULL);
+        CHECK_EQ_INT((int)num(shard, "n_seen"), 3);
+        /* arrival times: the shards came over 0.6 s, "serving" after them */
+        double t0 = num(shard, "t_first_s"), t1 = num(shard, "t_last_s");
+        CHECK_MSG(t0 >= 0 && t1 - t0 >= 0.4, "shard lines at %g .. %g s", t0, t1);
+        CHECK(num(serving, "t_first_s") >= t1);
+        json_free(j);
+    }
+    path_in(p, sizeof p, "unk", "first_token_latency.md");
+    char *md = slurp(p);
+    CHECK(md && strstr(md, "No known log wording matched") && strstr(md, "reading shard"));
+    free(md);
+}
+
 static void test_sigint(void)
 {
     char out[512], log[512], p[768];
@@ -574,6 +592,7 @@ static void test_sigint(void)
     if (j) {
         CHECK_EQ_STR(str(j, "status"), "interrupted");
         json_free(j);
+        check_schema(p);
     }
 }
 
@@ -593,6 +612,7 @@ int main(void)
     TEST_RUN(test_repeat);
     TEST_RUN(test_url_mode);
     TEST_RUN(test_server_dies);
+    TEST_RUN(test_unknown_dialect);
     TEST_RUN(test_sigint);
     if (!test_n_fail) {
         char *argv[] = {"rm", "-rf", dir, NULL};

@@ -3,7 +3,6 @@
  * OUT/first_token_latency.md and .html, OUT/ttft.json (ttft_json.c) and OUT/ttft_runs.csv, also
  * after a failure or Ctrl-C. Exit status by session_exit_code: 0 ok, 1 failed, 2 usage, 130
  * interrupted. It measures nothing itself. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,37 +52,6 @@ static void ttft_usage(FILE *f)
     probe_opts_help(f);
 }
 
-/* Local until probe_opts_parse_int/double land in run/probe_opts.h (branch batch). */
-static int parse_int_opt(const char *name, const char *v, long lo, long hi, int *out, char *err,
-                         size_t err_len)
-{
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || !*v || errno || *end || x < lo || x > hi) {
-        snprintf(err, err_len, "%s: expected an integer in [%ld, %ld], got '%s'", name, lo, hi,
-                 v ? v : "");
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
-static int parse_double_opt(const char *name, const char *v, double lo, double hi, double *out,
-                            char *err, size_t err_len)
-{
-    char *end;
-    errno = 0;
-    double x = v ? strtod(v, &end) : 0;
-    if (!v || !*v || errno || *end || !isfinite(x) || x < lo || x > hi) {
-        snprintf(err, err_len, "%s: expected a number in [%g, %g], got '%s'", name, lo, hi,
-                 v ? v : "");
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 /* Parses the ttft options out of rest[1..n). 0, or -1 with a message. */
 static int ttft_parse(int n, char **rest, struct ttft_opts *o, char *err, size_t err_len)
 {
@@ -119,15 +87,16 @@ static int ttft_parse(int n, char **rest, struct ttft_opts *o, char *err, size_t
         }
         int r;
         if (!strcmp(name, "--warm-runs"))
-            r = parse_int_opt(name, val, 0, 100000, &o->warm_runs, err, err_len);
+            r = probe_opts_parse_int(name, val, 0, 100000, &o->warm_runs, err, err_len);
         else if (!strcmp(name, "--idle-gap"))
-            r = parse_double_opt(name, val, 0, 86400, &o->idle_gap_s, err, err_len);
+            r = probe_opts_parse_double(name, val, 0, 86400, &o->idle_gap_s, err, err_len);
         else if (!strcmp(name, "--repeat"))
-            r = parse_int_opt(name, val, 1, 1000, &o->repeat, err, err_len);
+            r = probe_opts_parse_int(name, val, 1, 1000, &o->repeat, err, err_len);
         else if (!strcmp(name, "--prompt-len"))
-            r = parse_int_opt(name, val, 1, WORKLOAD_MAX_LEN_TOKENS, &o->prompt_len, err, err_len);
+            r = probe_opts_parse_int(name, val, 1, WORKLOAD_MAX_LEN_TOKENS, &o->prompt_len, err,
+                                     err_len);
         else
-            r = parse_int_opt(name, val, 1, 1000000, &o->max_tokens, err, err_len);
+            r = probe_opts_parse_int(name, val, 1, 1000000, &o->max_tokens, err, err_len);
         if (r)
             return -1;
     }
@@ -144,41 +113,6 @@ static void fmt_ms(double ms, char *out, size_t n)
         snprintf(out, n, "%.0f ms", ms);
     else
         snprintf(out, n, "%.2f ms", ms);
-}
-
-/* The four renderings into the output directory. Returns the number that failed. */
-static int write_outputs(const struct ttft_result *res, const struct session *s)
-{
-    struct report *r = report_new(TTFT_REPORT_TITLE);
-    ttft_report(res, r);
-    char path[1200], err[1400];
-    int n_bad = 0;
-    struct {
-        const char *name;
-        int fmt; /* -1: csv, -2: ttft.json */
-    } outs[] = {{"first_token_latency.md", REPORT_FORMAT_MARKDOWN},
-                {"first_token_latency.html", REPORT_FORMAT_HTML},
-                {"ttft.json", -2},
-                {"ttft_runs.csv", -1}};
-    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", s->out_dir, outs[i].name);
-        int ok;
-        if (outs[i].fmt == -2)
-            ok = ttft_json_write(res, path, err, sizeof err) == 0;
-        else if (outs[i].fmt == -1)
-            ok = report_write_csv(r, "runs", path, err, sizeof err) == REPORT_OK;
-        else
-            ok = report_write_file(r, (enum report_format)outs[i].fmt, path, err, sizeof err) ==
-                 REPORT_OK;
-        if (ok) {
-            printf("wrote %s\n", path);
-        } else {
-            log_error(MOD, "%s", err);
-            n_bad++;
-        }
-    }
-    report_free(r);
-    return n_bad;
 }
 
 static void print_headline(const struct ttft_result *res)
@@ -221,7 +155,7 @@ int cmd_ttft(int argc, char **argv)
     } else {
         struct ttft_result *res = xcalloc(1, sizeof *res);
         int failed = ttft_run(&opt, s, res);
-        failed |= write_outputs(res, s) != 0;
+        failed |= ttft_write_outputs(res, s) != 0;
         print_headline(res);
         rc = res->interrupted ? PROBE_EXIT_INTERRUPTED : session_exit_code(s, failed);
         ttft_result_free(res);

@@ -1,9 +1,10 @@
 /* ttft: the Tier 1 probe of cold versus warm time to first token as library calls, so that
- * `slmprobe ttft` (cmd_ttft.c) and `slmprobe lab` run the same code. ttft_run launches the server
- * once per repeat, sends the cold request the moment it is ready, warm_0 right after it and N
- * warm runs, and keeps every request with the launch's timeline, start-up phases and telemetry
- * readings; ttft_report turns that into report sections; ttft_json_write writes ttft.json in
- * schema slmprobe.ttft/1. It parses no argv (cmd_ttft.c) and writes no report file itself.
+ * `slmprobe ttft` (cmd_ttft.c) and `slmprobe lab` run the same code. ttft_run makes one launch
+ * (run/launch.h) per repeat and sends, through the driver (run/driver.h), the cold request the
+ * moment it is ready, warm_0 right after it and N warm runs, and keeps every request with the
+ * launch's timeline, start-up phases and telemetry readings; ttft_report turns that into report
+ * sections; ttft_json_write writes ttft.json in schema slmprobe.ttft/1. It parses no argv
+ * (cmd_ttft.c) and writes no report file itself.
  *
  *   struct ttft_opts o; ttft_opts_defaults(&o);  ... set fields ...
  *   struct ttft_result res;
@@ -92,7 +93,6 @@ struct ttft_repeat {
     int64_t gpu_mem_before_bytes;
     int64_t gpu_mem_after_cold_bytes;
     double gpu_util_warm_pct;
-    char gpu_reason[256];
     double cpu_cold_pct, cpu_warm_pct;
     int64_t rss_ready_bytes, rss_max_bytes;
     int64_t page_cache_before_bytes, page_cache_ready_bytes, page_cache_after_bytes;
@@ -126,6 +126,9 @@ void ttft_result_free(struct ttft_result *res); /* NULL-safe */
 void ttft_report(const struct ttft_result *res, struct report *r);
 
 /* Writes res as JSON (schema slmprobe.ttft/1, docs/schema.md) to path. 0, or -1 with err. */
+/* Writes first_token_latency.md/.html, ttft.json and ttft_runs.csv into s->out_dir (a line
+ * "wrote PATH" on stdout for each). Returns the number of files that could not be written. */
+int ttft_write_outputs(const struct ttft_result *res, const struct session *s);
 int ttft_json_write(const struct ttft_result *res, const char *path, char *err, size_t err_len);
 
 /* ---- accessors shared by the report and the JSON writer ---- */

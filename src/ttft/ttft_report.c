@@ -12,6 +12,7 @@
 #include "measure/workload.h"
 #include "net/client.h"
 #include "ttft/ttft.h"
+#include "util/log.h"
 #include "util/buf.h"
 #include "util/clock.h"
 
@@ -1038,6 +1039,7 @@ static void report_head(const struct ttft_result *res, struct report *r)
     report_set_html_name(r, "first_token_latency.html");
     report_meta(r, "probe", "slmprobe ttft %s", SLMPROBE_VERSION);
     report_meta(r, "started", "%s", res->s->started_at);
+    report_meta(r, "client_calibration", "%s", res->s->ceiling_note);
     report_meta(r, "server", "%s%s", target_kind_str(tc->kind),
                 res->url_mode ? " (--url, warm only)" : "");
     report_meta(r, "model", "%s",
@@ -1076,4 +1078,41 @@ void ttft_report(const struct ttft_result *res, struct report *r)
     section_timeline(res, r);
     section_sanity(res, r);
     section_repeats(res, r);
+}
+
+/* The four renderings into the output directory. Returns the number that failed. */
+#define MOD "ttft"
+
+int ttft_write_outputs(const struct ttft_result *res, const struct session *s)
+{
+    struct report *r = report_new(TTFT_REPORT_TITLE);
+    ttft_report(res, r);
+    char path[1200], err[1400];
+    int n_bad = 0;
+    struct {
+        const char *name;
+        int fmt; /* -1: csv, -2: ttft.json */
+    } outs[] = {{"first_token_latency.md", REPORT_FORMAT_MARKDOWN},
+                {"first_token_latency.html", REPORT_FORMAT_HTML},
+                {"ttft.json", -2},
+                {"ttft_runs.csv", -1}};
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", s->out_dir, outs[i].name);
+        int ok;
+        if (outs[i].fmt == -2)
+            ok = ttft_json_write(res, path, err, sizeof err) == 0;
+        else if (outs[i].fmt == -1)
+            ok = report_write_csv(r, "runs", path, err, sizeof err) == REPORT_OK;
+        else
+            ok = report_write_file(r, (enum report_format)outs[i].fmt, path, err, sizeof err) ==
+                 REPORT_OK;
+        if (ok) {
+            printf("wrote %s\n", path);
+        } else {
+            log_error(MOD, "%s", err);
+            n_bad++;
+        }
+    }
+    report_free(r);
+    return n_bad;
 }

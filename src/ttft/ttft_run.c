@@ -1,12 +1,11 @@
-/* ttft_run: runs the ttft probe. Per repeat it launches the server (target.h), records the launch
- * timeline, sends the cold request the moment the server is ready, one request right after it
- * (warm_0) and N warm runs (optional idle gap), stops the server and reads its start-up phases
- * from its log (logparse.h), with the machine's view alongside (telemetry.h). Every finished
- * request goes to OUT/ttft_requests.jsonl at once. It renders nothing (ttft_report.c,
- * ttft_json.c) and parses no argv (cmd_ttft.c). */
-#include <errno.h>
+/* ttft_run: runs the ttft probe on the probe core. Per repeat one struct launch (run/launch.h:
+ * log file, sampler, readings, start-up log, death) and one driver (run/driver.h) in sequential
+ * mode: the cold request the moment the server is ready, then warm_0 and the N warm runs (the
+ * idle gap is the driver's think time), every finished request to the session's JSONL sink.
+ * What is left here is ttft's own: which request is which, the telemetry windows of the cold and
+ * warm requests, and the repeat's outcome. It renders nothing (ttft_report.c, ttft_json.c) and
+ * parses no argv (cmd_ttft.c). */
 #include <math.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +13,8 @@
 #include <unistd.h>
 
 #include "measure/workload.h"
-#include "net/client.h"
+#include "run/driver.h"
+#include "run/launch.h"
 #include "server/telemetry.h"
 #include "ttft/ttft.h"
 #include "util/buf.h"
@@ -22,19 +22,26 @@
 #include "util/log.h"
 
 #define MOD "ttft"
+#define TTFT_SAMPLES_CAP 40000
 
 struct ttft_ctx {
     struct session *s;
     struct ttft_result *res;
     struct workload wl;
-    struct buf prompt;
-    struct record_writer *writer;
-    char jsonl_path[1100];
-    uint64_t next_req_id;
-    /* the request in flight (one at a time) */
-    struct request_record last;
-    int have_last;
+    struct record_sink *sink;
+    struct driver *d;        /* of the repeat being run */
+    uint64_t next_prompt_id; /* every request gets a prompt of its own, over all repeats */
+    int is_cold;             /* the phase being run */
+    int i_repeat;            /* 1-based */
+    char tag[32];            /* the phase's tag; make_request names each request in it */
 };
+
+static void fail(struct ttft_result *res, const char *msg)
+{
+    res->failed = 1;
+    if (!res->fail_msg[0])
+        snprintf(res->fail_msg, sizeof res->fail_msg, "%.*s", (int)sizeof res->fail_msg - 1, msg);
+}
 
 /* CPU % of the server tree over [t0, t1]: each sample's cpu_pct covers (previous sample, this
  * sample]; intervals are weighted by their overlap with the window. NAN if none overlaps. */
@@ -56,19 +63,29 @@ static double cpu_over_window(const struct telemetry_sample *s, size_t n, mono_n
     return w > 0 ? sum / w : NAN;
 }
 
-/* ------------------------------------------------------------------ running requests */
+/* ------------------------------------------------------------------ requests */
 
-static void on_done(void *ud, struct request_record *rec)
+/* Driver callback: the i-th request of the phase. The driver copies ph->tag (our cx->tag) into
+ * the record after this call, so each request is named here: cold_N, warm_0, warm_1, ... */
+static int make_request(void *ud, uint64_t i, struct client_request *rq, struct buf *prompt)
 {
     struct ttft_ctx *cx = ud;
-    if (cx->have_last) { /* cannot happen (one request at a time); never leak */
-        record_free(rec);
-        return;
+    if (cx->is_cold)
+        snprintf(cx->tag, sizeof cx->tag, "cold_%d", cx->i_repeat);
+    else
+        snprintf(cx->tag, sizeof cx->tag, "warm_%llu", (unsigned long long)i);
+    int n_target = -1;
+    if (workload_prompt(&cx->wl, cx->next_prompt_id++, prompt, &n_target) != WORKLOAD_OK) {
+        driver_set_reason(cx->d, "prompt %d tokens exceeds the buffer cap", n_target);
+        return -1;
     }
-    cx->last = *rec; /* we own its contents now */
-    cx->have_last = 1;
+    rq->max_tokens = cx->res->opt.max_tokens;
+    rq->ignore_eos = 1;
+    rq->temperature = 0;
+    return 0;
 }
 
+/* Takes rec's contents into rr. */
 static void repeat_push(struct ttft_repeat *rr, const struct request_record *rec,
                         enum ttft_kind kind)
 {
@@ -83,161 +100,88 @@ static void repeat_push(struct ttft_repeat *rr, const struct request_record *rec
     q->i_in_repeat = (int)rr->n_reqs;
     if (rec->error != REQ_ERROR_NONE && rec->error < REQ_ERROR__COUNT)
         rr->n_err_class[rec->error]++;
-}
-
-static void fail(struct ttft_result *res, const char *msg)
-{
-    res->failed = 1;
-    if (!res->fail_msg[0])
-        snprintf(res->fail_msg, sizeof res->fail_msg, "%s", msg);
-}
-
-/* Waits for the request in flight, watching for Ctrl-C and for the server dying. Returns 1 if
- * the server is gone, 0 otherwise; cx->have_last is set when the record arrived. */
-static int wait_done(struct ttft_ctx *cx, struct ttft_repeat *rr, struct client *cl,
-                     struct target *t)
-{
-    while (!cx->have_last) {
-        client_poll(cl, 50);
-        if (cx->have_last)
-            break;
-        if (target_interrupted()) {
-            cx->res->interrupted = rr->interrupted = 1;
-            client_abort_all(cl);
-            break;
-        }
-        if (!cx->res->url_mode && !target_alive(t)) {
-            client_abort_all(cl);
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Sends one request and drives it to completion. Returns 0 when the run may go on, -1 when it
- * must stop (interrupted, server gone, client error). */
-static int send_one(struct ttft_ctx *cx, struct ttft_repeat *rr, struct client *cl,
-                    struct target *t, const char *tag, enum ttft_kind kind)
-{
-    struct ttft_result *res = cx->res;
-    uint64_t id = cx->next_req_id++;
-    buf_reset(&cx->prompt);
-    int n_target = -1;
-    if (workload_prompt(&cx->wl, id, &cx->prompt, &n_target) != WORKLOAD_OK) {
-        fail(res, "prompt exceeds the buffer cap");
-        return -1;
-    }
-    struct client_request req = {
-        .id = id,
-        .tag = tag,
-        .level = rr->index - 1,
-        .prompt = cx->prompt.data,
-        .prompt_len = cx->prompt.len,
-        .max_tokens = res->opt.max_tokens,
-        .ignore_eos = 1,
-        .temperature = 0,
-    };
-    cx->have_last = 0;
-    if (client_submit(cl, &req) != 0) {
-        fail(res, "the client refused a request");
-        return -1;
-    }
-    int server_gone = wait_done(cx, rr, cl, t);
-    if (!cx->have_last) { /* abort delivers the record; defensive */
-        fail(res, "a request was never delivered");
-        return -1;
-    }
-    struct request_record rec = cx->last;
-    cx->have_last = 0;
-    if ((rec.error == REQ_ERROR_CONNECT || rec.error == REQ_ERROR_PROTOCOL) && !res->url_mode &&
-        !server_gone) {
-        /* a cut connection is often the server going down: give its exit a moment to show */
-        mono_ns until = clock_now_ns() + 1000000000ull;
-        while (target_alive(t) && clock_now_ns() < until && !target_interrupted())
-            poll(NULL, 0, 20);
-    }
-    if (rec.error != REQ_ERROR_NONE && !res->url_mode && !server_gone && !target_alive(t))
-        server_gone = 1;
-    if (server_gone && rec.error != REQ_ERROR_NONE)
-        rec.error = REQ_ERROR_SERVER_EXIT;
-    if (rec.error != REQ_ERROR_NONE && rec.error != REQ_ERROR_ABORTED)
+    if (rec->error != REQ_ERROR_NONE && rec->error != REQ_ERROR_ABORTED)
         rr->n_failed_requests++;
-    if (cx->writer && record_writer_append(cx->writer, &rec) != 0)
-        log_warn(MOD, "%s: write failed: %s", cx->jsonl_path, strerror(errno));
-    repeat_push(rr, &rec, kind);
-    if (rec.error == REQ_ERROR_NONE)
-        log_info(MOD, "%s: ttft %.2f ms, e2e %.2f ms, %d completion tokens", tag,
-                 ttft_rec_ttft_ms(&rec), ttft_rec_e2e_ms(&rec), rec.n_completion_tokens);
+    if (rec->error == REQ_ERROR_NONE)
+        log_info(MOD, "%s: ttft %.2f ms, e2e %.2f ms, %d completion tokens", rec->tag,
+                 ttft_rec_ttft_ms(rec), ttft_rec_e2e_ms(rec), rec->n_completion_tokens);
     else
-        log_warn(MOD, "%s: %s: %s", tag, req_error_str(rec.error), rec.error_msg);
-    if (server_gone) {
-        rr->died = 1;
-        rr->exit = t->exit;
-        return -1;
-    }
-    return rr->interrupted ? -1 : 0;
+        log_warn(MOD, "%s: %s: %s", rec->tag, req_error_str(rec->error), rec->error_msg);
 }
 
-/* Idle gap between warm runs; returns -1 if interrupted or the server died meanwhile. */
-static int idle_gap(struct ttft_ctx *cx, struct ttft_repeat *rr, struct target *t)
+/* One sequential phase: the cold request (n 1) or warm_0 and the warm runs (think time = idle
+ * gap before each warm run). Its records move into rr. Returns the driver's status. */
+static enum driver_status run_phase(struct ttft_ctx *cx, struct ttft_repeat *rr, int cold, int n)
 {
-    if (cx->res->opt.idle_gap_s <= 0)
-        return 0;
-    mono_ns end = clock_now_ns() + (mono_ns)(cx->res->opt.idle_gap_s * 1e9);
-    for (;;) {
-        if (target_interrupted()) {
-            cx->res->interrupted = rr->interrupted = 1;
-            return -1;
-        }
-        if (!cx->res->url_mode && !target_alive(t)) {
-            rr->died = 1;
-            rr->exit = t->exit;
-            return -1;
-        }
-        mono_ns now = clock_now_ns();
-        if (now >= end)
-            return 0;
-        uint64_t left_ms = (end - now) / 1000000 + 1;
-        struct pollfd pfd = {.fd = target_signal_fd(), .events = POLLIN};
-        poll(pfd.fd >= 0 ? &pfd : NULL, pfd.fd >= 0 ? 1 : 0, (int)(left_ms < 100 ? left_ms : 100));
-    }
+    cx->is_cold = cold;
+    snprintf(cx->tag, sizeof cx->tag, "%s", cold ? "cold" : "warm");
+    struct driver_phase ph = {
+        .mode = DRIVER_MODE_SEQUENTIAL,
+        .tag = cx->tag,
+        .level = rr->index - 1,
+        .n_requests = n,
+        .think_s = cold ? 0 : cx->res->opt.idle_gap_s,
+        .make = make_request,
+        .ud = cx,
+        .keep_records = (size_t)n,
+    };
+    struct driver_result dr;
+    enum driver_status st = driver_run(cx->d, &ph, &dr);
+    for (size_t i = 0; i < dr.n_recs; i++)
+        repeat_push(rr, &dr.recs[i],
+                    cold     ? TTFT_KIND_COLD
+                    : i == 0 ? TTFT_KIND_WARM_IMMEDIATE
+                             : TTFT_KIND_WARM);
+    dr.n_recs = 0; /* the records are rr's now; driver_result_free frees the array only */
+    if (dr.max_events_per_s > cx->res->max_events_per_s)
+        cx->res->max_events_per_s = dr.max_events_per_s;
+    if (st == DRIVER_STATUS_CANCELLED && session_interrupted(cx->s))
+        cx->res->interrupted = rr->interrupted = 1;
+    else if (st != DRIVER_STATUS_OK)
+        fail(cx->res, dr.stop_reason);
+    driver_result_free(&dr);
+    return st;
 }
 
-/* The cold request, warm_0 and the warm runs of one repeat. */
-static void send_all(struct ttft_ctx *cx, struct ttft_repeat *rr, struct client *cl,
-                     struct target *t, struct telemetry_sampler *smp)
+/* The windows the telemetry is read over: the cold request, warm_1 .. warm_N. */
+static void repeat_windows(struct ttft_repeat *rr)
 {
-    char tag[32];
-    if (!cx->res->url_mode) {
-        snprintf(tag, sizeof tag, "cold_%d", rr->index);
-        int r = send_one(cx, rr, cl, t, tag, TTFT_KIND_COLD);
-        const struct ttft_req *c = ttft_find_kind(rr, TTFT_KIND_COLD);
-        if (c) {
-            rr->t_cold_sent_ns = c->rec.t_sent_ns;
-            rr->t_cold_done_ns = c->rec.t_done_ns;
-        }
-        telemetry_sampler_tick(smp); /* closes the cold window (after the request: no delay) */
-        if (r)
-            return;
-    }
-    if (send_one(cx, rr, cl, t, "warm_0", TTFT_KIND_WARM_IMMEDIATE))
-        return;
-    for (int i = 1; i <= cx->res->opt.warm_runs; i++) {
-        if (idle_gap(cx, rr, t))
-            break;
-        snprintf(tag, sizeof tag, "warm_%d", i);
-        size_t before = rr->n_reqs;
-        int r = send_one(cx, rr, cl, t, tag, TTFT_KIND_WARM);
-        if (rr->n_reqs > before) {
-            const struct request_record *rec = &rr->reqs[rr->n_reqs - 1].rec;
+    for (size_t i = 0; i < rr->n_reqs; i++) {
+        const struct ttft_req *q = &rr->reqs[i];
+        if (q->kind == TTFT_KIND_COLD) {
+            rr->t_cold_sent_ns = q->rec.t_sent_ns;
+            rr->t_cold_done_ns = q->rec.t_done_ns;
+        } else if (q->kind == TTFT_KIND_WARM) {
             if (!rr->t_warm_start_ns)
-                rr->t_warm_start_ns = rec->t_sent_ns;
-            rr->t_warm_end_ns = rec->t_done_ns;
+                rr->t_warm_start_ns = q->rec.t_sent_ns;
+            rr->t_warm_end_ns = q->rec.t_done_ns;
         }
-        if (r)
-            break;
     }
-    telemetry_sampler_tick(smp);
+}
+
+/* The cold request, warm_0 and the warm runs of one ready launch. */
+static void send_all(struct ttft_ctx *cx, struct ttft_repeat *rr, struct launch *L)
+{
+    struct client_config cc;
+    char err[512] = "";
+    probe_opts_client_config(cx->s->po, L->t->base_url, &cc);
+    cx->d = driver_new(cx->s, L, &cc, cx->sink, err, sizeof err);
+    if (!cx->d) {
+        fail(cx->res, err);
+        return;
+    }
+    enum driver_status st = DRIVER_STATUS_OK;
+    if (!L->url_mode) {
+        st = run_phase(cx, rr, 1, 1);
+        telemetry_sampler_tick(L->smp); /* closes the cold window (after the request: no delay) */
+    }
+    if (st == DRIVER_STATUS_OK)
+        run_phase(cx, rr, 0, 1 + cx->res->opt.warm_runs);
+    if (L->smp)
+        telemetry_sampler_tick(L->smp);
+    driver_free(cx->d);
+    cx->d = NULL;
+    repeat_windows(rr);
 }
 
 /* ------------------------------------------------------------------ one repeat */
@@ -256,13 +200,20 @@ static void repeat_init(struct ttft_repeat *rr, int index)
     rr->read_bytes_ready = rr->read_bytes_end = -1;
 }
 
-/* Fills the telemetry fields of rr from the sampler ring. */
-static void repeat_telemetry(struct ttft_ctx *cx, struct ttft_repeat *rr,
-                             struct telemetry_sampler *smp, int with_gpu)
+/* The telemetry that is ttft's own (CPU over the cold and warm windows, GPU after the cold
+ * request, read bytes, RSS peak) from the launch's sampler ring; the readings from L. */
+static void repeat_telemetry(struct ttft_ctx *cx, struct ttft_repeat *rr, struct launch *L)
 {
-    size_t cap = 40000;
-    struct telemetry_sample *s = xcalloc(cap, sizeof *s);
-    size_t n = telemetry_sampler_copy(smp, s, cap);
+    rr->gpu_mem_before_bytes = L->gpu_mem_before_bytes;
+    rr->rss_ready_bytes = L->rss_ready_bytes;
+    rr->page_cache_before_bytes = L->page_cache_before_bytes;
+    rr->page_cache_ready_bytes = L->page_cache_ready_bytes;
+    rr->page_cache_after_bytes = telemetry_page_cache_bytes();
+    if (!L->smp)
+        return;
+    int with_gpu = cx->s->gpus.available;
+    struct telemetry_sample *s = xcalloc(TTFT_SAMPLES_CAP, sizeof *s);
+    size_t n = telemetry_sampler_copy(L->smp, s, TTFT_SAMPLES_CAP);
     mono_ns t_ready = rr->tl.t_models_ok_ns;
     rr->cpu_cold_pct = cpu_over_window(s, n, rr->t_cold_sent_ns, rr->t_cold_done_ns);
     rr->cpu_warm_pct = cpu_over_window(s, n, rr->t_warm_start_ns, rr->t_warm_end_ns);
@@ -271,12 +222,8 @@ static void repeat_telemetry(struct ttft_ctx *cx, struct ttft_repeat *rr,
             continue;
         if (s[i].rss_bytes >= 0 && s[i].rss_bytes > rr->rss_max_bytes)
             rr->rss_max_bytes = s[i].rss_bytes;
-        if (t_ready && s[i].t_ns <= t_ready) {
-            if (s[i].rss_bytes >= 0)
-                rr->rss_ready_bytes = s[i].rss_bytes;
-            if (s[i].read_bytes >= 0)
-                rr->read_bytes_ready = s[i].read_bytes;
-        }
+        if (t_ready && s[i].t_ns <= t_ready && s[i].read_bytes >= 0)
+            rr->read_bytes_ready = s[i].read_bytes;
         if (s[i].read_bytes >= 0)
             rr->read_bytes_end = s[i].read_bytes;
     }
@@ -287,216 +234,90 @@ static void repeat_telemetry(struct ttft_ctx *cx, struct ttft_repeat *rr,
             break;
         }
     }
-    if (with_gpu && rr->t_warm_start_ns && rr->t_warm_end_ns) {
-        struct telemetry_window w;
-        mono_ns slack = (mono_ns)cx->s->sample_interval_ms * 1000000ull;
-        if (telemetry_sampler_window(smp, rr->t_warm_start_ns, rr->t_warm_end_ns + slack, &w) ==
-                0 &&
-            w.gpu_available)
-            rr->gpu_util_warm_pct = w.gpu_util_mean_pct;
-    }
+    struct telemetry_window w;
+    mono_ns slack = (mono_ns)cx->s->sample_interval_ms * 1000000ull;
+    if (with_gpu && rr->t_warm_start_ns && rr->t_warm_end_ns &&
+        launch_window(L, rr->t_warm_start_ns, rr->t_warm_end_ns + slack, &w) == 0 &&
+        w.gpu_available)
+        rr->gpu_util_warm_pct = w.gpu_util_mean_pct;
     free(s);
 }
 
-/* The server argv as exec'd, shell-quoted, secrets as *** (target_cmdline), with the real path
- * of this binary for the embedded server's /proc/self/exe so that it can be pasted back. */
-static void repeat_cmdline(struct ttft_repeat *rr, const struct target_config *cfg, int port)
+/* After launch_stop: what the launch says about the server and how it ended. */
+static void repeat_outcome(struct ttft_ctx *cx, struct ttft_repeat *rr, struct launch *L)
 {
-    char line[sizeof rr->cmdline];
-    target_cmdline(cfg, port, line, sizeof line);
-    const char *pse = "/proc/self/exe";
-    char self[1024];
-    ssize_t sl = readlink(pse, self, sizeof self - 1);
-    self[sl > 0 ? sl : 0] = 0;
-    size_t n_self = strlen(self);
-    if (n_self && n_self < sizeof rr->cmdline && !strncmp(line, pse, strlen(pse)) &&
-        !strpbrk(self, " \t'\"\\$`")) {
-        memcpy(rr->cmdline, self, n_self);
-        snprintf(rr->cmdline + n_self, sizeof rr->cmdline - n_self, "%s", line + strlen(pse));
-    } else {
-        snprintf(rr->cmdline, sizeof rr->cmdline, "%s", line);
+    rr->start_status = L->status;
+    rr->ready = L->ready;
+    rr->tl = L->tl;
+    rr->stop = L->stop;
+    snprintf(rr->start_err, sizeof rr->start_err, "%s", L->err);
+    snprintf(rr->cmdline, sizeof rr->cmdline, "%s", L->cmdline);
+    snprintf(rr->log_path, sizeof rr->log_path, "%s", L->log_path);
+    snprintf(rr->log_tail, sizeof rr->log_tail, "%s", L->log_tail);
+    if (L->t) {
+        snprintf(rr->version, sizeof rr->version, "%s", L->t->version);
+        snprintf(rr->model_id, sizeof rr->model_id, "%s", L->t->model_id);
+        rr->max_model_len = L->t->max_model_len;
+        rr->port = L->t->port;
     }
-}
-
-/* Before launch: GPU memory and the page cache. */
-static void repeat_before(struct ttft_repeat *rr)
-{
-    struct telemetry_gpus g;
-    if (telemetry_gpu_read(&g) == 0) {
-        int64_t sum = 0;
-        for (int i = 0; i < g.n_gpus; i++)
-            if (g.gpu[i].mem_used_bytes >= 0)
-                sum += g.gpu[i].mem_used_bytes;
-        rr->gpu_mem_before_bytes = sum;
-    } else {
-        snprintf(rr->gpu_reason, sizeof rr->gpu_reason, "%s", g.reason);
+    rr->died = L->died;
+    rr->exit = L->exit;
+    if (L->have_startup) { /* the live parse, with arrival times (launch.h) */
+        rr->startup = L->startup;
+        rr->have_startup = 1;
     }
-    rr->page_cache_before_bytes = telemetry_page_cache_bytes();
-}
-
-/* Launches and waits until ready. 0 when ready. */
-static int repeat_start(struct ttft_ctx *cx, struct ttft_repeat *rr, struct target *t,
-                        const struct target_config *cfg, struct telemetry_sampler *smp)
-{
-    char err[2048] = "";
-    rr->attempted = 1;
-    rr->start_status = target_launch(t, err, sizeof err);
-    if (rr->start_status == TARGET_OK) {
-        rr->port = t->port;
-        if (!cx->res->url_mode) {
-            telemetry_sampler_set_root(smp, t->pid);
-            repeat_cmdline(rr, cfg, t->port);
-        }
-        rr->start_status = target_wait_ready(t, err, sizeof err);
-    }
-    rr->tl = t->tl;
-    if (rr->start_status == TARGET_OK) {
-        rr->ready = 1;
-        rr->page_cache_ready_bytes = telemetry_page_cache_bytes();
-        return 0;
-    }
-    /* first line only: the log tail is shown as its own block */
-    snprintf(rr->start_err, sizeof rr->start_err, "%.*s", (int)strcspn(err, "\n"), err);
-    if (rr->start_status == TARGET_ERR_INTERRUPTED || target_interrupted())
+    if (rr->start_status == TARGET_ERR_INTERRUPTED)
         cx->res->interrupted = rr->interrupted = 1;
-    else
+    else if (rr->start_status != TARGET_OK)
         fail(cx->res, "the server did not become ready");
-    if (rr->start_status == TARGET_ERR_EXITED) {
-        rr->died = 1;
-        rr->exit = t->exit;
-    }
-    log_error(MOD, "server did not become ready: %s: %s", target_status_str(rr->start_status),
-              rr->start_err);
-    return -1;
-}
-
-/* After the requests: stop, reap, classify how it ended, parse the log. */
-static void repeat_finish(struct ttft_ctx *cx, struct ttft_repeat *rr, struct target *t)
-{
-    struct ttft_result *res = cx->res;
-    if (!res->url_mode && !rr->died && rr->ready && target_alive(t) == 0) {
-        rr->died = 1; /* died between requests */
-        rr->exit = t->exit;
-    }
-    if (!t->version[0] && rr->ready && !rr->died)
-        target_fetch_version(t);
-    snprintf(rr->version, sizeof rr->version, "%s", t->version);
-    snprintf(rr->model_id, sizeof rr->model_id, "%s", t->model_id);
-    rr->max_model_len = t->max_model_len;
-    target_stop(t, &rr->stop);
-    if (!rr->died && rr->ready && !rr->interrupted && rr->stop.exit.exited &&
-        !rr->stop.was_running && t->launched) {
-        rr->died = 1;
-        rr->exit = rr->stop.exit;
-    }
     if (rr->died) {
         char ex[96], msg[160];
         snprintf(msg, sizeof msg, "launch %d: the server exited (%s)", rr->index,
                  target_exit_str(&rr->exit, ex, sizeof ex));
-        fail(res, msg);
+        fail(cx->res, msg);
     }
-    rr->tl = t->tl;
-    if (res->url_mode)
-        return;
-    /* the live parse has arrival times (inferred phases, timeline offsets); the file is the
-     * fallback when the log was never followed */
-    target_follow_log(t);
-    char lerr[256];
-    if (t->startup.n_lines > 0) {
-        rr->startup = t->startup;
-        rr->have_startup = 1;
-    } else if (logparse_file(rr->log_path, &rr->startup, lerr, sizeof lerr) == 0) {
-        rr->have_startup = 1;
-    }
-    if (rr->died || rr->start_status != TARGET_OK) {
-        struct buf tail;
-        buf_init(&tail, 1024, sizeof rr->log_tail - 1);
-        if (target_log_tail(rr->log_path, 20, &tail) == 0)
-            snprintf(rr->log_tail, sizeof rr->log_tail, "%s", tail.data);
-        buf_free(&tail);
-    }
+    if (rr->n_failed_requests)
+        fail(cx->res, "a request failed");
+}
+
+/* Log file of launch k: server.log, server_r2.log, ... in the output directory. */
+static void repeat_log_name(int index, char *out, size_t out_len)
+{
+    if (index > 1)
+        snprintf(out, out_len, "server_r%d.log", index);
+    else
+        snprintf(out, out_len, "server.log");
 }
 
 /* Runs one launch (or, in url mode, the one warm-only pass). */
-static void run_repeat(struct ttft_ctx *cx, struct ttft_repeat *rr)
+static void run_repeat(struct ttft_ctx *cx, struct ttft_repeat *rr, const struct target_config *cfg)
 {
-    struct target_config cfg = cx->s->po->target;
-    char log_path[1024];
-    if (!cx->res->url_mode && rr->index > 1) {
-        /* keep every launch's log: server.log, server_r2.log, ... */
-        const char *base = cfg.log_path ? cfg.log_path : "server.log";
-        size_t bl = strlen(base);
-        if (bl > 4 && !strcmp(base + bl - 4, ".log"))
-            snprintf(log_path, sizeof log_path, "%.*s_r%d.log", (int)(bl - 4), base, rr->index);
-        else
-            snprintf(log_path, sizeof log_path, "%s_r%d", base, rr->index);
-        cfg.log_path = log_path;
-    }
-    snprintf(rr->log_path, sizeof rr->log_path, "%s", cfg.log_path ? cfg.log_path : "server.log");
-    int with_gpu = cx->s->gpus.available;
-    struct telemetry_sampler *smp = telemetry_sampler_new(&(struct telemetry_sampler_config){
-        .root_pid = 0,
-        .interval_ms = cx->s->sample_interval_ms,
-        .cap_samples = 36000,
-        .with_gpu = with_gpu});
-    if (telemetry_sampler_start(smp) != 0)
-        log_warn(MOD, "telemetry sampler thread did not start; CPU/RSS/GPU figures will be n/a");
-    repeat_before(rr);
-    struct target *t = target_new(&cfg);
-    if (repeat_start(cx, rr, t, &cfg, smp) == 0) {
-        struct client_config cc;
-        char err[512];
-        probe_opts_client_config(cx->s->po, t->base_url, &cc);
-        if (!cc.model && t->model_id[0])
-            cc.model = t->model_id;
-        struct client *cl = client_new(&cc, on_done, cx, err, sizeof err);
-        if (cl)
-            send_all(cx, rr, cl, t, smp);
-        else
-            fail(cx->res, err);
-        client_free(cl);
-    }
-    repeat_finish(cx, rr, t);
-    telemetry_sampler_stop(smp);
-    repeat_telemetry(cx, rr, smp, with_gpu);
-    telemetry_sampler_free(smp);
-    rr->page_cache_after_bytes = telemetry_page_cache_bytes();
-    if (rr->n_failed_requests)
-        fail(cx->res, "a request failed");
-    target_free(t);
+    char log_name[64];
+    repeat_log_name(rr->index, log_name, sizeof log_name);
+    struct launch L;
+    launch_init(&L, cx->s, cfg, log_name);
+    rr->attempted = 1;
+    cx->i_repeat = rr->index;
+    if (launch_start(&L) == TARGET_OK)
+        send_all(cx, rr, &L);
+    launch_stop(&L);
+    repeat_outcome(cx, rr, &L);
+    repeat_telemetry(cx, rr, &L);
+    launch_free(&L);
 }
 
 /* ------------------------------------------------------------------ the probe */
-
-/* The fastest stream's event rate against the client's own ceiling. */
-static void check_ceiling(struct ttft_ctx *cx)
-{
-    struct ttft_result *res = cx->res;
-    double max_ev_per_s = 0;
-    for (int k = 0; k < res->n_reps; k++)
-        for (size_t i = 0; i < res->reps[k].n_reqs; i++) {
-            const struct request_record *q = &res->reps[k].reqs[i].rec;
-            double e2e_s = ttft_rec_e2e_ms(q) / 1000;
-            if (q->error == REQ_ERROR_NONE && e2e_s > 0 && q->n_events / e2e_s > max_ev_per_s)
-                max_ev_per_s = q->n_events / e2e_s;
-        }
-    res->max_events_per_s = max_ev_per_s;
-    if (cx->s->ceiling.valid &&
-        client_ceiling_warn(&cx->s->ceiling, max_ev_per_s, NAN, res->ceiling_msg,
-                            sizeof res->ceiling_msg))
-        log_warn(MOD, "%s", res->ceiling_msg);
-}
 
 static int ctx_open(struct ttft_ctx *cx)
 {
     struct ttft_result *res = cx->res;
     const struct probe_opts *po = cx->s->po;
-    if (workload_init_synth(&cx->wl, &(struct workload_synth){
-                                         .input_len_tokens = res->opt.prompt_len,
-                                         .unit = po->target.kind == TARGET_KIND_EMBEDDED
-                                                     ? WORKLOAD_UNIT_BYTE
-                                                     : WORKLOAD_UNIT_WORD,
-                                         .seed = 1}) != WORKLOAD_OK) {
+    if (workload_init_synth(&cx->wl,
+                            &(struct workload_synth){.input_len_tokens = res->opt.prompt_len,
+                                                     .unit = po->target.kind == TARGET_KIND_EMBEDDED
+                                                                 ? WORKLOAD_UNIT_BYTE
+                                                                 : WORKLOAD_UNIT_WORD,
+                                                     .seed = 1}) != WORKLOAD_OK) {
         fail(res, "bad --prompt-len");
         return -1;
     }
@@ -505,13 +326,9 @@ static int ctx_open(struct ttft_ctx *cx)
     workload_describe(&cx->wl, &wd);
     snprintf(res->workload, sizeof res->workload, "%s", wd.data ? wd.data : "");
     buf_free(&wd);
-    buf_init(&cx->prompt, 4096, (size_t)WORKLOAD_MAX_LEN_TOKENS * 16);
-    session_path(cx->s, "ttft_requests.jsonl", cx->jsonl_path, sizeof cx->jsonl_path);
-    if (unlink(cx->jsonl_path) != 0 && errno != ENOENT)
-        log_warn(MOD, "cannot remove the old %s: %s", cx->jsonl_path, strerror(errno));
     char err[512];
-    cx->writer = record_writer_open(cx->jsonl_path, err, sizeof err);
-    if (!cx->writer) {
+    cx->sink = session_sink_open(cx->s, "ttft_requests.jsonl", err, sizeof err);
+    if (!cx->sink) {
         fail(res, err);
         return -1;
     }
@@ -533,6 +350,12 @@ int ttft_run(const struct ttft_opts *opts, struct session *s, struct ttft_result
     if (!res->url_mode && s->po->target.model && stat(s->po->target.model, &st) == 0 &&
         S_ISREG(st.st_mode))
         res->model_file_bytes = (int64_t)st.st_size;
+    struct target_config cfg = s->po->target; /* launch_init fills self_exe for embedded */
+    char default_log[1100];
+    session_path(s, "server.log", default_log, sizeof default_log);
+    if (!res->url_mode && cfg.log_path && strcmp(cfg.log_path, default_log))
+        log_warn(MOD, "--log %s is not used: each launch logs to %s/server.log, server_r2.log, ...",
+                 cfg.log_path, s->out_dir);
     struct ttft_ctx cx = {.s = s, .res = res};
     if (ctx_open(&cx) == 0) {
         res->reps = xcalloc((size_t)res->opt.repeat, sizeof *res->reps);
@@ -541,18 +364,19 @@ int ttft_run(const struct ttft_opts *opts, struct session *s, struct ttft_result
             repeat_init(rr, k + 1);
             res->n_reps = k + 1;
             log_info(MOD, "%s %d of %d", res->url_mode ? "run" : "launch", k + 1, res->opt.repeat);
-            run_repeat(&cx, rr);
-            if (res->interrupted || target_interrupted()) {
+            run_repeat(&cx, rr, &cfg);
+            if (res->interrupted || session_interrupted(s)) {
                 res->interrupted = 1;
                 break;
             }
             if (rr->died || rr->start_status != TARGET_OK)
                 break;
         }
-        check_ceiling(&cx);
     }
-    record_writer_close(cx.writer);
-    buf_free(&cx.prompt);
+    if (s->ceiling.valid && client_ceiling_warn(&s->ceiling, res->max_events_per_s, NAN,
+                                                res->ceiling_msg, sizeof res->ceiling_msg))
+        log_warn(MOD, "%s", res->ceiling_msg);
+    record_sink_close(cx.sink);
     workload_free(&cx.wl);
     return res->failed;
 }
