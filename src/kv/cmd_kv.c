@@ -191,23 +191,7 @@ static int kv_execute(const struct kv_opts *o, struct probe_opts *po, int argc, 
         }
         log_info(MOD, "--resume: %d finished rows kept from %s", n, path);
     }
-    int failed = kv_run(o, &s, &res);
-    kv_analyse(&res);
-    struct report *r = report_new("KV cache capacity and memory vs max-model-len");
-    report_meta(r, "command", "%s", s.command_line);
-    report_meta(r, "started", "%s", s.started_at);
-    kv_report(&res, r);
-    if (kv_write_outputs(&res, r, s.out_dir, err, sizeof err) != 0) {
-        log_error(MOD, "%s", err);
-        failed = 1;
-    } else {
-        log_info(MOD, "wrote %s/kv_cache_scaling.csv, kv_cache_scaling_notes.md/.html, kv.json, "
-                      "kv_scaling.sh; regime %s",
-                 s.out_dir, kv_regime_str(res.regime));
-    }
-    if (res.failure[0])
-        log_error(MOD, "%s", res.failure);
-    report_free(r);
+    int failed = kv_run_and_write(o, &s, &res);
     rc = session_exit_code(&s, failed);
 done:
     kv_result_free(&res);

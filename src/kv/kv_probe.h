@@ -223,6 +223,9 @@ void kv_report(const struct kv_result *res, struct report *r);
  * out_dir. 0, or -1 with err. */
 int kv_write_outputs(const struct kv_result *res, const struct report *r, const char *out_dir,
                      char *err, size_t err_len);
+/* kv_run, kv_analyse, kv_report and kv_write_outputs into s->out_dir, as `slmprobe kv` and
+ * `slmprobe lab` both do. Returns 1 when the run failed or an output could not be written. */
+int kv_run_and_write(const struct kv_opts *o, struct session *s, struct kv_result *res);
 /* Reads the rows of an earlier kv_cache_scaling.csv (--resume) as KV_ROW_RESUMED rows. Returns
  * rows added (0 when the file is absent), or -1 with err (unreadable header). */
 int kv_csv_load(const char *path, struct kv_result *r, char *err, size_t err_len);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "kv/kv_probe.h"
+#include "util/log.h"
 #include "util/buf.h"
 
 #define KV_OUT_CAP (64u << 20)
@@ -680,4 +681,27 @@ int kv_write_outputs(const struct kv_result *res, const struct report *r, const 
     if (report_write_file(r, REPORT_FORMAT_HTML, path, err, err_len) != REPORT_OK)
         rc = -1;
     return rc ? -1 : 0;
+}
+
+int kv_run_and_write(const struct kv_opts *o, struct session *s, struct kv_result *res)
+{
+    char err[1024];
+    int failed = kv_run(o, s, res);
+    kv_analyse(res);
+    struct report *r = report_new("KV cache capacity and memory vs max-model-len");
+    report_meta(r, "command", "%s", s->command_line);
+    report_meta(r, "started", "%s", s->started_at);
+    kv_report(res, r);
+    if (kv_write_outputs(res, r, s->out_dir, err, sizeof err) != 0) {
+        log_error("kv", "%s", err);
+        failed = 1;
+    } else {
+        log_info("kv", "wrote %s/kv_cache_scaling.csv, kv_cache_scaling_notes.md/.html, kv.json, "
+                       "kv_scaling.sh; regime %s",
+                 s->out_dir, kv_regime_str(res->regime));
+    }
+    if (res->failure[0])
+        log_error("kv", "%s", res->failure);
+    report_free(r);
+    return failed;
 }
