@@ -20,6 +20,7 @@ static const struct command commands[] = {
     {"env", cmd_env, "host facts and GPU telemetry (NVML/nvidia-smi) as the probe sees them"},
     {"batch", cmd_batch, "Tier 3B: sequential vs concurrent, concurrency sweep, knee, open-loop"},
     {"check", cmd_check, "health check: a few warm requests judged against SLO bounds (cron, CI)"},
+    {"lab", cmd_lab, "the whole day: every tier, DAY.md write-up, presets, one report page"},
     {"kv", cmd_kv, "Tier 3A: KV cache capacity and memory vs max-model-len, per launch, vs theory"},
     {"calibrate", cmd_calibrate, "measure this machine's client ceiling (used by every probe)"},
 };

@@ -69,6 +69,8 @@ struct lab_inputs {
 };
 void lab_inputs_load(const char *out_dir, struct lab_inputs *in);
 void lab_inputs_free(struct lab_inputs *in);
+/* 1 when the tier's result file says it finished (ok: not failed, not interrupted). */
+int lab_tier_finished(const struct lab_inputs *in, enum lab_tier t);
 
 /* One server configuration derived from the measurements, with the evidence it rests on. */
 struct lab_preset {
