@@ -180,7 +180,7 @@ struct prefix_mode_run {
     int ran, ready;
     char cmdline[4096];            /* the exact launch command (or "--url URL") */
     char script_name[64];          /* serve_slm_[no_]prefix_cache.sh */
-    char err[1024];
+    char err[2560];
     int64_t rss_ready_bytes, rss_max_bytes, gpu_mem_ready_bytes, gpu_mem_max_bytes; /* -1 unknown */
     double kv_usage_max;           /* NAN unknown */
     int64_t kv_capacity_tokens;    /* from the log or cache_config_info; -1 unknown */
@@ -218,7 +218,9 @@ struct prefix_result {
     int n_ws;
     int interrupted;
     int failed;
-    char stop_reason[512];
+    char stop_reason[3072];
+    /* private */
+    struct record_sink *sink_;     /* prefix_requests.jsonl while running */
 };
 
 /* Runs the whole A/B; finished cells are kept when it stops early (interrupted, server died).
