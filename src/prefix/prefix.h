@@ -14,7 +14,7 @@
  *   struct prefix_result res;
  *   prefix_run(&opts, &session, &res);             // launches, measures, writes nothing
  *   struct report *r = report_new("Prefix caching"); prefix_report(&res, r);
- *   prefix_write_outputs(&res, &session, err, n);  // csv, md, html, json, the launch scripts
+ *   prefix_write_outputs(&res, session.out_dir, err, n); // csv, md, html, json, the scripts
  *   prefix_result_free(&res); prefix_set_free(&set);
  *
  * Threads: everything on the caller's thread (the driver's client runs there too). */
@@ -243,9 +243,9 @@ struct report;
 /* Adds the strategy, commands, table, interpretation, hit-rate model, working set and
  * conclusions. Every number in prose is computed from res. */
 void prefix_report(const struct prefix_result *res, struct report *r);
-/* Writes prefix_caching_results.{csv,md,html}, prefix.json and the two launch scripts (when
- * known) into the session's out_dir. 0, or -1 with err. Safe to call after every cell. */
-int prefix_write_outputs(const struct prefix_result *res, struct session *s, char *err,
+/* Writes prefix_caching_results.{csv,md,html}, prefix.json, prefix_prompts.jsonl and the two
+ * launch scripts (when known) into dir. 0, or -1 with err. Safe to call after every cell. */
+int prefix_write_outputs(const struct prefix_result *res, const char *dir, char *err,
                          size_t err_len);
 /* The prefix.json document ("schema": "slmprobe.prefix/1") appended to out. */
 void prefix_json(const struct prefix_result *res, struct buf *out);

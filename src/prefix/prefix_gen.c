@@ -51,6 +51,23 @@ void prefix_gen_opts_defaults(struct prefix_gen_opts *g)
     g->seed = 1;
 }
 
+void prefix_opts_defaults(struct prefix_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    prefix_gen_opts_defaults(&o->gen);
+    o->regimes[PREFIX_REGIME_MEDIUM] = o->regimes[PREFIX_REGIME_LARGE] = 1;
+    o->concurrency[0] = 1;
+    o->concurrency[1] = 16;
+    o->n_concurrency = 2;
+    o->hit_mix[0] = 1.0;
+    o->hit_mix[1] = 0.5;
+    o->hit_mix[2] = 0.0;
+    o->n_hit_mix = 3;
+    o->n_requests = 32;
+    o->max_tokens = 16;
+    o->progress = 1;
+}
+
 /* ---- the generated kinds ---- */
 
 struct prefix_kind_text {

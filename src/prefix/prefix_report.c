@@ -112,6 +112,8 @@ int prefix_inactive_finding(const struct prefix_result *res, char *out, size_t o
 static void add_strategy(const struct prefix_result *res, struct report *r)
 {
     const struct prefix_set *set = res->set;
+    if (!set)
+        return;
     struct report_section *s = report_section_add(r, "strategy", "Shared-prefix strategy");
     report_paragraph(s, "Prompts: %s, %zu prompts over %zu shared prefixes, each "
                      "\"<PREFIX>\\nQ: <variant>\\nA:\". Lengths are the server's own token "
@@ -576,11 +578,17 @@ void prefix_json(const struct prefix_result *res, struct buf *b)
 
 /* ---- files ---- */
 
-static int write_script(struct session *s, const struct prefix_mode_run *mr, char *err,
+static const char *out_path(const char *dir, const char *name, char *out, size_t out_len)
+{
+    snprintf(out, out_len, "%s/%s", dir, name);
+    return out;
+}
+
+static int write_script(const char *dir, const struct prefix_mode_run *mr, char *err,
                         size_t err_len)
 {
     char path[1200];
-    session_path(s, mr->script_name, path, sizeof path);
+    out_path(dir, mr->script_name, path, sizeof path);
     struct buf b;
     buf_init(&b, 4096, 1 << 16);
     buf_printf(&b, "#!/usr/bin/env bash\n# %s: written by slmprobe prefix (%s).\nset -euo pipefail\n"
@@ -594,7 +602,7 @@ static int write_script(struct session *s, const struct prefix_mode_run *mr, cha
     return rc;
 }
 
-int prefix_write_outputs(const struct prefix_result *res, struct session *s, char *err,
+int prefix_write_outputs(const struct prefix_result *res, const char *dir, char *err,
                          size_t err_len)
 {
     struct report *r = report_new("Prefix caching: measured A/B");
@@ -602,31 +610,31 @@ int prefix_write_outputs(const struct prefix_result *res, struct session *s, cha
     prefix_report(res, r);
     char path[1200];
     int rc = 0;
-    if (report_write_csv(r, PREFIX_TABLE_KEY, session_path(s, "prefix_caching_results.csv", path,
+    if (report_write_csv(r, PREFIX_TABLE_KEY, out_path(dir, "prefix_caching_results.csv", path,
                                                             sizeof path), err, err_len) != REPORT_OK ||
         report_write_file(r, REPORT_FORMAT_MARKDOWN,
-                          session_path(s, "prefix_caching_results.md", path, sizeof path), err,
+                          out_path(dir, "prefix_caching_results.md", path, sizeof path), err,
                           err_len) != REPORT_OK ||
         report_write_file(r, REPORT_FORMAT_HTML,
-                          session_path(s, "prefix_caching_results.html", path, sizeof path), err,
+                          out_path(dir, "prefix_caching_results.html", path, sizeof path), err,
                           err_len) != REPORT_OK)
         rc = -1;
     report_free(r);
     struct buf j;
     buf_init(&j, 1 << 16, (size_t)64 << 20);
     prefix_json(res, &j);
-    if (rc == 0 && file_write_all(session_path(s, "prefix.json", path, sizeof path), j.data,
+    if (rc == 0 && file_write_all(out_path(dir, "prefix.json", path, sizeof path), j.data,
                                   j.len) != 0) {
         snprintf(err, err_len, "cannot write %s: %s", path, strerror(errno));
         rc = -1;
     }
     buf_free(&j);
     if (rc == 0 && res->set && res->set->n_prompts &&
-        prefix_set_write_jsonl(res->set, session_path(s, "prefix_prompts.jsonl", path, sizeof path),
+        prefix_set_write_jsonl(res->set, out_path(dir, "prefix_prompts.jsonl", path, sizeof path),
                                err, err_len) != PREFIX_OK)
         rc = -1;
     for (int m = 0; m < PREFIX_MODE__COUNT && rc == 0; m++)
         if (res->modes[m].ready && res->modes[m].cmdline[0] && !res->opts.url_off)
-            rc = write_script(s, &res->modes[m], err, err_len);
+            rc = write_script(dir, &res->modes[m], err, err_len);
     return rc;
 }

@@ -21,23 +21,6 @@
 #define MOD "prefix"
 #define PREFIX_TAG_PRIME "prime"
 
-void prefix_opts_defaults(struct prefix_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    prefix_gen_opts_defaults(&o->gen);
-    o->regimes[PREFIX_REGIME_MEDIUM] = o->regimes[PREFIX_REGIME_LARGE] = 1;
-    o->concurrency[0] = 1;
-    o->concurrency[1] = 16;
-    o->n_concurrency = 2;
-    o->hit_mix[0] = 1.0;
-    o->hit_mix[1] = 0.5;
-    o->hit_mix[2] = 0.0;
-    o->n_hit_mix = 3;
-    o->n_requests = 32;
-    o->max_tokens = 16;
-    o->progress = 1;
-}
-
 /* The prompts of one phase, built before it starts (the make callback only points at them). */
 struct phase_prompts {
     char **text;
@@ -559,7 +542,7 @@ static int mode_run(struct run_ctx *x, enum prefix_mode m)
         enum driver_status st = cell_run(x, c, i);
         if (!isnan(c->kv_usage_max) && (isnan(mr->kv_usage_max) || c->kv_usage_max > mr->kv_usage_max))
             mr->kv_usage_max = c->kv_usage_max;
-        if (prefix_write_outputs(x->res, x->s, err, sizeof err) != 0)
+        if (prefix_write_outputs(x->res, x->s->out_dir, err, sizeof err) != 0)
             log_warn(MOD, "%s", err);
         if (st == DRIVER_STATUS_CANCELLED)
             rc = session_interrupted(x->s) ? PROBE_EXIT_INTERRUPTED : PROBE_EXIT_FAILED;
@@ -601,7 +584,7 @@ int prefix_run(const struct prefix_opts *o, struct prefix_set *set, struct sessi
     res->failed = rc != PROBE_EXIT_OK;
     record_sink_close(res->sink_);
     res->sink_ = NULL;
-    if (res->cells && prefix_write_outputs(res, s, err, sizeof err) != 0)
+    if (res->cells && prefix_write_outputs(res, s->out_dir, err, sizeof err) != 0)
         log_error(MOD, "%s", err);
     return rc;
 }
