@@ -51,7 +51,10 @@ static int same_info(const struct startup_info *a, const struct startup_info *b)
            a->saw_listening == b->saw_listening &&
            a->saw_startup_complete == b->saw_startup_complete &&
            strcmp(a->api_url, b->api_url) == 0 && strcmp(a->error_message, b->error_message) == 0 &&
-           a->estimated_max_model_len == b->estimated_max_model_len && a->n_lines == b->n_lines;
+           a->estimated_max_model_len == b->estimated_max_model_len && a->n_lines == b->n_lines &&
+           same_d(a->weights_mib, b->weights_mib) && a->n_ctx_tokens == b->n_ctx_tokens &&
+           a->n_ctx_per_seq_tokens == b->n_ctx_per_seq_tokens && a->n_timeline == b->n_timeline &&
+           a->n_timeline_dropped == b->n_timeline_dropped;
 }
 
 /* Every chunk size from 1 to 97, then a few larger ones: same result as the whole file. */
@@ -182,6 +185,136 @@ static void test_llamacpp(void)
     check_chunked("llamacpp_fail.log");
 }
 
+/* Real llama.cpp logs pasted in public issues (source in each file's first line). */
+static void test_llamacpp_real(void)
+{
+    struct startup_info si = parse("llamacpp.log");
+    CHECK_NEAR(si.weights_mib, 506.47, 1e-9);
+    CHECK_EQ_INT(si.n_ctx_tokens, 8192);
+    CHECK_EQ_INT(si.n_ctx_per_seq_tokens, 8192); /* "n_ctx_seq = 8192", not the "(8192) <" line */
+
+    si = parse("llamacpp_issue15946.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_LLAMACPP);
+    CHECK_NEAR(si.weights_mib, 14526.27, 1e-9);
+    CHECK_EQ_INT(si.n_ctx_tokens, 128000);
+    CHECK_EQ_INT(si.n_ctx_per_seq_tokens, 128000);
+    CHECK_NEAR(si.kv_cache_mib, 7000.0, 1e-9);
+    CHECK_NEAR(si.kv_buffer_mib, 7000.0, 1e-9);
+    CHECK_EQ_INT(si.kv_cache_tokens, 128000);
+    CHECK(!si.saw_model_loaded);
+    check_chunked("llamacpp_issue15946.log");
+
+    si = parse("llamacpp_pr5104.log"); /* older wording: KV self size, JSON "model loaded" */
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_LLAMACPP);
+    CHECK_EQ_INT(si.n_ctx_tokens, 512);
+    CHECK_NEAR(si.kv_cache_mib, 160.0, 1e-9);
+    CHECK_NEAR(si.kv_buffer_mib, 160.0, 1e-9);
+    CHECK(isnan(si.weights_mib));
+    CHECK(si.saw_model_loaded);
+    for (int i = 0; i < STARTUP_PHASE__COUNT; i++)
+        CHECK_EQ_INT(si.phase_source[i], STARTUP_PHASE_SOURCE_NONE); /* no stamps: none */
+    check_chunked("llamacpp_pr5104.log");
+}
+
+/* Feeds a file one line per chunk, line i arriving (i + 1) * 100 ms after launch. */
+static void feed_stamped(struct logparse *lp, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, DATA "%s", name);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    const uint64_t launch_ns = 5000000000ull;
+    logparse_init(lp);
+    lp->t_launch_ns = launch_ns;
+    char line[4096];
+    for (uint64_t i = 0; fgets(line, sizeof line, f); i++)
+        logparse_feed_at(lp, line, strlen(line), launch_ns + (i + 1) * 100000000ull);
+    logparse_finish(lp);
+    fclose(f);
+}
+
+static void test_llamacpp_arrival(void)
+{
+    struct logparse *lp = xmalloc(sizeof *lp);
+    feed_stamped(lp, "llamacpp.log");
+    const struct startup_info *si = &lp->info;
+    /* lines 5 (loading model), 14 (context), 23 (warming up), 27 (model loaded), 29 (listening) */
+    CHECK_NEAR(si->t_load_start_s, 0.5, 1e-9);
+    CHECK_NEAR(si->t_context_start_s, 1.4, 1e-9);
+    CHECK_NEAR(si->t_warmup_start_s, 2.3, 1e-9);
+    CHECK_NEAR(si->t_model_loaded_s, 2.7, 1e-9);
+    CHECK_NEAR(si->t_listening_s, 2.9, 1e-9);
+    CHECK_NEAR(si->phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 0.9, 1e-9);
+    CHECK_NEAR(si->phase_s[STARTUP_PHASE_KV_CACHE_ALLOC], 0.9, 1e-9);
+    CHECK_NEAR(si->phase_s[STARTUP_PHASE_WARMUP_GRAPH_CAPTURE], 0.4, 1e-9);
+    CHECK_NEAR(si->phase_s[STARTUP_PHASE_ENGINE_INIT], 1.3, 1e-9);
+    CHECK_EQ_INT(si->phase_source[STARTUP_PHASE_WEIGHTS_LOAD], STARTUP_PHASE_SOURCE_ARRIVAL);
+    CHECK_EQ_INT(si->phase_source[STARTUP_PHASE_ENGINE_INIT], STARTUP_PHASE_SOURCE_ARRIVAL);
+    CHECK_EQ_INT(si->phase_source[STARTUP_PHASE_MODEL_LOAD], STARTUP_PHASE_SOURCE_NONE);
+    CHECK(isnan(si->phase_s[STARTUP_PHASE_TORCH_COMPILE]));
+    CHECK_EQ_STR(startup_phase_source_str(si->phase_source[STARTUP_PHASE_KV_CACHE_ALLOC]),
+                 "arrival");
+    /* the timeline: every line is distinct here, the first at 0.1 s, the listening one marked */
+    CHECK_EQ_INT(si->n_timeline, 30);
+    CHECK_NEAR(si->timeline[0].t_first_s, 0.1, 1e-9);
+    CHECK(starts_with(si->timeline[0].text, "build: 6850"));
+    CHECK(!si->timeline[0].recognised);
+    CHECK(starts_with(si->timeline[28].text, "main: server is listening on"));
+    CHECK(si->timeline[28].recognised);
+    CHECK_NEAR(si->timeline[28].t_first_s, 2.9, 1e-9);
+
+    /* a server that logs durations keeps them as logged even when stamped */
+    feed_stamped(lp, "vllm_new.log");
+    CHECK_NEAR(si->phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 6.38, 1e-9);
+    CHECK_EQ_INT(si->phase_source[STARTUP_PHASE_WEIGHTS_LOAD], STARTUP_PHASE_SOURCE_LOGGED);
+    CHECK(isnan(si->t_context_start_s));
+    free(lp);
+}
+
+/* An unknown server (a --serve-cmd wrapper): no dialect matches, the timeline is what shows. */
+static void test_unknown_timeline(void)
+{
+    struct logparse *lp = xmalloc(sizeof *lp);
+    logparse_init(lp);
+    lp->t_launch_ns = 1000000000ull;
+    char line[128];
+    for (int pct = 0; pct <= 100; pct += 25) { /* a progress bar: one distinct line */
+        snprintf(line, sizeof line, "mysrv: reading weights %3d%% (%d/4)\n", pct, pct / 25);
+        logparse_feed_at(lp, line, strlen(line), 1000000000ull + (uint64_t)pct * 10000000ull);
+    }
+    const char *ready = "mysrv: accepting requests on :9000\n";
+    logparse_feed_at(lp, ready, strlen(ready), 3500000000ull);
+    logparse_finish(lp);
+    const struct startup_info *si = &lp->info;
+    CHECK_EQ_INT(si->server, LOGPARSE_SERVER_UNKNOWN);
+    CHECK_EQ_INT(si->n_timeline, 2);
+    CHECK_EQ_INT(si->timeline[0].n_seen, 5);
+    CHECK_NEAR(si->timeline[0].t_first_s, 0.0, 1e-9);
+    CHECK_NEAR(si->timeline[0].t_last_s, 1.0, 1e-9);
+    CHECK(starts_with(si->timeline[0].text, "mysrv: reading weights   0%"));
+    CHECK_NEAR(si->timeline[1].t_first_s, 2.5, 1e-9);
+    CHECK_EQ_STR(si->timeline[1].text, "mysrv: accepting requests on :9000");
+    for (int i = 0; i < STARTUP_PHASE__COUNT; i++)
+        CHECK(isnan(si->phase_s[i]));
+
+    /* bounded: more distinct lines than slots; a recognised line still gets in at the end */
+    logparse_init(lp);
+    for (int i = 0; i < 3 * STARTUP_TIMELINE_MAX; i++) {
+        snprintf(line, sizeof line, "line %c%c\n", 'a' + i % 26, 'a' + i / 26);
+        logparse_feed_at(lp, line, strlen(line), 1);
+    }
+    const char *loaded = "main: model loaded\n";
+    logparse_feed_at(lp, loaded, strlen(loaded), 2);
+    CHECK_EQ_INT(si->n_timeline, STARTUP_TIMELINE_MAX);
+    CHECK_EQ_STR(si->timeline[0].text, "line ba"); /* "line aa" made room for it */
+    CHECK_EQ_STR(si->timeline[STARTUP_TIMELINE_MAX - 1].text, "main: model loaded");
+    CHECK_EQ_STR(si->timeline[STARTUP_TIMELINE_MAX - 2].text, "line nf"); /* the newest other */
+    CHECK_EQ_INT(si->n_timeline_dropped, 2 * STARTUP_TIMELINE_MAX + 1);
+    free(lp);
+}
+
 static void test_sglang(void)
 {
     struct startup_info si = parse("sglang.log");
@@ -310,6 +443,8 @@ static void test_json(void)
     CHECK(strstr(b.data, "\"kv_cache_alloc\":null") != NULL);
     CHECK(strstr(b.data, "\"kv_cache_tokens\":447088") != NULL);
     CHECK(strstr(b.data, "\"error_message\":null") != NULL);
+    CHECK(strstr(b.data, "\"phase_sources\":{\"weights_load\":\"logged\"") != NULL);
+    CHECK(strstr(b.data, "\"timeline\":[{\"t_s\":null") != NULL);
     char err[128];
     struct json *j = json_parse(b.data, b.len, err, sizeof err);
     CHECK_MSG(j != NULL, "%s", err);
@@ -328,6 +463,9 @@ int main(void)
     TEST_RUN(test_vllm_new_one_line_kv);
     TEST_RUN(test_vllm_failures);
     TEST_RUN(test_llamacpp);
+    TEST_RUN(test_llamacpp_real);
+    TEST_RUN(test_llamacpp_arrival);
+    TEST_RUN(test_unknown_timeline);
     TEST_RUN(test_sglang);
     TEST_RUN(test_embedded);
     TEST_RUN(test_lines);

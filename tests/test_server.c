@@ -402,7 +402,9 @@ static void test_completion_shape(void)
     CHECK_EQ_INT(jint(j, "usage.prompt_tokens"), 12);
     CHECK_EQ_INT(jint(j, "usage.completion_tokens"), 8);
     CHECK_EQ_INT(jint(j, "usage.total_tokens"), 20);
-    CHECK(jpath(j, "usage.prompt_tokens_details") == NULL); /* nothing cached: key absent */
+    /* --enable-prompt-tokens-details: a miss says 0 rather than leaving the key out */
+    CHECK(json_type_of(jpath(j, "usage.prompt_tokens_details.cached_tokens")) != JSON_TYPE_NULL);
+    CHECK_EQ_INT(jint(j, "usage.prompt_tokens_details.cached_tokens"), 0);
     json_free(j);
     resp_free(&r);
 
@@ -545,7 +547,8 @@ static void test_stream_completion(void)
     CHECK_EQ_INT(n, 12); /* one event per token */
     CHECK(r.n_chunks >= 14);
     CHECK(strstr(r.body.data, "\"usage\":{\"prompt_tokens\":16,\"total_tokens\":28,"
-                              "\"completion_tokens\":12}"));
+                              "\"completion_tokens\":12,"
+                              "\"prompt_tokens_details\":{\"cached_tokens\":0}}"));
     resp_free(&r);
     /* without include_usage: no usage chunk */
     CHECK(post(A.port, "/v1/completions",
@@ -1085,6 +1088,46 @@ static void make_prefix_body(char *out, size_t cap, const char *tail, int stream
         stream ? ", \"stream\": true, \"stream_options\": {\"include_usage\": true}" : "");
 }
 
+/* Chat reports cached tokens the same way: 0 on a miss, > 0 on a repeated long prompt, in the
+ * response and in the final usage chunk of a stream. */
+static void test_prefix_cache_chat(void)
+{
+    char body[1024], content[300];
+    for (int i = 0; i < 256; i++)
+        content[i] = (char)('a' + (i * 5) % 26);
+    content[256] = 0;
+    struct resp r;
+    CHECK(http_do(A.port, "POST", "/reset_prefix_cache", "", "", &r) == 0);
+    resp_free(&r);
+    for (int round = 0; round < 2; round++) {
+        snprintf(body, sizeof body,
+                 "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}], "
+                 "\"max_tokens\": 2, \"temperature\": 0, \"ignore_eos\": true}",
+                 content);
+        CHECK(post(A.port, "/v1/chat/completions", body, &r) == 0);
+        CHECK_EQ_INT(r.status, 200);
+        struct json *j = jparse(&r.body);
+        CHECK(jpath(j, "usage.prompt_tokens_details.cached_tokens") != NULL);
+        long long cached = jint(j, "usage.prompt_tokens_details.cached_tokens");
+        if (round == 0)
+            CHECK_EQ_INT(cached, 0);
+        else
+            CHECK(cached >= 16 && cached < jint(j, "usage.prompt_tokens"));
+        json_free(j);
+        resp_free(&r);
+    }
+    snprintf(body, sizeof body,
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}], "
+             "\"max_tokens\": 2, \"temperature\": 0, \"ignore_eos\": true, \"stream\": true, "
+             "\"stream_options\": {\"include_usage\": true}}",
+             content);
+    CHECK(post(A.port, "/v1/chat/completions", body, &r) == 0);
+    const char *p = strstr(r.body.data ? r.body.data : "", "\"cached_tokens\":");
+    CHECK(p != NULL);
+    CHECK(p && atoi(p + strlen("\"cached_tokens\":")) >= 16);
+    resp_free(&r);
+}
+
 static void test_prefix_cache(void)
 {
     if (!a_up)
@@ -1101,7 +1144,8 @@ static void test_prefix_cache(void)
     make_prefix_body(body, sizeof body, "first", 0);
     CHECK(post(A.port, "/v1/completions", body, &r) == 0);
     struct json *j = jparse(&r.body);
-    CHECK(jpath(j, "usage.prompt_tokens_details") == NULL);
+    CHECK(jpath(j, "usage.prompt_tokens_details.cached_tokens") != NULL);
+    CHECK_EQ_INT(jint(j, "usage.prompt_tokens_details.cached_tokens"), 0);
     json_free(j);
     resp_free(&r);
     char *m1 = get_metrics(A.port);
@@ -1134,13 +1178,15 @@ static void test_prefix_cache(void)
     make_prefix_body(body, sizeof body, "second", 0);
     CHECK(post(A.port, "/v1/completions", body, &r) == 0);
     j = jparse(&r.body);
-    CHECK(jpath(j, "usage.prompt_tokens_details") == NULL);
+    CHECK(jpath(j, "usage.prompt_tokens_details.cached_tokens") != NULL);
+    CHECK_EQ_INT(jint(j, "usage.prompt_tokens_details.cached_tokens"), 0);
     CHECK_EQ_STR(jstr(j, "choices.0.text"), text_cached);
     json_free(j);
     resp_free(&r);
     char *m4 = get_metrics(A.port);
     CHECK_NEAR(metric(m4, hits) - metric(m3, hits), 0, 0);
     free(text_cached);
+    test_prefix_cache_chat();
     free(m0);
     free(m1);
     free(m2);

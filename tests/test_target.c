@@ -181,6 +181,7 @@ static void test_argv(void)
                                              "models/tiny.gguf", "--host", "127.0.0.1", "--port",
                                              "8123", "--max-model-len", "1024",
                                              "--gpu-memory-utilization", "0.5",
+                                             "--enable-prompt-tokens-details",
                                              "--no-enable-prefix-caching",
                                              "--kv-cache-memory-bytes", "1048576", NULL});
     target_argv_free(av);
@@ -197,6 +198,7 @@ static void test_argv(void)
     check_argv(av, ac, (const char *const[]){"vllm", "serve", "Qwen/Qwen3-0.6B", "--host",
                                              "0.0.0.0", "--port", "8000", "--max-model-len",
                                              "4096", "--gpu-memory-utilization", "0.9",
+                                             "--enable-prompt-tokens-details",
                                              "--enable-prefix-caching", "--api-key", "sekrit",
                                              "--served-model-name", "qwen", NULL});
     target_argv_free(av);
@@ -205,7 +207,8 @@ static void test_argv(void)
     c.model = "m";
     CHECK_EQ_INT(target_argv_build(&c, 8000, &av, &ac, err, sizeof err), TARGET_OK);
     check_argv(av, ac, (const char *const[]){"vllm", "serve", "m", "--host", "127.0.0.1",
-                                             "--port", "8000", NULL});
+                                             "--port", "8000", "--enable-prompt-tokens-details",
+                                             NULL});
     target_argv_free(av);
 
     target_config_defaults(&c, TARGET_KIND_LLAMACPP);
@@ -275,6 +278,80 @@ static void test_argv(void)
     CHECK(target_kind_parse("tgi", &k) == -1);
     CHECK_EQ_STR(target_state_str(TARGET_STATE_DRAINING), "draining");
     CHECK_EQ_STR(target_kind_str(TARGET_KIND_SGLANG), "sglang");
+}
+
+/* Printed commands: shell-quoted, the key masked wherever it is. */
+static void test_cmdline(void)
+{
+    struct target_config c;
+    char line[1024];
+    target_config_defaults(&c, TARGET_KIND_VLLM);
+    c.model = "my models/q";
+    c.api_key = "sekrit-123";
+    CHECK_EQ_STR(target_cmdline(&c, 8000, line, sizeof line),
+                 "vllm serve 'my models/q' --host 127.0.0.1 --port 8000 "
+                 "--enable-prompt-tokens-details --api-key ***");
+
+    /* serve_cmd: --api-key=K, and the key inside another argument */
+    c.serve_cmd = (char *[]){"/opt/srv", "--api-key=sekrit-123", "--header", "Bearer sekrit-123"};
+    c.n_serve_cmd = 4;
+    target_cmdline(&c, 8000, line, sizeof line);
+    CHECK_MSG(strstr(line, "sekrit-123") == NULL, "%s", line);
+    CHECK_MSG(strstr(line, "--api-key=***") != NULL, "%s", line);
+    CHECK_MSG(strstr(line, "'Bearer ***'") != NULL, "%s", line);
+
+    target_config_defaults(&c, TARGET_KIND_VLLM); /* config error: said, in parentheses */
+    target_cmdline(&c, 8000, line, sizeof line);
+    CHECK_MSG(line[0] == '(' && strstr(line, "--model") != NULL, "%s", line);
+    char tiny[8];
+    c.model = "m";
+    CHECK_EQ_STR(target_cmdline(&c, 8000, tiny, sizeof tiny), "vllm se"); /* cut, terminated */
+}
+
+/* A server that echoes its key and dies: the key is in no message; the log's lines were stamped
+ * on arrival, so llama.cpp-style phases are inferred from them. */
+static void test_secret_and_arrival(void)
+{
+    char log[512], err[8192];
+    snprintf(log, sizeof log, "%s/secret.log", g_tmp);
+    struct target_config cfg;
+    target_config_defaults(&cfg, TARGET_KIND_LLAMACPP);
+    char *cmd[] = {"/bin/sh", "-c",
+                   "echo 'args: --api-key topsecret-key-42'; echo 'main: loading model'; "
+                   "sleep 0.4; echo 'llama_context: n_ctx = 512'; sleep 0.4; "
+                   "echo 'common_init_from_params: warming up the model'; sleep 0.4; "
+                   "echo 'main: model loaded'; "
+                   "echo 'failed to load model (key topsecret-key-42)' >&2; exit 3",
+                   NULL};
+    cfg.serve_cmd = cmd;
+    cfg.n_serve_cmd = 3;
+    cfg.log_path = log;
+    cfg.api_key = "topsecret-key-42";
+    cfg.ready_timeout_ms = 20000;
+    struct target *t = target_new(&cfg);
+    CHECK_EQ_INT(target_start(t, err, sizeof err), TARGET_ERR_EXITED);
+    CHECK_MSG(strstr(err, "topsecret-key-42") == NULL, "%s", err);
+    CHECK_MSG(strstr(err, "args: --api-key ***") != NULL, "%s", err); /* the tail, masked */
+    CHECK(t->startup.error_message[0] != 0);
+    CHECK_MSG(strstr(t->startup.error_message, "topsecret") == NULL, "%s",
+              t->startup.error_message);
+    const struct startup_info *si = &t->startup;
+    CHECK(si->n_timeline >= 5);
+    for (int i = 0; i < si->n_timeline; i++) {
+        CHECK(strstr(si->timeline[i].text, "topsecret") == NULL);
+        CHECK(si->timeline[i].t_first_s >= 0 && si->timeline[i].t_first_s < 20);
+    }
+    CHECK_EQ_INT(si->server, LOGPARSE_SERVER_LLAMACPP); /* detected from the lines */
+    CHECK_EQ_INT(si->n_ctx_tokens, 512);
+    /* 0.4 s apart as printed; the reads are 20-50 ms apart (generous margins for ASan) */
+    const enum startup_phase ph[] = {STARTUP_PHASE_WEIGHTS_LOAD, STARTUP_PHASE_KV_CACHE_ALLOC,
+                                     STARTUP_PHASE_WARMUP_GRAPH_CAPTURE};
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(si->phase_source[ph[i]], STARTUP_PHASE_SOURCE_ARRIVAL);
+        CHECK_MSG(si->phase_s[ph[i]] > 0.2 && si->phase_s[ph[i]] < 3.0, "%s %.3f",
+                  startup_phase_str(ph[i]), si->phase_s[ph[i]]);
+    }
+    target_free(t);
 }
 
 static void test_fake_server_ready_and_stop(void)
@@ -752,6 +829,8 @@ int main(int argc, char **argv)
     if (!mkdtemp(g_tmp))
         return 1;
     TEST_RUN(test_argv);
+    TEST_RUN(test_cmdline);
+    TEST_RUN(test_secret_and_arrival);
     TEST_RUN(test_fake_server_ready_and_stop);
     TEST_RUN(test_port_in_use);
     TEST_RUN(test_never_ready);

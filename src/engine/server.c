@@ -570,7 +570,7 @@ static void put_usage(struct out *o, const struct gen *g)
     const struct server *s = g->srv;
     o_printf(o, "{\"prompt_tokens\":%d,\"total_tokens\":%d,\"completion_tokens\":%d", g->n_prompt,
              g->n_prompt + g->n_completion, g->n_completion);
-    if (s->cfg.enable_prompt_tokens_details && g->n_cached > 0)
+    if (s->cfg.enable_prompt_tokens_details) /* 0 included: a miss is a figure too */
         o_printf(o, ",\"prompt_tokens_details\":{\"cached_tokens\":%d}", g->n_cached);
     o_puts(o, "}");
 }

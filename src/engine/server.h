@@ -39,7 +39,7 @@ struct server_config {
     const char *served_model_name;    /* required by server_set_ready; copied */
     const char *model_path;           /* /v1/models "root"; copied; may be NULL */
     size_t max_body_bytes;            /* request body cap (413 above); default 8 MiB */
-    int enable_prompt_tokens_details; /* usage.prompt_tokens_details.cached_tokens when > 0 */
+    int enable_prompt_tokens_details; /* usage.prompt_tokens_details.cached_tokens, 0 included */
     double drain_grace_s;             /* after SIGTERM: wait this long for in-flight requests,
                                          then abort them; default 30 */
     int log_requests;                 /* 1: one INFO line per request; default 0 */

@@ -1,7 +1,8 @@
 /* logparse: start-up phases and capacity figures from a server log (see logparse.h for the list of
  * recognised lines). Substring search (memmem) on each line, never anchored at the line start, and
- * a number reader that skips thousands separators. It does not interpret timestamps in the lines:
- * durations come only from what the server itself printed. */
+ * a number reader that skips thousands separators. It does not interpret timestamps printed in
+ * the lines: durations are what the server printed, or differences of the arrival times the
+ * caller stamped the bytes with (llama.cpp milestones), and each phase records which. */
 #include "server/logparse.h"
 
 #include <errno.h>
@@ -24,6 +25,19 @@ const char *startup_phase_str(enum startup_phase p)
     if ((unsigned)p >= STARTUP_PHASE__COUNT)
         return "unknown";
     return phase_names[p];
+}
+
+const char *startup_phase_source_str(enum startup_phase_source s)
+{
+    switch (s) {
+    case STARTUP_PHASE_SOURCE_LOGGED:
+        return "logged";
+    case STARTUP_PHASE_SOURCE_ARRIVAL:
+        return "arrival";
+    case STARTUP_PHASE_SOURCE_NONE:
+        break;
+    }
+    return "none";
 }
 
 const char *logparse_server_str(enum logparse_server s)
@@ -60,6 +74,15 @@ void startup_info_init(struct startup_info *si)
     si->context_len = -1;
     si->n_warmup_shapes = -1;
     si->estimated_max_model_len = -1;
+    si->weights_mib = NAN;
+    si->n_ctx_tokens = -1;
+    si->n_ctx_per_seq_tokens = -1;
+    si->t_load_start_s = NAN;
+    si->t_context_start_s = NAN;
+    si->t_warmup_start_s = NAN;
+    si->t_model_loaded_s = NAN;
+    si->t_listening_s = NAN;
+    si->t_last_line_s = NAN;
 }
 
 /* ---- small scanning helpers over [p, end) ---- */
@@ -145,10 +168,43 @@ static const char *expect(const char *p, const char *end, const char *s)
     return p + n;
 }
 
+/* A logged duration: the first one wins, and it replaces an inferred one. */
 static void set_phase(struct startup_info *si, enum startup_phase ph, double v)
 {
-    if (isnan(si->phase_s[ph]))
+    if (si->phase_source[ph] != STARTUP_PHASE_SOURCE_LOGGED) {
         si->phase_s[ph] = v;
+        si->phase_source[ph] = STARTUP_PHASE_SOURCE_LOGGED;
+    }
+}
+
+/* An inferred duration from two arrival offsets (the end falls back to end2 when end is NAN). */
+static void infer_phase(struct startup_info *si, enum startup_phase ph, double from, double end,
+                        double end2)
+{
+    double to = isnan(end) ? end2 : end;
+    if (si->phase_source[ph] != STARTUP_PHASE_SOURCE_NONE || isnan(from) || isnan(to) || to < from)
+        return;
+    si->phase_s[ph] = to - from;
+    si->phase_source[ph] = STARTUP_PHASE_SOURCE_ARRIVAL;
+}
+
+static void infer_phases(struct startup_info *si)
+{
+    infer_phase(si, STARTUP_PHASE_WEIGHTS_LOAD, si->t_load_start_s, si->t_context_start_s,
+                si->t_model_loaded_s);
+    infer_phase(si, STARTUP_PHASE_KV_CACHE_ALLOC, si->t_context_start_s, si->t_warmup_start_s,
+                si->t_model_loaded_s);
+    infer_phase(si, STARTUP_PHASE_WARMUP_GRAPH_CAPTURE, si->t_warmup_start_s,
+                si->t_model_loaded_s, si->t_listening_s);
+    infer_phase(si, STARTUP_PHASE_ENGINE_INIT, si->t_context_start_s, si->t_model_loaded_s,
+                si->t_listening_s);
+}
+
+/* First arrival of a milestone. */
+static void mark(double *dst, double t_s)
+{
+    if (isnan(*dst))
+        *dst = t_s;
 }
 
 static void set_first_d(double *dst, double v)
@@ -191,7 +247,7 @@ static void copy_token(char *dst, size_t dst_len, const char *p, const char *end
 
 /* ---- vLLM and the embedded runtime ---- */
 
-static int parse_vllm(struct startup_info *si, struct span s)
+static int parse_vllm(struct startup_info *si, struct span s, double t_s)
 {
     const char *p;
     double v, w;
@@ -200,6 +256,7 @@ static int parse_vllm(struct startup_info *si, struct span s)
 
     if (find(s, "Starting to load model ")) {
         si->saw_load_start = 1;
+        mark(&si->t_load_start_s, t_s);
         hit = 1;
     }
     if ((p = after(s, "Loading weights took ")) && read_num(p, s.end, &v)) {
@@ -281,6 +338,7 @@ static int parse_vllm(struct startup_info *si, struct span s)
     if ((p = after(s, "Starting vLLM API server ")) && (p = read_int(p, s.end, &k)) &&
         (p = expect(p, s.end, "on"))) {
         si->saw_listening = 1;
+        mark(&si->t_listening_s, t_s);
         if (!si->api_url[0])
             copy_token(si->api_url, sizeof si->api_url, p, s.end);
         hit = 1;
@@ -316,27 +374,63 @@ static int parse_vllm(struct startup_info *si, struct span s)
 
 /* ---- llama.cpp ---- */
 
-static int parse_llamacpp(struct startup_info *si, struct span s)
+/* "<key>   = N" at p (after the key): N, or -1. */
+static int64_t read_assign_int(const char *p, const char *end)
+{
+    int64_t k = -1;
+    if ((p = expect(p, end, "=")))
+        read_int(p, end, &k);
+    return k;
+}
+
+/* Milestones (no figures): load start, context start, warm-up, model loaded, listening. */
+static int llamacpp_milestones(struct startup_info *si, struct span s, double t_s)
 {
     const char *p;
-    double v;
-    int64_t k;
     int hit = 0;
-
-    if (find(s, "load_model: loading model '") || find(s, "loading model '")) {
+    if (find(s, ": loading model")) {
         si->saw_load_start = 1;
+        mark(&si->t_load_start_s, t_s);
         hit = 1;
     }
-    if (find(s, ": model loaded")) {
+    if (find(s, "llama_context:") || find(s, "llama_new_context_with_model:") ||
+        find(s, "llama_init_from_model:") || find(s, "llama_kv_cache")) {
+        mark(&si->t_context_start_s, t_s);
+        hit = 1;
+    }
+    if (find(s, "warming up the model")) {
+        mark(&si->t_warmup_start_s, t_s);
+        hit = 1;
+    }
+    if (find(s, ": model loaded") || find(s, "\"message\":\"model loaded\"")) {
         si->saw_model_loaded = 1;
+        mark(&si->t_model_loaded_s, t_s);
         hit = 1;
     }
     if ((p = after(s, "server is listening on "))) {
         si->saw_listening = 1;
+        mark(&si->t_listening_s, t_s);
         if (!si->api_url[0])
             copy_token(si->api_url, sizeof si->api_url, p, s.end);
         hit = 1;
     }
+    if (find(s, "HTTP server is listening"))
+        hit = 1; /* the port opens before the model loads: progress, no figure */
+    return hit;
+}
+
+static void add_first_d(double *dst, double v)
+{
+    *dst = isnan(*dst) ? v : *dst + v;
+}
+
+static int parse_llamacpp(struct startup_info *si, struct span s, double t_s)
+{
+    const char *p;
+    double v;
+    int64_t k;
+    int hit = llamacpp_milestones(si, s, t_s);
+
     if (find(s, "llama_kv_cache") && (p = after(s, ": size = ")) && (p = read_num(p, s.end, &v)) &&
         (p = expect(p, s.end, "MiB")) && (p = expect(p, s.end, "(")) &&
         (p = read_int(p, s.end, &k)) && expect(p, s.end, "cells")) {
@@ -345,9 +439,30 @@ static int parse_llamacpp(struct startup_info *si, struct span s)
             si->kv_cache_tokens = k;
         hit = 1;
     }
+    if ((p = after(s, "KV self size")) && (p = expect(p, s.end, "=")) &&
+        (p = read_num(p, s.end, &v)) && expect(p, s.end, "MiB")) {
+        set_first_d(&si->kv_cache_mib, v);
+        hit = 1;
+    }
     if ((p = after(s, "KV buffer size = ")) && (p = read_num(p, s.end, &v)) &&
         expect(p, s.end, "MiB")) {
-        si->kv_buffer_mib = isnan(si->kv_buffer_mib) ? v : si->kv_buffer_mib + v;
+        add_first_d(&si->kv_buffer_mib, v);
+        hit = 1;
+    }
+    if ((p = after(s, "model buffer size = ")) && (p = read_num(p, s.end, &v)) &&
+        expect(p, s.end, "MiB")) {
+        add_first_d(&si->weights_mib, v);
+        hit = 1;
+    }
+    if ((p = after(s, ": n_ctx ")) && (k = read_assign_int(p, s.end)) >= 0) {
+        if (si->n_ctx_tokens < 0)
+            si->n_ctx_tokens = k;
+        hit = 1;
+    }
+    if (((p = after(s, ": n_ctx_per_seq ")) || (p = after(s, ": n_ctx_seq "))) &&
+        (k = read_assign_int(p, s.end)) >= 0) {
+        if (si->n_ctx_per_seq_tokens < 0)
+            si->n_ctx_per_seq_tokens = k;
         hit = 1;
     }
     if ((p = find(s, "failed to load model"))) {
@@ -359,7 +474,7 @@ static int parse_llamacpp(struct startup_info *si, struct span s)
 
 /* ---- SGLang ---- */
 
-static int parse_sglang(struct startup_info *si, struct span s)
+static int parse_sglang(struct startup_info *si, struct span s, double t_s)
 {
     const char *p;
     double v, w;
@@ -368,6 +483,7 @@ static int parse_sglang(struct startup_info *si, struct span s)
 
     if (find(s, "Load weight begin")) {
         si->saw_load_start = 1;
+        mark(&si->t_load_start_s, t_s);
         hit = 1;
     }
     if ((p = after(s, "Load weight end. "))) {
@@ -403,6 +519,7 @@ static int parse_sglang(struct startup_info *si, struct span s)
     }
     if (find(s, "The server is fired up and ready to roll!")) {
         si->saw_startup_complete = 1;
+        mark(&si->t_listening_s, t_s);
         hit = 1;
     }
     if ((p = find(s, "Not enough memory. Please try to increase --mem-fraction-static"))) {
@@ -412,26 +529,117 @@ static int parse_sglang(struct startup_info *si, struct span s)
     return hit;
 }
 
-void logparse_line(struct startup_info *si, const char *line, size_t len)
+/* ---- timeline ---- */
+
+/* FNV-1a over the line with digit runs folded to one '#' and runs of '.' or ' ' to one. */
+static uint64_t line_key(struct span s)
+{
+    uint64_t h = 1469598103934665603ull;
+    char prev = 0;
+    for (const char *p = s.p; p < s.end; p++) {
+        char c = (*p >= '0' && *p <= '9') ? '#' : *p;
+        if (c == prev && (c == '#' || c == '.' || c == ' '))
+            continue;
+        prev = c;
+        h = (h ^ (unsigned char)c) * 1099511628211ull;
+    }
+    return h;
+}
+
+static void line_set(struct startup_line *e, struct span s, uint64_t key, int recognised,
+                     double t_s)
+{
+    size_t n = (size_t)(s.end - s.p);
+    if (n >= sizeof e->text) {
+        n = sizeof e->text - 1;
+        while (n > 0 && ((unsigned char)s.p[n] & 0xC0) == 0x80)
+            n--; /* do not cut a UTF-8 sequence */
+    }
+    memcpy(e->text, s.p, n);
+    e->text[n] = 0;
+    e->key = key;
+    e->recognised = recognised;
+    e->n_seen = 1;
+    e->t_first_s = e->t_last_s = t_s;
+}
+
+static void timeline_remove(struct startup_info *si, int i)
+{
+    memmove(&si->timeline[i], &si->timeline[i + 1],
+            (size_t)(si->n_timeline - i - 1) * sizeof si->timeline[0]);
+    si->n_timeline--;
+}
+
+static void timeline_add(struct startup_info *si, struct span s, int recognised, double t_s)
+{
+    uint64_t key = line_key(s);
+    for (int i = 0; i < si->n_timeline; i++) {
+        struct startup_line *e = &si->timeline[i];
+        if (e->key == key) {
+            e->n_seen++;
+            if (!isnan(t_s))
+                e->t_last_s = t_s;
+            e->recognised |= recognised;
+            return;
+        }
+    }
+    if (si->n_timeline == STARTUP_TIMELINE_MAX) {
+        int victim = -1;
+        if (recognised) {
+            for (int i = 0; i < si->n_timeline && victim < 0; i++)
+                if (!si->timeline[i].recognised)
+                    victim = i;
+        } else if (!si->timeline[si->n_timeline - 1].recognised) {
+            victim = si->n_timeline - 1;
+        }
+        si->n_timeline_dropped++;
+        if (victim < 0)
+            return;
+        timeline_remove(si, victim);
+    }
+    line_set(&si->timeline[si->n_timeline++], s, key, recognised, t_s);
+}
+
+void logparse_line_at(struct startup_info *si, const char *line, size_t len, double t_arrival_s)
 {
     if (len > LOGPARSE_MAX_LINE_BYTES)
         len = LOGPARSE_MAX_LINE_BYTES;
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
     si->n_lines++;
+    while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+        len--;
     if (len == 0)
         return;
     struct span s = {line, line + len};
-    if (parse_vllm(si, s))
+    int hit = 0;
+    if (parse_vllm(si, s, t_arrival_s)) {
         set_server(si, LOGPARSE_SERVER_VLLM);
-    if (parse_llamacpp(si, s))
+        hit = 1;
+    }
+    if (parse_llamacpp(si, s, t_arrival_s)) {
         set_server(si, LOGPARSE_SERVER_LLAMACPP);
-    if (parse_sglang(si, s))
+        hit = 1;
+    }
+    if (parse_sglang(si, s, t_arrival_s)) {
         set_server(si, LOGPARSE_SERVER_SGLANG);
+        hit = 1;
+    }
     /* vLLM's port error comes from uvicorn/asyncio before any of the above */
     const char *p;
-    if ((p = find(s, "[Errno 98]")))
+    if ((p = find(s, "[Errno 98]"))) {
         set_error(si, p, s.end);
+        hit = 1;
+    }
+    if (!isnan(t_arrival_s))
+        si->t_last_line_s = t_arrival_s;
+    timeline_add(si, s, hit, t_arrival_s);
+    infer_phases(si);
+}
+
+void logparse_line(struct startup_info *si, const char *line, size_t len)
+{
+    logparse_line_at(si, line, len, NAN);
 }
 
 /* ---- incremental ---- */
@@ -444,15 +652,30 @@ void logparse_init(struct logparse *lp)
 
 static void flush_line(struct logparse *lp)
 {
-    logparse_line(&lp->info, lp->line, lp->line_len);
+    double t_s = NAN;
+    if (lp->t_line_ns) {
+        uint64_t origin = lp->t_launch_ns;
+        if (!origin)
+            origin = lp->t_launch_ns = lp->t_line_ns; /* offsets from the first stamped line */
+        t_s = ((double)lp->t_line_ns - (double)origin) / 1e9;
+    }
+    logparse_line_at(&lp->info, lp->line, lp->line_len, t_s);
     lp->line_len = 0;
     lp->line_truncated = 0;
+    lp->t_line_ns = 0;
 }
 
 void logparse_feed(struct logparse *lp, const char *data, size_t len)
 {
+    logparse_feed_at(lp, data, len, 0);
+}
+
+void logparse_feed_at(struct logparse *lp, const char *data, size_t len, uint64_t t_ns)
+{
     for (size_t i = 0; i < len; i++) {
         char c = data[i];
+        if (!lp->t_line_ns && c != '\n' && c != '\r')
+            lp->t_line_ns = t_ns; /* the line's first byte */
         if (c == '\n') {
             if (lp->prev_cr) {
                 lp->prev_cr = 0; /* CRLF: the CR already ended the line */
@@ -482,6 +705,11 @@ void logparse_finish(struct logparse *lp)
 
 long logparse_follow(struct logparse *lp, int fd)
 {
+    return logparse_follow_at(lp, fd, 0);
+}
+
+long logparse_follow_at(struct logparse *lp, int fd, uint64_t t_ns)
+{
     char chunk[16384];
     long total = 0;
     for (;;) {
@@ -493,7 +721,7 @@ long logparse_follow(struct logparse *lp, int fd)
         }
         if (n == 0)
             break;
-        logparse_feed(lp, chunk, (size_t)n);
+        logparse_feed_at(lp, chunk, (size_t)n, t_ns);
         total += n;
     }
     return total;
@@ -555,6 +783,37 @@ static void json_bool(struct buf *b, int *first, const char *k, int v)
     buf_puts(b, v ? "true" : "false");
 }
 
+static void json_str_or_null(struct buf *b, int *first, const char *k, const char *v)
+{
+    json_key(b, first, k);
+    if (v[0])
+        buf_json_str(b, v);
+    else
+        buf_puts(b, "null");
+}
+
+static void json_timeline(struct buf *b, int *first, const struct startup_info *si)
+{
+    json_key(b, first, "timeline");
+    buf_putc(b, '[');
+    for (int i = 0; i < si->n_timeline; i++) {
+        const struct startup_line *e = &si->timeline[i];
+        int f = 1;
+        if (i)
+            buf_putc(b, ',');
+        buf_putc(b, '{');
+        json_d(b, &f, "t_s", e->t_first_s);
+        json_d(b, &f, "t_last_s", e->t_last_s);
+        json_i64(b, &f, "n", (int64_t)e->n_seen);
+        json_bool(b, &f, "recognised", e->recognised);
+        json_key(b, &f, "line");
+        buf_json_str(b, e->text);
+        buf_putc(b, '}');
+    }
+    buf_putc(b, ']');
+    json_i64(b, first, "n_timeline_dropped", (int64_t)si->n_timeline_dropped);
+}
+
 enum buf_status startup_info_to_json(const struct startup_info *si, struct buf *out)
 {
     int first = 1, pf = 1;
@@ -566,6 +825,14 @@ enum buf_status startup_info_to_json(const struct startup_info *si, struct buf *
     buf_putc(out, '{');
     for (int i = 0; i < STARTUP_PHASE__COUNT; i++)
         json_d(out, &pf, phase_names[i], si->phase_s[i]);
+    buf_putc(out, '}');
+    json_key(out, &first, "phase_sources");
+    buf_putc(out, '{');
+    pf = 1;
+    for (int i = 0; i < STARTUP_PHASE__COUNT; i++) {
+        json_key(out, &pf, phase_names[i]);
+        buf_json_str(out, startup_phase_source_str(si->phase_source[i]));
+    }
     buf_putc(out, '}');
     json_d(out, &first, "dynamo_s", si->dynamo_s);
     json_d(out, &first, "compilation_s", si->compilation_s);
@@ -579,22 +846,23 @@ enum buf_status startup_info_to_json(const struct startup_info *si, struct buf *
     json_d(out, &first, "kv_cache_mib", si->kv_cache_mib);
     json_d(out, &first, "kv_buffer_mib", si->kv_buffer_mib);
     json_i64(out, &first, "context_len_tokens", si->context_len);
+    json_d(out, &first, "weights_mib", si->weights_mib);
+    json_i64(out, &first, "n_ctx_tokens", si->n_ctx_tokens);
+    json_i64(out, &first, "n_ctx_per_seq_tokens", si->n_ctx_per_seq_tokens);
+    json_d(out, &first, "t_load_start_s", si->t_load_start_s);
+    json_d(out, &first, "t_context_start_s", si->t_context_start_s);
+    json_d(out, &first, "t_warmup_start_s", si->t_warmup_start_s);
+    json_d(out, &first, "t_model_loaded_s", si->t_model_loaded_s);
+    json_d(out, &first, "t_listening_s", si->t_listening_s);
     json_i64(out, &first, "n_warmup_shapes", si->n_warmup_shapes);
     json_bool(out, &first, "warmup_skipped", si->warmup_skipped);
     json_bool(out, &first, "saw_load_start", si->saw_load_start);
     json_bool(out, &first, "saw_listening", si->saw_listening);
     json_bool(out, &first, "saw_startup_complete", si->saw_startup_complete);
-    json_key(out, &first, "api_url");
-    if (si->api_url[0])
-        buf_json_str(out, si->api_url);
-    else
-        buf_puts(out, "null");
-    json_key(out, &first, "error_message");
-    if (si->error_message[0])
-        buf_json_str(out, si->error_message);
-    else
-        buf_puts(out, "null");
+    json_str_or_null(out, &first, "api_url", si->api_url);
+    json_str_or_null(out, &first, "error_message", si->error_message);
     json_i64(out, &first, "estimated_max_model_len_tokens", si->estimated_max_model_len);
+    json_timeline(out, &first, si);
     enum buf_status st = buf_putc(out, '}');
     if (st != BUF_OK && out->data) {
         out->len = len0; /* cap hit somewhere: leave nothing half-written */

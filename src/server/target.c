@@ -28,6 +28,7 @@
 #include "net/client.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/redact.h"
 
 #define TARGET_MAX_GROUPS 64
 #define TARGET_LOG_TAIL_LINES 20
@@ -188,6 +189,23 @@ static void av_pushf(struct argv_b *a, const char *fmt, ...)
     av_push(a, tmp);
 }
 
+const char *target_cmdline(const struct target_config *cfg, int port, char *out, size_t out_len)
+{
+    char **argv = NULL;
+    int argc = 0;
+    char err[256];
+    if (!out_len)
+        return out;
+    if (target_argv_build(cfg, port, &argv, &argc, err, sizeof err) != TARGET_OK) {
+        snprintf(out, out_len, "(%s)", err);
+    } else {
+        redact_argv_join(argc, argv, out, out_len);
+        target_argv_free(argv);
+    }
+    redact_secret_in(out, cfg->api_key);
+    return out;
+}
+
 void target_argv_free(char **argv)
 {
     if (!argv)
@@ -254,6 +272,7 @@ enum target_status target_argv_build(const struct target_config *cfg, int port, 
             av_push(&a, "--gpu-memory-utilization");
             av_pushf(&a, "%g", cfg->gpu_memory_utilization);
         }
+        av_push(&a, "--enable-prompt-tokens-details"); /* usage reports cached tokens */
         break;
     case TARGET_KIND_LLAMACPP:
         if (cfg->gpu_memory_utilization > 0) {
@@ -644,11 +663,14 @@ void target_follow_log(struct target *t)
 {
     if (t->log_fd_ < 0)
         return;
-    if (logparse_follow(&t->lp_, t->log_fd_) >= 0) {
+    if (logparse_follow_at(&t->lp_, t->log_fd_, clock_now_ns()) >= 0) {
         /* Present what is known so far, pending partial line included, without consuming it. */
         struct logparse snap = t->lp_;
         logparse_finish(&snap);
         t->startup = snap.info;
+        redact_secret_in(t->startup.error_message, t->cfg.api_key);
+        for (int i = 0; i < t->startup.n_timeline; i++)
+            redact_secret_in(t->startup.timeline[i].text, t->cfg.api_key);
     }
 }
 
@@ -681,7 +703,24 @@ static void set_base_url(struct target *t, const char *host, int port)
         snprintf(t->base_url, sizeof t->base_url, "http://%s:%d", h, port);
 }
 
+static enum target_status launch(struct target *t, char *err, size_t err_len);
+
+/* Every message handed out passes here: the API key never leaves in an error text (a server may
+ * echo its argv in the log tail). */
+static enum target_status redacted(const struct target *t, enum target_status st, char *err,
+                                   size_t err_len)
+{
+    if (err_len)
+        redact_secret_in(err, t->cfg.api_key);
+    return st;
+}
+
 enum target_status target_launch(struct target *t, char *err, size_t err_len)
+{
+    return redacted(t, launch(t, err, err_len), err, err_len);
+}
+
+static enum target_status launch(struct target *t, char *err, size_t err_len)
 {
     enum target_status st;
     int log_fd = -1, exec_pipe[2] = {-1, -1};
@@ -717,6 +756,7 @@ enum target_status target_launch(struct target *t, char *err, size_t err_len)
         t->launched = 0;
         t->state = TARGET_STATE_STARTING;
         t->tl.t_launch_ns = clock_now_ns();
+        t->lp_.t_launch_ns = t->tl.t_launch_ns;
         return TARGET_OK;
     }
 
@@ -768,16 +808,16 @@ enum target_status target_launch(struct target *t, char *err, size_t err_len)
         goto fail;
     }
     {
-        char cmd[1024];
-        size_t o = 0;
-        for (int i = 0; i < argc && o < sizeof cmd - 1; i++)
-            o += (size_t)snprintf(cmd + o, sizeof cmd - o, "%s%s", i ? " " : "", argv[i]);
+        char cmd[4096];
+        redact_argv_join(argc, argv, cmd, sizeof cmd);
+        redact_secret_in(cmd, t->cfg.api_key); /* a key inside a serve_cmd argument too */
         log_info("target", "launching %s server: %s (log %s)", target_kind_str(t->cfg.kind), cmd,
                  t->log_path);
     }
 
     pid_t parent = getpid();
     t->tl.t_launch_ns = clock_now_ns();
+    t->lp_.t_launch_ns = t->tl.t_launch_ns; /* log arrival offsets are from the fork */
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, err_len, "fork: %s", strerror(errno));
@@ -1090,7 +1130,14 @@ static void wait_tick(long ms)
     }
 }
 
+static enum target_status wait_ready(struct target *t, char *err, size_t err_len);
+
 enum target_status target_wait_ready(struct target *t, char *err, size_t err_len)
+{
+    return redacted(t, wait_ready(t, err, err_len), err, err_len);
+}
+
+static enum target_status wait_ready(struct target *t, char *err, size_t err_len)
 {
     int url_mode = !t->launched;
     if (err_len)
@@ -1121,6 +1168,7 @@ enum target_status target_wait_ready(struct target *t, char *err, size_t err_len
         }
         if (!url_mode && !target_alive(t)) {
             char ex[96];
+            target_follow_log(t); /* what it printed between the last read and its exit */
             snprintf(err, err_len, "server exited before ready (%s, after %.2f s)",
                      target_exit_str(&t->exit, ex, sizeof ex),
                      ns_to_s(t->tl.t_stopped_ns - t->tl.t_launch_ns));

@@ -20,6 +20,10 @@
  *   target_stop(t, &sr);
  *   target_free(t);                               // stops it too if still running
  *
+ * Secrets: the API key never appears in what target prints, logs or returns: commands go through
+ * target_cmdline / redact_argv_join, and error messages, t->startup.error_message and the
+ * timeline lines have every occurrence of the key replaced by "***" (redact_secret_in).
+ *
  * Threads: one thread owns a struct target (the main thread). target_interrupted(),
  * target_signal_fd() and the registry are safe from any thread. */
 #ifndef SLM_PROBE_TARGET_H
@@ -121,9 +125,12 @@ void target_config_defaults(struct target_config *cfg, enum target_kind kind);
  * NULL-terminated, in *argv_out (count in *argc_out). Free with target_argv_free. Does not look
  * at the file system or PATH (embedded with self_exe NULL uses "/proc/self/exe" literally).
  *   embedded: <self> serve --model M --host H --port P [--max-model-len N]
- *             [--gpu-memory-utilization U] [--enable-prefix-caching|--no-enable-prefix-caching]
+ *             [--gpu-memory-utilization U] --enable-prompt-tokens-details
+ *             [--enable-prefix-caching|--no-enable-prefix-caching]
  *             [--api-key K] [--served-model-name S] EXTRA...
  *   vllm:     vllm serve M --host H --port P [same optional flags as embedded] EXTRA...
+ *             (--enable-prompt-tokens-details: usage.prompt_tokens_details.cached_tokens; llama.cpp
+ *             and SGLang report cached tokens without a flag, or not at all)
  *   llamacpp: llama-server -m M --host H --port P [-c N] --metrics [--no-cache-prompt]
  *             [--api-key K] [--alias S] EXTRA...      (gpu_memory_utilization has no equivalent)
  *   sglang:   python3 -m sglang.launch_server --model-path M --host H --port P
@@ -134,6 +141,10 @@ void target_config_defaults(struct target_config *cfg, enum target_kind kind);
 enum target_status target_argv_build(const struct target_config *cfg, int port, char ***argv_out,
                                      int *argc_out, char *err, size_t err_len);
 void target_argv_free(char **argv); /* NULL-safe */
+/* The command target_argv_build gives for cfg and port as one shell-quoted line (redact.h), the
+ * API key shown as "***" wherever it appears, into out (always NUL-terminated, cut at out_len);
+ * on a config error "(message)". Use it for every printed or logged command. Returns out. */
+const char *target_cmdline(const struct target_config *cfg, int port, char *out, size_t out_len);
 
 /* Exit of the server process (the group leader). */
 struct target_exit {
