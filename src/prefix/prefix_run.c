@@ -376,7 +376,7 @@ static void working_set_run(struct run_ctx *x)
 /* The config of one mode: the user's, with only the prefix-caching switch changed. -1 with err
  * when the server cannot be switched. */
 static int mode_config(const struct prefix_opts *o, const struct probe_opts *po,
-                       enum prefix_mode m, struct target_config *cfg, char ***extra_owned,
+                       enum prefix_mode m, struct target_config *cfg,
                        const char **extra_json, char *how, size_t how_len, char *err,
                        size_t err_len)
 {
@@ -414,16 +414,7 @@ static int mode_config(const struct prefix_opts *o, const struct probe_opts *po,
                  caps->prefix_cache_off_flag,
                  caps->prefix_cache_on_flag ? caps->prefix_cache_on_flag : "(the default: on)");
     }
-    if (cfg->kind == TARGET_KIND_EMBEDDED || cfg->kind == TARGET_KIND_VLLM) {
-        /* usage.prompt_tokens_details.cached_tokens per request, in both launches alike. */
-        char **ex = xcalloc((size_t)cfg->n_extra_args + 2, sizeof *ex);
-        for (int i = 0; i < cfg->n_extra_args; i++)
-            ex[i] = cfg->extra_args[i];
-        ex[cfg->n_extra_args] = "--enable-prompt-tokens-details";
-        cfg->extra_args = ex;
-        cfg->n_extra_args++;
-        *extra_owned = ex;
-    }
+    /* target.c adds --enable-prompt-tokens-details for embedded and vLLM, in both alike. */
     return 0;
 }
 
@@ -493,13 +484,13 @@ static int mode_run(struct run_ctx *x, enum prefix_mode m)
 {
     struct prefix_mode_run *mr = &x->res->modes[m];
     struct target_config cfg;
-    char **extra_owned = NULL, err[1024];
+    char err[1024];
     mr->ran = 1;
     mr->kv_usage_max = NAN;
     mr->kv_capacity_tokens = -1;
     snprintf(mr->script_name, sizeof mr->script_name, "%s",
              m == PREFIX_MODE_ON ? "serve_slm_prefix_cache.sh" : "serve_slm_no_prefix_cache.sh");
-    if (mode_config(x->o, x->s->po, m, &cfg, &extra_owned, &x->extra_json, mr->how,
+    if (mode_config(x->o, x->s->po, m, &cfg, &x->extra_json, mr->how,
                     sizeof mr->how, mr->err, sizeof mr->err) != 0) {
         snprintf(x->res->stop_reason, sizeof x->res->stop_reason, "%s", mr->err);
         return PROBE_EXIT_USAGE;
@@ -560,7 +551,6 @@ out:
         snprintf(mr->err, sizeof mr->err, "the server died: %.2400s", L.log_tail);
     launch_free(&L);
     x->L = NULL;
-    free(extra_owned);
     return rc;
 }
 
