@@ -383,7 +383,7 @@ static int mode_config(const struct prefix_opts *o, const struct probe_opts *po,
     *cfg = po->target;
     *extra_json = NULL;
     const struct target_kind_caps *caps = target_kind_caps(cfg->kind);
-    if (o->url_off || o->url_on) {
+    if (o->url_off && o->url_on) { /* cmd_prefix requires both or neither */
         cfg->url = m == PREFIX_MODE_ON ? o->url_on : o->url_off;
         snprintf(how, how_len, "two running servers: --url-off %s, --url-on %s", o->url_off,
                  o->url_on);
