@@ -53,6 +53,9 @@ struct launch {
     struct startup_info startup; /* phases, KV capacity, ... from the whole log */
     int have_startup;
     char log_tail[4096];        /* last 20 log lines when it failed or died; "" otherwise */
+    /* private: from launch_init_opts */
+    int no_scraper_;
+    int metrics_interval_ms_;
 };
 
 struct launch_opts {

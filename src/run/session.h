@@ -86,7 +86,7 @@ struct record_sink *session_sink_open(struct session *s, const char *name, char 
  * cannot keep up) the caller waits: records are never dropped. Returns 0, or -1 once a write
  * failed (the error is logged once). Thread that owns the sink only. */
 int record_sink_push(struct record_sink *k, const struct request_record *rec);
-/* Records written so far and records still queued. */
+/* Records written to the file so far (those still queued are not counted). Any thread. */
 size_t record_sink_n_written(struct record_sink *k);
 /* Drains the queue, joins the thread, closes the file. NULL-safe. */
 void record_sink_close(struct record_sink *k);

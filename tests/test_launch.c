@@ -1,0 +1,95 @@
+/* test_launch: one launch of the real embedded server through run/launch.h (ready, redacted
+ * command line, readings, scraper, parsed log, idempotent stop) and a server that exits at once
+ * (died, exit status, log tail). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-variable"
+#include "serve_harness.h"
+#pragma GCC diagnostic pop
+
+#include "run/launch.h"
+#include "test.h"
+
+static struct probe_opts g_po;
+static struct session g_s;
+
+static void test_launch_ready(void)
+{
+    struct target_config cfg;
+    target_config_defaults(&cfg, TARGET_KIND_EMBEDDED);
+    cfg.model = g_model;
+    cfg.self_exe = bin_path();
+    cfg.api_key = "sekrit-key-123";
+    cfg.stop_grace_ms = 5000;
+    struct launch L;
+    launch_init(&L, &g_s, &cfg, "srv_ready.log");
+    CHECK(strstr(L.log_path, g_s.out_dir) == L.log_path);
+    enum target_status st = launch_start(&L);
+    CHECK_MSG(st == TARGET_OK, "%s: %s", target_status_str(st), L.err);
+    CHECK(L.ready);
+    CHECK_EQ_STR(L.err, "");
+    CHECK(launch_alive(&L));
+    CHECK(strstr(L.cmdline, " serve ") != NULL);
+    CHECK(strstr(L.cmdline, "--api-key ***") != NULL);
+    CHECK(strstr(L.cmdline, "sekrit") == NULL);
+    CHECK_MSG(L.rss_ready_bytes > 0, "%lld", (long long)L.rss_ready_bytes);
+    CHECK(L.page_cache_before_bytes >= 0 && L.page_cache_ready_bytes >= 0);
+    CHECK(L.tl.t_models_ok_ns > L.tl.t_launch_ns);
+    CHECK(L.scr != NULL);
+    struct server_metrics m;
+    CHECK(scraper_scrape_now(L.scr, &m) == 0);
+    CHECK(m.has_running);
+    launch_stop(&L);
+    CHECK(L.stopped && !L.died);
+    CHECK(L.stop.was_running);
+    CHECK(L.scr == NULL);
+    CHECK(L.have_startup && L.startup.n_lines > 0);
+    CHECK(L.startup.saw_startup_complete);
+    CHECK_EQ_STR(L.log_tail, "");
+    struct telemetry_window w;
+    CHECK(launch_window(&L, L.tl.t_launch_ns, clock_now_ns(), &w) == 0);
+    CHECK(w.rss_max_bytes > 0);
+    launch_stop(&L); /* idempotent */
+    CHECK(!launch_alive(&L));
+    launch_free(&L);
+}
+
+static void test_launch_exits_at_once(void)
+{
+    struct target_config cfg;
+    target_config_defaults(&cfg, TARGET_KIND_EMBEDDED);
+    char *cmd[] = {"/bin/sh", "-c", "echo boom-marker >&2; exit 3", NULL};
+    cfg.serve_cmd = cmd;
+    cfg.n_serve_cmd = 3;
+    cfg.ready_timeout_ms = 20000;
+    struct launch L;
+    launch_init(&L, &g_s, &cfg, "srv_dies.log");
+    enum target_status st = launch_start(&L);
+    CHECK_EQ_INT(st, TARGET_ERR_EXITED);
+    CHECK(!L.ready && L.died);
+    CHECK_EQ_INT(L.exit.exit_code, 3);
+    CHECK(L.err[0] != '\0' && strchr(L.err, '\n') == NULL);
+    CHECK_MSG(strstr(L.log_tail, "boom-marker") != NULL, "tail: %s", L.log_tail);
+    CHECK(strstr(L.cmdline, "/bin/sh -c") == L.cmdline);
+    CHECK(L.stopped);
+    launch_free(&L);
+}
+
+int main(void)
+{
+    if (harness_setup("launch") != 0)
+        return 1;
+    char out[512];
+    snprintf(out, sizeof out, "%s/out", g_dir);
+    g_po.out_dir = out;
+    char *argv[] = {"test_launch", NULL};
+    char err[256];
+    if (session_init(&g_s, &g_po, 1, argv, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    TEST_RUN(test_launch_ready);
+    TEST_RUN(test_launch_exits_at_once);
+    session_free(&g_s);
+    return TEST_DONE();
+}
