@@ -9,5 +9,6 @@ int cmd_model(int argc, char **argv); /* src/engine/model_cli.c */
 int cmd_ttft(int argc, char **argv); /* src/ttft/cmd_ttft.c */
 int cmd_env(int argc, char **argv);  /* src/server/cmd_env.c */
 int cmd_batch(int argc, char **argv); /* src/batch/cmd_batch.c */
+int cmd_prefix(int argc, char **argv); /* src/prefix/cmd_prefix.c */
 
 #endif

@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"ttft", cmd_ttft, "Tier 1: cold vs warm time to first token, start-up phases"},
     {"env", cmd_env, "host facts and GPU telemetry (NVML/nvidia-smi) as the probe sees them"},
     {"batch", cmd_batch, "Tier 3B: sequential vs concurrent, concurrency sweep, knee, open-loop"},
+    {"prefix", cmd_prefix, "Tier 2: prefix caching A/B (off vs on), hit-rate mix, fit, working set"},
 };
 
 static void usage(FILE *f)
