@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "net/client.h"
 #include "prefix/prefix.h"
@@ -494,6 +495,13 @@ static int mode_run(struct run_ctx *x, enum prefix_mode m)
                     sizeof mr->how, mr->err, sizeof mr->err) != 0) {
         snprintf(x->res->stop_reason, sizeof x->res->stop_reason, "%s", mr->err);
         return PROBE_EXIT_USAGE;
+    }
+    /* The scripts must name the real binary, not /proc/self/exe. */
+    char exe[1024];
+    ssize_t n_exe = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (cfg.kind == TARGET_KIND_EMBEDDED && !cfg.self_exe && n_exe > 0) {
+        exe[n_exe] = '\0';
+        cfg.self_exe = exe;
     }
     struct launch L;
     launch_init(&L, x->s, &cfg,
