@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net/client.h"
@@ -116,6 +117,29 @@ static int scrape_now(struct launch *L, struct server_metrics *m)
     if (rc == 0)
         server_metrics_from_prom(&ps, m);
     prom_set_free(&ps);
+    return rc;
+}
+
+/* Metrics once the server's counters have settled: the embedded engine publishes its counters
+ * at the end of the step that finished the last request, which can be just after that request's
+ * response reached us. Re-reads every 25 ms until two reads agree (at most 1 s). Between phases
+ * only (never while the driver runs). */
+static int scrape_settled(struct launch *L, struct server_metrics *m)
+{
+    int rc = scrape_now(L, m);
+    for (int i = 0; i < 40 && rc == 0; i++) {
+        struct server_metrics again;
+        struct timespec ts = {0, 25 * 1000000L};
+        nanosleep(&ts, NULL);
+        if (scrape_now(L, &again) != 0)
+            break;
+        int same = again.prefix_queries == m->prefix_queries &&
+                   again.prefix_hits == m->prefix_hits &&
+                   again.prompt_tokens == m->prompt_tokens;
+        *m = again;
+        if (same)
+            break;
+    }
     return rc;
 }
 
@@ -276,10 +300,10 @@ static enum driver_status cell_run(struct run_ctx *x, struct prefix_cell *c, siz
     hist_summary(&rp.ttft_ms, &sp);
     c->n_prime = rp.n_ok;
     c->prime_mean_ttft_s = sp.mean / 1e3;
-    int ok1 = scrape_now(x->L, &m1);
+    int ok1 = scrape_settled(x->L, &m1);
     if (st == DRIVER_STATUS_OK) {
         st = run_phase(x, c, &meas, DRIVER_MODE_CLOSED, tag, &rm);
-        int ok2 = scrape_now(x->L, &m2);
+        int ok2 = scrape_settled(x->L, &m2);
         cell_fill(c, &rm);
         double q = 0, h = 0, hp = 0, qp = 0;
         if (counters_delta(ok1, &m1, ok2, &m2, &h, &q) == 0) {
@@ -348,10 +372,10 @@ static void working_set_run(struct run_ctx *x)
         memset(&b, 0, sizeof b);
         struct server_metrics m1, m2;
         enum driver_status st = run_phase(x, &c, &r1, DRIVER_MODE_SEQUENTIAL, "ws_fill", &a);
-        int ok1 = scrape_now(x->L, &m1);
+        int ok1 = scrape_settled(x->L, &m1);
         if (st == DRIVER_STATUS_OK)
             st = run_phase(x, &c, &r2, DRIVER_MODE_SEQUENTIAL, "ws_reuse", &b);
-        int ok2 = scrape_now(x->L, &m2);
+        int ok2 = scrape_settled(x->L, &m2);
         double h = 0, q = 0;
         if (st == DRIVER_STATUS_OK) {
             struct summary sm;
