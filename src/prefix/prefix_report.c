@@ -284,8 +284,9 @@ static void add_interpretation(const struct prefix_result *res, struct report *r
                           b->p95_e2e_s, dp, b->has_server_counters ? b->hit_rate * 100 : NAN);
         }
     if (!isnan(gain_at[0]) && !isnan(gain_at[1]))
-        report_paragraph(s, "The TTFT saving grows with prefix length: %.0f%% for the medium "
-                         "prefix and %.0f%% for the large one at concurrency %d.", gain_at[0],
+        report_paragraph(s, "With prefix length the relative TTFT saving %s: %.0f%% for the "
+                         "medium prefix and %.0f%% for the large one at concurrency %d.",
+                         gain_at[1] > gain_at[0] ? "grows" : "does not grow here", gain_at[0],
                          gain_at[1], res->opts.concurrency[0]);
     const struct prefix_mode_run *mo = &res->modes[PREFIX_MODE_OFF], *mn = &res->modes[PREFIX_MODE_ON];
     if (mo->rss_max_bytes > 0 && mn->rss_max_bytes > 0)
