@@ -3,7 +3,7 @@
 #   make test         ASan+UBSan build, then every tests/test_*.c binary
 #   make run          build, default model, embedded server, every probe -> results/
 #   make bench        benchmarks (see BENCHMARKS.md)
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (binary, man page, bash completion; make uninstall)
 #   make SANITIZER=thread test   (threaded parts under TSan)
 #   make DEBUG=1      -O0
 CC       ?= cc
@@ -44,7 +44,7 @@ TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 BIN      := $(if $(SANITIZER),$(BUILD)/slmprobe,slmprobe)
 
-.PHONY: all deps test tests run bench install clean check-headers fmt fuzz
+.PHONY: all deps test tests run bench install uninstall man completion clean check-headers fmt fuzz
 all: deps $(BIN)
 
 deps:
@@ -89,9 +89,36 @@ bench: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all $(BENCHES)
 	@sh bench/run.sh $(BUILD)
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 slmprobe $(DESTDIR)$(PREFIX)/bin/slmprobe
+# The man page and the bash completion are generated from the --help texts of the binary being
+# installed (scripts/gen_man.sh, scripts/gen_completion.sh), so they cannot drift. install uses
+# this flavour's binary ($(BIN)): `make SANITIZER=address,undefined install` installs that one.
+MANDIR   ?= $(PREFIX)/share/man
+COMPDIR  ?= $(PREFIX)/share/bash-completion/completions
+MAN_PAGE := $(BUILD)/slmprobe.1
+COMPLETION := $(BUILD)/slmprobe.bash
+INSTALLED := $(DESTDIR)$(PREFIX)/bin/slmprobe $(DESTDIR)$(MANDIR)/man1/slmprobe.1 \
+             $(DESTDIR)$(COMPDIR)/slmprobe
+
+$(MAN_PAGE): $(BIN) scripts/gen_man.sh
+	@mkdir -p $(dir $@)
+	sh scripts/gen_man.sh $(abspath $(BIN)) $@
+
+$(COMPLETION): $(BIN) scripts/gen_completion.sh
+	@mkdir -p $(dir $@)
+	sh scripts/gen_completion.sh $(abspath $(BIN)) $@
+
+man: $(MAN_PAGE)
+completion: $(COMPLETION)
+
+install: deps $(BIN) $(MAN_PAGE) $(COMPLETION)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(COMPDIR)
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/slmprobe
+	install -m 644 $(MAN_PAGE) $(DESTDIR)$(MANDIR)/man1/slmprobe.1
+	install -m 644 $(COMPLETION) $(DESTDIR)$(COMPDIR)/slmprobe
+
+# Removes the files install put there (the directories stay: they may be shared).
+uninstall:
+	rm -f $(INSTALLED)
 
 check-headers:
 	@for h in $(wildcard src/*/*.h); do \

@@ -5,7 +5,8 @@
 set -e
 cd "$(dirname "$0")/.."
 BIN=./slmprobe
-MODEL=${MODEL:-models/default.gguf}
+# The same per-user default model the probes use (src/run/model_default.h).
+MODEL=${MODEL:-${SLMPROBE_MODEL:-${XDG_DATA_HOME:-$HOME/.local/share}/slmprobe/models/default.gguf}}
 PRESET=${PRESET:-small}
 OUT=${OUT:-results}
 mkdir -p models "$OUT"

@@ -9,6 +9,9 @@ int cmd_model(int argc, char **argv); /* src/engine/model_cli.c */
 int cmd_ttft(int argc, char **argv); /* src/ttft/cmd_ttft.c */
 int cmd_env(int argc, char **argv);  /* src/server/cmd_env.c */
 int cmd_batch(int argc, char **argv); /* src/batch/cmd_batch.c */
+int cmd_check(int argc, char **argv); /* src/check/cmd_check.c */
+int cmd_kv(int argc, char **argv);    /* src/kv/cmd_kv.c */
+int cmd_calibrate(int argc, char **argv); /* src/calibrate/cmd_calibrate.c */
 int cmd_prefix(int argc, char **argv); /* src/prefix/cmd_prefix.c */
 
 #endif

@@ -19,6 +19,9 @@ static const struct command commands[] = {
     {"ttft", cmd_ttft, "Tier 1: cold vs warm time to first token, start-up phases"},
     {"env", cmd_env, "host facts and GPU telemetry (NVML/nvidia-smi) as the probe sees them"},
     {"batch", cmd_batch, "Tier 3B: sequential vs concurrent, concurrency sweep, knee, open-loop"},
+    {"check", cmd_check, "health check: a few warm requests judged against SLO bounds (cron, CI)"},
+    {"kv", cmd_kv, "Tier 3A: KV cache capacity and memory vs max-model-len, per launch, vs theory"},
+    {"calibrate", cmd_calibrate, "measure this machine's client ceiling (used by every probe)"},
     {"prefix", cmd_prefix, "Tier 2: prefix caching A/B (off vs on), hit-rate mix, fit, working set"},
 };
 
@@ -27,7 +30,7 @@ static void usage(FILE *f)
     fprintf(f, "slmprobe %s: measure small language model servers\n\n", SLMPROBE_VERSION);
     fprintf(f, "usage: slmprobe <command> [options]   (slmprobe <command> --help)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv)

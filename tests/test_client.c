@@ -790,7 +790,8 @@ static void test_keepalive_and_model_discovery(void)
     CHECK_EQ_INT(g.n, 20);
     int n_ok = 0;
     for (int i = 0; i < g.n; i++)
-        n_ok += g.recs[i].error == REQ_ERROR_NONE && g.recs[i].n_completion_tokens == 5;
+        n_ok += g.recs[i].error == REQ_ERROR_NONE && g.recs[i].n_completion_tokens == 5 &&
+                g.recs[i].n_retries == 0; /* a server that keeps its connections: no retry */
     CHECK_EQ_INT(n_ok, 20);
     CHECK_EQ_INT(atomic_load(&srv->n_accepts) - acc1, 1);
     CHECK_EQ_INT(client_n_connects(c), 1);
@@ -973,7 +974,16 @@ static void test_record_metrics_json(void)
     CHECK_EQ_STR(json_str(json_get(root, "error"), NULL), "none");
     CHECK_EQ_STR(json_str(json_get(root, "tag"), NULL), "warm_7");
     CHECK_EQ_INT(json_type_of(json_get(root, "n_cached_tokens")), JSON_TYPE_NULL);
+    CHECK(json_int(json_get(root, "retried"), &n) == 0 && n == 0);
     json_free(root);
+    /* "retried": the record's n_retries (re-sends after a dead kept-alive connection). */
+    r.n_retries = 2;
+    buf_reset(&b);
+    CHECK_EQ_INT(record_to_json(&r, &b), BUF_OK);
+    root = json_parse(b.data, b.len, err, sizeof err);
+    CHECK(root && json_int(json_get(root, "retried"), &n) == 0 && n == 2);
+    json_free(root);
+    r.n_retries = 0;
     /* Undefined metrics: no token, one token, not done. */
     struct request_record e;
     record_init(&e);

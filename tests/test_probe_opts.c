@@ -87,7 +87,7 @@ static void test_vllm_full(void)
     char **av;
     int ac;
     CHECK_EQ_INT(target_argv_build(&o.target, 8000, &av, &ac, err, sizeof err), TARGET_OK);
-    CHECK_EQ_INT(ac, 19);
+    CHECK_EQ_INT(ac, 20); /* --enable-prompt-tokens-details included */
     CHECK_EQ_STR(av[0], "vllm");
     CHECK_EQ_STR(av[11], "--no-enable-prefix-caching");
     CHECK_EQ_STR(av[18], "8");
@@ -244,6 +244,8 @@ static void test_help(void)
 
 int main(void)
 {
+    /* The default model comes from SLMPROBE_MODEL when set (run/model_default.h): no generation. */
+    setenv("SLMPROBE_MODEL", "models/default.gguf", 1);
     TEST_RUN(test_defaults_embedded);
     TEST_RUN(test_vllm_full);
     TEST_RUN(test_kind_defaults);

@@ -1,6 +1,7 @@
 /* test_report: every renderer (Markdown, HTML+SVG, JSON, CSV) on a report using every feature;
  * escaping per format; NAN cells with and without reasons; SVG well-formedness (balanced tags,
- * valid entities, key elements); nice tick values; CSV quoting; caps and file output. */
+ * valid entities, key elements); nice tick values; CSV quoting; caps and file output; axes that
+ * keep to the data; chart marks; tables hidden from the documents. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -517,6 +518,162 @@ static void test_misuse_ignored(void)
     report_free(r);
 }
 
+/* Numbers of the tick labels in the SVG's tick-labels group; anchor "end" selects the y axis,
+ * "middle" the x axis. Returns how many were found (at most max). */
+static size_t tick_values(const char *svg, const char *anchor, double *out, size_t max)
+{
+    const char *g = strstr(svg, "<g class=\"tick-labels\"");
+    const char *end = g ? strstr(g, "</g>") : NULL;
+    char pat[64];
+    snprintf(pat, sizeof pat, "text-anchor=\"%s\">", anchor);
+    size_t n = 0;
+    for (const char *p = g ? strstr(g, pat) : NULL; p && p < end && n < max; p = strstr(p + 1, pat))
+        out[n++] = strtod(p + strlen(pat), NULL);
+    return n;
+}
+
+/* Axes keep to the data: y data 900..1000 is not drawn from 0, and every tick lies within the
+ * data's range padded by 5% of its span; report_chart_y_from_zero brings 0 back. */
+static void test_axis_range(void)
+{
+    struct report *r = report_new("axes");
+    struct report_section *s = report_section_add(r, "s", "S");
+    double x[] = {100, 150, 200}, y[] = {900, 1000, 950};
+    struct report_chart *c = report_chart_add(s, REPORT_CHART_LINE, "c", "c", "x", NULL, "y", NULL);
+    report_chart_series(c, "", x, y, 3);
+    struct report_chart *z = report_chart_add(s, REPORT_CHART_LINE, "z", "z", "x", NULL, "y", NULL);
+    report_chart_series(z, "", x, y, 3);
+    report_chart_y_from_zero(z, 1);
+    char *html = render(r, REPORT_FORMAT_HTML);
+    const char *c1 = strstr(html, "<svg ");
+    const char *c2 = c1 ? strstr(c1 + 1, "<svg ") : NULL;
+    CHECK(c1 && c2);
+    if (c1 && c2) {
+        char *a = xstrndup(c1, (size_t)(c2 - c1));
+        double v[64];
+        size_t ny = tick_values(a, "end", v, 64);
+        CHECK_MSG(ny >= 3, "%zu y ticks", ny);
+        for (size_t i = 0; i < ny; i++)
+            CHECK_MSG(v[i] >= 895 && v[i] <= 1005, "y tick %g outside 895..1005", v[i]);
+        CHECK(!strstr(a, ">0</text>"));
+        size_t nx = tick_values(a, "middle", v, 64);
+        CHECK_MSG(nx >= 3, "%zu x ticks", nx);
+        for (size_t i = 0; i < nx; i++)
+            CHECK_MSG(v[i] >= 95 && v[i] <= 205, "x tick %g outside 95..205", v[i]);
+        free(a);
+        size_t nz = tick_values(c2, "end", v, 64);
+        CHECK(nz >= 3 && v[0] == 0);
+        CHECK_MSG(nz >= 1 && v[nz - 1] >= 1000 && v[nz - 1] <= 1050, "top tick %g",
+                  nz ? v[nz - 1] : NAN);
+    }
+    free(html);
+    report_free(r);
+}
+
+/* Marks: drawn in SVG as a distinct symbol with the label, listed in Markdown, kept in JSON;
+ * a mark outside the series' range widens the axes so it stays on the plot. */
+static void test_chart_marks(void)
+{
+    struct report *r = report_new("marks");
+    struct report_section *s = report_section_add(r, "s", "S");
+    struct report_chart *c = report_chart_add(s, REPORT_CHART_LINE, "tl", "Throughput vs latency",
+                                              "throughput", "tok/s", "p95 latency", "ms");
+    double x[] = {10, 20, 40, 60}, y[] = {110, 120, 180, 400};
+    report_chart_series(c, "levels", x, y, 4);
+    report_chart_mark(c, 40, 180, "knee");
+    report_chart_mark(c, 20, 120, "sweet <spot>");
+    report_chart_mark(c, 80, 500, "beyond");
+    report_chart_mark(c, NAN, 1, "undrawn");
+    char *html = render(r, REPORT_FORMAT_HTML);
+    const char *svg = strstr(html, "<svg ");
+    CHECK(svg && xml_check(svg, (size_t)(strstr(svg, "</svg>") + 6 - svg)) == 0);
+    CHECK(strstr(html, "<g class=\"marks\""));
+    CHECK_EQ_INT(count_str(html, "<path d="), 3); /* NAN mark not drawn */
+    CHECK_EQ_INT(count_str(html, "<circle"), 4);  /* marks are not series points */
+    CHECK(strstr(html, ">knee</text>"));
+    CHECK(strstr(html, ">sweet &lt;spot&gt;</text>"));
+    CHECK(strstr(html, "<title>knee: 40.0, 180 ms</title>"));
+    CHECK(!strstr(html, ">undrawn</text>"));
+    double v[64];
+    size_t nx = tick_values(svg, "middle", v, 64);
+    CHECK(nx >= 2 && v[nx - 1] >= 80); /* the mark at x=80 is inside the axis */
+    char *md = render(r, REPORT_FORMAT_MARKDOWN);
+    CHECK(strstr(md, "\xE2\x97\x86 knee: throughput = 40.0 tok/s, p95 latency = 180 ms\n"));
+    CHECK(strstr(md, "\xE2\x97\x86 sweet <spot>: throughput = 20.0 tok/s"));
+    CHECK(strstr(md, "\xE2\x97\x86 undrawn: throughput = n/a, p95 latency = 1.00 ms\n"));
+    char *js = render(r, REPORT_FORMAT_JSON);
+    char err[128];
+    struct json *root = json_parse(js, strlen(js), err, sizeof err);
+    CHECK_MSG(root != NULL, "%s", err);
+    const struct json *marks =
+        json_get(json_at(json_get(json_at(json_get(root, "sections"), 0), "charts"), 0), "marks");
+    CHECK_EQ_INT(json_len(marks), 4);
+    CHECK_EQ_STR(json_str(json_get(json_at(marks, 0), "label"), NULL), "knee");
+    double mx = 0;
+    CHECK(json_num(json_get(json_at(marks, 0), "x"), &mx) == 0 && mx == 40);
+    CHECK(json_type_of(json_get(json_at(marks, 3), "x")) == JSON_TYPE_NULL);
+    json_free(root);
+    free(js);
+    free(md);
+    free(html);
+    report_free(r);
+}
+
+/* A wide table hidden from the documents stays whole in CSV and JSON; its narrow splits show. */
+static void test_table_hide_in_doc(void)
+{
+    struct report *r = report_new("wide");
+    struct report_section *s = report_section_add(r, "s", "S");
+    struct report_table *w = report_table_add(s, "wide", "All columns");
+    struct report_table *n = report_table_add(s, "narrow", "Some columns");
+    char key[32], label[32];
+    for (int j = 0; j < 12; j++) {
+        snprintf(key, sizeof key, "c%d_ms", j);
+        snprintf(label, sizeof label, "C%d", j);
+        report_table_col(w, key, label, "ms", REPORT_COL_NUMBER, 0);
+        if (j < 3)
+            report_table_col(n, key, label, "ms", REPORT_COL_NUMBER, 0);
+    }
+    report_table_hide_in_doc(w, 1);
+    report_table_row_add(w);
+    report_table_row_add(n);
+    for (int j = 0; j < 12; j++) {
+        report_row_num(w, j);
+        if (j < 3)
+            report_row_num(n, j);
+    }
+    char *md = render(r, REPORT_FORMAT_MARKDOWN);
+    char *html = render(r, REPORT_FORMAT_HTML);
+    CHECK(!strstr(md, "All columns") && !strstr(md, "C11"));
+    CHECK(strstr(md, "*Some columns*\n\n| C0 (ms) | C1 (ms) | C2 (ms) |\n"));
+    CHECK(!strstr(html, "table-wide") && !strstr(html, "C11"));
+    CHECK(strstr(html, "<table id=\"table-narrow\">"));
+    struct buf b;
+    buf_init(&b, 64, 1 << 20);
+    CHECK_EQ_INT(report_render_csv(r, "wide", &b), REPORT_OK);
+    CHECK_EQ_STR(b.data, "c0_ms,c1_ms,c2_ms,c3_ms,c4_ms,c5_ms,c6_ms,c7_ms,c8_ms,c9_ms,c10_ms,c11_ms"
+                         "\r\n0,1,2,3,4,5,6,7,8,9,10,11\r\n");
+    buf_free(&b);
+    char *js = render(r, REPORT_FORMAT_JSON);
+    char err[128];
+    struct json *root = json_parse(js, strlen(js), err, sizeof err);
+    const struct json *tables = json_get(json_at(json_get(root, "sections"), 0), "tables");
+    int in_doc = 1;
+    CHECK(json_bool(json_get(json_at(tables, 0), "in_doc"), &in_doc) == 0 && in_doc == 0);
+    CHECK(json_bool(json_get(json_at(tables, 1), "in_doc"), &in_doc) == 0 && in_doc == 1);
+    CHECK_EQ_INT(json_len(json_get(json_at(tables, 0), "columns")), 12);
+    report_table_hide_in_doc(w, 0); /* shown again (with a warning: wider than the limit) */
+    char *md2 = render(r, REPORT_FORMAT_MARKDOWN);
+    CHECK(strstr(md2, "| C11 (ms) |\n"));
+    CHECK_EQ_INT(REPORT_DOC_MAX_COLS, 10);
+    free(md2);
+    json_free(root);
+    free(js);
+    free(html);
+    free(md);
+    report_free(r);
+}
+
 int main(void)
 {
     TEST_RUN(test_markdown);
@@ -527,5 +684,8 @@ int main(void)
     TEST_RUN(test_escaping_edge);
     TEST_RUN(test_cap_and_files);
     TEST_RUN(test_misuse_ignored);
+    TEST_RUN(test_axis_range);
+    TEST_RUN(test_chart_marks);
+    TEST_RUN(test_table_hide_in_doc);
     return TEST_DONE();
 }

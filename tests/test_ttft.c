@@ -1,8 +1,10 @@
 /* test_ttft: `slmprobe ttft` end to end against the real embedded server (tiny preset, small KV
  * pool): a normal run (files, JSON content, timeline order, phases, JSONL line count, no server
  * left behind), --repeat, --url (warm only, against a server started here), a server that dies
- * mid-run (records kept, non-zero exit, report says so), SIGINT (server stopped, partial results,
- * exit 130), and bad options (exit 2). The binary comes from SLMPROBE_BIN (default ./slmprobe). */
+ * mid-run (records kept, non-zero exit, report says so), a server of unknown log wording (log
+ * timeline with arrival times), SIGINT (server stopped, partial results, exit 130), and bad
+ * options (exit 2); every ttft.json is checked against docs/schema.md (tests/schema_check.h).
+ * The binary comes from SLMPROBE_BIN (default ./slmprobe). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "net/client.h"
+#include "schema_check.h"
 #include "test.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -158,19 +161,34 @@ static struct json *load_json(const char *path)
     return j;
 }
 
-/* Rows of the table with this key, wherever it is. */
-static const struct json *table_rows(const struct json *root, const char *key)
+/* ttft.json (slmprobe.ttft/1): the i-th repeat and its requests. */
+static const struct json *repeat_at(const struct json *root, size_t i)
 {
-    const struct json *secs = json_get(root, "sections");
-    for (size_t i = 0; i < json_len(secs); i++) {
-        const struct json *tabs = json_get(json_at(secs, i), "tables");
-        for (size_t j = 0; j < json_len(tabs); j++) {
-            const char *k = json_str(json_get(json_at(tabs, j), "key"), NULL);
-            if (k && !strcmp(k, key))
-                return json_get(json_at(tabs, j), "rows");
-        }
-    }
-    return NULL;
+    return json_at(json_get(root, "repeats"), i);
+}
+
+static const struct json *requests_of(const struct json *root, size_t i)
+{
+    return json_get(repeat_at(root, i), "requests");
+}
+
+/* ttft.json at json_path against the slmprobe.ttft/1 key table of docs/schema.md (every key
+ * documented, types as documented, required keys present). */
+static void check_schema(const char *json_path)
+{
+    struct schema sc;
+    char err[256];
+    int loaded = schema_load(NULL, "slmprobe.ttft/1", &sc, err, sizeof err) == 0;
+    CHECK_MSG(loaded, "%s (run from the repository root)", err);
+    if (!loaded)
+        return;
+    CHECK_MSG(sc.n_keys > 100, "only %zu keys in the schema table", sc.n_keys);
+    struct schema_problems pr = {0};
+    size_t n = schema_check_file(&sc, json_path, &pr);
+    CHECK_MSG(n == 0, "%s: %zu schema problems", json_path, n);
+    schema_problems_print(&pr, stderr);
+    schema_problems_free(&pr);
+    schema_free(&sc);
 }
 
 static double num(const struct json *row, const char *key)
@@ -271,8 +289,10 @@ static void test_end_to_end(void)
     CHECK(j != NULL);
     if (!j)
         return;
-    CHECK_EQ_STR(str(json_get(j, "meta"), "status"), "ok");
-    const struct json *runs = table_rows(j, "runs");
+    CHECK_EQ_STR(str(j, "schema"), "slmprobe.ttft/1");
+    check_schema(p);
+    CHECK_EQ_STR(str(j, "status"), "ok");
+    const struct json *runs = requests_of(j, 0);
     int n_cold = 0, n_warm = 0, n_imm = 0;
     for (size_t i = 0; i < json_len(runs); i++) {
         const struct json *row = json_at(runs, i);
@@ -294,41 +314,33 @@ static void test_end_to_end(void)
     CHECK_EQ_INT(n_cold, 1);
     CHECK_EQ_INT(n_imm, 1);
     CHECK_EQ_INT(n_warm, 3);
-    const struct json *var = table_rows(j, "warm_variance");
-    CHECK_EQ_INT(json_len(var), 1);
-    CHECK_EQ_INT((int)num(json_at(var, 0), "n_warm"), 3);
-    CHECK(num(json_at(var, 0), "cold_warm_factor") > 0);
+    CHECK_EQ_INT(json_len(json_get(j, "repeats")), 1);
+    CHECK_EQ_INT((int)num(json_get(repeat_at(j, 0), "warm"), "n"), 3);
+    CHECK(num(repeat_at(j, 0), "cold_warm_factor") > 0);
+    CHECK(num(json_get(j, "summary"), "warm_ttft_p95_ms") > 0);
+    CHECK(num(json_get(j, "summary"), "launch_to_ready_ms") > 0);
 
     /* phases the embedded server logs */
-    const struct json *ph = table_rows(j, "phases");
+    const struct json *ph = json_get(repeat_at(j, 0), "phases_s");
     const char *want[] = {"weights_load", "model_load", "kv_cache_alloc", "warmup_graph_capture",
                           "engine_init"};
-    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
-        int found = 0;
-        for (size_t i = 0; i < json_len(ph); i++)
-            if (!strcmp(str(json_at(ph, i), "phase"), want[w])) {
-                found = 1;
-                CHECK_MSG(num(json_at(ph, i), "duration_s") >= 0, "%s not parsed", want[w]);
-            }
-        CHECK_MSG(found, "phase %s missing", want[w]);
-    }
+    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++)
+        CHECK_MSG(num(ph, want[w]) >= 0, "phase %s not parsed", want[w]);
 
     /* timeline ordered */
-    const struct json *tl = table_rows(j, "timeline");
+    const struct json *tl = json_get(repeat_at(j, 0), "timeline_ms");
     const char *order[] = {"launch",           "port_open", "health_ok", "ready",  "cold_sent",
                            "cold_first_token", "cold_done", "stop_sent", "stopped"};
     double prev = -1;
     for (size_t o = 0; o < sizeof order / sizeof order[0]; o++) {
-        double v = NAN;
-        for (size_t i = 0; i < json_len(tl); i++)
-            if (!strcmp(str(json_at(tl, i), "event"), order[o]))
-                v = num(json_at(tl, i), "t_since_launch_ms");
+        double v = num(tl, order[o]);
         CHECK_MSG(v >= prev, "%s at %g ms before the previous event (%g ms)", order[o], v, prev);
         prev = v;
     }
     /* the report speaks about what was measured */
-    const struct json *sanity = table_rows(j, "sanity");
-    CHECK(json_len(sanity) >= 5);
+    const struct json *tel = json_get(repeat_at(j, 0), "telemetry");
+    CHECK(json_type_of(tel) == JSON_TYPE_OBJECT);
+    CHECK(num(tel, "page_cache_before_mib") > 0);
     json_free(j);
     path_in(p, sizeof p, "e2e", "first_token_latency.md");
     char *md = slurp(p);
@@ -353,19 +365,23 @@ static void test_repeat(void)
     CHECK_EQ_INT(count_lines(p), 2 * (1 + 1 + 1));
     path_in(p, sizeof p, "rep", "server_r2.log");
     CHECK(file_exists(p));
+    path_in(p, sizeof p, "rep", "first_token_latency.md");
+    char *md = slurp(p);
+    CHECK(md && strstr(md, "## Cold start across launches") && strstr(md, "Spread over launches"));
+    free(md);
     path_in(p, sizeof p, "rep", "ttft.json");
     struct json *j = load_json(p);
     CHECK(j != NULL);
     if (!j)
         return;
-    const struct json *reps = table_rows(j, "repeats");
+    const struct json *reps = json_get(j, "repeats");
     CHECK_EQ_INT(json_len(reps), 2);
-    for (size_t i = 0; i < json_len(reps); i++)
-        CHECK(num(json_at(reps, i), "cold_ttft_ms") > 0 && num(json_at(reps, i), "ready_ms") > 0);
-    const struct json *spread = table_rows(j, "cold_spread");
-    CHECK_EQ_INT(json_len(spread), 5);
-    CHECK_EQ_STR(str(json_at(spread, 0), "statistic"), "min");
-    CHECK(num(json_at(spread, 0), "cold_ttft_ms") <= num(json_at(spread, 2), "cold_ttft_ms"));
+    for (size_t i = 0; i < json_len(reps); i++) {
+        CHECK(num(json_at(reps, i), "cold_ttft_ms") > 0 &&
+              num(json_at(reps, i), "launch_to_ready_ms") > 0);
+        CHECK((int)num(json_at(reps, i), "repeat") == (int)i + 1);
+    }
+    CHECK(strstr(str(json_at(reps, 1), "log_path"), "server_r2.log") != NULL);
     json_free(j);
 }
 
@@ -409,12 +425,15 @@ static void test_url_mode(void)
     struct json *j = load_json(p);
     CHECK(j != NULL);
     if (j) {
-        const struct json *runs = table_rows(j, "runs");
+        const struct json *runs = requests_of(j, 0);
         CHECK_EQ_INT(json_len(runs), 3);
         for (size_t i = 0; i < json_len(runs); i++)
             CHECK(strcmp(str(json_at(runs, i), "kind"), "cold") != 0);
-        CHECK(strstr(str(json_get(j, "meta"), "server"), "warm only"));
+        int url_mode = 0;
+        CHECK(json_bool(json_get(json_get(j, "config"), "url_mode"), &url_mode) == 0 && url_mode);
+        CHECK(json_type_of(json_get(repeat_at(j, 0), "launch_to_ready_ms")) == JSON_TYPE_NULL);
         json_free(j);
+        check_schema(p);
     }
     path_in(p, sizeof p, "url", "first_token_latency.md");
     char *md = slurp(p);
@@ -469,8 +488,10 @@ static void test_server_dies(void)
     struct json *j = load_json(p);
     CHECK(j != NULL);
     if (j) {
-        CHECK_EQ_STR(str(json_get(j, "meta"), "status"), "failed");
-        const struct json *runs = table_rows(j, "runs");
+        CHECK_EQ_STR(str(j, "status"), "failed");
+        check_schema(p);
+        CHECK_EQ_STR(str(repeat_at(j, 0), "exit"), "exit status 3");
+        const struct json *runs = requests_of(j, 0);
         CHECK((int)json_len(runs) >= 2);
         CHECK_EQ_STR(str(json_at(runs, 0), "kind"), "cold");
         CHECK(num(json_at(runs, 0), "ttft_ms") > 0);
@@ -479,6 +500,65 @@ static void test_server_dies(void)
     path_in(p, sizeof p, "die", "first_token_latency.md");
     char *md = slurp(p);
     CHECK(md && strstr(md, "FAILED") && strstr(md, "exited on its own (exit status 3)"));
+    free(md);
+}
+
+/* A server whose log matches no known dialect: a --serve-cmd script prints its own progress lines
+ * (one of them three times), then execs the embedded server with its output silenced. The report
+ * shows the log timeline, with arrival times from the live parse (a re-read of the finished file
+ * has none). */
+static void test_unknown_dialect(void)
+{
+    int port = free_port();
+    char ps[16], out[512], log[512], script[512], cmd[1024], p[768];
+    snprintf(ps, sizeof ps, "%d", port);
+    snprintf(out, sizeof out, "%s/unk", dir);
+    snprintf(log, sizeof log, "%s/unk.log", dir);
+    snprintf(script, sizeof script, "%s/unk.sh", dir);
+    FILE *f = fopen(script, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fprintf(f,
+            "#!/bin/sh\n"
+            "echo 'acme-infer: reading shard 1 of 3'\n"
+            "sleep 0.3\n"
+            "echo 'acme-infer: reading shard 2 of 3'\n"
+            "sleep 0.3\n"
+            "echo 'acme-infer: reading shard 3 of 3'\n"
+            "sleep 0.3\n"
+            "echo 'acme-infer: serving'\n"
+            "exec \"%s\" serve --model \"%s\" --port %d --kv-cache-memory-bytes 8MiB --threads 1 "
+            "--max-num-seqs 4 --max-model-len 512 --enforce-eager >/dev/null 2>&1\n",
+            bin, model, port);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "sh %s", script);
+    char *argv[] = {(char *)bin,   "ttft", "--serve-cmd",  cmd,  "--port",       ps,  "--out", out,
+                    "--warm-runs", "1",    "--prompt-len", "32", "--max-tokens", "4", NULL};
+    int rc = run(argv, log);
+    CHECK_MSG(rc == 0, "exit %d", rc);
+    CHECK(none_left());
+    path_in(p, sizeof p, "unk", "ttft.json");
+    struct json *j = load_json(p);
+    CHECK(j != NULL);
+    if (j) {
+        check_schema(p);
+        const struct json *rr = repeat_at(j, 0);
+        CHECK_EQ_STR(str(rr, "log_dialect"), "unknown");
+        const struct json *tl = json_get(rr, "log_timeline");
+        CHECK_MSG(json_len(tl) == 2, "%zu distinct lines", json_len(tl));
+        const struct json *shard = json_at(tl, 0), *serving = json_at(tl, 1);
+        CHECK(strstr(str(shard, "line"), "reading shard") != NULL);
+        CHECK_EQ_INT((int)num(shard, "n_seen"), 3);
+        /* arrival times: the shards came over 0.6 s, "serving" after them */
+        double t0 = num(shard, "t_first_s"), t1 = num(shard, "t_last_s");
+        CHECK_MSG(t0 >= 0 && t1 - t0 >= 0.4, "shard lines at %g .. %g s", t0, t1);
+        CHECK(num(serving, "t_first_s") >= t1);
+        json_free(j);
+    }
+    path_in(p, sizeof p, "unk", "first_token_latency.md");
+    char *md = slurp(p);
+    CHECK(md && strstr(md, "No known log wording matched") && strstr(md, "reading shard"));
     free(md);
 }
 
@@ -510,8 +590,9 @@ static void test_sigint(void)
     struct json *j = load_json(p);
     CHECK(j != NULL);
     if (j) {
-        CHECK_EQ_STR(str(json_get(j, "meta"), "status"), "interrupted (partial)");
+        CHECK_EQ_STR(str(j, "status"), "interrupted");
         json_free(j);
+        check_schema(p);
     }
 }
 
@@ -531,6 +612,7 @@ int main(void)
     TEST_RUN(test_repeat);
     TEST_RUN(test_url_mode);
     TEST_RUN(test_server_dies);
+    TEST_RUN(test_unknown_dialect);
     TEST_RUN(test_sigint);
     if (!test_n_fail) {
         char *argv[] = {"rm", "-rf", dir, NULL};

@@ -156,8 +156,8 @@ enum buf_status record_to_json(const struct request_record *r, struct buf *b)
         st |= buf_puts(b, "null");
     st |= buf_printf(b, ",\"n_text_bytes\":%llu,\"n_prompt_chars\":%d,\"n_events\":%u",
                      (unsigned long long)r->n_text_bytes, r->n_prompt_chars, r->n_events);
-    st |= buf_printf(b, ",\"n_content_events\":%u,\"n_content_dropped\":%u", r->n_content_events,
-                     r->n_content_dropped);
+    st |= buf_printf(b, ",\"n_content_events\":%u,\"n_content_dropped\":%u,\"retried\":%u",
+                     r->n_content_events, r->n_content_dropped, (unsigned)r->n_retries);
     st |= buf_puts(b, ",\"itl_ms\":[");
     if (r->t_content_ns) {
         for (uint32_t i = 1; i < r->n_content_events; i++) {

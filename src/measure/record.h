@@ -56,6 +56,11 @@ struct request_record {
     /* Added beyond the shared contract: */
     uint32_t n_events;            /* SSE events received, content or not ("[DONE]" not counted) */
     uint32_t n_content_dropped;   /* content events past the t_content_ns cap (counted, not stored) */
+    uint8_t n_retries;            /* times the request was sent again because the kept-alive
+                                   * connection it went out on died before any response byte
+                                   * (libcurl's own re-sends and the client's one on a fresh
+                                   * connection; saturates at 255); t_sent_ns stays the first
+                                   * send. JSON "retried". See docs/client.md. */
 };
 
 /* Zeroes r and sets the "unknown" markers (level, token counts = -1). */

@@ -2,8 +2,19 @@
  * <curl/curl.h>. One struct xfer per in-flight request, taken from a pool that keeps its easy
  * handle, SSE parser and buffers between requests; the multi handle keeps connections alive.
  * Timestamps are taken with clock_now_ns() inside curl's header and write callbacks, so they are
- * the moment this thread read the bytes from the socket (see docs/client.md). No retries, no
- * pacing, no aggregation. */
+ * the moment this thread read the bytes from the socket (see docs/client.md). No pacing, no
+ * aggregation.
+ *
+ * Retries (docs/client.md, "Dead kept-alive connections"): a request is sent again only when the
+ * connection it went out on was a kept-alive one and died before a single response byte came
+ * back. libcurl itself does that up to 5 times (its own rule, which 7.88 cannot turn off); each
+ * attempt shows up here as a CURLOPT_PREREQFUNCTION call, so they are counted. When curl gives up
+ * (or does not retry, e.g. a send error while the body is still going out), the client re-adds
+ * the handle once with CURLOPT_FRESH_CONNECT. Nothing is retried after a response byte arrived, or
+ * after a failure on a fresh connection. libcurl (7.72 on, 7.88 included) never resets its
+ * per-handle retry counter between transfers (only curl_easy_reset does; curl/curl#19066), so a
+ * pooled handle that saw curl retry is reset before its next request: otherwise every sixth dead
+ * connection in its life fails at once with "Connection died, tried 5 times before giving up". */
 #include "net/client.h"
 
 #include <curl/curl.h>
@@ -38,6 +49,14 @@ struct xfer {
     int saw_done;        /* "data: [DONE]" seen */
     int stream_ok;       /* 2xx: body is SSE */
     int headers_done;
+    uint64_t n_rx_bytes;         /* response bytes (header lines and body) of this curl transfer */
+    unsigned n_attempts;         /* CURLOPT_PREREQFUNCTION calls in this curl transfer */
+    long n_connects_seen;        /* CURLINFO_NUM_CONNECTS at the latest attempt */
+    int attempt_reused;          /* the latest attempt went out on a kept-alive connection */
+    int fresh_retry;             /* this curl transfer is the client's own retry (FRESH_CONNECT) */
+    int accounted;               /* this curl transfer's connects and resends are counted */
+    int needs_reset;             /* curl_easy_reset before the next request (see the top) */
+    char retry_cause[160];       /* why the client retried (curl's message), for error_msg */
     enum req_error stream_error; /* first error found in the stream (protocol) */
     char stream_error_msg[256];
     long long timings_prompt_n;
@@ -760,6 +779,7 @@ static size_t xfer_header_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct xfer *x = ud;
     size_t n = size * nmemb;
+    x->n_rx_bytes += n;
     /* The blank line ends a header block; a 1xx block is followed by the real one. */
     if ((n == 2 && ptr[0] == '\r' && ptr[1] == '\n') || (n == 1 && ptr[0] == '\n')) {
         long code = 0;
@@ -779,6 +799,7 @@ static size_t xfer_write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     struct xfer *x = ud;
     size_t n = size * nmemb;
     x->t_chunk_ns = clock_now_ns();
+    x->n_rx_bytes += n;
     if (!x->headers_done) {
         /* Body without a header block we saw (HTTP/0.9-like): treat by status now. */
         long code = 0;
@@ -806,6 +827,8 @@ static size_t xfer_write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+static void xfer_setopts(struct xfer *x);
+
 static struct xfer *xfer_new(struct client *c)
 {
     struct xfer *x = xcalloc(1, sizeof *x);
@@ -819,6 +842,38 @@ static struct xfer *xfer_new(struct client *c)
     x->sse.on_unknown_field = xfer_on_unknown_field;
     buf_init(&x->body, 1024, CLIENT_BODY_CAP_BYTES);
     buf_init(&x->err_body, 1024, CLIENT_ERR_BODY_CAP_BYTES);
+    xfer_setopts(x);
+    return x;
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000 /* 7.80.0: CURLOPT_PREREQFUNCTION */
+#define CLIENT_HAVE_PREREQ 1
+/* Called by curl once per attempt, when the connection is ready and before the request goes
+ * out: a second call within one transfer is curl re-sending it on another connection. */
+static int xfer_prereq_cb(void *ud, char *conn_primary_ip, char *conn_local_ip,
+                          int conn_primary_port, int conn_local_port)
+{
+    struct xfer *x = ud;
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    long nconn = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &nconn);
+    /* curl counts a connection when it creates one; none since the last look: a reused one. */
+    x->attempt_reused = nconn == x->n_connects_seen;
+    x->n_connects_seen = nconn;
+    x->n_attempts++;
+    return CURL_PREREQFUNC_OK;
+}
+#else
+#define CLIENT_HAVE_PREREQ 0
+#endif
+
+/* Every option of a streaming handle; again after curl_easy_reset. */
+static void xfer_setopts(struct xfer *x)
+{
+    struct client *c = x->c;
     CURL *e = x->easy;
     curl_easy_setopt(e, CURLOPT_URL, c->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
@@ -832,7 +887,10 @@ static struct xfer *xfer_new(struct client *c)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-    return x;
+#if CLIENT_HAVE_PREREQ
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, xfer_prereq_cb);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+#endif
 }
 
 static void xfer_destroy(struct xfer *x)
@@ -1023,6 +1081,22 @@ int client_in_flight(const struct client *c)
     return c->n_in_flight;
 }
 
+/* Per-curl-transfer state: before a request's first attempt and before the client's retry. */
+static void xfer_attempt_reset(struct xfer *x)
+{
+    sse_reset(&x->sse);
+    buf_reset(&x->err_body);
+    x->saw_done = x->stream_ok = x->headers_done = 0;
+    x->n_rx_bytes = 0;
+    x->n_attempts = 0;
+    x->n_connects_seen = 0;
+    x->attempt_reused = 0;
+    x->accounted = 0;
+    x->stream_error = REQ_ERROR_NONE;
+    x->stream_error_msg[0] = 0;
+    x->curl_err[0] = 0;
+}
+
 int client_submit(struct client *c, const struct client_request *q)
 {
     if (!q || !q->prompt || q->max_tokens <= 0 || c->closing)
@@ -1051,12 +1125,15 @@ int client_submit(struct client *c, const struct client_request *q)
     x->content_cap = cap > (1u << 24) ? (1u << 24) : (uint32_t)cap;
     x->content_alloc = x->content_cap < 1024 ? x->content_cap : 1024;
     r->t_content_ns = xmalloc((size_t)x->content_alloc * sizeof(mono_ns));
-    sse_reset(&x->sse);
-    buf_reset(&x->err_body);
-    x->saw_done = x->stream_ok = x->headers_done = 0;
-    x->stream_error = REQ_ERROR_NONE;
-    x->stream_error_msg[0] = 0;
-    x->curl_err[0] = 0;
+    if (x->needs_reset) {
+        /* Clears curl's per-handle retry counter (and the retry's FRESH_CONNECT/timeout). */
+        curl_easy_reset(x->easy);
+        xfer_setopts(x);
+        x->needs_reset = 0;
+    }
+    xfer_attempt_reset(x);
+    x->fresh_retry = 0;
+    x->retry_cause[0] = 0;
     x->have_cache_n = 0;
     x->timings_prompt_n = -1;
     curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body.data);
@@ -1143,15 +1220,95 @@ static void client_classify(struct xfer *x, CURLcode rc, int aborted)
              x->headers_done && r->error == REQ_ERROR_PROTOCOL ? "connection closed mid-stream: "
                                                                : "",
              cmsg);
+    if (x->fresh_retry && x->retry_cause[0]) {
+        size_t n = strlen(r->error_msg);
+        snprintf(r->error_msg + n, sizeof r->error_msg - n, " (on the retry after: %s)",
+                 x->retry_cause);
+    }
+}
+
+static void record_add_retries(struct request_record *r, unsigned n)
+{
+    unsigned v = r->n_retries + n;
+    r->n_retries = (uint8_t)(v > 255 ? 255 : v);
+}
+
+/* Once per curl transfer, when it ends: the connections it opened, and curl's own re-sends. */
+static void xfer_account(struct client *c, struct xfer *x, CURLcode rc, int aborted)
+{
+    if (x->accounted)
+        return;
+    x->accounted = 1;
+    long nconn = 0;
+    if (curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0)
+        c->n_connects += nconn;
+    if (x->n_attempts > 1)
+        record_add_retries(&x->rec, x->n_attempts - 1);
+    /* curl's retry counter grew (or may have: a failed or cut transfer can end in an attempt we
+     * did not see): clear it before the handle's next request. */
+    if (x->n_attempts > 1 || rc != CURLE_OK || aborted)
+        x->needs_reset = 1;
+}
+
+/* 1 when a failed transfer may be sent again on a fresh connection: it failed before a single
+ * response byte (nothing we could have shown the caller, nothing the server can have answered),
+ * with a connection error, on a connection that was a kept-alive one, and it is not already the
+ * client's retry. *timeout_ms: the retry's timeout, what is left of the request's (0 = none). */
+static int xfer_should_retry(const struct client *c, const struct xfer *x, CURLcode rc,
+                             long *timeout_ms)
+{
+    if (x->fresh_retry || c->closing || x->n_rx_bytes > 0 || x->stream_error != REQ_ERROR_NONE)
+        return 0;
+    if (rc != CURLE_GOT_NOTHING && rc != CURLE_SEND_ERROR && rc != CURLE_RECV_ERROR)
+        return 0;
+#if CLIENT_HAVE_PREREQ
+    if (x->n_attempts == 0 || !x->attempt_reused)
+        return 0;
+#else
+    long nconn = 0;
+    if (curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &nconn) != CURLE_OK || nconn != 0)
+        return 0; /* it opened a connection: the last attempt was on a fresh one */
+#endif
+    *timeout_ms = 0;
+    if (c->timeout_ms > 0) {
+        /* The timeout is the request's, from its original send: the retry gets what is left. */
+        uint64_t spent_ms = (clock_now_ns() - x->rec.t_sent_ns) / 1000000u;
+        if (spent_ms + 1 >= (uint64_t)c->timeout_ms)
+            return 0;
+        *timeout_ms = c->timeout_ms - (long)spent_ms;
+    }
+    return 1;
+}
+
+/* Re-adds x's easy handle on a fresh connection (no waiting: it starts on the next socket
+ * action). 0, or -1 (curl refused; x is then out of the multi handle and finishes as it was). */
+static int client_retry(struct client *c, struct xfer *x, CURLcode rc, long timeout_ms)
+{
+    char cause[sizeof x->retry_cause];
+    const char *cmsg = x->curl_err[0] ? x->curl_err : curl_easy_strerror(rc);
+    client_copy_str(cause, sizeof cause, cmsg, strlen(cmsg));
+    curl_multi_remove_handle(c->multi, x->easy);
+    xfer_attempt_reset(x);
+    memcpy(x->retry_cause, cause, sizeof cause);
+    x->fresh_retry = 1;
+    x->needs_reset = 1; /* FRESH_CONNECT and the shortened timeout are this transfer's only */
+    curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (curl_multi_add_handle(c->multi, x->easy) != CURLM_OK) {
+        x->accounted = 1;
+        client_copy_str(x->curl_err, sizeof x->curl_err, cause, strlen(cause));
+        x->retry_cause[0] = 0;
+        return -1;
+    }
+    record_add_retries(&x->rec, 1);
+    return 0;
 }
 
 /* Removes x from the multi handle, finishes its record and hands it to the callback. */
 static void client_finish(struct client *c, struct xfer *x, CURLcode rc, int aborted)
 {
     mono_ns now = clock_now_ns();
-    long nconn = 0;
-    if (curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0)
-        c->n_connects += nconn;
+    xfer_account(c, x, rc, aborted);
     curl_multi_remove_handle(c->multi, x->easy);
     if (x->prev)
         x->prev->next = x->next;
@@ -1194,6 +1351,11 @@ static int client_drain(struct client *c)
         struct xfer *x = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         CURLcode rc = m->data.result; /* m is invalid after remove_handle */
+        xfer_account(c, x, rc, 0);
+        long retry_timeout_ms = 0;
+        if (rc != CURLE_OK && xfer_should_retry(c, x, rc, &retry_timeout_ms) &&
+            client_retry(c, x, rc, retry_timeout_ms) == 0)
+            continue; /* still in flight, on a fresh connection */
         client_finish(c, x, rc, 0);
         n_done++;
     }

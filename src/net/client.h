@@ -2,8 +2,19 @@
  * requests (/v1/completions or /v1/chat/completions, "stream": true) from ONE thread with the
  * libcurl multi interface, and turns each into a struct request_record timed with clock_now_ns()
  * inside curl's callbacks. It is the only module that includes <curl/curl.h>. It does not pace,
- * schedule or aggregate (probes do); it does not retry; it never re-tokenises (token counts come
- * from the server's usage).
+ * schedule or aggregate (probes do); it never re-tokenises (token counts come from the server's
+ * usage).
+ *
+ * Retries, the whole rule (docs/client.md, "Dead kept-alive connections"): a request is sent again
+ * only when the kept-alive connection it went out on died before a single response byte arrived
+ * (curl's CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_RECV_ERROR, "Connection died ..."): libcurl
+ * re-sends such a request itself (at most 5 times), and when it gives up or cannot, the client
+ * re-adds it once with CURLOPT_FRESH_CONNECT, from the poll loop (no sleep). Never after a
+ * response byte arrived (a partial stream stays the request's error); never after a failure on a
+ * fresh connection (refused, reset, empty reply: that is the server's answer); never after a
+ * timeout. The retry gets what is left of timeout_ms. Every re-send is counted in the record's
+ * n_retries ("retried" in JSONL); t_sent_ns stays the ORIGINAL send, so TTFT and e2e include the
+ * failed attempt, as a user would wait through it. The request's callback runs once, at the end.
  *
  *   struct client_config cfg = { .base_url = "http://127.0.0.1:8000", .api = CLIENT_API_COMPLETIONS };
  *   struct client *c = client_new(&cfg, on_done, ud, err, sizeof err);
@@ -62,7 +73,8 @@ typedef void (*client_done_cb)(void *ud, struct request_record *rec); /* rec is 
 struct client *client_new(const struct client_config *cfg, client_done_cb cb, void *ud, char *err, size_t err_len);
 void client_free(struct client *c);               /* aborts transfers still in flight (records with REQ_ERROR_ABORTED delivered first) */
 /* Builds the body and adds the transfer; t_sent_ns is taken here, right before the transfer is
- * added to the multi handle. 0, or -1 (bad request: NULL prompt, or curl refused; nothing delivered). */
+ * added to the multi handle, and is kept when the request is retried (see the top). 0, or -1
+ * (bad request: NULL prompt, or curl refused; nothing delivered). */
 int client_submit(struct client *c, const struct client_request *req); /* starts now; 0 or -1 */
 /* Drives all transfers for at most timeout_ms (returns earlier when a request completes);
  * calls cb for each finished request on this thread. Returns the number still in flight. */
@@ -72,7 +84,8 @@ void client_abort_all(struct client *c);          /* ends every transfer now (RE
 /* Added: the model name in use (cfg's, or the one /v1/models gave). Lives as long as c. */
 const char *client_model(const struct client *c);
 /* Added: connections this client opened so far (sum of CURLINFO_NUM_CONNECTS over finished
- * transfers): with keep-alive it stays near the concurrency, not the request count. */
+ * transfers, retries' included): with keep-alive it stays near the concurrency, not the request
+ * count. */
 long client_n_connects(const struct client *c);
 
 /* Blocking helpers for the rest of the probe (health polls, /metrics, /version, /v1/models): */

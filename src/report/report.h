@@ -22,6 +22,12 @@
  *   report_write_file(r, REPORT_FORMAT_HTML, "out/report.html", err, sizeof err);
  *   report_free(r);
  *
+ * Tables for people: a table shown in the documents (Markdown, HTML) should have at most
+ * REPORT_DOC_MAX_COLS columns; wider ones do not fit a page or a terminal. A probe that has a wider
+ * table keeps it whole for the machines (CSV, JSON) and hides it from the documents with
+ * report_table_hide_in_doc, then adds two or more narrow tables (the key columns repeated in each)
+ * that the documents show. The renderers log a warning for a shown table wider than the limit.
+ *
  * Builders never fail (strings are copied; out-of-memory aborts like xmalloc). Everything a
  * builder returns (sections, tables, charts) is owned by the report and lives until report_free.
  * A report is used by one thread at a time. Text given to builders is plain UTF-8 text (not
@@ -45,6 +51,9 @@ enum report_format { REPORT_FORMAT_MARKDOWN = 0, REPORT_FORMAT_HTML, REPORT_FORM
 const char *report_format_str(enum report_format f); /* "markdown", "html", "json" */
 
 enum report_col_kind { REPORT_COL_NUMBER = 0, REPORT_COL_TEXT };
+
+/* Most columns a table shown in Markdown/HTML should have (see "Tables for people" above). */
+#define REPORT_DOC_MAX_COLS 10
 
 enum report_chart_kind {
     REPORT_CHART_LINE = 0, /* x/y points joined per series, markers at points */
@@ -88,6 +97,9 @@ struct report_table *report_table_add(struct report_section *s, const char *key,
  * Columns must all be added before the first row. */
 int report_table_col(struct report_table *t, const char *key, const char *label, const char *unit,
                      enum report_col_kind kind, int precision);
+/* on: the table is left out of the Markdown and HTML renderings (it stays in JSON, and
+ * report_render_csv/report_write_csv write it with every column). Default off. */
+void report_table_hide_in_doc(struct report_table *t, int on);
 /* Default text for NAN cells of a column without their own reason (default "n/a"). */
 void report_table_col_na_text(struct report_table *t, int col, const char *text);
 /* Appends an empty row (every cell "missing": NAN / empty text); returns its index. */
@@ -112,8 +124,17 @@ void report_row_na(struct report_table *t, const char *reason);
 struct report_chart *report_chart_add(struct report_section *s, enum report_chart_kind kind,
                                       const char *key, const char *title, const char *x_label,
                                       const char *x_unit, const char *y_label, const char *y_unit);
+/* Axes keep to the data (series and marks): the range is the data's, padded by 5% of its span on
+ * each side, with ticks at round steps inside it. A line chart's y axis includes 0 only when that
+ * at most doubles the span (data from 3 to 97 is drawn from 0; data from 900 to 1000 is not), or
+ * always after report_chart_y_from_zero(c, 1). Bar charts always start their bars at 0. */
 /* Log-scale x axis (line charts; points with x <= 0 are skipped and counted in a note). */
 void report_chart_log_x(struct report_chart *c, int on);
+void report_chart_y_from_zero(struct report_chart *c, int on);
+/* A marked point (the knee, the sweet spot): drawn in the SVG of a line chart as a distinct
+ * symbol with its label; listed under the chart in Markdown; in JSON under "marks". label is
+ * copied. Non-finite x or y: listed, not drawn. */
+void report_chart_mark(struct report_chart *c, double x, double y, const char *label);
 /* Adds a series; x and y are copied (n points). Line charts: x may be NULL (x = 1..n).
  * Bar charts: y[i] is the bar length of category i (x is ignored when categories are set, else
  * x[i] labels the category); NAN values draw no bar/point and print "n/a". */

@@ -221,7 +221,7 @@ static void finish_record(struct driver *d, struct request_record *rec)
     r->n_done++;
     if (rec->t_done_ns > r->t_end_ns)
         r->t_end_ns = rec->t_done_ns;
-    /* TODO net: r->n_retried += rec->n_retries > 0 once struct request_record has n_retries */
+    r->n_retried += rec->n_retries > 0;
     if (rec->error == REQ_ERROR_NONE) {
         add_ok_stats(d, rec);
     } else if ((int)rec->error > 0 && rec->error < REQ_ERROR__COUNT) {

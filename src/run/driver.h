@@ -91,7 +91,7 @@ struct driver_result {
     mono_ns t_start_ns;      /* first send */
     mono_ns t_end_ns;        /* last record done */
     int n_sent, n_done, n_ok;
-    int n_retried;           /* requests retried once on a fresh connection (client) */
+    int n_retried;           /* requests the client re-sent (record n_retries > 0, net/client.h) */
     int n_err_class[REQ_ERROR__COUNT];
     char err_msg[REQ_ERROR__COUNT][200]; /* first message of each class */
     int n_no_usage;          /* ok requests without usage (tokens unknown) */

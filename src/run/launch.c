@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/buf.h"
 #include "util/log.h"
@@ -24,6 +25,12 @@ void launch_init_opts(struct launch *L, struct session *s, const struct target_c
     L->url_mode = cfg->url != NULL && cfg->url[0];
     session_path(s, log_name ? log_name : "server.log", L->log_path, sizeof L->log_path);
     L->cfg.log_path = L->log_path;
+    /* the embedded server is this binary: its real path, so a printed command can be pasted */
+    ssize_t n_self = readlink("/proc/self/exe", L->self_exe_, sizeof L->self_exe_ - 1);
+    if (L->cfg.kind == TARGET_KIND_EMBEDDED && !L->cfg.self_exe && n_self > 0) {
+        L->self_exe_[n_self] = 0;
+        L->cfg.self_exe = L->self_exe_;
+    }
     L->status = TARGET_ERR_CONFIG;
     L->gpu_mem_before_bytes = L->gpu_mem_ready_bytes = -1;
     L->page_cache_before_bytes = L->page_cache_ready_bytes = -1;
@@ -130,11 +137,14 @@ int launch_alive(struct launch *L)
 
 static void launch_read_log(struct launch *L)
 {
+    /* The live parse carries each line's arrival time (phases of servers that print no
+     * durations); a re-read of the finished file has none, so it is only the fallback. */
     char lerr[256];
-    if (logparse_file(L->log_path, &L->startup, lerr, sizeof lerr) == 0) {
-        L->have_startup = 1;
-    } else if (L->t->startup.n_lines > 0) {
+    target_follow_log(L->t);
+    if (L->t->startup.n_lines > 0) {
         L->startup = L->t->startup;
+        L->have_startup = 1;
+    } else if (logparse_file(L->log_path, &L->startup, lerr, sizeof lerr) == 0) {
         L->have_startup = 1;
     }
     if (L->died || L->status != TARGET_OK) {

@@ -55,6 +55,7 @@ struct launch {
     char log_tail[4096];        /* last 20 log lines when it failed or died; "" otherwise */
     /* private: from launch_init_opts */
     int no_scraper_;
+    char self_exe_[1024];       /* this binary's path, for the embedded server's argv[0] */
     int metrics_interval_ms_;
 };
 

@@ -4,21 +4,25 @@
 #include "run/probe_opts.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "run/model_default.h"
 #include "util/buf.h"
 
 #define PROBE_OPTS_DEFAULT_TIMEOUT_MS 600000L
-#define PROBE_OPTS_DEFAULT_MODEL "models/default.gguf"
+/* For --help only; the path itself comes from run/model_default.h. */
+#define PROBE_OPTS_DEFAULT_MODEL "~/.local/share/" MODEL_DEFAULT_REL
 
 void probe_opts_help(FILE *f)
 {
     fputs("server options (shared by every probe):\n"
           "  --server embedded|vllm|llamacpp|sglang  server to launch (default embedded)\n"
-          "  --model PATH|ID           model file or HF id (embedded default: " PROBE_OPTS_DEFAULT_MODEL
-          ";\n"
+          "  --model PATH|ID           model file or HF id (embedded default: $SLMPROBE_MODEL,\n"
+          "                            else " PROBE_OPTS_DEFAULT_MODEL "\n"
+          "                            under $XDG_DATA_HOME if set, generated when missing;\n"
           "                            required for the others unless --url or --serve-cmd;\n"
           "                            with --url: the \"model\" name sent in requests)\n"
           "  --url URL                 probe an already-running server (no launch, warm-only)\n"
@@ -136,6 +140,8 @@ void probe_opts_free(struct probe_opts *o)
     if (!o)
         return;
     free(o->log_path_);
+    free(o->model_path_);
+    o->model_path_ = NULL;
     probe_opts_split_free(o->serve_cmd_);
     o->log_path_ = NULL;
     o->serve_cmd_ = NULL;
@@ -175,6 +181,22 @@ static int parse_seconds_ms(const char *s, long *ms)
     *ms = (long)llround(v * 1000.0);
     if (*ms < 1)
         *ms = 1;
+    return 0;
+}
+
+/* The embedded default model (run/model_default.h): resolved, and generated when missing. */
+static int default_model(struct probe_opts *o, char *err, size_t err_len)
+{
+    char path[4096];
+    int from_env;
+    enum model_default_status st = model_default_path(path, sizeof path, &from_env);
+    if (st == MODEL_DEFAULT_OK && !from_env)
+        st = model_default_ensure(path, err, err_len);
+    else if (st != MODEL_DEFAULT_OK)
+        snprintf(err, err_len, "default model: %s (give --model)", model_default_status_str(st));
+    if (st != MODEL_DEFAULT_OK)
+        return -1;
+    o->model_path_ = xstrdup(path);
     return 0;
 }
 
@@ -381,7 +403,9 @@ int probe_opts_parse(int argc, char **argv, struct probe_opts *o, int *argc_rest
                      target_kind_str(kind));
             goto fail;
         }
-        model = PROBE_OPTS_DEFAULT_MODEL;
+        if (default_model(o, err, err_len) != 0)
+            goto fail;
+        model = o->model_path_;
     }
     t->model = url ? NULL : model;
     t->url = url;
@@ -445,4 +469,30 @@ void probe_opts_client_config(const struct probe_opts *o, const char *base_url,
     out->api = o->api;
     out->timeout_ms = o->timeout_ms;
     out->max_connections = 0;
+}
+
+int probe_opts_parse_int(const char *name, const char *v, long lo, long hi, int *out, char *err,
+                         size_t err_len)
+{
+    long x;
+    if (!v || parse_int(v, lo, hi, &x) != 0 || x < INT_MIN || x > INT_MAX) {
+        snprintf(err, err_len, "%s: expected an integer in [%ld, %ld], got '%s'", name, lo, hi,
+                 v ? v : "");
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+int probe_opts_parse_double(const char *name, const char *v, double lo, double hi, double *out,
+                            char *err, size_t err_len)
+{
+    double x;
+    if (!v || parse_double(v, &x) != 0 || x < lo || x > hi) {
+        snprintf(err, err_len, "%s: expected a number in [%g, %g], got '%s'", name, lo, hi,
+                 v ? v : "");
+        return -1;
+    }
+    *out = x;
+    return 0;
 }

@@ -1,7 +1,8 @@
 /* probe_opts: the options every probe command (ttft, batch, prefix, capacity) shares: which server
  * to launch or probe (target.h) and how the client talks to it (client.h). Parsed once here; each
  * command parses only its own options from what is handed back. It does not launch anything and
- * reads no files.
+ * reads no files, except that the embedded default model is generated here when missing
+ * (run/model_default.h).
  *
  *   struct probe_opts o;
  *   char **rest = xcalloc((size_t)argc + 1, sizeof *rest);
@@ -15,7 +16,8 @@
  *
  * Options (defaults in brackets):
  *   --server embedded|vllm|llamacpp|sglang [embedded]
- *   --model PATH|ID        [embedded: models/default.gguf; others: required unless --url/--serve-cmd]
+ *   --model PATH|ID        [embedded: model_default_path(), generated when missing; others:
+ *                          required unless --url/--serve-cmd]
  *   --url URL              probe a running server (no launch; warm-only)
  *   --serve-cmd "ARGV..."  explicit launch argv, split on spaces; '...' and "..." group, \ escapes
  *   --host H [127.0.0.1]   --port N [8000; embedded: a free port]
@@ -47,6 +49,7 @@ struct probe_opts {
     int port_given;               /* 1 if --port was given */
     /* private: strings and arrays this struct owns */
     char *log_path_;
+    char *model_path_; /* the default model path, when --model was not given */
     char **serve_cmd_;
 };
 
@@ -73,5 +76,14 @@ void probe_opts_client_config(const struct probe_opts *o, const char *base_url,
  * empty command). */
 int probe_opts_split(const char *line, char ***argv_out, int *argc_out, char *err, size_t err_len);
 void probe_opts_split_free(char **argv); /* NULL-safe */
+
+/* Number parsers for every command's own options (one copy project-wide). v is the option's value
+ * (whole string, no trailing characters), name the option for the message. 0 with *out set, or -1
+ * with "NAME: expected an integer in [LO, HI], got 'V'" in err (*out untouched). */
+int probe_opts_parse_int(const char *name, const char *v, long lo, long hi, int *out, char *err,
+                         size_t err_len);
+/* The same for a finite double in [lo, hi] ("expected a number in [LO, HI]"). */
+int probe_opts_parse_double(const char *name, const char *v, double lo, double hi, double *out,
+                            char *err, size_t err_len);
 
 #endif

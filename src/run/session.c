@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "calibrate/calibrate.h"
 #include "server/target.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -39,7 +40,7 @@ int session_init(struct session *s, const struct probe_opts *po, int argc, char 
                                     strcmp(s->gpus.source, "nvidia-smi") == 0
                                 ? SESSION_SAMPLE_INTERVAL_SMI_MS
                                 : SESSION_SAMPLE_INTERVAL_MS;
-    client_ceiling_load(NULL, &s->ceiling);
+    calibrate_ceiling_load(&s->ceiling, s->ceiling_note, sizeof s->ceiling_note);
     if (dir_make_all(s->out_dir) != 0) {
         snprintf(err, err_len, "cannot create the output directory %s: %s", s->out_dir,
                  strerror(errno));

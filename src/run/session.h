@@ -47,14 +47,20 @@ struct session {
     struct telemetry_gpus gpus;  /* as seen at start; gpus.available 0 with a reason if none */
     int sample_interval_ms;      /* SESSION_SAMPLE_INTERVAL_MS or _SMI_MS */
     struct client_ceiling ceiling; /* valid 0 when no calibration file */
+    /* Which calibration the ceiling came from, for the report, one line, never empty:
+     * "calibrated <when> on this machine (<path>)", "from bench/out/client.json (make bench)" or
+     * "not calibrated (run slmprobe calibrate)", prefixed by "<path> ignored: <why>; " when the
+     * per-user file is stale or from another machine (calibrate/calibrate.h). */
+    char ceiling_note[512];
     /* private */
     atomic_int cancel_;
     char cancel_reason_[256];
 };
 
 /* Fills s: creates po->out_dir (default "results"), installs signal handlers, reads host and GPU
- * facts and the client ceiling, redacts argv into command_line. 0, or -1 with err (cannot create
- * the output directory). Call session_free also after an error. */
+ * facts and the client ceiling (calibrate_ceiling_load: per-user calibration, else
+ * bench/out/client.json; ceiling_note says which), redacts argv into command_line. 0, or -1 with
+ * err (cannot create the output directory). Call session_free also after an error. */
 int session_init(struct session *s, const struct probe_opts *po, int argc, char **argv, char *err,
                  size_t err_len);
 void session_free(struct session *s); /* NULL-safe; closes nothing the probe still owns */
