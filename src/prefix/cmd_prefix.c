@@ -28,7 +28,8 @@ static void prefix_usage(FILE *f)
             "Writes OUT/prefix_caching_results.{csv,md,html}, prefix.json, prefix_requests.jsonl,\n"
             "prefix_prompts.jsonl, serve_slm_no_prefix_cache.sh, serve_slm_prefix_cache.sh.\n\n"
             "prefix options:\n"
-            "  --prompts FILE          JSONL {\"prompt\": \"<PREFIX>\\nQ: ...\\nA:\", \"prefix_len_tokens\": N,\n"
+            "  --prompts FILE          JSONL {\"prompt\": \"<PREFIX>\\nQ: ...\\nA:\", "
+            "\"prefix_len_tokens\": N,\n"
             "                          \"workload\": \"...\"} (default: generated)\n"
             "  --medium-tokens N       generated medium prefix length [384]\n"
             "  --large-tokens N        generated large prefix length [1280]\n"
@@ -46,36 +47,6 @@ static void prefix_usage(FILE *f)
             "  -h, --help              this text\n\n"
             "shared options:\n");
     probe_opts_help(f);
-}
-
-static int parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return 1;
-    *out = (int)v;
-    return 0;
-}
-
-/* "a,b,c" of integers in [lo, hi] into out (at most PREFIX_MAX_LEVELS). 0 or 1 (bad). */
-static int parse_list(const char *s, long lo, long hi, int *out, int *n_out)
-{
-    int n = 0;
-    while (*s) {
-        char item[32];
-        size_t len = strcspn(s, ",");
-        if (!len || len >= sizeof item || n == PREFIX_MAX_LEVELS)
-            return 1;
-        memcpy(item, s, len);
-        item[len] = '\0';
-        if (parse_int(item, lo, hi, &out[n++]))
-            return 1;
-        s += len + (s[len] == ',');
-    }
-    *n_out = n;
-    return n ? 0 : 1;
 }
 
 /* The probe's own options. 0 ok, 1 help, -1 error (err). gen_out: -o for gen. */
@@ -112,32 +83,38 @@ static int prefix_opts_parse(int argc, char **argv, struct prefix_opts *o, int g
         else if (!strcmp(name, "-o") && gen)
             *gen_out = val;
         else if (!strcmp(name, "--medium-tokens"))
-            bad = parse_int(val, 1, 1 << 20, &o->gen.len_tokens[PREFIX_REGIME_MEDIUM]);
+            bad = probe_opts_parse_int(name, val, 1, 1 << 20,
+                                       &o->gen.len_tokens[PREFIX_REGIME_MEDIUM], err, err_len);
         else if (!strcmp(name, "--large-tokens"))
-            bad = parse_int(val, 1, 1 << 20, &o->gen.len_tokens[PREFIX_REGIME_LARGE]);
+            bad = probe_opts_parse_int(name, val, 1, 1 << 20,
+                                       &o->gen.len_tokens[PREFIX_REGIME_LARGE], err, err_len);
         else if (!strcmp(name, "--variants"))
-            bad = parse_int(val, 1, PREFIX_MAX_VARIANTS, &o->gen.n_variants);
+            bad = probe_opts_parse_int(name, val, 1, PREFIX_MAX_VARIANTS, &o->gen.n_variants, err,
+                                       err_len);
         else if (!strcmp(name, "--seed")) {
             int sd;
-            bad = parse_int(val, 0, 1 << 30, &sd);
+            bad = probe_opts_parse_int(name, val, 0, 1 << 30, &sd, err, err_len);
             o->gen.seed = (uint64_t)sd;
         } else if (!strcmp(name, "--concurrency"))
-            bad = parse_list(val, 1, 4096, o->concurrency, &o->n_concurrency);
+            bad = probe_opts_parse_int_list(name, val, 1, 4096, o->concurrency, PREFIX_MAX_LEVELS,
+                                            &o->n_concurrency, err, err_len);
         else if (!strcmp(name, "--hit-mix")) {
-            bad = parse_list(val, 0, 100, tmp, &n);
+            bad = probe_opts_parse_int_list(name, val, 0, 100, tmp, PREFIX_MAX_LEVELS, &n, err,
+                                            err_len);
             for (int k = 0; k < n && !bad; k++)
                 o->hit_mix[k] = tmp[k] / 100.0;
             o->n_hit_mix = bad ? o->n_hit_mix : n;
         } else if (!strcmp(name, "--requests"))
-            bad = parse_int(val, 1, 1000000, &o->n_requests);
+            bad = probe_opts_parse_int(name, val, 1, 1000000, &o->n_requests, err, err_len);
         else if (!strcmp(name, "--max-tokens"))
-            bad = parse_int(val, 1, 1 << 20, &o->max_tokens);
+            bad = probe_opts_parse_int(name, val, 1, 1 << 20, &o->max_tokens, err, err_len);
         else if (!strcmp(name, "--url-off"))
             o->url_off = val;
         else if (!strcmp(name, "--url-on"))
             o->url_on = val;
         else if (!strcmp(name, "--working-set"))
-            bad = parse_list(val, 1, 100000, o->working_set, &o->n_working_set);
+            bad = probe_opts_parse_int_list(name, val, 1, 100000, o->working_set, PREFIX_MAX_LEVELS,
+                                            &o->n_working_set, err, err_len);
         else if (!strcmp(name, "--regimes")) {
             o->regimes[0] = o->regimes[1] = 0;
             for (const char *p = val; *p && !bad; p += strcspn(p, ","), p += *p == ',') {
@@ -154,8 +131,9 @@ static int prefix_opts_parse(int argc, char **argv, struct prefix_opts *o, int g
             snprintf(err, err_len, "unknown option '%s' (see slmprobe prefix --help)", name);
             return -1;
         }
-        if (bad) {
-            snprintf(err, err_len, "invalid value for %s: '%s'", name, val);
+        if (bad) { /* -1: the shared parser wrote err; 1: ours did not */
+            if (bad > 0)
+                snprintf(err, err_len, "invalid value for %s: '%s'", name, val);
             return -1;
         }
     }
@@ -175,14 +153,15 @@ static int prefix_gen_cmd(struct session *s, struct prefix_set *set, const char 
 {
     struct launch L;
     char err[1024];
-    launch_init_opts(&L, s, &s->po->target, "server_gen.log", &(struct launch_opts){.no_scraper = 1});
+    launch_init_opts(&L, s, &s->po->target, "server_gen.log",
+                     &(struct launch_opts){.no_scraper = 1});
     int rc = PROBE_EXIT_FAILED;
     if (launch_start(&L) != TARGET_OK) {
         log_error(MOD, "server start failed: %s", L.err);
         goto out;
     }
-    struct prefix_tokenizer tk = {.base_url = L.t->base_url, .api_key = L.cfg.api_key,
-                                  .kind = L.cfg.kind};
+    struct prefix_tokenizer tk = {
+        .base_url = L.t->base_url, .api_key = L.cfg.api_key, .kind = L.cfg.kind};
     int bs = 0;
     int64_t kv;
     prefix_fetch_cache_config(L.t->base_url, L.cfg.api_key, &bs, &kv);

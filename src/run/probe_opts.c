@@ -496,3 +496,29 @@ int probe_opts_parse_double(const char *name, const char *v, double lo, double h
     *out = x;
     return 0;
 }
+
+int probe_opts_parse_int_list(const char *name, const char *v, long lo, long hi, int *out,
+                              int cap, int *n_out, char *err, size_t err_len)
+{
+    int n = 0;
+    for (const char *p = v ? v : ""; *p;) {
+        char item[32];
+        size_t len = strcspn(p, ",");
+        if (!len || len >= sizeof item || n == cap) {
+            snprintf(err, err_len, "%s: expected up to %d comma-separated integers in [%ld, %ld], "
+                                   "got '%s'", name, cap, lo, hi, v);
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (probe_opts_parse_int(name, item, lo, hi, &out[n++], err, err_len) != 0)
+            return -1;
+        p += len + (p[len] == ',');
+    }
+    if (!n) {
+        snprintf(err, err_len, "%s: empty list", name);
+        return -1;
+    }
+    *n_out = n;
+    return 0;
+}
