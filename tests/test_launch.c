@@ -46,6 +46,10 @@ static void test_launch_ready(void)
     CHECK(L.scr == NULL);
     CHECK(L.have_startup && L.startup.n_lines > 0);
     CHECK(L.startup.saw_startup_complete);
+    /* the embedded server's logged durations happen inside fork -> ready */
+    CHECK(L.ready_s > 0);
+    CHECK_MSG(!L.logged_exceeds_measured, "logged %.3f s > measured %.3f s", L.logged_sum_s,
+              L.ready_s);
     CHECK_EQ_STR(L.log_tail, "");
     struct telemetry_window w;
     CHECK(launch_window(&L, L.tl.t_launch_ns, clock_now_ns(), &w) == 0);

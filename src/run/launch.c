@@ -7,6 +7,7 @@
  * sends no completions and keeps no per-request data. */
 #include "run/launch.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@ void launch_init_opts(struct launch *L, struct session *s, const struct target_c
     L->gpu_mem_before_bytes = L->gpu_mem_ready_bytes = -1;
     L->page_cache_before_bytes = L->page_cache_ready_bytes = -1;
     L->rss_ready_bytes = -1;
+    L->ready_s = L->logged_sum_s = NAN;
     L->model_bytes = L->model_resident_before_bytes = L->model_resident_launch_bytes = -1;
     L->model_resident_ready_bytes = L->read_bytes_ready = L->majflt_ready = -1;
     startup_info_init(&L->startup);
@@ -231,6 +233,12 @@ void launch_stop(struct launch *L)
     telemetry_sampler_stop(L->smp);
     if (!L->url_mode)
         launch_read_log(L);
+    if (L->ready && L->tl.t_models_ok_ns > L->tl.t_launch_ns)
+        L->ready_s = ns_to_s(L->tl.t_models_ok_ns - L->tl.t_launch_ns);
+    if (L->have_startup) {
+        L->logged_sum_s = startup_logged_sum_s(&L->startup);
+        L->logged_exceeds_measured = startup_logged_exceeds(&L->startup, L->ready_s);
+    }
 }
 
 int launch_window(struct launch *L, mono_ns t0, mono_ns t1, struct telemetry_window *out)

@@ -70,6 +70,10 @@ struct launch {
     struct target_stop_result stop;
     struct startup_info startup; /* phases, KV capacity, ... from the whole log */
     int have_startup;
+    double ready_s;             /* measured fork -> ready (t_models_ok - t_launch); NAN unknown */
+    double logged_sum_s;        /* startup_logged_sum_s(&startup); NAN none logged */
+    int logged_exceeds_measured; /* startup_logged_exceeds(&startup, ready_s): shares of ready_s
+                                    would pass 100%; say so instead of printing them */
     char log_tail[4096];        /* last 20 log lines when it failed or died; "" otherwise */
     /* private: from launch_init_opts */
     int no_scraper_;
