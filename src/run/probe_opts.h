@@ -28,7 +28,7 @@
  *   --timeout SECONDS      per request [600]
  *   --ready-timeout SECONDS [600 for vllm/sglang, 120 otherwise]
  *   --stop-grace SECONDS [10]
- *   --log FILE [OUT/server.log]   --out DIR [results]   --drop-caches
+ *   --log FILE [OUT/server.log]   --out DIR [results]   --drop-caches   --cold-storage
  *   -- ARGS...             extra server flags (everything after `--`)
  * Both "--opt value" and "--opt=value" are accepted. */
 #ifndef SLM_PROBE_PROBE_OPTS_H
