@@ -14,6 +14,7 @@
 #include "report/report.h"
 /* Only the process and file helpers of the harness are used here. */
 #pragma GCC diagnostic ignored "-Wunused-function"
+#include "schema_check.h"
 #include "serve_harness.h"
 #include "test.h"
 #include "util/buf.h"
@@ -320,6 +321,7 @@ static void test_e2e_known_answers(void)
                         log, sizeof log);
     CHECK_MSG(rc == 0, "exit %d, see %s", rc, log);
     snprintf(path, sizeof path, "%s/prefix.json", out);
+    CHECK_EQ_INT(schema_validate_file("slmprobe.prefix/1", path), 0);
     struct json *root = load_json(path);
     CHECK_MSG(root != NULL, "no %s", path);
     if (!root)
