@@ -71,7 +71,7 @@ static void fuzz_gguf_parse(const uint8_t *data, size_t size, uint64_t file_byte
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_gguf_parse(data, size, size);
-    fuzz_gguf_parse(data, size, (uint64_t)size + (1u << 20)); /* a prefix of a larger file */
+    fuzz_gguf_parse(data, size, (uint64_t)size + (1ull << 32)); /* a prefix of a larger file */
     return 0;
 }
 
