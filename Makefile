@@ -71,6 +71,9 @@ $(BUILD)/bench/%: bench/%.c $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
+# The fuzz replay test also runs a differential check against libhttp-parser (test only).
+$(BUILD)/tests/test_fuzz_replay: LDLIBS += -lhttp_parser
+
 # Tests run against the sanitized binary of the same flavour (SLMPROBE_BIN).
 tests: $(BIN) $(TESTS)
 

@@ -42,8 +42,8 @@ static uint64_t fuzz_http_req_hash(uint64_t h, const struct http_req *r, enum ht
  * request and of the final status. */
 static uint64_t fuzz_http_replay(const uint8_t *data, size_t len, size_t a, size_t b, int bytewise)
 {
-    struct http_parser p;
-    http_parser_init(&p, FUZZ_HTTP_BODY_CAP);
+    struct http_reader p;
+    http_reader_init(&p, FUZZ_HTTP_BODY_CAP);
     uint64_t h = 1469598103934665603ull;
     size_t pos = 0;
     int n_requests = 0;
@@ -51,20 +51,20 @@ static uint64_t fuzz_http_replay(const uint8_t *data, size_t len, size_t a, size
     while (pos < len && n_requests < FUZZ_HTTP_MAX_REQUESTS) {
         size_t end = bytewise ? pos + 1 : pos < a ? a : pos < b ? b : len;
         size_t used = 0, given = end - pos;
-        st = http_parse_feed(&p, (const char *)data + pos, given, &used);
+        st = http_reader_feed(&p, (const char *)data + pos, given, &used);
         if (used > given || (st == HTTP_PARSE_OK && used != given))
             __builtin_trap(); /* OK consumes everything it was given */
         pos += used;
         if (st == HTTP_PARSE_REQUEST_DONE) {
             h = fuzz_http_req_hash(h, &p.req, st);
             size_t again = 1;
-            if (http_parse_feed(&p, "x", 1, &again) != st || again != 0)
+            if (http_reader_feed(&p, "x", 1, &again) != st || again != 0)
                 __builtin_trap(); /* done is sticky until reset */
-            http_parser_reset(&p);
+            http_reader_reset(&p);
             n_requests++;
         } else if (http_parse_status_is_error(st)) {
             size_t again = 1;
-            if (http_parse_feed(&p, "x", 1, &again) != st || again != 0)
+            if (http_reader_feed(&p, "x", 1, &again) != st || again != 0)
                 __builtin_trap(); /* errors are sticky */
             if (http_parse_status_code(st) < 400 || !*http_parse_status_message(st))
                 __builtin_trap();
@@ -73,7 +73,7 @@ static uint64_t fuzz_http_replay(const uint8_t *data, size_t len, size_t a, size
     }
     h = fuzz_http_fnv(h, &st, sizeof st);
     h = fuzz_http_fnv(h, &n_requests, sizeof n_requests);
-    http_parser_free(&p);
+    http_reader_free(&p);
     return h;
 }
 

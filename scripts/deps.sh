@@ -2,6 +2,9 @@
 # Installs the Debian packages slmprobe builds against, if any is missing.
 # As root it runs apt-get; otherwise it prints the one command to run.
 PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libopenblas-dev libevent-dev libxxhash-dev"
+# libhttp-parser-dev: reference HTTP parser for the differential test in tests/test_fuzz_replay.c
+# only; slmprobe itself never links it.
+PKGS="$PKGS libhttp-parser-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -84,14 +84,14 @@ const char *http_reason_phrase(int status)
     return "Unknown";
 }
 
-void http_parser_init(struct http_parser *p, size_t max_body_bytes)
+void http_reader_init(struct http_reader *p, size_t max_body_bytes)
 {
     memset(p, 0, sizeof *p);
     p->max_body_bytes = max_body_bytes;
     buf_init(&p->req.body, 0, max_body_bytes);
 }
 
-void http_parser_reset(struct http_parser *p)
+void http_reader_reset(struct http_reader *p)
 {
     struct buf body = p->req.body;
     if (body.size > (1u << 20)) { /* do not keep a large body buffer per idle connection */
@@ -108,7 +108,7 @@ void http_parser_reset(struct http_parser *p)
     p->line_len = 0;
 }
 
-void http_parser_free(struct http_parser *p)
+void http_reader_free(struct http_reader *p)
 {
     if (p)
         buf_free(&p->req.body);
@@ -197,7 +197,7 @@ static enum http_parse_status parse_content_length(struct http_req *r, const cha
     return HTTP_PARSE_OK;
 }
 
-static enum http_parse_status parse_header(struct http_parser *p, char *line)
+static enum http_parse_status parse_header(struct http_reader *p, char *line)
 {
     struct http_req *r = &p->req;
     if (line[0] == ' ' || line[0] == '\t')
@@ -241,7 +241,7 @@ static enum http_parse_status parse_header(struct http_parser *p, char *line)
 }
 
 /* Headers done: decide how the body is framed. */
-static enum http_parse_status head_done(struct http_parser *p)
+static enum http_parse_status head_done(struct http_reader *p)
 {
     struct http_req *r = &p->req;
     if (r->chunked && r->has_content_length)
@@ -261,7 +261,7 @@ static enum http_parse_status head_done(struct http_parser *p)
     return HTTP_PARSE_REQUEST_DONE;
 }
 
-static enum http_parse_status chunk_size_line(struct http_parser *p, const char *line, size_t len)
+static enum http_parse_status chunk_size_line(struct http_reader *p, const char *line, size_t len)
 {
     uint64_t size = 0;
     size_t i = 0;
@@ -291,7 +291,7 @@ static enum http_parse_status chunk_size_line(struct http_parser *p, const char 
 }
 
 /* One complete line (NUL-terminated, CRLF or LF removed) in the current state. */
-static enum http_parse_status on_line(struct http_parser *p, size_t len, size_t eol_len)
+static enum http_parse_status on_line(struct http_reader *p, size_t len, size_t eol_len)
 {
     enum http_parse_state s = p->state;
     if (s == HTTP_PARSE_STATE_REQUEST_LINE || s == HTTP_PARSE_STATE_HEADERS ||
@@ -333,7 +333,7 @@ static enum http_parse_status on_line(struct http_parser *p, size_t len, size_t 
 }
 
 /* Appends bytes up to the next LF to the line; a complete line goes to on_line(). */
-static enum http_parse_status take_line(struct http_parser *p, const char *data, size_t len,
+static enum http_parse_status take_line(struct http_reader *p, const char *data, size_t len,
                                         size_t *used)
 {
     const char *lf = memchr(data, '\n', len);
@@ -361,7 +361,7 @@ static enum http_parse_status take_line(struct http_parser *p, const char *data,
 }
 
 /* Copies up to body_left bytes into the body. */
-static enum http_parse_status take_body(struct http_parser *p, const char *data, size_t len,
+static enum http_parse_status take_body(struct http_reader *p, const char *data, size_t len,
                                         size_t *used)
 {
     size_t n = len < p->body_left ? len : (size_t)p->body_left;
@@ -377,7 +377,7 @@ static enum http_parse_status take_body(struct http_parser *p, const char *data,
     return HTTP_PARSE_OK;
 }
 
-enum http_parse_status http_parse_feed(struct http_parser *p, const char *data, size_t len,
+enum http_parse_status http_reader_feed(struct http_reader *p, const char *data, size_t len,
                                        size_t *used_out)
 {
     size_t i = 0;

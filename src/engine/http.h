@@ -5,13 +5,13 @@
  * arrive in any chunking: partial lines are kept in the parser, the body is copied into req.body
  * (capped at max_body_bytes). Not thread-safe; one parser per connection.
  *
- *   struct http_parser p;
- *   http_parser_init(&p, max_body_bytes);
- *   size_t used; enum http_parse_status st = http_parse_feed(&p, data, len, &used);
+ *   struct http_reader p;
+ *   http_reader_init(&p, max_body_bytes);
+ *   size_t used; enum http_parse_status st = http_reader_feed(&p, data, len, &used);
  *   // consume `used` bytes; HEAD_DONE: maybe send "100 Continue", feed the rest;
- *   // REQUEST_DONE: p.req is complete, handle it, then http_parser_reset(&p) for the next one;
+ *   // REQUEST_DONE: p.req is complete, handle it, then http_reader_reset(&p) for the next one;
  *   // an error: answer http_parse_status_code(st) and close (the parser stays in error)
- *   http_parser_free(&p);
+ *   http_reader_free(&p);
  */
 #ifndef SLM_HTTP_H
 #define SLM_HTTP_H
@@ -90,7 +90,7 @@ enum http_parse_state {
 typedef void (*http_header_cb)(void *ud, const char *name, size_t name_len, const char *value,
                                size_t value_len);
 
-struct http_parser {
+struct http_reader {
     struct http_req req;
     enum http_parse_state state;
     enum http_parse_status status; /* REQUEST_DONE or an error once state is DONE */
@@ -104,17 +104,17 @@ struct http_parser {
 };
 
 /* Ready for the first request; the body buffer is capped at max_body_bytes. */
-void http_parser_init(struct http_parser *p, size_t max_body_bytes);
+void http_reader_init(struct http_reader *p, size_t max_body_bytes);
 /* Ready for the next request on the same connection (keeps the body buffer's memory unless it
  * grew over 1 MiB). */
-void http_parser_reset(struct http_parser *p);
+void http_reader_reset(struct http_reader *p);
 /* NULL-safe. */
-void http_parser_free(struct http_parser *p);
+void http_reader_free(struct http_reader *p);
 
 /* Parses up to len bytes; *used_out says how many were consumed (all of them with OK; the
  * request's last byte with REQUEST_DONE; the headers' end with HEAD_DONE). After REQUEST_DONE or
- * an error every call returns the same status and consumes nothing until http_parser_reset(). */
-enum http_parse_status http_parse_feed(struct http_parser *p, const char *data, size_t len,
+ * an error every call returns the same status and consumes nothing until http_reader_reset(). */
+enum http_parse_status http_reader_feed(struct http_reader *p, const char *data, size_t len,
                                        size_t *used_out);
 
 #endif

@@ -244,7 +244,7 @@ void conn_response_done(struct conn *c)
         return;
     }
     c->state = CONN_STATE_READING;
-    http_parser_reset(&c->hp); /* keeps the body buffer unless it grew large */
+    http_reader_reset(&c->hp); /* keeps the body buffer unless it grew large */
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
     conn_set_timeouts(c);
     /* pipelined requests already buffered: handle them from the loop, not recursively */
@@ -334,7 +334,7 @@ static void conn_process_input(struct conn *c)
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
             return;
         size_t used = 0;
-        enum http_parse_status st = http_parse_feed(&c->hp, v.iov_base, v.iov_len, &used);
+        enum http_parse_status st = http_reader_feed(&c->hp, v.iov_base, v.iov_len, &used);
         evbuffer_drain(in, used);
         if (st == HTTP_PARSE_REQUEST_DONE) {
             conn_dispatch(c);
@@ -412,7 +412,7 @@ void conn_free(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     bufferevent_free(c->bev);
-    http_parser_free(&c->hp);
+    http_reader_free(&c->hp);
     free(c);
     s->n_conns--;
     drain_check(s);
@@ -437,7 +437,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->srv = s;
     c->bev = bev;
     c->state = CONN_STATE_READING;
-    http_parser_init(&c->hp, s->cfg.max_body_bytes);
+    http_reader_init(&c->hp, s->cfg.max_body_bytes);
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
@@ -788,7 +788,7 @@ void server_free(struct server *s)
             c->gen = NULL;
         }
         bufferevent_free(c->bev);
-        http_parser_free(&c->hp);
+        http_reader_free(&c->hp);
         free(c);
     }
     while (s->gens) {

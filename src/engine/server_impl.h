@@ -47,7 +47,7 @@ struct conn {
     struct server *srv;
     struct bufferevent *bev;
     enum conn_state state;
-    struct http_parser hp; /* hp.req: the request being read or answered */
+    struct http_reader hp; /* hp.req: the request being read or answered */
     struct gen *gen;       /* generation in flight on this connection */
     int resp_chunked;      /* current response uses chunked transfer encoding */
     int overflow;          /* client stopped reading: close at the next safe point */
