@@ -101,7 +101,7 @@ check-headers:
 	  echo "#include \"$${h#src/}\"" | $(CC) $(CFLAGS) -x c -fsyntax-only - || exit 1; done; \
 	  echo "headers ok"
 
-# libFuzzer targets: fuzz/fuzz_NAME.c names the sources it needs on a line "fuzz-sources: ...",
+# libFuzzer targets: fuzz/fuzz_NAME.c names the sources it needs on lines "fuzz-sources: ...",
 # optionally pkg-config packages on "fuzz-libs: ...". Seeds: tests/data/fuzz-NAME/ (else
 # tests/data/); new inputs go to obj-fuzz/corpus-NAME. A run fails on a crash, a leak, an input
 # taking over FUZZ_TIMEOUT_S seconds or RSS over FUZZ_RSS_MB. tests/test_fuzz_replay.c replays the
@@ -114,7 +114,7 @@ obj-fuzz/fuzz_%: fuzz/fuzz_%.c $(SRC) $(wildcard src/*/*.h)
 	@mkdir -p obj-fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -o $@ $< \
-	  $$(sed -n 's/.*fuzz-sources: *\([^*]*\).*/\1/p' $< | head -1) \
+	  $$(sed -n 's/.*fuzz-sources: *\([^*]*\).*/\1/p' $<) \
 	  $$(pkg-config --cflags --libs jansson $$(sed -n 's/.*fuzz-libs: *\([^*]*\).*/\1/p' $< | head -1)) -lm
 
 fuzz-build: $(FUZZ_TARGETS)

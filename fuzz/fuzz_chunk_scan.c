@@ -4,8 +4,9 @@
  * must be a JSON object (util/json.h agrees), the text length must not exceed the payload and
  * finish_reason must be NUL-terminated within its 16 bytes. Rejecting is always allowed (the
  * caller falls back to the full parser).
- * fuzz-sources: src/net/client.c src/net/sse.c src/measure/record.c src/util/json.c src/util/buf.c
- * src/util/clock.c src/util/log.c fuzz-libs: libcurl */
+ * fuzz-sources: src/net/client.c src/net/sse.c src/measure/record.c src/util/json.c
+ * fuzz-sources: src/util/buf.c src/util/clock.c src/util/log.c
+ * fuzz-libs: libcurl */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>

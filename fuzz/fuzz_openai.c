@@ -4,8 +4,8 @@
  * error has an HTTP status of 400/404/413 and a message; a success has 1 <= n_prompt <
  * max_model_len, prompt + max_tokens within the context, min_tokens <= max_tokens, token ids in
  * the vocabulary and at most OPENAI_STOP_MAX non-empty stop strings.
- * fuzz-sources: src/engine/openai_request.c src/engine/tokenizer.c src/util/json.c src/util/buf.c
- */
+ * fuzz-sources: src/engine/openai_request.c src/engine/tokenizer.c src/util/json.c
+ * fuzz-sources: src/util/buf.c */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
