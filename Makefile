@@ -44,7 +44,7 @@ TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 BIN      := $(if $(SANITIZER),$(BUILD)/slmprobe,slmprobe)
 
-.PHONY: all deps test tests run bench install uninstall man completion clean check-headers fmt fuzz
+.PHONY: all deps test tests run bench install uninstall man completion clean check-headers fmt fuzz fuzz-build
 all: deps $(BIN)
 
 deps:
@@ -70,6 +70,9 @@ $(BUILD)/tests/%: tests/%.c $(LIBA)
 $(BUILD)/bench/%: bench/%.c $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+# The fuzz replay test also runs a differential check against libhttp-parser (test only).
+$(BUILD)/tests/test_fuzz_replay: LDLIBS += -lhttp_parser
 
 # Tests run against the sanitized binary of the same flavour (SLMPROBE_BIN).
 tests: $(BIN) $(TESTS)
@@ -125,18 +128,32 @@ check-headers:
 	  echo "#include \"$${h#src/}\"" | $(CC) $(CFLAGS) -x c -fsyntax-only - || exit 1; done; \
 	  echo "headers ok"
 
-# libFuzzer targets: fuzz/fuzz_NAME.c names the sources it needs on a line "fuzz-sources: ...".
+# libFuzzer targets: fuzz/fuzz_NAME.c names the sources it needs on lines "fuzz-sources: ...",
+# optionally pkg-config packages on "fuzz-libs: ...". Seeds: tests/data/fuzz-NAME/ (else
+# tests/data/); new inputs go to obj-fuzz/corpus-NAME. A run fails on a crash, a leak, an input
+# taking over FUZZ_TIMEOUT_S seconds or RSS over FUZZ_RSS_MB. tests/test_fuzz_replay.c replays the
+# seed directories through the same entry points in `make test`.
 FUZZ_SECONDS ?= 30
-fuzz:
+FUZZ_TIMEOUT_S ?= 1
+FUZZ_RSS_MB ?= 2048
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,obj-fuzz/fuzz_%,$(wildcard fuzz/fuzz_*.c))
+obj-fuzz/fuzz_%: fuzz/fuzz_%.c $(SRC) $(wildcard src/*/*.h)
 	@mkdir -p obj-fuzz
-	@for f in fuzz/fuzz_*.c; do \
-	  src=$$(sed -n 's/.*fuzz-sources: *//p' $$f | head -1); \
-	  n=$$(basename $$f .c); \
-	  echo "fuzz: $$n ($$src)"; \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
-	    -o obj-fuzz/$$n $$f $$src $$(pkg-config --cflags --libs jansson) -lm || exit 1; \
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -o $@ $< \
+	  $$(sed -n 's/.*fuzz-sources: *\([^*]*\).*/\1/p' $<) \
+	  $$(pkg-config --cflags --libs jansson $$(sed -n 's/.*fuzz-libs: *\([^*]*\).*/\1/p' $< | head -1)) -lm
+
+fuzz-build: $(FUZZ_TARGETS)
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  n=$${t#obj-fuzz/fuzz_}; seeds=tests/data/fuzz-$$n; [ -d $$seeds ] || seeds=tests/data/; \
+	  echo "fuzz: $$n ($(FUZZ_SECONDS) s, seeds $$seeds)"; \
 	  mkdir -p obj-fuzz/corpus-$$n; \
-	  obj-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) obj-fuzz/corpus-$$n tests/data/ || exit 1; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT_S) -rss_limit_mb=$(FUZZ_RSS_MB) \
+	    -malloc_limit_mb=$(FUZZ_RSS_MB) -print_final_stats=1 -artifact_prefix=obj-fuzz/$$n- \
+	    obj-fuzz/corpus-$$n $$seeds || { echo "fuzz: $$n FAILED"; exit 1; }; \
 	done
 
 fmt:

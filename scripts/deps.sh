@@ -3,6 +3,9 @@
 # As root it runs apt-get; otherwise it prints the one command to run.
 # help2man: builds the man page (slmprobe.1) from the --help texts at build time (make install).
 PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libopenblas-dev libevent-dev libxxhash-dev help2man"
+# libhttp-parser-dev: reference HTTP parser for the differential test in tests/test_fuzz_replay.c
+# only; slmprobe itself never links it.
+PKGS="$PKGS libhttp-parser-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

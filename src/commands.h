@@ -13,5 +13,6 @@ int cmd_check(int argc, char **argv); /* src/check/cmd_check.c */
 int cmd_lab(int argc, char **argv);   /* src/lab/cmd_lab.c */
 int cmd_kv(int argc, char **argv);    /* src/kv/cmd_kv.c */
 int cmd_calibrate(int argc, char **argv); /* src/calibrate/cmd_calibrate.c */
+int cmd_prefix(int argc, char **argv); /* src/prefix/cmd_prefix.c */
 
 #endif

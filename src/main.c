@@ -23,6 +23,7 @@ static const struct command commands[] = {
     {"lab", cmd_lab, "the whole day: every tier, DAY.md write-up, presets, one report page"},
     {"kv", cmd_kv, "Tier 3A: KV cache capacity and memory vs max-model-len, per launch, vs theory"},
     {"calibrate", cmd_calibrate, "measure this machine's client ceiling (used by every probe)"},
+    {"prefix", cmd_prefix, "Tier 2: prefix caching A/B (off vs on), hit-rate mix, fit, working set"},
 };
 
 static void usage(FILE *f)

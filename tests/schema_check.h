@@ -408,4 +408,24 @@ SCHEMA_FN size_t schema_check_file(const struct schema *s, const char *json_path
     return n;
 }
 
+/* A test's one call: loads schema id from docs/schema.md, checks json_path, prints every problem
+ * to stderr. Returns the number of problems, or -1 when the schema could not be loaded (printed). */
+SCHEMA_FN long schema_validate_file(const char *id, const char *json_path)
+{
+    struct schema sc;
+    char err[256];
+    if (schema_load(NULL, id, &sc, err, sizeof err) != 0) {
+        fprintf(stderr, "schema %s: %s (tests run from the repository root)\n", id, err);
+        return -1;
+    }
+    struct schema_problems pr = {0};
+    size_t n = schema_check_file(&sc, json_path, &pr);
+    if (n)
+        fprintf(stderr, "%s against %s: %zu problems\n", json_path, id, n);
+    schema_problems_print(&pr, stderr);
+    schema_problems_free(&pr);
+    schema_free(&sc);
+    return (long)n;
+}
+
 #endif

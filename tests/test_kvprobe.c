@@ -16,6 +16,7 @@
 /* this test uses the process and file helpers, not the HTTP client */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
+#include "schema_check.h"
 #include "serve_harness.h"
 #pragma GCC diagnostic pop
 #include "test.h"
@@ -385,6 +386,9 @@ static void test_embedded_sweep(void)
     CHECK(strstr(html, "<svg") != NULL);
     free(html);
     char *js = out_file(out, "kv.json");
+    char js_path[1200];
+    snprintf(js_path, sizeof js_path, "%s/kv.json", out);
+    CHECK_EQ_INT(schema_validate_file("slmprobe.kv/1", js_path), 0);
     struct json *root = json_parse(js, strlen(js), f, sizeof f);
     CHECK_MSG(root != NULL, "kv.json: %s", f);
     CHECK_EQ_STR(json_str(json_get(root, "schema"), NULL), "slmprobe.kv/1");

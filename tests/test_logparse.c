@@ -39,7 +39,8 @@ static int same_info(const struct startup_info *a, const struct startup_info *b)
         if (!same_d(a->phase_s[i], b->phase_s[i]))
             return 0;
     return a->server == b->server && same_d(a->dynamo_s, b->dynamo_s) &&
-           same_d(a->compilation_s, b->compilation_s) && a->kv_cache_tokens == b->kv_cache_tokens &&
+           same_d(a->compilation_s, b->compilation_s) && same_d(a->profile_s, b->profile_s) &&
+           a->kv_gpu_blocks == b->kv_gpu_blocks && a->kv_cache_tokens == b->kv_cache_tokens &&
            same_d(a->max_concurrency, b->max_concurrency) &&
            a->max_concurrency_len == b->max_concurrency_len &&
            same_d(a->available_kv_gib, b->available_kv_gib) &&
@@ -457,9 +458,163 @@ static void test_json(void)
     buf_free(&b);
 }
 
+/* 1 if the timeline holds a line containing text, with the given recognised flag. */
+static int in_timeline(const struct startup_info *si, const char *text, int recognised)
+{
+    for (int i = 0; i < si->n_timeline; i++)
+        if (strstr(si->timeline[i].text, text) && si->timeline[i].recognised == recognised)
+            return 1;
+    return 0;
+}
+
+/* vLLM across releases (tests/data/vllm_v*.log, vllm_2026_*.log, vllm_rayserve_*.log,
+ * vllm_torchserve_*.log: real start-up lines from public issue threads, the source on line 1). */
+static void test_vllm_v06_v0(void)
+{
+    struct startup_info si = parse("vllm_v0.6_pr10909.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_VLLM);
+    CHECK_NEAR(si.weights_gib, 18.4902, 1e-9);
+    CHECK_NEAR(si.profile_s, 71.88, 1e-9); /* the first rank's */
+    CHECK_EQ_INT(si.kv_gpu_blocks, 189945);
+    CHECK_EQ_INT(si.max_concurrency_len, 1024);
+    CHECK_NEAR(si.max_concurrency, 2967.89, 1e-9);
+    CHECK(isnan(si.phase_s[STARTUP_PHASE_WEIGHTS_LOAD])); /* V0 printed no seconds */
+    CHECK_EQ_INT(si.kv_cache_tokens, -1);
+    CHECK(in_timeline(&si, "Capturing cudagraphs for decoding", 0));
+    check_chunked("vllm_v0.6_pr10909.log");
+}
+
+static void test_vllm_v07_v1(void)
+{
+    struct startup_info si = parse("vllm_v0.7_v1_pr12569.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_VLLM);
+    CHECK_NEAR(si.weights_gib, 67.7229, 1e-9);
+    CHECK_NEAR(si.dynamo_s, 12.88, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_TORCH_COMPILE], 54.73, 1e-9);
+    CHECK_EQ_INT(si.phase_source[STARTUP_PHASE_TORCH_COMPILE], STARTUP_PHASE_SOURCE_LOGGED);
+    CHECK_EQ_INT(si.kv_gpu_blocks, 1381);
+    CHECK_EQ_INT(si.max_concurrency_len, 2048);
+    CHECK_NEAR(si.max_concurrency, 10.79, 1e-9);
+    CHECK(in_timeline(&si, "Compiling a graph for general shape takes", 0));
+    check_chunked("vllm_v0.7_v1_pr12569.log");
+}
+
+static void test_vllm_v08(void)
+{
+    struct startup_info si = parse("vllm_v0.8_issue18730.log");
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 38.52, 1e-9);
+    CHECK_NEAR(si.weights_gib, 18.1450, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_MODEL_LOAD], 40.766484, 1e-9);
+    CHECK_NEAR(si.dynamo_s, 19.00, 1e-9);
+    CHECK(starts_with(si.error_message, "EngineCore failed to start."));
+    CHECK(in_timeline(&si, "Using cache directory", 0));
+    CHECK_NEAR(startup_logged_sum_s(&si), 40.766484, 1e-9); /* model load holds weights load */
+    check_chunked("vllm_v0.8_issue18730.log");
+}
+
+static void test_vllm_v010_nested(void)
+{
+    struct startup_info si = parse("vllm_v0.10_pr23066.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_VLLM);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 2.63, 1e-9); /* TP0, the first */
+    CHECK_NEAR(si.weights_gib, 11.0802, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_MODEL_LOAD], 3.106979, 1e-9);
+    CHECK(in_timeline(&si, "Loading model from scratch", 0));
+    check_chunked("vllm_v0.10_pr23066.log");
+}
+
+static void test_vllm_v011(void)
+{
+    struct startup_info si = parse("vllm_v0.11_issue28228.log");
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_TORCH_COMPILE], 11.68, 1e-9);
+    CHECK_NEAR(si.available_kv_gib, 2.30, 1e-9);
+    CHECK_EQ_INT(si.kv_cache_tokens, 75840);
+    CHECK_EQ_INT(si.max_concurrency_len, 120000);
+    CHECK_NEAR(si.max_concurrency, 2.48, 1e-9);
+    CHECK(in_timeline(&si, "Directly load the compiled graph", 0));
+    check_chunked("vllm_v0.11_issue28228.log");
+}
+
+static void test_vllm_2026(void)
+{
+    struct startup_info si = parse("vllm_2026_omni_pr1160.log");
+    CHECK_NEAR(si.available_kv_gib, 100.43, 1e-9);
+    CHECK_EQ_INT(si.kv_cache_tokens, 2925232);
+    CHECK_EQ_INT(si.max_concurrency_len, 32768);
+    CHECK_NEAR(si.max_concurrency, 89.27, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_ENGINE_INIT], 2.60, 1e-9);
+    CHECK(in_timeline(&si, "Autotuning process starts", 0));
+    check_chunked("vllm_2026_omni_pr1160.log");
+
+    si = parse("vllm_2026_xpu_cookbook4.log");
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_TORCH_COMPILE], 0.06, 1e-9);
+    CHECK_NEAR(si.profile_s, 0.0, 1e-12);
+    CHECK(!isnan(si.profile_s));
+    CHECK(starts_with(si.error_message, "EngineCore failed to start."));
+    CHECK(in_timeline(&si, "Add 3 padding layers", 0));
+    check_chunked("vllm_2026_xpu_cookbook4.log");
+}
+
+static void test_vllm_wrapped(void)
+{
+    struct startup_info si = parse("vllm_rayserve_pr66230.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_VLLM);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 4.62, 1e-9);
+    CHECK(in_timeline(&si, "(ServeReplica:anthropic-direct", 0));
+    check_chunked("vllm_rayserve_pr66230.log");
+
+    si = parse("vllm_torchserve_pr3343.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_VLLM);
+    CHECK(si.saw_load_start);
+    CHECK(in_timeline(&si, "Initializing an LLM engine", 0));
+    CHECK(in_timeline(&si, "Starting to load model", 1));
+    check_chunked("vllm_torchserve_pr3343.log");
+}
+
+static void test_sglang_pr11830(void)
+{
+    struct startup_info si = parse("sglang_pr11830.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_SGLANG);
+    CHECK_EQ_INT(si.kv_cache_tokens, 2243474);
+    CHECK_NEAR(si.kv_cache_gib, 119.82, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WARMUP_GRAPH_CAPTURE], 5.37, 1e-9);
+    CHECK_NEAR(si.graph_gib, 1.44, 1e-9);
+    CHECK(in_timeline(&si, "Memory pool end", 0));
+    check_chunked("sglang_pr11830.log");
+}
+
+/* Logged durations against the measured launch-to-ready time. */
+static void test_logged_vs_measured(void)
+{
+    struct startup_info si = parse("vllm_0.10.log");
+    double sum = startup_logged_sum_s(&si);
+    /* model load 1.632581 + engine init 26.93 (torch.compile 20.21 + graphs 3 fit inside it) */
+    CHECK_NEAR(sum, 1.632581 + 26.93, 1e-9);
+    CHECK(!startup_logged_exceeds(&si, 40.0));
+    CHECK(startup_logged_exceeds(&si, 20.0)); /* a log replayed from a slower run */
+    CHECK(!startup_logged_exceeds(&si, sum)); /* within the slack */
+    CHECK(!startup_logged_exceeds(&si, NAN));
+    struct startup_info none;
+    startup_info_init(&none);
+    CHECK(isnan(startup_logged_sum_s(&none)));
+    CHECK(!startup_logged_exceeds(&none, 1.0));
+    /* arrival-inferred phases are not logged durations */
+    struct startup_info ll = parse("llamacpp.log");
+    CHECK(isnan(startup_logged_sum_s(&ll)));
+}
+
 int main(void)
 {
     TEST_RUN(test_vllm_010);
+    TEST_RUN(test_vllm_v06_v0);
+    TEST_RUN(test_vllm_v07_v1);
+    TEST_RUN(test_vllm_v08);
+    TEST_RUN(test_vllm_v010_nested);
+    TEST_RUN(test_vllm_v011);
+    TEST_RUN(test_vllm_2026);
+    TEST_RUN(test_vllm_wrapped);
+    TEST_RUN(test_sglang_pr11830);
+    TEST_RUN(test_logged_vs_measured);
     TEST_RUN(test_vllm_new_one_line_kv);
     TEST_RUN(test_vllm_failures);
     TEST_RUN(test_llamacpp);

@@ -2,12 +2,17 @@
  * counted under its parent), RSS of a child that touched 200 MB, host facts and page cache, the
  * GPU path on whatever machine this runs (no GPU here: available == 0 with a reason and no
  * numeric field reported as a measured zero), the sampler thread and its window stats, ring
- * overwrite accounting. */
+ * overwrite accounting, the page-cache residency of files (mincore) and their eviction
+ * (fadvise), major faults of a tree. */
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -299,6 +304,151 @@ static void test_ring_overwrite(void)
     telemetry_sampler_free(NULL);
 }
 
+/* 1 when dir's filesystem keeps its own page cache that fadvise(DONTNEED) can evict (not tmpfs,
+ * ramfs or overlay); prints why not otherwise. */
+static int fs_can_evict(const char *dir)
+{
+    struct statfs sf;
+    if (statfs(dir, &sf) != 0)
+        return 0;
+    const char *why = (unsigned long)sf.f_type == TMPFS_MAGIC       ? "tmpfs"
+                      : (unsigned long)sf.f_type == RAMFS_MAGIC     ? "ramfs"
+                      : (unsigned long)sf.f_type == OVERLAYFS_SUPER_MAGIC ? "overlay"
+                                                                          : NULL;
+    if (why)
+        fprintf(stderr, "  SKIP eviction checks: %s is on %s, which ignores fadvise(DONTNEED)\n",
+                dir, why);
+    return why == NULL;
+}
+
+/* Writes n_blocks of 64 KiB to path. */
+static void write_file(const char *path, int n_blocks)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    CHECK(fd >= 0);
+    static char block[1 << 16];
+    memset(block, 'w', sizeof block);
+    for (int i = 0; fd >= 0 && i < n_blocks; i++)
+        CHECK(write(fd, block, sizeof block) == (ssize_t)sizeof block);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* Reads the whole file (brings it into the page cache). */
+static void read_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    static char block[1 << 16];
+    while (fd >= 0 && read(fd, block, sizeof block) > 0)
+        ;
+    if (fd >= 0)
+        close(fd);
+}
+
+static void test_file_residency(void)
+{
+    char dir[] = "/tmp/slm_resid_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char sub[128], a[160], b[160];
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    CHECK(mkdir(sub, 0755) == 0);
+    snprintf(a, sizeof a, "%s/a.bin", dir);
+    snprintf(b, sizeof b, "%s/b.bin", sub);
+    write_file(a, 64); /* 4 MiB */
+    write_file(b, 16); /* 1 MiB + a partial page below */
+    int fd = open(b, O_WRONLY | O_APPEND | O_CLOEXEC);
+    CHECK(fd >= 0 && write(fd, "tail", 4) == 4);
+    if (fd >= 0)
+        close(fd);
+    int64_t res, total;
+    CHECK_EQ_INT(telemetry_file_residency(a, &res, &total), 0);
+    CHECK_EQ_INT(total, 4 << 20);
+    CHECK_MSG(res == total, "just written: %lld of %lld resident", (long long)res,
+              (long long)total);
+    /* a directory: every regular file under it, the partial last page counted in bytes */
+    CHECK_EQ_INT(telemetry_file_residency(dir, &res, &total), 0);
+    CHECK_EQ_INT(total, (5 << 20) + 4);
+    CHECK_MSG(res == total, "%lld of %lld", (long long)res, (long long)total);
+
+    char err[256] = "x";
+    CHECK_EQ_INT(telemetry_file_evict(dir, err, sizeof err), 0);
+    CHECK_EQ_STR(err, "");
+    CHECK_EQ_INT(telemetry_file_residency(dir, &res, &total), 0);
+    fprintf(stderr, "  after eviction: %lld of %lld bytes resident\n", (long long)res,
+            (long long)total);
+    if (fs_can_evict(dir)) {
+        CHECK_MSG(telemetry_resident_frac(res, total) < 0.05, "%lld of %lld", (long long)res,
+                  (long long)total);
+        read_file(a);
+        CHECK_EQ_INT(telemetry_file_residency(a, &res, &total), 0);
+        CHECK_MSG(res == total, "read back: %lld of %lld", (long long)res, (long long)total);
+        CHECK_EQ_INT(telemetry_file_residency(b, &res, &total), 0);
+        CHECK_MSG(res < total / 20, "b stays evicted: %lld of %lld", (long long)res,
+                  (long long)total);
+    }
+
+    /* unknown is -1, never 0 */
+    char missing[200];
+    snprintf(missing, sizeof missing, "%s/nope.gguf", dir);
+    CHECK_EQ_INT(telemetry_file_residency(missing, &res, &total), -1);
+    CHECK_EQ_INT(res, -1);
+    CHECK_EQ_INT(total, -1);
+    CHECK_EQ_INT(telemetry_file_evict(missing, err, sizeof err), -1);
+    CHECK_MSG(strstr(err, "nope.gguf") != NULL, "%s", err);
+    CHECK_EQ_INT(telemetry_file_residency("Qwen/Qwen2.5-0.5B", &res, &total), -1);
+    CHECK(isnan(telemetry_resident_frac(-1, 100)));
+    CHECK(isnan(telemetry_resident_frac(5, 0)));
+    CHECK_NEAR(telemetry_resident_frac(25, 100), 0.25, 1e-12);
+    unlink(a);
+    unlink(b);
+    rmdir(sub);
+    rmdir(dir);
+}
+
+/* A child that faults in a file it mapped after eviction shows major faults in the tree. */
+static void test_majflt(void)
+{
+    struct telemetry_proc_sample s;
+    CHECK_EQ_INT(telemetry_proc_tree_sample(getpid(), &s), 0);
+    CHECK_MSG(s.majflt >= 0, "%lld", (long long)s.majflt);
+    char path[] = "/tmp/slm_majflt_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    write_file(path, 128); /* 8 MiB */
+    char err[256];
+    CHECK_EQ_INT(telemetry_file_evict(path, err, sizeof err), 0);
+    int pipefd[2];
+    CHECK(pipe(pipefd) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int f = open(path, O_RDONLY);
+        volatile const char *m = mmap(NULL, 8 << 20, PROT_READ, MAP_PRIVATE, f, 0);
+        unsigned sum = 0;
+        for (size_t i = 0; m != MAP_FAILED && i < (8u << 20); i += 4096)
+            sum += (unsigned char)m[i];
+        char c = (char)(sum & 1);
+        if (write(pipefd[1], &c, 1) != 1)
+            _exit(2);
+        pause();
+        _exit(0);
+    }
+    close(pipefd[1]);
+    char c;
+    CHECK(read(pipefd[0], &c, 1) == 1);
+    close(pipefd[0]);
+    struct telemetry_proc_sample t;
+    CHECK_EQ_INT(telemetry_proc_tree_sample(pid, &t), 0);
+    fprintf(stderr, "  child after touching an evicted 8 MiB map: majflt %lld, read_bytes %lld\n",
+            (long long)t.majflt, (long long)t.read_bytes);
+    if (fs_can_evict("/tmp"))
+        CHECK_MSG(t.majflt > 0, "%lld", (long long)t.majflt);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    unlink(path);
+}
+
 int main(void)
 {
     TEST_RUN(test_cpu_busy_and_idle);
@@ -307,5 +457,7 @@ int main(void)
     TEST_RUN(test_gpu);
     TEST_RUN(test_sampler_window);
     TEST_RUN(test_ring_overwrite);
+    TEST_RUN(test_file_residency);
+    TEST_RUN(test_majflt);
     return TEST_DONE();
 }

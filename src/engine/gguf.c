@@ -1128,14 +1128,22 @@ float gguf_f16_to_f32(uint16_t h)
  * code: both are IEEE conversions with round-to-nearest-even), else the scalar code. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#ifdef __clang__
+#include <cpuid.h>
+#endif
 
 static int cpu_has_f16c(void)
 {
     static int cached = -1; /* benign race: every thread computes the same value */
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (v < 0) {
+#ifdef __clang__ /* clang 14 knows no "f16c" feature string (the fuzz targets build with it) */
+        unsigned a, b, c, d;
+        v = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_AVX) && (c & bit_F16C);
+#else
         __builtin_cpu_init();
         v = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+#endif
         __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     }
     return v;

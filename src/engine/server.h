@@ -3,7 +3,8 @@
  * bodies, 100-continue, capped header and body sizes). Routes: /v1/completions,
  * /v1/chat/completions (streaming as SSE in chunked transfer encoding), /v1/models, /health,
  * /version, /tokenize, /detokenize, /reset_prefix_cache, /metrics (api_metrics.h).
- * The only file that includes libevent headers. It does no inference: requests go to the engine
+ * Its files (server.c, routes.c, stream.c, through server_impl.h) are the only ones that include
+ * libevent headers. It does no inference: requests go to the engine
  * (engine.h) and token events come back on the engine thread, are queued under a mutex and
  * handed to the event-loop thread by one event_active() wake-up; libevent objects are touched by
  * the loop thread only. It parses no command line (serve_cli.c does).

@@ -1,10 +1,13 @@
 /* launch: one server launch for a probe (run/launch.h), as cmd_ttft.c's run_repeat did it: the
  * sampler starts before the launch (so the server's whole tree is followed from its first
- * moment), GPU memory and page cache are read before and at ready, the /metrics scraper starts
+ * moment), the page cache is dropped (root) or the model's files are evicted just before the
+ * launch, GPU memory, page cache and the model's residency are read before and at ready, the
+ * tree's storage reads and major faults are taken at ready, the /metrics scraper starts
  * once ready, and launch_stop gathers the outcome (died, exit, stop, start-up log, log tail). It
  * sends no completions and keeps no per-request data. */
 #include "run/launch.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +38,9 @@ void launch_init_opts(struct launch *L, struct session *s, const struct target_c
     L->gpu_mem_before_bytes = L->gpu_mem_ready_bytes = -1;
     L->page_cache_before_bytes = L->page_cache_ready_bytes = -1;
     L->rss_ready_bytes = -1;
+    L->ready_s = L->logged_sum_s = NAN;
+    L->model_bytes = L->model_resident_before_bytes = L->model_resident_launch_bytes = -1;
+    L->model_resident_ready_bytes = L->read_bytes_ready = L->majflt_ready = -1;
     startup_info_init(&L->startup);
     if (o) {
         L->no_scraper_ = o->no_scraper;
@@ -72,6 +78,53 @@ static void launch_cmdline(struct launch *L)
     target_argv_free(argv);
 }
 
+/* The model's files in the page cache now (-1 when the model is not a local path). */
+static int64_t model_resident_now(const struct launch *L)
+{
+    int64_t res, total;
+    return telemetry_file_residency(L->cfg.model, &res, &total) == 0 ? res : -1;
+}
+
+/* Before the fork: residency, then --cold-storage eviction and --drop-caches, then residency
+ * again. TARGET_OK, or TARGET_ERR_DROP_CACHES (err says why); an eviction that fails or does
+ * not take is no error: cold_storage_err says so and the report tells. */
+static enum target_status launch_prepare_storage(struct launch *L, char *err, size_t err_len)
+{
+    if (L->url_mode)
+        return TARGET_OK;
+    int64_t total = -1;
+    if (L->cfg.model && telemetry_file_residency(L->cfg.model, &L->model_resident_before_bytes,
+                                                 &total) == 0)
+        L->model_bytes = total;
+    if (L->cfg.cold_storage) {
+        if (L->model_bytes < 0)
+            snprintf(L->cold_storage_err, sizeof L->cold_storage_err,
+                     "--cold-storage: model '%s' is not a local file or directory",
+                     L->cfg.model ? L->cfg.model : "(none)");
+        else if (telemetry_file_evict(L->cfg.model, L->cold_storage_err,
+                                      sizeof L->cold_storage_err) == 0)
+            L->cold_storage_done = 1;
+    }
+    if (L->cfg.drop_caches) {
+        enum target_status st = target_drop_caches(err, err_len);
+        if (st != TARGET_OK)
+            return st;
+    }
+    L->model_resident_launch_bytes = L->model_bytes < 0 ? -1 : model_resident_now(L);
+    double frac = telemetry_resident_frac(L->model_resident_launch_bytes, L->model_bytes);
+    if (L->cold_storage_done) {
+        L->cold_storage_effective = frac <= LAUNCH_COLD_MAX_RESIDENT_FRAC;
+        if (!L->cold_storage_effective)
+            snprintf(L->cold_storage_err, sizeof L->cold_storage_err,
+                     "--cold-storage: %.0f%% of the model stayed in the page cache after "
+                     "eviction (a filesystem such as tmpfs or overlay that ignores it?)",
+                     100.0 * frac);
+    }
+    if (L->cold_storage_err[0])
+        log_warn(MOD, "%s", L->cold_storage_err);
+    return TARGET_OK;
+}
+
 /* At ready: readings and the scraper. */
 static void launch_ready(struct launch *L)
 {
@@ -81,8 +134,13 @@ static void launch_ready(struct launch *L)
     if (!L->url_mode) {
         telemetry_sampler_tick(L->smp);
         struct telemetry_window w;
-        if (telemetry_sampler_window(L->smp, L->tl.t_launch_ns, clock_now_ns(), &w) == 0)
+        if (telemetry_sampler_window(L->smp, L->tl.t_launch_ns, clock_now_ns(), &w) == 0) {
             L->rss_ready_bytes = w.rss_max_bytes;
+            L->read_bytes_ready = w.read_bytes_max;
+            L->majflt_ready = w.majflt_max;
+        }
+        if (L->model_bytes >= 0)
+            L->model_resident_ready_bytes = model_resident_now(L);
     }
     if (!L->no_scraper_ && (L->url_mode || target_kind_caps(L->cfg.kind)->has_metrics)) {
         int ms = L->metrics_interval_ms_ > 0 ? L->metrics_interval_ms_
@@ -101,10 +159,14 @@ enum target_status launch_start(struct launch *L)
     if (telemetry_sampler_start(L->smp) != 0)
         log_warn(MOD, "telemetry sampler thread did not start; CPU/RSS/GPU figures will be n/a");
     L->gpu_mem_before_bytes = gpu_mem_used_now(L->s);
-    L->page_cache_before_bytes = telemetry_page_cache_bytes();
-    L->t = target_new(&L->cfg);
+    struct target_config tc = L->cfg;
+    tc.drop_caches = 0; /* done here, before the page cache is read */
+    L->t = target_new(&tc);
     char err[sizeof L->err] = "";
-    L->status = target_launch(L->t, err, sizeof err);
+    L->status = launch_prepare_storage(L, err, sizeof err);
+    L->page_cache_before_bytes = telemetry_page_cache_bytes();
+    if (L->status == TARGET_OK)
+        L->status = target_launch(L->t, err, sizeof err);
     if (L->status == TARGET_OK) {
         if (!L->url_mode) {
             telemetry_sampler_set_root(L->smp, L->t->pid);
@@ -181,6 +243,12 @@ void launch_stop(struct launch *L)
     telemetry_sampler_stop(L->smp);
     if (!L->url_mode)
         launch_read_log(L);
+    if (L->ready && L->tl.t_models_ok_ns > L->tl.t_launch_ns)
+        L->ready_s = ns_to_s(L->tl.t_models_ok_ns - L->tl.t_launch_ns);
+    if (L->have_startup) {
+        L->logged_sum_s = startup_logged_sum_s(&L->startup);
+        L->logged_exceeds_measured = startup_logged_exceeds(&L->startup, L->ready_s);
+    }
 }
 
 int launch_window(struct launch *L, mono_ns t0, mono_ns t1, struct telemetry_window *out)

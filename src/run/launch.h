@@ -1,6 +1,9 @@
 /* launch: one server launch as every probe uses it: per-launch log file, target_start (or the
  * --url check), the telemetry sampler following the server's process tree, the /metrics scraper,
- * memory and page-cache readings before launch and at ready, and at the end target_stop, the
+ * memory and page-cache readings before launch and at ready, the page cache dropped (root,
+ * --drop-caches) or the model's own files evicted (--cold-storage) just before the launch, the
+ * model files' residency before eviction, at launch and at ready, the tree's storage reads and
+ * major faults up to ready, and at the end target_stop, the
  * start-up log parsed (every dialect tried for --serve-cmd), the log tail after a failure and the
  * redacted command line for reports. A probe that needs several launches (ttft --repeat, prefix
  * off/on, kv per length) makes one struct launch each. It sends no completions (run/driver.h).
@@ -45,6 +48,21 @@ struct launch {
     int64_t gpu_mem_ready_bytes;  /* at ready; -1 unknown */
     int64_t page_cache_before_bytes, page_cache_ready_bytes; /* -1 unknown */
     int64_t rss_ready_bytes;      /* server tree RSS at ready; -1 unknown */
+    /* storage -> page cache. page_cache_* is Cached - Shmem of the whole machine, read after the
+     * drop or eviction, so it corroborates at best (telemetry.h). The direct signals: */
+    int64_t model_bytes;                 /* size of the model's files (cfg.model: a file or a
+                                            directory); -1 not a local path */
+    int64_t model_resident_before_bytes; /* in the page cache before eviction (= at launch when
+                                            nothing was evicted); -1 unknown */
+    int64_t model_resident_launch_bytes; /* just before the fork, after any eviction; -1 */
+    int64_t model_resident_ready_bytes;  /* at ready; -1 */
+    int cold_storage_done;       /* cfg.cold_storage and the eviction ran without error */
+    int cold_storage_effective;  /* ... and left at most LAUNCH_COLD_MAX_RESIDENT_FRAC resident
+                                    (0 on tmpfs/overlay, which ignore the eviction) */
+    char cold_storage_err[256];  /* why eviction failed or was not effective; "" otherwise */
+    int64_t read_bytes_ready;    /* bytes the server's tree read from storage, fork to ready
+                                    (/proc/PID/io read_bytes, highest tree total); -1 unknown */
+    int64_t majflt_ready;        /* major page faults of the tree, fork to ready; -1 unknown */
     /* after launch_stop */
     int stopped;
     int died;                   /* the server exited on its own (before or during the run) */
@@ -52,12 +70,19 @@ struct launch {
     struct target_stop_result stop;
     struct startup_info startup; /* phases, KV capacity, ... from the whole log */
     int have_startup;
+    double ready_s;             /* measured fork -> ready (t_models_ok - t_launch); NAN unknown */
+    double logged_sum_s;        /* startup_logged_sum_s(&startup); NAN none logged */
+    int logged_exceeds_measured; /* startup_logged_exceeds(&startup, ready_s): shares of ready_s
+                                    would pass 100%; say so instead of printing them */
     char log_tail[4096];        /* last 20 log lines when it failed or died; "" otherwise */
     /* private: from launch_init_opts */
     int no_scraper_;
     char self_exe_[1024];       /* this binary's path, for the embedded server's argv[0] */
     int metrics_interval_ms_;
 };
+
+/* Eviction counts as effective when at most this fraction of the model stayed resident. */
+#define LAUNCH_COLD_MAX_RESIDENT_FRAC 0.05
 
 struct launch_opts {
     int no_scraper;             /* 1: do not scrape /metrics */

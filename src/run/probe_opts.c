@@ -43,6 +43,8 @@ void probe_opts_help(FILE *f)
           "  --log FILE                server log (default OUT/server.log)\n"
           "  --out DIR                 results directory (default results)\n"
           "  --drop-caches             root only: drop the page cache before launch (storage-cold)\n"
+          "  --cold-storage            evict only the model's own files from the page cache before\n"
+          "                            each launch (fsync + fadvise DONTNEED; no root needed)\n"
           "  -- ARGS...                extra flags for the server\n",
           f);
 }
@@ -204,6 +206,7 @@ enum opt_id {
     OPT_SERVER, OPT_MODEL, OPT_URL, OPT_SERVE_CMD, OPT_HOST, OPT_PORT, OPT_MAX_MODEL_LEN,
     OPT_GPU_UTIL, OPT_PREFIX, OPT_SERVED_NAME, OPT_API_KEY, OPT_ENDPOINT, OPT_TIMEOUT,
     OPT_READY_TIMEOUT, OPT_STOP_GRACE, OPT_LOG, OPT_OUT, OPT_DROP_CACHES,
+    OPT_COLD_STORAGE,
 };
 
 static const struct {
@@ -229,6 +232,7 @@ static const struct {
     {"--log", OPT_LOG, 1},
     {"--out", OPT_OUT, 1},
     {"--drop-caches", OPT_DROP_CACHES, 0},
+    {"--cold-storage", OPT_COLD_STORAGE, 0},
 };
 
 int probe_opts_parse(int argc, char **argv, struct probe_opts *o, int *argc_rest, char **argv_rest,
@@ -241,7 +245,7 @@ int probe_opts_parse(int argc, char **argv, struct probe_opts *o, int *argc_rest
     double gpu_util = 0;
     enum target_prefix_cache prefix = TARGET_PREFIX_CACHE_DEFAULT;
     enum client_api api = CLIENT_API_COMPLETIONS;
-    int drop = 0, n_rest = 0;
+    int drop = 0, cold = 0, n_rest = 0;
     char **extra = NULL;
     int n_extra = 0;
 
@@ -373,6 +377,9 @@ int probe_opts_parse(int argc, char **argv, struct probe_opts *o, int *argc_rest
         case OPT_DROP_CACHES:
             drop = 1;
             break;
+        case OPT_COLD_STORAGE:
+            cold = 1;
+            break;
         }
     }
 
@@ -386,8 +393,9 @@ int probe_opts_parse(int argc, char **argv, struct probe_opts *o, int *argc_rest
         snprintf(err, err_len, "--url and --serve-cmd exclude each other");
         goto fail;
     }
-    if (url && drop) {
-        snprintf(err, err_len, "--drop-caches needs a server we launch (not --url)");
+    if (url && (drop || cold)) {
+        snprintf(err, err_len, "%s needs a server we launch (not --url)",
+                 drop ? "--drop-caches" : "--cold-storage");
         goto fail;
     }
     if (url && strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
@@ -428,6 +436,7 @@ int probe_opts_parse(int argc, char **argv, struct probe_opts *o, int *argc_rest
     if (grace_ms > 0)
         t->stop_grace_ms = grace_ms;
     t->drop_caches = drop;
+    t->cold_storage = cold;
     if (serve_cmd) {
         if (probe_opts_split(serve_cmd, &o->serve_cmd_, &t->n_serve_cmd, err, err_len) != 0) {
             /* err says why; prefix it */
@@ -494,5 +503,31 @@ int probe_opts_parse_double(const char *name, const char *v, double lo, double h
         return -1;
     }
     *out = x;
+    return 0;
+}
+
+int probe_opts_parse_int_list(const char *name, const char *v, long lo, long hi, int *out,
+                              int cap, int *n_out, char *err, size_t err_len)
+{
+    int n = 0;
+    for (const char *p = v ? v : ""; *p;) {
+        char item[32];
+        size_t len = strcspn(p, ",");
+        if (!len || len >= sizeof item || n == cap) {
+            snprintf(err, err_len, "%s: expected up to %d comma-separated integers in [%ld, %ld], "
+                                   "got '%s'", name, cap, lo, hi, v);
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (probe_opts_parse_int(name, item, lo, hi, &out[n++], err, err_len) != 0)
+            return -1;
+        p += len + (p[len] == ',');
+    }
+    if (!n) {
+        snprintf(err, err_len, "%s: empty list", name);
+        return -1;
+    }
+    *n_out = n;
     return 0;
 }

@@ -28,7 +28,7 @@
  *   --timeout SECONDS      per request [600]
  *   --ready-timeout SECONDS [600 for vllm/sglang, 120 otherwise]
  *   --stop-grace SECONDS [10]
- *   --log FILE [OUT/server.log]   --out DIR [results]   --drop-caches
+ *   --log FILE [OUT/server.log]   --out DIR [results]   --drop-caches   --cold-storage
  *   -- ARGS...             extra server flags (everything after `--`)
  * Both "--opt value" and "--opt=value" are accepted. */
 #ifndef SLM_PROBE_PROBE_OPTS_H
@@ -85,5 +85,9 @@ int probe_opts_parse_int(const char *name, const char *v, long lo, long hi, int 
 /* The same for a finite double in [lo, hi] ("expected a number in [LO, HI]"). */
 int probe_opts_parse_double(const char *name, const char *v, double lo, double hi, double *out,
                             char *err, size_t err_len);
+/* "a,b,c": up to cap integers in [lo, hi] into out, count in *n_out (untouched on error). 0, or
+ * -1 with err naming the option and the bad item. */
+int probe_opts_parse_int_list(const char *name, const char *v, long lo, long hi, int *out,
+                              int cap, int *n_out, char *err, size_t err_len);
 
 #endif

@@ -62,6 +62,8 @@ void startup_info_init(struct startup_info *si)
         si->phase_s[i] = NAN;
     si->dynamo_s = NAN;
     si->compilation_s = NAN;
+    si->profile_s = NAN;
+    si->kv_gpu_blocks = -1;
     si->kv_cache_tokens = -1;
     si->max_concurrency = NAN;
     si->max_concurrency_len = -1;
@@ -83,6 +85,35 @@ void startup_info_init(struct startup_info *si)
     si->t_model_loaded_s = NAN;
     si->t_listening_s = NAN;
     si->t_last_line_s = NAN;
+}
+
+/* A logged phase's seconds, 0 when unseen or not logged (for sums); *seen set when logged. */
+static double logged_phase(const struct startup_info *si, enum startup_phase p, int *seen)
+{
+    if (si->phase_source[p] != STARTUP_PHASE_SOURCE_LOGGED || isnan(si->phase_s[p]))
+        return 0;
+    *seen = 1;
+    return si->phase_s[p];
+}
+
+double startup_logged_sum_s(const struct startup_info *si)
+{
+    int seen = 0;
+    double load = fmax(logged_phase(si, STARTUP_PHASE_MODEL_LOAD, &seen),
+                       logged_phase(si, STARTUP_PHASE_WEIGHTS_LOAD, &seen));
+    double parts = logged_phase(si, STARTUP_PHASE_TORCH_COMPILE, &seen) +
+                   logged_phase(si, STARTUP_PHASE_KV_CACHE_ALLOC, &seen) +
+                   logged_phase(si, STARTUP_PHASE_WARMUP_GRAPH_CAPTURE, &seen);
+    double engine = fmax(logged_phase(si, STARTUP_PHASE_ENGINE_INIT, &seen), parts);
+    return seen ? load + engine : NAN;
+}
+
+int startup_logged_exceeds(const struct startup_info *si, double measured_s)
+{
+    double sum = startup_logged_sum_s(si);
+    if (isnan(sum) || isnan(measured_s) || measured_s < 0)
+        return 0;
+    return sum > measured_s + STARTUP_LOGGED_SLACK_S;
 }
 
 /* ---- small scanning helpers over [p, end) ---- */
@@ -219,11 +250,12 @@ static void set_server(struct startup_info *si, enum logparse_server s)
         si->server = s;
 }
 
-/* Copies [from, end) trimmed into the error message, if none yet. */
+/* Copies [from, end) trimmed into the error message, if none yet (a generic one is replaced). */
 static void set_error(struct startup_info *si, const char *from, const char *end)
 {
-    if (si->error_message[0])
+    if (si->error_message[0] && !si->error_is_generic)
         return;
+    si->error_is_generic = 0;
     while (from < end && (*from == ' ' || *from == '\t'))
         from++;
     while (end > from && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
@@ -246,6 +278,42 @@ static void copy_token(char *dst, size_t dst_len, const char *p, const char *end
 }
 
 /* ---- vLLM and the embedded runtime ---- */
+
+/* vLLM wordings of other releases than parse_vllm's: V0 and early V1 (0.6-0.7: "Loading model
+ * weights took X GB", "# GPU blocks: N", "Memory profiling results: duration=X seconds"), 2026
+ * ("Initial profiling/warmup run took X s"), and the engine core's failure line. */
+static int parse_vllm_versions(struct startup_info *si, struct span s)
+{
+    const char *p;
+    double v;
+    int64_t k;
+    int hit = 0;
+    if ((p = after(s, "Loading model weights took ")) && (p = read_num(p, s.end, &v)) &&
+        (expect(p, s.end, "GB") || expect(p, s.end, "GiB"))) {
+        set_first_d(&si->weights_gib, v); /* "GB" there is GiB: vLLM divides by 2**30 */
+        hit = 1;
+    }
+    if ((p = after(s, "# GPU blocks: ")) && read_int(p, s.end, &k)) {
+        if (si->kv_gpu_blocks < 0)
+            si->kv_gpu_blocks = k;
+        hit = 1;
+    }
+    if (((p = after(s, "Memory profiling results: duration=")) ||
+         (p = after(s, "Initial profiling/warmup run took "))) &&
+        read_num(p, s.end, &v)) {
+        set_first_d(&si->profile_s, v);
+        hit = 1;
+    }
+    if ((p = find(s, "EngineCore failed to start."))) {
+        if (!si->error_message[0]) {
+            set_error(si, p, s.end);
+            si->error_is_generic = 1; /* the line that says why usually follows */
+        }
+        hit = 1;
+    }
+    return hit;
+}
+
 
 static int parse_vllm(struct startup_info *si, struct span s, double t_s)
 {
@@ -613,7 +681,7 @@ void logparse_line_at(struct startup_info *si, const char *line, size_t len, dou
         return;
     struct span s = {line, line + len};
     int hit = 0;
-    if (parse_vllm(si, s, t_arrival_s)) {
+    if (parse_vllm(si, s, t_arrival_s) | parse_vllm_versions(si, s)) {
         set_server(si, LOGPARSE_SERVER_VLLM);
         hit = 1;
     }
@@ -836,6 +904,8 @@ enum buf_status startup_info_to_json(const struct startup_info *si, struct buf *
     buf_putc(out, '}');
     json_d(out, &first, "dynamo_s", si->dynamo_s);
     json_d(out, &first, "compilation_s", si->compilation_s);
+    json_d(out, &first, "profile_s", si->profile_s);
+    json_i64(out, &first, "kv_gpu_blocks", si->kv_gpu_blocks);
     json_i64(out, &first, "kv_cache_tokens", si->kv_cache_tokens);
     json_d(out, &first, "max_concurrency", si->max_concurrency);
     json_i64(out, &first, "max_concurrency_len_tokens", si->max_concurrency_len);

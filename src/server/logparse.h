@@ -36,6 +36,17 @@
  *     "Warm-up took X seconds (N batch shapes)"               -> warmup_graph_capture (embedded)
  *     "init engine (profile, create kv cache, warmup model) took X s[econds][ (compilation: Y s)]"
  *                                                             -> engine_init, compilation_s
+ *     older and newer releases (tests/data/vllm_v*.log, vllm_2026_*.log, each with its source):
+ *     "Loading model weights took X GB" (0.6-0.7)             -> weights_gib
+ *     "# GPU blocks: N" (0.6-0.7)                             -> kv_gpu_blocks
+ *     "Memory profiling results: duration=X seconds" (0.6) and
+ *     "Initial profiling/warmup run took X s" (2026)          -> profile_s
+ *     "EngineCore failed to start."                           -> error_message
+ *     Any prefix in front is fine: "(EngineCore_DP0 pid=N) ", "(EngineCore_0 pid=N) (VllmWorker
+ *     TP0 pid=M) ", Ray Serve's "(ServeReplica:app:LLMServer:name pid=N) (EngineCore pid=M)
+ *     (RayWorkerProc pid=K) (Worker pid=K) ", "[Stage-0] ", a container's "2024-10-07T22:54:54,595
+ *     [INFO ] W-9000-model_1.0-stdout MODEL_LOG - ". A line none of this knows is kept in the
+ *     timeline (recognised 0), or counted in n_timeline_dropped when the timeline is full.
  *     "Starting vLLM API server N on URL"                     -> api_url
  *     "Application startup complete."                         -> saw_startup_complete
  *     failures: "Free memory on device", "No available memory for the cache blocks",
@@ -119,6 +130,10 @@ struct startup_info {
     enum startup_phase_source phase_source[STARTUP_PHASE__COUNT];
     double dynamo_s;                  /* vLLM: Dynamo bytecode transform */
     double compilation_s;             /* vLLM: "(compilation: X s)" of engine init */
+    double profile_s;                 /* vLLM: memory profiling / "Initial profiling/warmup run"
+                                         (inside engine_init; not a phase of its own) */
+    int64_t kv_gpu_blocks;            /* vLLM up to early 2025: "# GPU blocks: N" (tokens = N x
+                                         block size, which the log does not print) */
     int64_t kv_cache_tokens;          /* GPU KV cache size / llama.cpp cells / SGLang #tokens */
     double max_concurrency;           /* "Maximum concurrency ...: Xx" */
     int64_t max_concurrency_len;      /* its "for N tokens per request" */
@@ -137,6 +152,8 @@ struct startup_info {
     int saw_startup_complete;         /* "Application startup complete." / SGLang "fired up" */
     char api_url[128];                /* "http://0.0.0.0:8000" from the API server line */
     char error_message[512];          /* first recognised start-up failure, line text trimmed */
+    int error_is_generic;             /* it is vLLM's "EngineCore failed to start." (a specific
+                                         failure line seen later replaces it) */
     int64_t estimated_max_model_len;  /* from the max-seq-len failure */
     double weights_mib;               /* llama.cpp "model buffer size = X MiB" (sum over buffers) */
     int64_t n_ctx_tokens;             /* llama.cpp ": n_ctx = N" (the whole context, all slots) */
@@ -158,6 +175,16 @@ struct startup_info {
 };
 
 void startup_info_init(struct startup_info *si); /* all unseen */
+
+/* The start-up time the server's log accounts for with durations it printed (source LOGGED),
+ * nested phases counted once: max(model_load, weights_load) + max(engine_init, torch_compile +
+ * kv_cache_alloc + warmup_graph_capture). NAN when no logged phase was seen. */
+double startup_logged_sum_s(const struct startup_info *si);
+/* 1 when the logged durations (startup_logged_sum_s) exceed the measured launch-to-ready time measured_s by more than STARTUP_LOGGED_SLACK_S: shares of the
+ * measured time would go above 100% (a log replayed from another run, a server clock that
+ * disagrees, time before our fork). 0 otherwise, also when either is unknown. */
+#define STARTUP_LOGGED_SLACK_S 0.05
+int startup_logged_exceeds(const struct startup_info *si, double measured_s);
 
 /* Parses one complete line (no terminator needed; a trailing '\r' or '\n' is ignored) into si.
  * Lines longer than 64 KiB are looked at in their first 64 KiB only. */

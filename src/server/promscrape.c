@@ -379,7 +379,7 @@ enum prom_status prom_parse(const char *text, size_t len, struct prom_set *out, 
         p = line_end + 1;
     }
     for (size_t i = 0; i < out->n_samples; i++)
-        out->samples[i].labels = out->labels_ + ps.label_first[i];
+        out->samples[i].labels = out->labels_ ? out->labels_ + ps.label_first[i] : NULL;
     free(ps.label_first);
     free(ps.fam);
     return PROM_OK;

@@ -674,7 +674,7 @@ void target_follow_log(struct target *t)
     }
 }
 
-static enum target_status drop_caches(char *err, size_t err_len)
+enum target_status target_drop_caches(char *err, size_t err_len)
 {
     if (geteuid() != 0) {
         snprintf(err, err_len,
@@ -760,7 +760,7 @@ static enum target_status launch(struct target *t, char *err, size_t err_len)
         return TARGET_OK;
     }
 
-    if (t->cfg.drop_caches && (st = drop_caches(err, err_len)) != TARGET_OK)
+    if (t->cfg.drop_caches && (st = target_drop_caches(err, err_len)) != TARGET_OK)
         return st;
 
     int port = t->cfg.port;

@@ -116,7 +116,13 @@ struct target_config {
     const char *log_path;          /* server stdout+stderr (truncated); NULL: "server.log" */
     const char *self_exe;          /* embedded: the slmprobe binary; NULL: /proc/self/exe */
     int drop_caches;               /* root only: sync + "3" > /proc/sys/vm/drop_caches first */
+    int cold_storage;              /* evict the model's own files from the page cache before the
+                                      launch (run/launch.c does it; target_launch ignores it) */
 };
+
+/* What drop_caches does (target_launch calls it first when asked): root only, sync + "3" >
+ * /proc/sys/vm/drop_caches. TARGET_OK, or TARGET_ERR_DROP_CACHES with the reason in err. */
+enum target_status target_drop_caches(char *err, size_t err_len);
 
 /* Fills defaults for a kind (host, timeouts, poll interval; everything else 0/NULL). */
 void target_config_defaults(struct target_config *cfg, enum target_kind kind);

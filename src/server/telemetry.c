@@ -14,6 +14,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -442,10 +444,10 @@ static ssize_t read_small(const char *path, char *buf, size_t len)
 
 struct proc_ent {
     pid_t pid, ppid;
-    uint64_t ticks;
+    uint64_t ticks, majflt;
 };
 
-static int parse_stat(const char *buf, pid_t *ppid, uint64_t *ticks)
+static int parse_stat(const char *buf, pid_t *ppid, uint64_t *ticks, uint64_t *majflt)
 {
     const char *rp = strrchr(buf, ')');
     if (!rp)
@@ -462,6 +464,7 @@ static int parse_stat(const char *buf, pid_t *ppid, uint64_t *ticks)
         return -1;
     *ppid = pp;
     *ticks = f[9] + f[10] + f[11] + f[12]; /* utime + stime + cutime + cstime */
+    *majflt = f[7] + f[8];                  /* majflt + cmajflt */
     return 0;
 }
 
@@ -471,6 +474,7 @@ int telemetry_proc_tree_sample(pid_t root_pid, struct telemetry_proc_sample *out
     out->t_ns = clock_now_ns();
     out->rss_bytes = -1;
     out->read_bytes = -1;
+    out->majflt = -1;
     if (root_pid <= 0)
         return -1;
     DIR *d = opendir("/proc");
@@ -488,7 +492,7 @@ int telemetry_proc_tree_sample(pid_t root_pid, struct telemetry_proc_sample *out
             continue;
         struct proc_ent e;
         e.pid = (pid_t)atoi(de->d_name);
-        if (parse_stat(buf, &e.ppid, &e.ticks) != 0)
+        if (parse_stat(buf, &e.ppid, &e.ticks, &e.majflt) != 0)
             continue;
         if (n == cap) {
             struct proc_ent *bigger = xmalloc(cap * 2 * sizeof *bigger);
@@ -530,6 +534,7 @@ int telemetry_proc_tree_sample(pid_t root_pid, struct telemetry_proc_sample *out
             continue;
         out->n_procs++;
         out->cpu_ticks += ents[i].ticks;
+        out->majflt = (out->majflt < 0 ? 0 : out->majflt) + (int64_t)ents[i].majflt;
         char path[64], buf[2048];
         snprintf(path, sizeof path, "/proc/%d/statm", (int)ents[i].pid);
         unsigned long long size_pages, rss_pages;
@@ -591,12 +596,21 @@ static int64_t meminfo_kb(const char *text, const char *key)
     return -1;
 }
 
+/* Cached - Shmem (telemetry.h says why); Cached alone when Shmem is missing (old kernels). */
+static int64_t meminfo_file_cache(const char *text)
+{
+    int64_t cached = meminfo_kb(text, "Cached"), shmem = meminfo_kb(text, "Shmem");
+    if (cached < 0)
+        return -1;
+    return shmem >= 0 && shmem <= cached ? cached - shmem : cached;
+}
+
 int64_t telemetry_page_cache_bytes(void)
 {
     char buf[8192];
     if (read_small("/proc/meminfo", buf, sizeof buf) <= 0)
         return -1;
-    return meminfo_kb(buf, "Cached");
+    return meminfo_file_cache(buf);
 }
 
 int telemetry_host_read(struct telemetry_host *out)
@@ -650,8 +664,139 @@ int telemetry_host_read(struct telemetry_host *out)
         return -1;
     out->mem_total_bytes = meminfo_kb(buf, "MemTotal");
     out->mem_available_bytes = meminfo_kb(buf, "MemAvailable");
-    out->page_cache_bytes = meminfo_kb(buf, "Cached");
+    out->page_cache_bytes = meminfo_file_cache(buf);
     return 0;
+}
+
+/* ---- a model's files in the page cache ---- */
+
+#define RESIDENCY_MAX_DEPTH 8
+#define RESIDENCY_CHUNK_BYTES ((size_t)1 << 30) /* mapped and probed a GiB at a time */
+
+struct file_walk {
+    int (*fn)(struct file_walk *w, int fd, int64_t size, const char *path);
+    int64_t resident_bytes, total_bytes;
+    char *err;
+    size_t err_len;
+};
+
+/* Calls w->fn on every regular file of path (a file, or a directory walked recursively). 0, or
+ * -1 (errno set; w->err filled when given) at the first failure. */
+static int walk_files(struct file_walk *w, const char *path, int depth)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        goto fail;
+    if (S_ISREG(st.st_mode)) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            goto fail;
+        int rc = w->fn(w, fd, (int64_t)st.st_size, path);
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return rc;
+    }
+    if (!S_ISDIR(st.st_mode) || depth >= RESIDENCY_MAX_DEPTH)
+        return 0; /* sockets, devices, a loop of links: not model files */
+    DIR *d = opendir(path);
+    if (!d)
+        goto fail;
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char sub[4096];
+        if (snprintf(sub, sizeof sub, "%s/%s", path, de->d_name) >= (int)sizeof sub)
+            continue;
+        rc = walk_files(w, sub, depth + 1);
+    }
+    int saved = errno;
+    closedir(d);
+    errno = saved;
+    return rc;
+fail:
+    if (w->err && w->err_len)
+        snprintf(w->err, w->err_len, "%s: %s", path, strerror(errno));
+    return -1;
+}
+
+static int residency_fn(struct file_walk *w, int fd, int64_t size, const char *path)
+{
+    (void)path;
+    long page = sysconf(_SC_PAGESIZE);
+    size_t max_pages = RESIDENCY_CHUNK_BYTES / (size_t)page;
+    unsigned char *vec = xmalloc(max_pages);
+    int rc = 0;
+    for (int64_t off = 0; off < size && rc == 0; off += (int64_t)RESIDENCY_CHUNK_BYTES) {
+        int64_t left = size - off;
+        size_t len = left < (int64_t)RESIDENCY_CHUNK_BYTES ? (size_t)left : RESIDENCY_CHUNK_BYTES;
+        void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
+        if (m == MAP_FAILED) {
+            rc = -1;
+            break;
+        }
+        size_t n_pages = (len + (size_t)page - 1) / (size_t)page, n_res = 0;
+        if (mincore(m, len, vec) != 0)
+            rc = -1;
+        for (size_t i = 0; rc == 0 && i < n_pages; i++)
+            n_res += vec[i] & 1;
+        size_t res = n_res * (size_t)page; /* a resident partial last page counts its bytes */
+        w->resident_bytes += (int64_t)(res > len ? len : res);
+        int saved = errno;
+        munmap(m, len);
+        errno = saved;
+    }
+    free(vec);
+    w->total_bytes += size;
+    return rc;
+}
+
+int telemetry_file_residency(const char *path, int64_t *resident_bytes, int64_t *total_bytes)
+{
+    struct file_walk w = {.fn = residency_fn};
+    int rc = path && path[0] ? walk_files(&w, path, 0) : (errno = ENOENT, -1);
+    *resident_bytes = rc == 0 ? w.resident_bytes : -1;
+    *total_bytes = rc == 0 ? w.total_bytes : -1;
+    return rc;
+}
+
+static int evict_fn(struct file_walk *w, int fd, int64_t size, const char *path)
+{
+    (void)size;
+    /* fsync of a read-only fd is allowed; EINVAL/EROFS: nothing to flush there */
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
+        snprintf(w->err, w->err_len, "fsync %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int e = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    if (e != 0) {
+        snprintf(w->err, w->err_len, "posix_fadvise(DONTNEED) %s: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int telemetry_file_evict(const char *path, char *err, size_t err_len)
+{
+    char local[256];
+    struct file_walk w = {.fn = evict_fn, .err = err_len ? err : local,
+                          .err_len = err_len ? err_len : sizeof local};
+    w.err[0] = 0;
+    if (!path || !path[0]) {
+        snprintf(w.err, w.err_len, "no model path");
+        return -1;
+    }
+    return walk_files(&w, path, 0);
+}
+
+double telemetry_resident_frac(int64_t resident_bytes, int64_t total_bytes)
+{
+    if (resident_bytes < 0 || total_bytes <= 0)
+        return NAN;
+    return (double)resident_bytes / (double)total_bytes;
 }
 
 /* ---- sampler ---- */
@@ -709,6 +854,7 @@ void telemetry_sampler_tick(struct telemetry_sampler *s)
     smp.cpu_pct = NAN;
     smp.rss_bytes = -1;
     smp.read_bytes = -1;
+    smp.majflt = -1;
     smp.gpu_util_pct = NAN;
     smp.gpu_mem_used_bytes = -1;
     struct telemetry_proc_sample ps;
@@ -717,6 +863,7 @@ void telemetry_sampler_tick(struct telemetry_sampler *s)
         have_ps = 1;
         smp.rss_bytes = ps.rss_bytes;
         smp.read_bytes = ps.read_bytes;
+        smp.majflt = ps.majflt;
         smp.n_procs = ps.n_procs;
     }
     struct telemetry_gpus g;
@@ -845,6 +992,7 @@ int telemetry_sampler_window(struct telemetry_sampler *s, mono_ns t0_ns, mono_ns
     out->gpu_util_mean_pct = out->gpu_util_max_pct = NAN;
     out->rss_max_bytes = -1;
     out->read_bytes_delta = -1;
+    out->read_bytes_max = out->majflt_max = -1;
     out->gpu_mem_used_max_bytes = -1;
     pthread_mutex_lock(&s->mu);
     size_t start = (s->head + s->cap - s->n) % s->cap;
@@ -866,6 +1014,10 @@ int telemetry_sampler_window(struct telemetry_sampler *s, mono_ns t0_ns, mono_ns
         }
         if (x->rss_bytes > out->rss_max_bytes)
             out->rss_max_bytes = x->rss_bytes;
+        if (x->read_bytes > out->read_bytes_max)
+            out->read_bytes_max = x->read_bytes;
+        if (x->majflt > out->majflt_max)
+            out->majflt_max = x->majflt;
         if (x->read_bytes >= 0) {
             if (rd_first < 0)
                 rd_first = x->read_bytes;

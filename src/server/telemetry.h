@@ -1,8 +1,9 @@
 /* telemetry: what the machine was doing while a server ran. GPU state through NVML loaded with
  * dlopen("libnvidia-ml.so.1") (no build dependency), falling back to `nvidia-smi --query-gpu`
  * (fork/exec, no shell, with a timeout); the server's process tree from /proc (CPU %, RSS, bytes
- * read from storage); host facts (CPU model, cores, memory, page cache, OS, kernel); and a sampler
- * thread that keeps samples in a preallocated ring so a probe can ask for stats over a window.
+ * read from storage, major page faults); host facts (CPU model, cores, memory, page cache, OS,
+ * kernel); a model's files in the page cache (mincore residency, and eviction of just those files
+ * with fsync + posix_fadvise(DONTNEED), no root needed); and a sampler thread that keeps samples in a preallocated ring so a probe can ask for stats over a window.
  * Unknown is never reported as zero: GPU fields carry `available` + a reason, unknown doubles are
  * NAN and unknown byte counts -1. It does not launch servers (target.h) or scrape /metrics.
  *
@@ -64,6 +65,8 @@ struct telemetry_proc_sample {
     int64_t rss_bytes;           /* sum of VmRSS over the tree; -1 unknown */
     int64_t read_bytes;          /* sum of /proc/PID/io read_bytes; -1 if any was unreadable */
     char read_bytes_reason[96];  /* why read_bytes is -1 ("" otherwise) */
+    int64_t majflt;              /* sum of majflt + cmajflt (/proc/PID/stat fields 12, 13) over
+                                  * the tree: page faults that waited for storage; -1 unknown */
 };
 /* Samples root_pid and all its descendants (scans /proc/[0-9]* /stat for parent pids).
  * 0, or -1 if root_pid does not exist (out->n_procs = 0). Any thread. */
@@ -79,12 +82,32 @@ struct telemetry_host {
     int n_cpus;                   /* online CPUs */
     int64_t mem_total_bytes;      /* MemTotal; -1 unknown */
     int64_t mem_available_bytes;  /* MemAvailable; -1 unknown */
-    int64_t page_cache_bytes;     /* Cached; -1 unknown */
+    int64_t page_cache_bytes;     /* file page cache: Cached - Shmem; -1 unknown */
     char os[128];                 /* /etc/os-release PRETTY_NAME */
     char kernel[128];             /* uname: sysname release machine */
 };
 int telemetry_host_read(struct telemetry_host *out); /* 0, or -1 if /proc/meminfo unreadable */
-int64_t telemetry_page_cache_bytes(void);            /* "Cached" of /proc/meminfo, or -1 */
+/* The file page cache: "Cached" minus "Shmem" of /proc/meminfo ("Cached" counts tmpfs, /dev/shm
+ * and shared anonymous memory too, which a server's IPC segments move), or -1. It is machine-wide:
+ * every other process's reads and the kernel's reclaim move it, so a difference of two readings
+ * corroborates a model's storage reads at best; it cannot show them (residency below can). */
+int64_t telemetry_page_cache_bytes(void);
+
+/* ---- a model's files in the page cache ---- */
+
+/* path: one file, or a directory whose regular files (recursively, symlinks followed, as in a
+ * Hugging Face snapshot) all count. */
+/* Bytes of path's files resident in the page cache now (mincore on a read-only mmap, which reads
+ * nothing) into *resident_bytes, their size into *total_bytes. 0, or -1 (errno set; both -1):
+ * no such path, or a file that cannot be opened or mapped. */
+int telemetry_file_residency(const char *path, int64_t *resident_bytes, int64_t *total_bytes);
+/* Evicts path's files from the page cache: fsync (dirty pages cannot be dropped) then
+ * posix_fadvise(POSIX_FADV_DONTNEED) on each. Other files are left alone. Filesystems without a
+ * page cache of their own (tmpfs, some overlay setups) ignore it: check with
+ * telemetry_file_residency afterwards. 0, or -1 with the reason in err. */
+int telemetry_file_evict(const char *path, char *err, size_t err_len);
+/* resident / total in 0..1; NAN when either is unknown (< 0) or total is 0. */
+double telemetry_resident_frac(int64_t resident_bytes, int64_t total_bytes);
 
 /* ---- sampler thread ---- */
 
@@ -100,6 +123,7 @@ struct telemetry_sample {
     double cpu_pct;           /* since the previous sample; NAN for the first */
     int64_t rss_bytes;        /* -1 unknown */
     int64_t read_bytes;       /* cumulative for the tree; -1 unknown */
+    int64_t majflt;           /* cumulative major faults of the tree; -1 unknown */
     int n_procs;
     int gpu_available;
     double gpu_util_pct;      /* mean over GPUs; NAN unknown */
@@ -112,6 +136,9 @@ struct telemetry_window {
     double cpu_mean_pct, cpu_max_pct;       /* NAN if no CPU sample */
     int64_t rss_max_bytes;                  /* -1 unknown */
     int64_t read_bytes_delta;               /* last - first in the window; -1 unknown */
+    int64_t read_bytes_max;                 /* highest cumulative tree total in the window (the
+                                               sum falls when a member exits); -1 unknown */
+    int64_t majflt_max;                     /* the same for major faults; -1 unknown */
     int gpu_available;                      /* 1 if any sample had GPU data */
     double gpu_util_mean_pct, gpu_util_max_pct; /* NAN unless gpu_available */
     int64_t gpu_mem_used_max_bytes;         /* -1 unless gpu_available */
