@@ -36,6 +36,7 @@ enum {
     SCHEMA_T_OBJECT = 1 << 4,
     SCHEMA_T_ARRAY = 1 << 5,
     SCHEMA_T_NULL = 1 << 6,
+    SCHEMA_T_ANY = 1 << 7, /* "any": a value not descended into (e.g. another schema's document) */
 };
 
 struct schema_key {
@@ -105,7 +106,7 @@ SCHEMA_FN void schema_free(struct schema *s)
 SCHEMA_FN unsigned schema_types_parse(const char *s)
 {
     static const char *const names[] = {"string", "number", "integer", "bool",
-                                        "object", "array",  "null"};
+                                        "object", "array",  "null",   "any"};
     unsigned bits = 0;
     while (*s) {
         size_t n = strcspn(s, "|");
@@ -327,6 +328,8 @@ SCHEMA_FN void schema_visit(const struct schema *s, const struct json *v, int k,
                             struct schema_problems *p)
 {
     unsigned t = schema_json_type(v);
+    if (s->keys[k].types & SCHEMA_T_ANY)
+        return;
     if (!(t & s->keys[k].types)) {
         schema_problem_add(p, "%s: %s, documented as %s (%s)", at, json_type_str(json_type_of(v)),
                            s->keys[k].type_text, s->keys[k].path);
