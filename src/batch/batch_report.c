@@ -352,9 +352,10 @@ static double lcol_num(const struct batch_level *ls, enum lcol c, const char **n
 }
 
 /* A table of levels with the given columns; sweep rows get notes (knee, sweet spot, ...). */
-static struct report_table *level_table(const struct batch_result *res, struct report_section *s, const char *key,
-                        const char *caption, const enum lcol *cols, int n_cols,
-                        const struct batch_level *lv, int n_lv, int sweep)
+static struct report_table *level_table(const struct batch_result *res, struct report_section *s,
+                                        const char *key, const char *caption,
+                                        const enum lcol *cols, int n_cols,
+                                        const struct batch_level *lv, int n_lv, int sweep)
 {
     struct report_table *tb = report_table_add(s, key, caption);
     for (int j = 0; j < n_cols; j++)
