@@ -84,6 +84,17 @@ struct run_state {
     int32_t *tile_i0, *tile_n, *tile_g; /* [max_tiles] prefill attention tiles */
 };
 
+/* Kernel paths a step can take (counted per forward_run, for the warm-up and its tests). */
+enum forward_path {
+    FORWARD_PATH_GEMV = 0,   /* one-row products (cblas_sgemv) */
+    FORWARD_PATH_SMALL,      /* 2..32-row products, the AVX-512 small-batch kernel */
+    FORWARD_PATH_GEMM,       /* larger products (cblas_sgemm; every m > 1 without AVX-512) */
+    FORWARD_PATH_ATT_TILE,   /* prefill attention tiles (sgemm, online softmax) */
+    FORWARD_PATH_ATT_SHORT,  /* per-(token, head) attention (decode, short runs) */
+    FORWARD_PATH_COUNT
+};
+const char *forward_path_str(enum forward_path p); /* "gemv", "small", "gemm", ... */
+
 struct forward {
     const struct model *model;
     struct run_state s;
@@ -95,6 +106,8 @@ struct forward {
     size_t tile_scratch_floats;
     int max_tiles;
     uint64_t workspace_bytes;
+    uint64_t n_runs;                          /* successful forward_run calls */
+    uint64_t path_runs[FORWARD_PATH_COUNT];   /* calls that used each path at least once */
 };
 
 enum forward_status {
