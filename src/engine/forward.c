@@ -222,6 +222,11 @@ void forward_free(struct forward *f)
     free(f);
 }
 
+void forward_limit_layers(struct forward *f, int n_layer)
+{
+    f->n_layers_run = n_layer > 0 ? n_layer : 0;
+}
+
 int forward_n_threads(const struct forward *f)
 {
     return f->n_threads;
@@ -795,7 +800,9 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
         }
     }
 
-    for (int l = 0; l < c->n_layer; l++) {
+    const int n_layer = f->n_layers_run > 0 && f->n_layers_run < c->n_layer ? f->n_layers_run
+                                                                              : c->n_layer;
+    for (int l = 0; l < n_layer; l++) {
         const struct layer_weights *L = &m->w.layers[l];
 
 #pragma omp parallel for num_threads(nt) schedule(static) if (par_norm)

@@ -106,6 +106,7 @@ struct forward {
     size_t tile_scratch_floats;
     int max_tiles;
     uint64_t workspace_bytes;
+    int n_layers_run;                         /* 0: all layers (forward_limit_layers) */
     uint64_t n_runs;                          /* successful forward_run calls */
     uint64_t path_runs[FORWARD_PATH_COUNT];   /* calls that used each path at least once */
 };
@@ -140,6 +141,10 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
  * sampler may mask entries). Valid until the next forward_run. */
 float *forward_logits(struct forward *f, int r);
 
+/* Warm-up hook: later runs compute only the first n_layer layers (then the final norm and the
+ * output projection); 0 restores all. The other layers' K/V are not written, so the logits
+ * are meaningless: only for steps whose blocks are released uncommitted (engine_warmup). */
+void forward_limit_layers(struct forward *f, int n_layer);
 /* Threads used by forward_new (after resolving 0). */
 int forward_n_threads(const struct forward *f);
 
