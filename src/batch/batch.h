@@ -170,6 +170,10 @@ void batch_analyze(struct batch_result *res);
  * "sweep" (concurrency_sweep.csv: the seed's columns first) and "open" (open_loop.csv), hidden
  * from the documents (report_table_hide_in_doc), which show them split into narrow tables. */
 void batch_report(const struct batch_result *res, struct report *r);
+/* batching_benchmark.md/.html, concurrency_sweep.csv (and open_loop.csv), batch.json into
+ * s->out_dir, as `slmprobe batch` and `slmprobe lab` both write them. 0, or 1 when a file could
+ * not be written (logged). */
+int batch_write_outputs(const struct batch_result *res, const struct session *s);
 /* The short summary on stdout (seqconc, the sweep, knee, rules, open loop, failure). */
 void batch_print_summary(const struct batch_result *res, FILE *f, const char *out_dir);
 

@@ -11,6 +11,9 @@
 #include "batch/batch.h"
 #include "report/report.h"
 #include "util/buf.h"
+#include "util/log.h"
+
+#define MOD "batch"
 
 static double ms_to_s(double ms)
 {
@@ -689,3 +692,41 @@ void batch_print_summary(const struct batch_result *res, FILE *f, const char *ou
     fprintf(f, "report: %s/batching_benchmark.md\n", out_dir);
 }
 
+int batch_write_outputs(const struct batch_result *res, const struct session *s)
+{
+    int rc = 0;
+    char path[1200], err[1024];
+    struct report *doc = report_new("Batching benchmark");
+    batch_report(res, doc);
+    const struct {
+        enum report_format f;
+        const char *name;
+    } outs[] = {{REPORT_FORMAT_MARKDOWN, "batching_benchmark.md"},
+                {REPORT_FORMAT_HTML, "batching_benchmark.html"}};
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        session_path(s, outs[i].name, path, sizeof path);
+        if (report_write_file(doc, outs[i].f, path, err, sizeof err) != REPORT_OK) {
+            log_error(MOD, "%s", err);
+            rc = 1;
+        }
+    }
+    const struct {
+        int have;
+        const char *table, *name;
+    } csvs[] = {{res->n_sweep > 0, "sweep", "concurrency_sweep.csv"},
+                {res->n_open > 0, "open", "open_loop.csv"}};
+    for (size_t i = 0; i < sizeof csvs / sizeof csvs[0]; i++) {
+        session_path(s, csvs[i].name, path, sizeof path);
+        if (csvs[i].have && report_write_csv(doc, csvs[i].table, path, err, sizeof err) != 0) {
+            log_error(MOD, "%s", err);
+            rc = 1;
+        }
+    }
+    session_path(s, "batch.json", path, sizeof path);
+    if (batch_json_write(res, path, err, sizeof err) != 0) {
+        log_error(MOD, "%s", err);
+        rc = 1;
+    }
+    report_free(doc);
+    return rc;
+}

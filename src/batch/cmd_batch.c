@@ -16,45 +16,6 @@
 #define MOD "batch"
 
 /* Every output file of a run; 0, or 1 when one could not be written (logged). */
-static int write_outputs(const struct batch_result *res, const struct session *s)
-{
-    int rc = 0;
-    char path[1200], err[1024];
-    struct report *doc = report_new("Batching benchmark");
-    batch_report(res, doc);
-    const struct {
-        enum report_format f;
-        const char *name;
-    } outs[] = {{REPORT_FORMAT_MARKDOWN, "batching_benchmark.md"},
-                {REPORT_FORMAT_HTML, "batching_benchmark.html"}};
-    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
-        session_path(s, outs[i].name, path, sizeof path);
-        if (report_write_file(doc, outs[i].f, path, err, sizeof err) != REPORT_OK) {
-            log_error(MOD, "%s", err);
-            rc = 1;
-        }
-    }
-    const struct {
-        int have;
-        const char *table, *name;
-    } csvs[] = {{res->n_sweep > 0, "sweep", "concurrency_sweep.csv"},
-                {res->n_open > 0, "open", "open_loop.csv"}};
-    for (size_t i = 0; i < sizeof csvs / sizeof csvs[0]; i++) {
-        session_path(s, csvs[i].name, path, sizeof path);
-        if (csvs[i].have && report_write_csv(doc, csvs[i].table, path, err, sizeof err) != 0) {
-            log_error(MOD, "%s", err);
-            rc = 1;
-        }
-    }
-    session_path(s, "batch.json", path, sizeof path);
-    if (batch_json_write(res, path, err, sizeof err) != 0) {
-        log_error(MOD, "%s", err);
-        rc = 1;
-    }
-    report_free(doc);
-    return rc;
-}
-
 int cmd_batch(int argc, char **argv)
 {
     int rc = 2;
@@ -90,7 +51,7 @@ int cmd_batch(int argc, char **argv)
     if (rc == PROBE_EXIT_USAGE) {
         log_error(MOD, "%s", res->failure);
     } else {
-        if (write_outputs(res, &s) != 0 && rc == PROBE_EXIT_OK)
+        if (batch_write_outputs(res, &s) != 0 && rc == PROBE_EXIT_OK)
             rc = PROBE_EXIT_FAILED;
         batch_print_summary(res, stdout, s.out_dir);
         fflush(stdout);
