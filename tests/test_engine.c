@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "engine/forward.h"
 #include "engine/model.h"
 #include "test.h"
 #include "util/buf.h"
@@ -112,7 +113,7 @@ static void base_config(struct engine_config *c, int n_blocks)
     c->kv_cache_memory_bytes = (uint64_t)n_blocks * KV_BLOCK_BYTES;
     c->max_num_seqs = 16;
     c->max_num_batched_tokens = 128;
-    c->enforce_eager = 1;
+    c->warmup = ENGINE_WARMUP_NONE;
     c->n_threads = 1; /* compute threads: tests/test_forward.c covers them; here idle OpenMP
                          workers would only spin on a busy test machine */
     c->debug_check_invariants = 1;
@@ -623,7 +624,7 @@ static void test_engine_sizing(void)
     a.cfg.kv_cache_memory_bytes = 0;
     a.cfg.device_memory_bytes = g_model->weight_bytes + (300ull << 20);
     a.cfg.gpu_memory_utilization = 0.9;
-    a.cfg.enforce_eager = 0;
+    a.cfg.warmup = ENGINE_WARMUP_SHAPES;
     a.cfg.max_num_batched_tokens = 64;
     a.cfg.max_num_seqs = 8;
     log = capture_stderr(do_new, &a);
@@ -650,7 +651,7 @@ static void test_engine_sizing(void)
         CHECK(strstr(log, "KV cache allocation took ") != NULL);
         snprintf(want, sizeof want, "blocks of 16 tokens)");
         CHECK(strstr(log, want) != NULL);
-        CHECK(strstr(log, "Warm-up took ") != NULL && strstr(log, "(10 batch shapes)") != NULL);
+        CHECK(strstr(log, "Warm-up took ") != NULL && strstr(log, "(10 batch shapes, --warmup shapes)") != NULL);
         /* Warm-up leaves nothing behind. */
         struct engine_stats st;
         engine_get_stats(a.e, &st);
@@ -664,13 +665,85 @@ static void test_engine_sizing(void)
     }
     free(log);
 
-    /* enforce_eager: warm-up skipped, with its own line. */
+    /* --warmup none (--enforce-eager): warm-up skipped, with its own line. */
     base_config(&a.cfg, 64);
     log = capture_stderr(do_new, &a);
     CHECK(a.e != NULL && a.warm == 0);
     CHECK(strstr(log, "Warm-up skipped (--enforce-eager)") != NULL);
     engine_free(a.e);
     free(log);
+}
+
+/* One engine per warm-up mode: the forward steps and kernel paths each mode claims (counted by
+ * the forward itself), nothing left behind, and the same greedy output afterwards. */
+static void test_engine_warmup_modes(void)
+{
+    static const enum engine_warmup_mode modes[] = {ENGINE_WARMUP_NONE, ENGINE_WARMUP_KERNELS,
+                                                    ENGINE_WARMUP_SHAPES};
+    int32_t prompt[40];
+    fill_tokens(prompt, 40, 77);
+    struct out outs[3][2];
+    struct engine_info infos[3];
+    for (int m = 0; m < 3; m++) {
+        struct new_args a;
+        base_config(&a.cfg, 64);
+        a.cfg.warmup = modes[m];
+        char *log = capture_stderr(do_new, &a);
+        CHECK_MSG(a.e != NULL, "%s", a.err);
+        if (!a.e) {
+            free(log);
+            return;
+        }
+        engine_get_info(a.e, &infos[m]);
+        CHECK_EQ_INT(infos[m].n_warmup_shapes, a.warm);
+        CHECK_EQ_INT(infos[m].warmup_mode, modes[m]);
+        if (modes[m] != ENGINE_WARMUP_NONE) {
+            char want[96];
+            snprintf(want, sizeof want, "(%d batch shapes, --warmup %s)", a.warm,
+                     engine_warmup_mode_str(modes[m]));
+            CHECK_MSG(strstr(log, want) != NULL, "no \"%s\" in:\n%s", want, log);
+        }
+        free(log);
+        struct engine_stats st;
+        engine_get_stats(a.e, &st);
+        CHECK_EQ_INT(st.n_blocks_free, infos[m].n_blocks);
+        CHECK_EQ_INT(st.steps_total, 0);
+        CHECK(engine_start(a.e) == 0);
+        for (int r = 0; r < 2; r++) { /* one prompt alone, then again (a prefix hit) */
+            memset(&outs[m][r], 0, sizeof outs[m][r]);
+            struct engine_request rq = {prompt, 40, greedy(12)};
+            CHECK(engine_submit(a.e, &rq, on_event, &outs[m][r], &outs[m][r].id) == ENGINE_OK);
+            CHECK(wait_all(&outs[m][r], 1) == 0);
+            CHECK_EQ_INT(outs[m][r].n, 12);
+            CHECK_EQ_INT(outs[m][r].bad, 0);
+        }
+        engine_stop(a.e);
+        engine_free(a.e);
+    }
+    const unsigned all_paths = (1u << FORWARD_PATH_COUNT) - 1u;
+    const unsigned small = 1u << FORWARD_PATH_SMALL;
+    /* none: nothing ran */
+    CHECK_EQ_INT(infos[0].n_warmup_shapes, 0);
+    CHECK_EQ_INT(infos[0].warmup_paths, 0);
+    /* kernels: 3 steps (prefill, one decode token, a 31-sequence decode batch; max_num_seqs 16
+     * here, so 16) covering every path; the small-batch kernel exists only with AVX-512 */
+    CHECK_EQ_INT(infos[1].n_warmup_shapes, 3);
+    CHECK_EQ_INT(infos[1].warmup_paths | small, all_paths);
+    /* shapes: prefill 1..128 tokens (8 shapes) + decode 2..16 sequences (4), same paths */
+    CHECK_EQ_INT(infos[2].n_warmup_shapes, 12);
+    CHECK_EQ_INT(infos[2].warmup_paths, infos[1].warmup_paths);
+    /* greedy output identical whichever warm-up ran */
+    for (int m = 1; m < 3; m++)
+        for (int r = 0; r < 2; r++)
+            CHECK(memcmp(outs[m][r].toks, outs[0][r].toks, 12 * sizeof(int32_t)) == 0);
+    /* the mode names round-trip, unknown ones are refused */
+    for (int m = 0; m < 3; m++) {
+        enum engine_warmup_mode got = ENGINE_WARMUP_NONE;
+        CHECK_EQ_INT(engine_warmup_mode_parse(engine_warmup_mode_str(modes[m]), &got), 0);
+        CHECK_EQ_INT(got, modes[m]);
+    }
+    enum engine_warmup_mode unused;
+    CHECK_EQ_INT(engine_warmup_mode_parse("eager", &unused), -1);
 }
 
 static void test_engine_stop_inflight(void)
@@ -882,6 +955,7 @@ int main(void)
     TEST_RUN(test_engine_seeded_sampling);
     TEST_RUN(test_engine_submit_errors);
     TEST_RUN(test_engine_sizing);
+    TEST_RUN(test_engine_warmup_modes);
     TEST_RUN(test_engine_stop_inflight);
     TEST_RUN(test_engine_stress);
     model_free(g_model);

@@ -10,12 +10,15 @@
  *   struct batch_opts o;
  *   batch_opts_defaults(&o);
  *   batch_opts_parse(n_rest, rest, &o, err, sizeof err);     // 0 ok, 1 help, -1 usage error
+ *   struct session s;
+ *   session_init(&s, &po, argc, argv, err, sizeof err);      // po: the shared probe options
  *   struct batch_result *res = xcalloc(1, sizeof *res);
- *   int rc = batch_run(&o, &po, res);                        // 2: usage, nothing launched
+ *   int rc = batch_run(&o, &s, res);                         // 2: usage, nothing launched
  *   struct report *r = report_new("Batching benchmark");
  *   batch_report(res, r);
  *   batch_json_write(res, "results/batch.json", err, sizeof err);
  *   free(res);
+ *   session_free(&s);
  */
 #ifndef SLM_BATCH_BATCH_H
 #define SLM_BATCH_BATCH_H
@@ -28,6 +31,7 @@
 #include "measure/record.h"
 #include "measure/stats.h"
 #include "run/probe_opts.h"
+#include "run/session.h"
 #include "server/scraper.h"
 
 struct report;
@@ -142,11 +146,14 @@ struct batch_result {
     char metrics_note[320]; /* why there are no /metrics numbers, "" when there are */
 };
 
-/* Runs the modes of o against the server of po (launched, or --url) and fills *res (zeroed by the
- * caller; large: allocate it). Returns 0 ok, 1 failed (res->failure says why; partial results
- * are in res), 2 usage error (bad prompt file or lengths: nothing launched, res->failure says
- * why, nothing to report), 130 interrupted. Main thread. */
-int batch_run(const struct batch_opts *o, const struct probe_opts *po, struct batch_result *res);
+/* Runs the modes of o against one launch of the session's server (s->po: launched, or --url)
+ * through the probe core's driver and fills *res (zeroed by the caller; large: allocate it).
+ * Per-request records go to out_dir/batch_requests.jsonl through the session's sink; level
+ * percentiles come from the driver's histograms (measure/hist.h, within 1%). Returns
+ * session_exit_code: 0 ok, 1 failed (res->failure says why; partial results are in res), 130
+ * interrupted; or 2, a usage error (bad prompt file or lengths: nothing launched, res->failure
+ * says why, nothing to report). Main thread; s must outlive the call. */
+int batch_run(const struct batch_opts *o, struct session *s, struct batch_result *res);
 
 /* ---- batch_stats.c ---- */
 /* One sweep row from R repeats: medians of every metric, sums of counts, min/max spreads. */
@@ -159,12 +166,14 @@ void batch_errors_str(const struct batch_level *ls, char *out, size_t n);
 void batch_analyze(struct batch_result *res);
 
 /* ---- batch_report.c ---- */
-/* Adds the meta and every section of batching_benchmark.md/.html, and the tables "sweep" (full
- * column set, concurrency_sweep.csv) and "open" (open_loop.csv). */
+/* Adds the meta and every section of batching_benchmark.md/.html, and the full-width tables
+ * "sweep" (concurrency_sweep.csv: the seed's columns first) and "open" (open_loop.csv), hidden
+ * from the documents (report_table_hide_in_doc), which show them split into narrow tables. */
 void batch_report(const struct batch_result *res, struct report *r);
-/* The full-width tables for the CSV files only: "sweep" (concurrency_sweep.csv: the seed's
- * columns first) and "open" (open_loop.csv), in a section "csv" of r (a report never rendered). */
-void batch_report_csv_tables(const struct batch_result *res, struct report *r);
+/* batching_benchmark.md/.html, concurrency_sweep.csv (and open_loop.csv), batch.json into
+ * s->out_dir, as `slmprobe batch` and `slmprobe lab` both write them. 0, or 1 when a file could
+ * not be written (logged). */
+int batch_write_outputs(const struct batch_result *res, const struct session *s);
 /* The short summary on stdout (seqconc, the sweep, knee, rules, open loop, failure). */
 void batch_print_summary(const struct batch_result *res, FILE *f, const char *out_dir);
 

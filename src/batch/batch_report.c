@@ -11,6 +11,9 @@
 #include "batch/batch.h"
 #include "report/report.h"
 #include "util/buf.h"
+#include "util/log.h"
+
+#define MOD "batch"
 
 static double ms_to_s(double ms)
 {
@@ -352,9 +355,10 @@ static double lcol_num(const struct batch_level *ls, enum lcol c, const char **n
 }
 
 /* A table of levels with the given columns; sweep rows get notes (knee, sweet spot, ...). */
-static void level_table(const struct batch_result *res, struct report_section *s, const char *key,
-                        const char *caption, const enum lcol *cols, int n_cols,
-                        const struct batch_level *lv, int n_lv, int sweep)
+static struct report_table *level_table(const struct batch_result *res, struct report_section *s,
+                                        const char *key, const char *caption,
+                                        const enum lcol *cols, int n_cols,
+                                        const struct batch_level *lv, int n_lv, int sweep)
 {
     struct report_table *tb = report_table_add(s, key, caption);
     for (int j = 0; j < n_cols; j++)
@@ -383,6 +387,7 @@ static void level_table(const struct batch_result *res, struct report_section *s
             }
         }
     }
+    return tb;
 }
 
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -421,18 +426,7 @@ static const enum lcol open_srv_cols[] = {LC_RATE,      LC_GPU_UTIL,    LC_CPU_M
                                           LC_WAIT_MEAN, LC_WAIT_MAX,    LC_GOODPUT_PCT,
                                           LC_GOODPUT_RPS};
 
-void batch_report_csv_tables(const struct batch_result *res, struct report *r)
-{
-    struct report_section *s = report_section_add(r, "csv", "CSV tables");
-    if (res->n_sweep)
-        level_table(res, s, "sweep", NULL, sweep_csv_cols, N_OF(sweep_csv_cols), res->sweep,
-                    res->n_sweep, 1);
-    if (res->n_open)
-        level_table(res, s, "open", NULL, open_csv_cols, N_OF(open_csv_cols), res->open,
-                    res->n_open, 0);
-}
-
-/* Marks the knee and the sweet spot on the throughput-latency chart (one-point series). */
+/* Marks the knee and the sweet spot on the throughput-latency chart. */
 static void chart_marks(const struct batch_result *res, struct report_chart *ch)
 {
     struct {
@@ -444,9 +438,9 @@ static void chart_marks(const struct batch_result *res, struct report_chart *ch)
         if (m[k].i < 0 || m[k].i >= res->n_kl)
             continue;
         const struct knee_level *kl = &res->kl[m[k].i];
-        char name[64];
-        snprintf(name, sizeof name, "%s (concurrency %g)", m[k].what, kl->load);
-        report_chart_series(ch, name, &kl->p95_e2e_s, &kl->tok_s, 1);
+        char label[64];
+        snprintf(label, sizeof label, "%s (concurrency %g)", m[k].what, kl->load);
+        report_chart_mark(ch, kl->p95_e2e_s, kl->tok_s, label);
     }
 }
 
@@ -490,6 +484,10 @@ static void sweep_charts(const struct batch_result *res, struct report_section *
 static void report_sweep(const struct batch_result *res, struct report *r)
 {
     struct report_section *s = report_section_add(r, "sweep", "Concurrency sweep");
+    /* concurrency_sweep.csv: every column; too wide for a page, so the documents show it split. */
+    report_table_hide_in_doc(level_table(res, s, "sweep", NULL, sweep_csv_cols,
+                                         N_OF(sweep_csv_cols), res->sweep, res->n_sweep, 1),
+                             1);
     level_table(res, s, "sweep_latency", "Latency (median over the sweeps)", sweep_lat_cols,
                 N_OF(sweep_lat_cols), res->sweep, res->n_sweep, 1);
     level_table(res, s, "sweep_throughput", "Throughput and counts", sweep_tput_cols,
@@ -507,6 +505,9 @@ static void report_sweep(const struct batch_result *res, struct report *r)
 static void report_open(const struct batch_result *res, struct report *r)
 {
     struct report_section *s = report_section_add(r, "open", "Open-loop load");
+    report_table_hide_in_doc(level_table(res, s, "open", NULL, open_csv_cols, N_OF(open_csv_cols),
+                                         res->open, res->n_open, 0),
+                             1);
     for (int i = 0; i < res->n_open; i++)
         if (res->open_warn[i][0])
             report_bullet(s, "%s", res->open_warn[i]);
@@ -691,3 +692,41 @@ void batch_print_summary(const struct batch_result *res, FILE *f, const char *ou
     fprintf(f, "report: %s/batching_benchmark.md\n", out_dir);
 }
 
+int batch_write_outputs(const struct batch_result *res, const struct session *s)
+{
+    int rc = 0;
+    char path[1200], err[1024];
+    struct report *doc = report_new("Batching benchmark");
+    batch_report(res, doc);
+    const struct {
+        enum report_format f;
+        const char *name;
+    } outs[] = {{REPORT_FORMAT_MARKDOWN, "batching_benchmark.md"},
+                {REPORT_FORMAT_HTML, "batching_benchmark.html"}};
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        session_path(s, outs[i].name, path, sizeof path);
+        if (report_write_file(doc, outs[i].f, path, err, sizeof err) != REPORT_OK) {
+            log_error(MOD, "%s", err);
+            rc = 1;
+        }
+    }
+    const struct {
+        int have;
+        const char *table, *name;
+    } csvs[] = {{res->n_sweep > 0, "sweep", "concurrency_sweep.csv"},
+                {res->n_open > 0, "open", "open_loop.csv"}};
+    for (size_t i = 0; i < sizeof csvs / sizeof csvs[0]; i++) {
+        session_path(s, csvs[i].name, path, sizeof path);
+        if (csvs[i].have && report_write_csv(doc, csvs[i].table, path, err, sizeof err) != 0) {
+            log_error(MOD, "%s", err);
+            rc = 1;
+        }
+    }
+    session_path(s, "batch.json", path, sizeof path);
+    if (batch_json_write(res, path, err, sizeof err) != 0) {
+        log_error(MOD, "%s", err);
+        rc = 1;
+    }
+    report_free(doc);
+    return rc;
+}

@@ -9,55 +9,13 @@
 #include "batch/batch.h"
 #include "commands.h"
 #include "report/report.h"
+#include "run/session.h"
 #include "util/buf.h"
 #include "util/log.h"
-#include "util/redact.h"
 
 #define MOD "batch"
 
 /* Every output file of a run; 0, or 1 when one could not be written (logged). */
-static int write_outputs(const struct batch_result *res, const char *out_dir)
-{
-    int rc = 0;
-    char path[1200], err[1024];
-    struct report *doc = report_new("Batching benchmark");
-    struct report *csv = report_new("Batching benchmark tables");
-    batch_report(res, doc);
-    batch_report_csv_tables(res, csv);
-    const struct {
-        enum report_format f;
-        const char *name;
-    } outs[] = {{REPORT_FORMAT_MARKDOWN, "batching_benchmark.md"},
-                {REPORT_FORMAT_HTML, "batching_benchmark.html"}};
-    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", out_dir, outs[i].name);
-        if (report_write_file(doc, outs[i].f, path, err, sizeof err) != REPORT_OK) {
-            log_error(MOD, "%s", err);
-            rc = 1;
-        }
-    }
-    const struct {
-        int have;
-        const char *table, *name;
-    } csvs[] = {{res->n_sweep > 0, "sweep", "concurrency_sweep.csv"},
-                {res->n_open > 0, "open", "open_loop.csv"}};
-    for (size_t i = 0; i < sizeof csvs / sizeof csvs[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", out_dir, csvs[i].name);
-        if (csvs[i].have && report_write_csv(csv, csvs[i].table, path, err, sizeof err) != 0) {
-            log_error(MOD, "%s", err);
-            rc = 1;
-        }
-    }
-    snprintf(path, sizeof path, "%s/batch.json", out_dir);
-    if (batch_json_write(res, path, err, sizeof err) != 0) {
-        log_error(MOD, "%s", err);
-        rc = 1;
-    }
-    report_free(csv);
-    report_free(doc);
-    return rc;
-}
-
 int cmd_batch(int argc, char **argv)
 {
     int rc = 2;
@@ -82,23 +40,23 @@ int cmd_batch(int argc, char **argv)
         log_error(MOD, "%s", err);
         goto done;
     }
-    if (dir_make_all(po.out_dir) != 0) {
-        log_error(MOD, "cannot create %s", po.out_dir);
-        rc = 1;
+    struct session s;
+    if (session_init(&s, &po, argc, argv, err, sizeof err) != 0) {
+        log_error(MOD, "%s", err);
+        rc = PROBE_EXIT_FAILED;
+        session_free(&s);
         goto done;
     }
-    char line[4000];
-    redact_argv_join(argc, argv, line, sizeof line);
-    snprintf(res->command_line, sizeof res->command_line, "slmprobe %s", line);
-    rc = batch_run(&o, &po, res);
-    if (rc == 2) {
+    rc = batch_run(&o, &s, res);
+    if (rc == PROBE_EXIT_USAGE) {
         log_error(MOD, "%s", res->failure);
-        goto done;
+    } else {
+        if (batch_write_outputs(res, &s) != 0 && rc == PROBE_EXIT_OK)
+            rc = PROBE_EXIT_FAILED;
+        batch_print_summary(res, stdout, s.out_dir);
+        fflush(stdout);
     }
-    if (write_outputs(res, po.out_dir) != 0 && rc == 0)
-        rc = 1;
-    batch_print_summary(res, stdout, po.out_dir);
-    fflush(stdout);
+    session_free(&s);
 done:
     probe_opts_free(&po);
     free(rest);

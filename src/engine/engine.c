@@ -62,7 +62,7 @@ void engine_config_defaults(struct engine_config *cfg)
     cfg->max_num_batched_tokens = 2048;
     cfg->enable_chunked_prefill = 1;
     cfg->enable_prefix_caching = 1;
-    cfg->enforce_eager = 0;
+    cfg->warmup = ENGINE_WARMUP_KERNELS;
     cfg->n_threads = 0;
     cfg->debug_check_invariants = 0;
 }
@@ -80,6 +80,32 @@ const char *engine_finish_str(enum engine_finish f)
         return "abort";
     }
     return "unknown";
+}
+
+const char *engine_warmup_mode_str(enum engine_warmup_mode m)
+{
+    switch (m) {
+    case ENGINE_WARMUP_KERNELS:
+        return "kernels";
+    case ENGINE_WARMUP_SHAPES:
+        return "shapes";
+    case ENGINE_WARMUP_NONE:
+        return "none";
+    }
+    return "unknown";
+}
+
+int engine_warmup_mode_parse(const char *s, enum engine_warmup_mode *out)
+{
+    static const enum engine_warmup_mode all[] = {ENGINE_WARMUP_KERNELS, ENGINE_WARMUP_SHAPES,
+                                                  ENGINE_WARMUP_NONE};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (s && !strcmp(s, engine_warmup_mode_str(all[i]))) {
+            *out = all[i];
+            return 0;
+        }
+    }
+    return -1;
 }
 
 const char *engine_status_str(enum engine_status st)
@@ -161,6 +187,22 @@ static void publish_stats_locked(struct engine *e)
     st->step_tokens_total = s->c.step_tokens;
     st->n_running_peak = s->c.n_running_peak;
     st->n_step_tokens_peak = s->c.n_step_tokens_peak;
+}
+
+/* How the pool was committed: bandwidth, threads, whether huge pages backed it. */
+static void log_kv_commit(const struct kv_cache *kv)
+{
+    const struct bigmem_info *bi = &kv->pool_info;
+    double s = ns_to_s(bi->touch_ns);
+    char thp[96];
+    if (bi->thp_bytes > 0)
+        snprintf(thp, sizeof thp, "yes, %.2f GiB", (double)bi->thp_bytes / GIB);
+    else
+        snprintf(thp, sizeof thp, "%s",
+                 bi->thp_requested ? "requested, none granted" : "not available");
+    log_info("engine", "KV cache pool committed at %.2f GB/s (%.3f s, %d threads, transparent "
+                       "huge pages: %s)",
+             s > 0 ? (double)kv->pool_bytes / s / 1e9 : 0.0, s, bi->n_threads, thp);
 }
 
 struct engine *engine_new(const struct engine_config *cfg_in, struct model *model, char *err,
@@ -262,6 +304,9 @@ struct engine *engine_new(const struct engine_config *cfg_in, struct model *mode
     pthread_cond_init(&e->wake, NULL);
     pthread_cond_init(&e->check_cv, NULL);
 
+    /* The forward first: it sets the OpenMP team size, which the pool's parallel touch uses. */
+    e->fwd = forward_new(model, cfg.max_num_batched_tokens, max_logits, cfg.max_model_len,
+                         cfg.n_threads);
     mono_ns t0 = clock_now_ns();
     if (kv_init(&e->kv, mc->n_layer, mc->n_head_kv * mc->head_dim, bs, n_blocks,
                 cfg.enable_prefix_caching, err, err_len) != 0)
@@ -269,9 +314,7 @@ struct engine *engine_new(const struct engine_config *cfg_in, struct model *mode
     mono_ns kv_ns = clock_now_ns() - t0;
     log_info("engine", "KV cache allocation took %.3f seconds (%.2f GiB, %d blocks of %d tokens)",
              ns_to_s(kv_ns), (double)e->kv.pool_bytes / GIB, n_blocks, bs);
-
-    e->fwd = forward_new(model, cfg.max_num_batched_tokens, max_logits, cfg.max_model_len,
-                         cfg.n_threads);
+    log_kv_commit(&e->kv);
     struct sched_config sc = {cfg.max_num_seqs, cfg.max_num_batched_tokens, cfg.max_model_len,
                               cfg.enable_chunked_prefill};
     if (sched_init(&e->sched, &sc, &e->kv, e->fwd, model) != 0) {
@@ -294,6 +337,10 @@ struct engine *engine_new(const struct engine_config *cfg_in, struct model *mode
     in->gpu_memory_utilization = cfg.gpu_memory_utilization;
     in->device_memory_bytes = cfg.device_memory_bytes;
     in->kv_alloc_ns = kv_ns;
+    in->kv_touch_ns = e->kv.pool_info.touch_ns;
+    in->kv_touch_threads = e->kv.pool_info.n_threads;
+    in->kv_thp_bytes = e->kv.pool_info.thp_bytes;
+    in->warmup_mode = cfg.warmup;
 
     fmt_thousands(in->kv_capacity_tokens, a, sizeof a);
     log_info("engine", "GPU KV cache size: %s tokens", a);
@@ -316,115 +363,197 @@ fail:
 
 /* ---- warm-up ---- */
 
-/* Runs one forward over n_seqs dummy sequences of len tokens each (the last token of the batch
- * wants logits, or every token when decode). 1 if it ran, 0 if the pool could not hold it. */
-static int warmup_shape(struct engine *e, struct kv_seq *seqs, struct kv_seq **tables,
-                        int32_t *tok, int32_t *pos, int32_t *sq, uint8_t *wants, int n_seqs,
-                        const int *lens, int decode)
+/* Scratch for the warm-up's dummy batches. */
+struct warm {
+    struct engine *e;
+    struct kv_seq *seqs;
+    struct kv_seq **tables;
+    int *lens;
+    int32_t *tok, *pos, *sq;
+    uint8_t *wants;
+    int n_tab;
+};
+
+static void warm_init(struct warm *w, struct engine *e, int n_tab, int max_tokens)
 {
+    const int bs = e->cfg.block_size, mml = e->cfg.max_model_len;
+    w->e = e;
+    w->n_tab = n_tab;
+    w->seqs = xcalloc((size_t)n_tab, sizeof *w->seqs);
+    w->tables = xcalloc((size_t)n_tab, sizeof *w->tables);
+    w->lens = xcalloc((size_t)n_tab, sizeof *w->lens);
+    w->tok = xcalloc((size_t)max_tokens, sizeof *w->tok);
+    w->pos = xcalloc((size_t)max_tokens, sizeof *w->pos);
+    w->sq = xcalloc((size_t)max_tokens, sizeof *w->sq);
+    w->wants = xcalloc((size_t)max_tokens, 1);
+    for (int j = 0; j < n_tab; j++)
+        kv_seq_init(&w->seqs[j], (mml + bs - 1) / bs);
+}
+
+static void warm_free(struct warm *w)
+{
+    for (int j = 0; j < w->n_tab; j++)
+        kv_seq_free(&w->seqs[j]);
+    free(w->seqs);
+    free(w->tables);
+    free(w->lens);
+    free(w->tok);
+    free(w->pos);
+    free(w->sq);
+    free(w->wants);
+}
+
+/* Runs one forward over n_seqs dummy sequences of w->lens[j] tokens each (the last token of the
+ * batch wants logits, or every token when decode). 1 if it ran, 0 if the pool could not hold it
+ * or the forward refused it. */
+static int warm_step(struct warm *w, int n_seqs, int decode)
+{
+    struct engine *e = w->e;
     int ok = 1, n = 0;
     for (int j = 0; j < n_seqs && ok; j++)
-        ok = kv_seq_reserve(&e->kv, &seqs[j], lens[j]) == 0;
+        ok = kv_seq_reserve(&e->kv, &w->seqs[j], w->lens[j]) == 0;
     if (ok) {
         for (int j = 0; j < n_seqs; j++) {
-            tables[j] = &seqs[j];
-            for (int p = 0; p < lens[j]; p++) {
-                tok[n] = (int32_t)((p * 31 + j * 7 + 1) % e->model->cfg.n_vocab);
-                pos[n] = p;
-                sq[n] = j;
-                wants[n] = decode;
+            w->tables[j] = &w->seqs[j];
+            for (int p = 0; p < w->lens[j]; p++) {
+                w->tok[n] = (int32_t)((p * 31 + j * 7 + 1) % e->model->cfg.n_vocab);
+                w->pos[n] = p;
+                w->sq[n] = j;
+                w->wants[n] = (uint8_t)decode;
                 n++;
             }
         }
         if (!decode)
-            wants[n - 1] = 1;
-        struct forward_batch fb = {n, tok, pos, sq, wants, n_seqs, tables};
+            w->wants[n - 1] = 1;
+        struct forward_batch fb = {n, w->tok, w->pos, w->sq, w->wants, n_seqs, w->tables};
         int n_logits;
         ok = forward_run(e->fwd, &e->kv, &fb, &n_logits) == FORWARD_OK;
         if (!ok)
-            log_warn("engine", "warm-up shape of %d tokens refused by the forward pass", n);
+            log_warn("engine", "warm-up batch of %d tokens refused by the forward pass", n);
     }
     for (int j = 0; j < n_seqs; j++)
-        kv_seq_release(&e->kv, &seqs[j]);
+        kv_seq_release(&e->kv, &w->seqs[j]);
     return ok;
 }
 
-int engine_warmup(struct engine *e)
+static int max_decode_batch(const struct engine *e)
 {
-    if (e->cfg.enforce_eager) {
-        log_info("engine", "Warm-up skipped (--enforce-eager)");
-        return 0;
-    }
-    mono_ns t0 = clock_now_ns();
+    const int mnbt = e->cfg.max_num_batched_tokens;
+    return e->cfg.max_num_seqs < mnbt ? e->cfg.max_num_seqs : mnbt;
+}
+
+/* One step per batch shape: prefill 1, 2, 4, ... tokens up to max_num_batched_tokens (split
+ * into sequences of at most 64 tokens: the matrix products see the full n-token shape while
+ * attention stays cheap; one 2048-token sequence would spend most of the warm-up in O(n^2)
+ * attention, which warms nothing), then decode 2, 4, ... sequences up to max_num_seqs. */
+static int warmup_shapes(struct engine *e)
+{
     const int mnbt = e->cfg.max_num_batched_tokens, mml = e->cfg.max_model_len;
-    const int bs = e->cfg.block_size;
-    const int max_dec = e->cfg.max_num_seqs < mnbt ? e->cfg.max_num_seqs : mnbt;
-    /* Prefill shapes are split into sequences of at most 64 tokens: the matrix products see the
-     * full n-token shape while attention stays cheap (one 2048-token sequence would spend most
-     * of the warm-up in O(n^2) attention, which warms nothing). */
+    const int max_dec = max_decode_batch(e);
     const int seq_len = mml < 64 ? mml : 64;
     int max_pref = (mnbt + seq_len - 1) / seq_len;
-    int n_tab = max_pref > max_dec ? max_pref : max_dec;
-    struct kv_seq *seqs = xcalloc((size_t)n_tab, sizeof *seqs);
-    struct kv_seq **tables = xcalloc((size_t)n_tab, sizeof *tables);
-    int *lens = xcalloc((size_t)n_tab, sizeof *lens);
-    int32_t *tok = xcalloc((size_t)mnbt, sizeof *tok), *pos = xcalloc((size_t)mnbt, sizeof *pos);
-    int32_t *sq = xcalloc((size_t)mnbt, sizeof *sq);
-    uint8_t *wants = xcalloc((size_t)mnbt, 1);
-    for (int j = 0; j < n_tab; j++)
-        kv_seq_init(&seqs[j], (mml + bs - 1) / bs);
-    uint64_t q0 = e->kv.prefix_queries_tokens, h0 = e->kv.prefix_hits_tokens;
-    uint64_t ev0 = e->kv.n_evictions;
-
-    int n_shapes = 0;
-    /* Prefill shapes: 1, 2, 4, ... tokens, up to max_num_batched_tokens. */
+    struct warm w;
+    warm_init(&w, e, max_pref > max_dec ? max_pref : max_dec, mnbt);
+    int n_steps = 0;
     for (int n = 1;; n = n * 2 < mnbt ? n * 2 : mnbt) {
         int k = 0;
         for (int left = n; left > 0; left -= seq_len)
-            lens[k++] = left < seq_len ? left : seq_len;
-        if (!warmup_shape(e, seqs, tables, tok, pos, sq, wants, k, lens, 0)) {
+            w.lens[k++] = left < seq_len ? left : seq_len;
+        if (!warm_step(&w, k, 0)) {
             log_warn("engine", "warm-up: the KV pool cannot hold a %d-token batch; larger "
                                "shapes skipped", n);
             break;
         }
-        n_shapes++;
+        n_steps++;
         if (n == mnbt)
             break;
     }
-    /* Decode shapes: 2, 4, ... sequences of one token each (logits for all), up to
-     * max_num_seqs. */
     for (int k = 2; k <= max_dec; k = k * 2 < max_dec ? k * 2 : max_dec) {
         for (int j = 0; j < k; j++)
-            lens[j] = 1;
-        if (!warmup_shape(e, seqs, tables, tok, pos, sq, wants, k, lens, 1))
+            w.lens[j] = 1;
+        if (!warm_step(&w, k, 1))
             break;
-        n_shapes++;
+        n_steps++;
         if (k == max_dec)
             break;
     }
+    warm_free(&w);
+    return n_steps;
+}
+
+/* Decode batch of the kernels warm-up: within the small-batch kernel's 2..32 rows and not a
+ * multiple of 4, so both its 4-row and its 1-row tiles run (forward.c). */
+#define WARM_SMALL_BATCH 31
+/* Prefill of the kernels warm-up: above 32 tokens (sgemm, not the small kernel) and at least
+ * ATT_RUN_MIN consecutive positions (tiled attention), two attention tiles. */
+#define WARM_PREFILL_TOKENS 64
+
+/* Each kernel path once: a prefill (sgemm products, tiled attention, a one-row output
+ * projection), one decode token (sgemv, per-token attention), one small decode batch (the
+ * small-batch kernel for the layers and the output projection). What a CPU needs warmed is
+ * code, the OpenMP team and OpenBLAS's buffers, not one step per shape. */
+static int warmup_kernels(struct engine *e)
+{
+    const int mnbt = e->cfg.max_num_batched_tokens, mml = e->cfg.max_model_len;
+    int n_pref = WARM_PREFILL_TOKENS;
+    n_pref = n_pref < mnbt ? n_pref : mnbt;
+    n_pref = n_pref < mml ? n_pref : mml;
+    int n_dec = max_decode_batch(e);
+    n_dec = n_dec < WARM_SMALL_BATCH ? n_dec : WARM_SMALL_BATCH;
+    struct warm w;
+    warm_init(&w, e, n_dec, n_pref > n_dec ? n_pref : n_dec);
+    /* Every layer has the same shapes, so one layer runs the same kernels as all of them: the
+     * steps cost a layer and the output projection instead of a full pass each. */
+    forward_limit_layers(e->fwd, 1);
+    int n_steps = 0;
+    w.lens[0] = n_pref;
+    if (warm_step(&w, 1, 0))
+        n_steps++;
+    w.lens[0] = 1;
+    if (warm_step(&w, 1, 1))
+        n_steps++;
+    for (int j = 0; j < n_dec; j++)
+        w.lens[j] = 1;
+    if (n_dec >= 2 && warm_step(&w, n_dec, 1))
+        n_steps++;
+    forward_limit_layers(e->fwd, 0);
+    warm_free(&w);
+    return n_steps;
+}
+
+int engine_warmup(struct engine *e)
+{
+    if (e->cfg.warmup == ENGINE_WARMUP_NONE) {
+        log_info("engine", "Warm-up skipped (--enforce-eager)");
+        return 0;
+    }
+    mono_ns t0 = clock_now_ns();
+    uint64_t q0 = e->kv.prefix_queries_tokens, h0 = e->kv.prefix_hits_tokens;
+    uint64_t ev0 = e->kv.n_evictions;
+    uint64_t runs0[FORWARD_PATH_COUNT];
+    memcpy(runs0, e->fwd->path_runs, sizeof runs0);
+
+    int n_steps = e->cfg.warmup == ENGINE_WARMUP_SHAPES ? warmup_shapes(e) : warmup_kernels(e);
 
     /* Leave no trace: nothing was committed (no hashes), counters restored. */
     e->kv.prefix_queries_tokens = q0;
     e->kv.prefix_hits_tokens = h0;
     e->kv.n_evictions = ev0;
-    for (int j = 0; j < n_tab; j++)
-        kv_seq_free(&seqs[j]);
-    free(seqs);
-    free(tables);
-    free(lens);
-    free(tok);
-    free(pos);
-    free(sq);
-    free(wants);
+    unsigned paths = 0;
+    for (int p = 0; p < FORWARD_PATH_COUNT; p++)
+        if (e->fwd->path_runs[p] > runs0[p])
+            paths |= 1u << p;
 
     mono_ns dt = clock_now_ns() - t0;
     pthread_mutex_lock(&e->mu);
     e->info.warmup_ns = dt;
-    e->info.n_warmup_shapes = n_shapes;
+    e->info.n_warmup_shapes = n_steps;
+    e->info.warmup_paths = paths;
     publish_stats_locked(e);
     pthread_mutex_unlock(&e->mu);
-    log_info("engine", "Warm-up took %.3f seconds (%d batch shapes)", ns_to_s(dt), n_shapes);
-    return n_shapes;
+    log_info("engine", "Warm-up took %.3f seconds (%d batch shapes, --warmup %s)", ns_to_s(dt),
+             n_steps, engine_warmup_mode_str(e->cfg.warmup));
+    return n_steps;
 }
 
 /* ---- the engine thread ---- */

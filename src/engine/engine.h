@@ -8,7 +8,8 @@
  *   cfg.max_model_len = 2048;
  *   struct engine *e = engine_new(&cfg, model, err, sizeof err); // sizes + allocates the KV pool,
  *                                                               // logs the KV capacity lines
- *   engine_warmup(e);                  // one dummy step per batch shape (skipped if enforce_eager)
+ *   engine_warmup(e);                  // cfg.warmup: each kernel path once (default), one step
+ *                                      // per batch shape, or none
  *   engine_start(e);                   // engine thread
  *   engine_submit(e, &req, on_event, ctx);   // from any thread
  *   ...
@@ -18,9 +19,11 @@
  * Start-up log lines (stderr, module "engine"); the probe's log parser relies on this wording:
  *   "Available KV cache memory: %.2f GiB"                 (may be negative, before a failure)
  *   "KV cache allocation took %.3f seconds (%.2f GiB, %d blocks of %d tokens)"
+ *   "KV cache pool committed at %.2f GB/s (%d threads, transparent huge pages: %s)"
  *   "GPU KV cache size: %s tokens"                        (%s with thousands separators)
  *   "Maximum concurrency for %s tokens per request: %.2fx"
- *   "Warm-up took %.3f seconds (%d batch shapes)"  or  "Warm-up skipped (--enforce-eager)"
+ *   "Warm-up took %.3f seconds (%d batch shapes, --warmup %s)"  (N = forward steps run)
+ *   or  "Warm-up skipped (--enforce-eager)"                (--warmup none)
  */
 #ifndef SLM_ENGINE_H
 #define SLM_ENGINE_H
@@ -30,6 +33,20 @@
 
 #include "engine/model.h"
 #include "util/clock.h"
+
+/* What engine_warmup runs before the server is ready. */
+enum engine_warmup_mode {
+    ENGINE_WARMUP_KERNELS = 0, /* each kernel path once: a prefill (sgemm, tiled attention), one
+                                  decode token (sgemv, per-token attention), one small decode
+                                  batch (the 2..32-row kernel); the default */
+    ENGINE_WARMUP_SHAPES,      /* one step per batch shape: prefill 1, 2, 4, ... tokens up to
+                                  max_num_batched_tokens, decode 2, 4, ... up to max_num_seqs
+                                  (the analogue of CUDA graph capture) */
+    ENGINE_WARMUP_NONE,        /* no warm-up (vLLM's --enforce-eager) */
+};
+const char *engine_warmup_mode_str(enum engine_warmup_mode m); /* "kernels", "shapes", "none" */
+/* "kernels" / "shapes" / "none" -> *out. 0, or -1 if s is none of them. */
+int engine_warmup_mode_parse(const char *s, enum engine_warmup_mode *out);
 
 struct engine_config {
     int block_size;                 /* tokens per KV block; default 16 */
@@ -41,7 +58,7 @@ struct engine_config {
     int max_num_batched_tokens;     /* default 2048 */
     int enable_chunked_prefill;     /* default 1 */
     int enable_prefix_caching;      /* default 1 */
-    int enforce_eager;              /* 1: skip warm-up */
+    enum engine_warmup_mode warmup; /* default ENGINE_WARMUP_KERNELS */
     int n_threads;                  /* compute threads; 0 = number of CPUs */
     int debug_check_invariants;     /* 1: check KV + scheduler invariants after every step on the
                                        engine thread; abort() with the message on failure */
@@ -109,8 +126,8 @@ const char *engine_status_str(enum engine_status st);
  * The model must outlive the engine. Main thread. */
 struct engine *engine_new(const struct engine_config *cfg, struct model *model, char *err,
                           size_t err_len);
-/* Runs one dummy step at each batch shape (1, 2, 4, ... up to max_num_batched_tokens tokens),
- * unless enforce_eager. Before engine_start. Returns the number of shapes run. */
+/* Runs the dummy steps cfg.warmup asks for (see enum engine_warmup_mode); leaves the KV cache and
+ * its counters as they were. Before engine_start. Returns the number of forward steps run. */
 int engine_warmup(struct engine *e);
 int engine_start(struct engine *e);    /* starts the engine thread; 0 or -1 */
 /* Any thread. On success *req_id_out is set and events will follow via cb(ud, ...). */
@@ -164,7 +181,12 @@ struct engine_info {
     uint64_t device_memory_bytes;
     mono_ns kv_alloc_ns;
     mono_ns warmup_ns;
-    int n_warmup_shapes;
+    int n_warmup_shapes;          /* forward steps the warm-up ran */
+    enum engine_warmup_mode warmup_mode;
+    unsigned warmup_paths;        /* bit p set: the warm-up ran forward path p (forward.h) */
+    uint64_t kv_touch_ns;         /* the pool's parallel first touch (part of kv_alloc_ns) */
+    int kv_touch_threads;
+    uint64_t kv_thp_bytes;        /* pool bytes backed by transparent huge pages (approx.) */
 };
 void engine_get_info(struct engine *e, struct engine_info *out);
 

@@ -222,6 +222,11 @@ void forward_free(struct forward *f)
     free(f);
 }
 
+void forward_limit_layers(struct forward *f, int n_layer)
+{
+    f->n_layers_run = n_layer > 0 ? n_layer : 0;
+}
+
 int forward_n_threads(const struct forward *f)
 {
     return f->n_threads;
@@ -653,6 +658,48 @@ static void attend_tile(const struct forward *f, const struct kv_cache *kv,
     }
 }
 
+const char *forward_path_str(enum forward_path p)
+{
+    switch (p) {
+    case FORWARD_PATH_GEMV:
+        return "gemv";
+    case FORWARD_PATH_SMALL:
+        return "small";
+    case FORWARD_PATH_GEMM:
+        return "gemm";
+    case FORWARD_PATH_ATT_TILE:
+        return "attention-tile";
+    case FORWARD_PATH_ATT_SHORT:
+        return "attention-short";
+    case FORWARD_PATH_COUNT:
+        break;
+    }
+    return "unknown";
+}
+
+/* The path lin_slice takes for m input rows. */
+static enum forward_path lin_path(int m)
+{
+    if (lin_small && m >= LIN_SMALL_MIN && m <= LIN_SMALL_MAX)
+        return FORWARD_PATH_SMALL;
+    return m == 1 ? FORWARD_PATH_GEMV : FORWARD_PATH_GEMM;
+}
+
+/* Counts the paths one step takes (layer products over n rows, the output projection over
+ * n_logits rows, the attention kinds). */
+static void count_paths(struct forward *f, int n, int n_logits, int n_tiles, int n_short)
+{
+    int used[FORWARD_PATH_COUNT] = {0};
+    used[lin_path(n)] = 1;
+    if (n_logits > 0)
+        used[lin_path(n_logits)] = 1;
+    used[FORWARD_PATH_ATT_TILE] = n_tiles > 0;
+    used[FORWARD_PATH_ATT_SHORT] = n_short > 0;
+    for (int p = 0; p < FORWARD_PATH_COUNT; p++)
+        f->path_runs[p] += (uint64_t)used[p];
+    f->n_runs++;
+}
+
 /* Sorts the batch's tokens for attention: runs of >= ATT_RUN_MIN consecutive positions of one
  * sequence become tiles (attend_tile), the rest go to the per-(token, head) loop. */
 static void plan_attention(struct forward *f, const struct forward_batch *b, int *n_short,
@@ -753,7 +800,9 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
         }
     }
 
-    for (int l = 0; l < c->n_layer; l++) {
+    const int n_layer = f->n_layers_run > 0 && f->n_layers_run < c->n_layer ? f->n_layers_run
+                                                                              : c->n_layer;
+    for (int l = 0; l < n_layer; l++) {
         const struct layer_weights *L = &m->w.layers[l];
 
 #pragma omp parallel for num_threads(nt) schedule(static) if (par_norm)
@@ -827,6 +876,7 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
                 c->norm_eps);
     if (n_logits > 0)
         linear(f, s->logits, s->xl, m->w.output, n_logits, c->n_vocab, E, 0.0f);
+    count_paths(f, n, n_logits, n_tiles, n_short);
     *n_logits_out = n_logits;
     return FORWARD_OK;
 }

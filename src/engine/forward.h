@@ -84,6 +84,17 @@ struct run_state {
     int32_t *tile_i0, *tile_n, *tile_g; /* [max_tiles] prefill attention tiles */
 };
 
+/* Kernel paths a step can take (counted per forward_run, for the warm-up and its tests). */
+enum forward_path {
+    FORWARD_PATH_GEMV = 0,   /* one-row products (cblas_sgemv) */
+    FORWARD_PATH_SMALL,      /* 2..32-row products, the AVX-512 small-batch kernel */
+    FORWARD_PATH_GEMM,       /* larger products (cblas_sgemm; every m > 1 without AVX-512) */
+    FORWARD_PATH_ATT_TILE,   /* prefill attention tiles (sgemm, online softmax) */
+    FORWARD_PATH_ATT_SHORT,  /* per-(token, head) attention (decode, short runs) */
+    FORWARD_PATH_COUNT
+};
+const char *forward_path_str(enum forward_path p); /* "gemv", "small", "gemm", ... */
+
 struct forward {
     const struct model *model;
     struct run_state s;
@@ -95,6 +106,9 @@ struct forward {
     size_t tile_scratch_floats;
     int max_tiles;
     uint64_t workspace_bytes;
+    int n_layers_run;                         /* 0: all layers (forward_limit_layers) */
+    uint64_t n_runs;                          /* successful forward_run calls */
+    uint64_t path_runs[FORWARD_PATH_COUNT];   /* calls that used each path at least once */
 };
 
 enum forward_status {
@@ -127,6 +141,10 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
  * sampler may mask entries). Valid until the next forward_run. */
 float *forward_logits(struct forward *f, int r);
 
+/* Warm-up hook: later runs compute only the first n_layer layers (then the final norm and the
+ * output projection); 0 restores all. The other layers' K/V are not written, so the logits
+ * are meaningless: only for steps whose blocks are released uncommitted (engine_warmup). */
+void forward_limit_layers(struct forward *f, int n_layer);
 /* Threads used by forward_new (after resolving 0). */
 int forward_n_threads(const struct forward *f);
 

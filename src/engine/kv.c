@@ -15,6 +15,7 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
+#include "engine/bigmem.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -157,18 +158,14 @@ int kv_init(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_
                  n_layer, n_blocks, block_size, kv_dim);
         return -1;
     }
-    float *pool = malloc(bytes);
+    struct bigmem_info bi;
+    float *pool = bigmem_alloc(bytes, 1, &bi);
     if (!pool) {
         snprintf(err, err_len, "kv: cannot allocate the KV pool: %zu bytes (%.3f GiB): %s", bytes,
                  (double)bytes / (1024.0 * 1024.0 * 1024.0), strerror(errno));
         return -1;
     }
-    /* Write every page (a non-zero byte, so the compiler cannot turn malloc+memset into calloc
-     * and leave the pages unbacked), then zero the whole pool. */
-    volatile unsigned char *touch = (volatile unsigned char *)pool;
-    for (size_t off = 0; off < bytes; off += 4096)
-        touch[off] = 1;
-    memset(pool, 0, bytes);
+    kv->pool_info = bi; /* committed (every page written once, in parallel) and zero */
 
     kv->n_layer = n_layer;
     kv->kv_dim = kv_dim;
@@ -198,7 +195,7 @@ void kv_free(struct kv_cache *kv)
 {
     if (!kv)
         return;
-    free(kv->pool);
+    bigmem_free(kv->pool, kv->pool_bytes);
     free(kv->meta);
     free(kv->map_keys);
     free(kv->map_vals);

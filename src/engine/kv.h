@@ -8,7 +8,7 @@
  * except kv_count (read under the engine's stats lock by the caller).
  *
  *   struct kv_cache kv;
- *   kv_init(&kv, n_layer, kv_dim, 16, n_blocks, 1);     // allocates + touches the pool
+ *   kv_init(&kv, n_layer, kv_dim, 16, n_blocks, 1);     // allocates + commits the pool
  *   struct kv_seq s;
  *   kv_seq_init(&s, max_blocks_per_seq);
  *   int n_cached = kv_seq_match_prefix(&kv, &s, prompt, n_prompt);   // admission: takes refs
@@ -23,6 +23,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "engine/bigmem.h"
 
 struct kv_block_meta {
     int32_t ref;        /* sequences holding the block */
@@ -42,6 +44,7 @@ struct kv_cache {
     int enable_prefix_caching;
     float *pool;          /* n_layer x 2 x n_blocks x block_size x kv_dim floats */
     size_t pool_bytes;
+    struct bigmem_info pool_info; /* how the pool was committed: THP, touch time, threads */
     struct kv_block_meta *meta; /* [n_blocks] */
     int32_t free_head, free_tail;   /* blocks never used or evicted (no hash) */
     int32_t lru_head, lru_tail;     /* evictable: head = least recently used */
@@ -66,8 +69,10 @@ struct kv_seq {
     int n_hashed;         /* leading full blocks whose hash is known (registered or hit) */
 };
 
-/* Allocates the pool (and writes every page so resident memory shows it). 0, or -1 if the
- * allocation failed (message in err). */
+/* Allocates the pool (bigmem.h: a 2 MiB-aligned map with transparent huge pages where the
+ * kernel allows, every page written once by the OpenMP team, so resident memory shows the whole
+ * pool before the engine is ready) and leaves it zero. 0, or -1 if the allocation failed
+ * (message in err). */
 int kv_init(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_blocks,
             int enable_prefix_caching, char *err, size_t err_len);
 void kv_free(struct kv_cache *kv); /* NULL-safe */

@@ -2,12 +2,14 @@
  * File I/O lives in model_file.c (GGUF through gguf.c); compute lives in forward.c. */
 #include "engine/model.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "engine/bigmem.h"
 #include "util/buf.h"
 
 struct preset {
@@ -225,7 +227,14 @@ struct model *model_new_random(const struct model_config *cfg, uint64_t seed, ch
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += (size_t)(d[i].ne[0] * d[i].ne[1]);
-    m->owned = xmalloc(total * sizeof(float));
+    m->owned = bigmem_alloc(total * sizeof(float), 0, NULL);
+    if (!m->owned) {
+        snprintf(err, err_len, "cannot allocate %zu bytes of weights: %s", total * sizeof(float),
+                 strerror(errno));
+        free(d);
+        free(m);
+        return NULL;
+    }
     m->owned_floats = total;
     float **ptrs = xcalloc((size_t)n, sizeof *ptrs);
     size_t off = 0;
@@ -253,7 +262,7 @@ void model_free(struct model *m)
         return;
     if (m->map)
         munmap(m->map, m->map_bytes);
-    free(m->owned);
+    bigmem_free(m->owned, m->owned_floats * sizeof(float));
     free(m->w.layers);
     tokenizer_free(&m->tok);
     free(m);

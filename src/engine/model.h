@@ -71,7 +71,9 @@ struct model_weights {
 struct model_load_stats {
     mono_ns open_ns;    /* open + validate header + mmap or read() */
     mono_ns touch_ns;   /* first touch of every weight page (mmap) */
-    mono_ns convert_ns; /* f16 -> f32 */
+    mono_ns convert_ns; /* f16 -> f32 (OpenMP team, into huge-page-backed memory) */
+    uint64_t convert_bytes;  /* f32 bytes written by the conversion */
+    int convert_threads;
     uint64_t file_bytes;
 };
 
@@ -85,7 +87,7 @@ struct model {
     /* storage (private) */
     void *map;              /* mmap of the file, or NULL */
     size_t map_bytes;
-    float *owned;           /* heap f32 storage (random, converted f16, or read()) */
+    float *owned;           /* f32 storage (random, converted f16, or read()); bigmem.h */
     size_t owned_floats;
 };
 

@@ -55,7 +55,13 @@ static void usage(FILE *f)
         "  --no-enable-chunked-prefill\n"
         "  --enable-prefix-caching       reuse KV blocks of shared prompt prefixes (default on)\n"
         "  --no-enable-prefix-caching\n"
-        "  --enforce-eager               skip the warm-up steps\n"
+        "  --warmup kernels|shapes|none  warm-up before ready (default kernels): kernels =\n"
+        "                                each kernel path once (a prefill, one decode token,\n"
+        "                                one small decode batch); shapes = one step per batch\n"
+        "                                shape (prefill 1, 2, 4, ... tokens, decode 2, 4, ...\n"
+        "                                sequences; the analogue of CUDA graph capture);\n"
+        "                                none = no warm-up\n"
+        "  --enforce-eager               same as --warmup none\n"
         "  --load-format mmap|read       how weights are loaded (default mmap)\n"
         "  --threads N                   compute threads (default: number of CPUs)\n"
         "  --seed N                      requests without a seed get seeds derived from N\n"
@@ -188,7 +194,7 @@ static int parse_args(int argc, char **argv, struct serve_opts *o)
             else if (!strcmp(name, "--enable-prompt-tokens-details"))
                 o->sc.enable_prompt_tokens_details = 1;
             else if (!strcmp(name, "--enforce-eager"))
-                o->ec.enforce_eager = 1;
+                o->ec.warmup = ENGINE_WARMUP_NONE;
             else if (!strcmp(name, "--enable-log-requests"))
                 o->sc.log_requests = 1;
             else if (!strcmp(name, "--disable-log-requests"))
@@ -218,6 +224,7 @@ static int parse_args(int argc, char **argv, struct serve_opts *o)
             "--max-body-bytes",
             "--seed",
             "--drain-timeout",
+            "--warmup",
         };
         int known = 0;
         for (size_t k = 0; k < sizeof value_flags / sizeof value_flags[0]; k++)
@@ -296,6 +303,9 @@ static int parse_args(int argc, char **argv, struct serve_opts *o)
                 bad = "a positive integer";
             else
                 o->ec.max_num_batched_tokens = n;
+        } else if (!strcmp(name, "--warmup")) {
+            if (engine_warmup_mode_parse(val, &o->ec.warmup) != 0)
+                bad = "kernels, shapes or none";
         } else if (!strcmp(name, "--load-format")) {
             if (!strcmp(val, "mmap"))
                 o->load_format = MODEL_LOAD_MMAP;
