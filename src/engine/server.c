@@ -27,6 +27,7 @@
 #include <event2/thread.h>
 
 #include "engine/api_metrics.h"
+#include "engine/chat_format.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/json.h"
@@ -137,6 +138,7 @@ struct q_item {
 
 struct server {
     struct server_config cfg; /* strings below are owned copies */
+    enum chat_format chat_fmt; /* from the model's tokenizer.chat_template (server_set_ready) */
     char *host;
     char *api_key;
     char *served_model_name;
@@ -719,7 +721,7 @@ static void gen_finish_client(struct gen *g, enum api_finish fin, mono_ns t_fini
 static void gen_add_token(struct gen *g, int32_t token)
 {
     const struct tokenizer *tok = &g->srv->model->tok;
-    if (token == tok->eos_id || token == tok->bos_id)
+    if (tokenizer_is_eog(tok, token) || token == tok->bos_id)
         return;
     size_t n = 0;
     const char *piece = tokenizer_piece(tok, token, &n);
@@ -1038,15 +1040,19 @@ static int encode_text(struct server *s, const char *text, size_t len, int32_t *
 {
     if (len > (size_t)INT32_MAX / 2)
         return perr_set(e, 400, param, "prompt too long");
-    int32_t *ids = xmalloc((len ? len : 1) * sizeof *ids);
-    size_t n = tokenizer_encode(&s->model->tok, text, len, ids, len);
-    if (n > len) { /* the tokenizer's contract is one token per byte; never trust blindly */
+    const struct tokenizer *tok = &s->model->tok;
+    size_t bos = tok->add_bos && tok->bos_id >= 0; /* tokenizer.ggml.add_bos_token */
+    int32_t *ids = xmalloc((len + bos + 1) * sizeof *ids);
+    size_t n = tokenizer_encode(tok, text, len, ids + bos, len);
+    if (n > len) { /* SPM's space prefix can add a token; never trust a count blindly */
         free(ids);
-        ids = xmalloc(n * sizeof *ids);
-        tokenizer_encode(&s->model->tok, text, len, ids, n);
+        ids = xmalloc((n + bos) * sizeof *ids);
+        tokenizer_encode(tok, text, len, ids + bos, n);
     }
+    if (bos)
+        ids[0] = tok->bos_id;
     *out = ids;
-    *n_out = (int)n;
+    *n_out = (int)(n + bos);
     return 0;
 }
 
@@ -1083,9 +1089,9 @@ static int parse_prompt(struct server *s, const struct json *root, int32_t **out
     return parse_token_array(s, p, "prompt", out, n_out, e);
 }
 
-/* Chat template (docs/serve.md): "<|role|>\ncontent\n" per message, then "<|assistant|>\n". */
+/* Chat format (docs/serve.md, chat_format.h) chosen from the model's tokenizer.chat_template. */
 static int build_chat_prompt(const struct json *root, int add_generation_prompt, struct buf *b,
-                             struct perr *e)
+                             struct perr *e, enum chat_format fmt)
 {
     const struct json *msgs = json_get(root, "messages");
     if (is_absent(msgs))
@@ -1102,9 +1108,7 @@ static int build_chat_prompt(const struct json *root, int add_generation_prompt,
         if (!role || rlen == 0 || rlen > 64 || memchr(role, '\n', rlen) || memchr(role, '|', rlen))
             return perr_set(e, 400, "messages",
                             "message %zu needs a 'role' string (1-64 bytes, no '|' or newline)", i);
-        o_puts(&o, "<|");
-        o_putn(&o, role, rlen);
-        o_puts(&o, "|>\n");
+        o.st = o.st ? o.st : chat_format_open(fmt, role, rlen, b);
         const struct json *content = json_get(m, "content");
         size_t clen;
         const char *ctext = json_str(content, &clen);
@@ -1126,10 +1130,10 @@ static int build_chat_prompt(const struct json *root, int add_generation_prompt,
             return perr_set(e, 400, "messages",
                             "message %zu: 'content' must be a string or a list of text parts", i);
         }
-        o_puts(&o, "\n");
+        o.st = o.st ? o.st : chat_format_close(fmt, b);
     }
     if (add_generation_prompt)
-        o_puts(&o, "<|assistant|>\n");
+        o.st = o.st ? o.st : chat_format_generation_prompt(fmt, b);
     if (o.st != BUF_OK)
         return perr_set(e, 413, "messages", "chat prompt larger than %zu bytes", b->cap_bytes);
     return 0;
@@ -1322,7 +1326,7 @@ static void handle_generate(struct conn *c, enum gen_kind kind)
             goto fail;
         if (!r)
             add_gen = 1;
-        if (build_chat_prompt(root, add_gen, &chat, &e) < 0)
+        if (build_chat_prompt(root, add_gen, &chat, &e, s->chat_fmt) < 0)
             goto fail;
         if (encode_text(s, chat.data ? chat.data : "", chat.len, &p.prompt, &p.n_prompt, &e,
                         "messages") < 0)
@@ -1443,7 +1447,7 @@ static void handle_tokenize(struct conn *c)
             goto fail;
         if (!r)
             add_gen = 1;
-        if (build_chat_prompt(root, add_gen, &chat, &e) < 0 ||
+        if (build_chat_prompt(root, add_gen, &chat, &e, s->chat_fmt) < 0 ||
             encode_text(s, chat.data ? chat.data : "", chat.len, &ids, &n, &e, "messages") < 0)
             goto fail;
     } else {
@@ -2407,6 +2411,11 @@ int server_set_ready(struct server *s, struct engine *e, struct model *m)
         if (m->tok.piece_len && (int)m->tok.piece_len[i] > max_piece)
             max_piece = (int)m->tok.piece_len[i];
     s->max_piece_len = max_piece;
+    int known;
+    s->chat_fmt = chat_format_detect(m->tok.chat_template, &known);
+    if (!known)
+        log_warn("serve", "chat template not recognised; /v1/chat/completions uses the default "
+                 "format (docs/serve.md)");
     api_metrics_init(&s->metrics, s->info.max_model_len);
     s->metrics_ready = 1;
     engine_get_stats(e, &s->last_stats);
