@@ -10,6 +10,7 @@
 
 #include "util/buf.h"
 #include "util/json.h"
+#include "util/log.h"
 
 #define HF_MAX_FILE_BYTES ((size_t)512 << 20)
 #define HF_MAX_VOCAB (1 << 22)
@@ -255,8 +256,11 @@ static int hf_build(struct hf *h, const struct json *root, const struct json *cf
     int bos = config_token(cfg, "bos_token", out), eos = config_token(cfg, "eos_token", out);
     if (bos < 0)
         bos = config_token(cfg, "pad_token", out);
-    if (eos >= 0) {
-        if (out->n_eog < 8 && !tokenizer_is_eog(out, out->eos_id) && out->eos_id >= 0)
+    if (eos >= 0 && eos != out->eos_id) {
+        int listed = 0; /* the vocabulary's own end token keeps ending generation */
+        for (int i = 0; i < out->n_eog; i++)
+            listed |= out->eog[i] == out->eos_id;
+        if (!listed && out->n_eog < 8 && out->eos_id >= 0)
             out->eog[out->n_eog++] = out->eos_id;
         out->eos_id = eos;
     }
@@ -291,10 +295,9 @@ int tok_hf_load(const char *json_path, struct tokenizer *out, char *err, size_t 
         snprintf(err, err_len, "%s: %s", json_path, h.err);
         goto done;
     }
-    if (ctext && !(cfg = json_parse(ctext, clen, h.err, sizeof h.err))) {
-        snprintf(err, err_len, "%s: %s", cfg_path, h.err);
-        goto done;
-    }
+    if (ctext && !(cfg = json_parse(ctext, clen, h.err, sizeof h.err)))
+        log_warn("model", "%s: %s; ignored (defaults for BOS/EOS, no chat template)", cfg_path,
+                 h.err); /* e.g. Llama-2's model_max_length 1e30 written as an integer */
     if (hf_build(&h, root, cfg, out)) {
         snprintf(err, err_len, "%s: %s", json_path, h.err);
         goto done;
