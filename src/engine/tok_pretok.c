@@ -141,8 +141,9 @@ static size_t contraction(const struct cps *c, size_t i, int fold)
     return 0;
 }
 
-/* \s*[\r\n]+ | \s+(?!\S) | \s+ at i; returns the match end, or i when no whitespace is there. */
-static size_t whitespace_run(const struct cps *c, size_t i)
+/* (\s*[\r\n]+ when rn, llama-bpe/qwen2 only) | \s+(?!\S) | \s+ at i; returns the match end,
+ * or i when no whitespace is there. */
+static size_t whitespace_run(const struct cps *c, size_t i, int rn)
 {
     size_t n = 0, last_rn = 0;
     while (F(c, i + n) & CF_SPACE) {
@@ -150,7 +151,7 @@ static size_t whitespace_run(const struct cps *c, size_t i)
             last_rn = i + n + 1;
         n++;
     }
-    if (last_rn)
+    if (rn && last_rn)
         return last_rn;
     if (n > 1 && i + n < c->n)
         return i + n - 1;
@@ -185,7 +186,7 @@ static size_t next_llama3(const struct cps *c, size_t i, size_t max_digits)
             j++;
         return j;
     }
-    size_t e = whitespace_run(c, i);
+    size_t e = whitespace_run(c, i, 1);
     return e > i ? e : i + 1;
 }
 
@@ -208,7 +209,7 @@ static size_t next_gpt2(const struct cps *c, size_t i)
             j++;
         return j;
     }
-    size_t e = whitespace_run(c, i);
+    size_t e = whitespace_run(c, i, 0);
     return e > i ? e : i + 1;
 }
 
