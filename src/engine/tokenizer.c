@@ -856,7 +856,8 @@ size_t tokenizer_encode(const struct tokenizer *t, const char *text, size_t len,
         seg = i;
     }
     size_t n = e.n_ids;
-    memcpy(out, e.ids, (n < max_out ? n : max_out) * sizeof *out);
+    if (n && max_out)
+        memcpy(out, e.ids, (n < max_out ? n : max_out) * sizeof *out);
     free(e.ids);
     free(e.sym);
     free(e.heap);
