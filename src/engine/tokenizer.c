@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/log.h"
+
 #define TOK_MAX_VOCAB (1 << 22)
 
 static const char spm_space[] = "\xe2\x96\x81"; /* U+2581 LOWER ONE EIGHTH BLOCK */
@@ -392,6 +394,7 @@ static int build_merges(struct tokenizer *t, const char *const *merges, size_t n
     t->merge_hash = xcalloc(t->merge_hash_cap, sizeof *t->merge_hash);
     char *cat = NULL;
     int rc = -1;
+    size_t n_skipped = 0;
     for (size_t i = 0; i < n; i++) {
         const char *m = merges[i] ? merges[i] : "";
         const char *sp = m[0] ? strchr(m + 1, ' ') : NULL;
@@ -405,10 +408,9 @@ static int build_merges(struct tokenizer *t, const char *const *merges, size_t n
         memcpy(cat + la, sp + 1, lb + 1);
         int a = str_find(th, tcap, &k, m, la), b = str_find(th, tcap, &k, sp + 1, lb);
         int r = str_find(th, tcap, &k, cat, la + lb);
-        if (a < 0 || b < 0 || r < 0) {
-            snprintf(err, err_len, "merge %zu ('%.40s') names a token not in the vocabulary", i,
-                     m);
-            goto done;
+        if (a < 0 || b < 0 || r < 0) { /* unusable, as in llama.cpp: counted, then warned */
+            n_skipped++;
+            continue;
         }
         if (merge_find(t, a, b) >= 0)
             continue; /* a repeated pair keeps its first (lowest) rank */
@@ -421,6 +423,9 @@ static int build_merges(struct tokenizer *t, const char *const *merges, size_t n
             h = (h + 1) & mask;
         t->merge_hash[h] = (uint32_t)j + 1;
     }
+    if (n_skipped)
+        log_warn("tokenizer", "%zu of %zu merges name tokens not in the vocabulary; ignored",
+                 n_skipped, n);
     rc = 0;
 done:
     free(cat);

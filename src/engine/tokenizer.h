@@ -77,8 +77,9 @@ int tokenizer_init_from_vocab(struct tokenizer *t, const char *kind_name, int n_
                               const char *const *text, const float *score, const int32_t *type,
                               int bos_id, int eos_id, char *err, size_t err_len);
 
-/* The full form: 0, or -1 with err (unknown kind or pre-tokenizer, a merge naming no token, ids
- * out of range, a byte with no token). tokenizer_init_from_vocab is this without merges. */
+/* The full form: 0, or -1 with err (unknown kind or pre-tokenizer, a merge not "A B", ids out of
+ * range, a byte with no token). Merges naming tokens not in the vocabulary are ignored with a
+ * warning (llama.cpp loads such files too). tokenizer_init_from_vocab is this without merges. */
 int tokenizer_init_vocab(struct tokenizer *t, const struct tok_vocab *v, char *err,
                          size_t err_len);
 
