@@ -14,7 +14,8 @@
 
 enum chat_format {
     CHAT_FORMAT_DEFAULT = 0, /* "<|role|>\n" content "\n" ... "<|assistant|>\n" */
-    CHAT_FORMAT_CHATML,      /* "<|im_start|>role\n" content "<|im_end|>\n" ... "<|im_start|>assistant\n" */
+    CHAT_FORMAT_CHATML,      /* "<|im_start|>role\n" content "<|im_end|>\n" ...
+                              * "<|im_start|>assistant\n" */
     CHAT_FORMAT_PHI3,        /* "<|role|>\n" content "<|end|>\n" ... "<|assistant|>\n" */
 };
 

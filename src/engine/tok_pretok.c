@@ -122,7 +122,10 @@ static uint8_t F(const struct cps *c, size_t i) { return i < c->n ? c->fl[i] : 0
 static uint32_t C(const struct cps *c, size_t i) { return i < c->n ? c->cp[i] : CP_NONE; }
 static uint32_t lower_ascii(uint32_t cp) { return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp; }
 static int is_rn(uint32_t cp) { return cp == '\r' || cp == '\n'; }
-static int is_other(uint8_t f) { return (f & CF_VALID) && !(f & (CF_LETTER | CF_NUMBER | CF_SPACE)); }
+static int is_other(uint8_t f) /* [^\s\p{L}\p{N}] */
+{
+    return (f & CF_VALID) && !(f & (CF_LETTER | CF_NUMBER | CF_SPACE));
+}
 
 /* Length (in code points) of a contraction 's 't 're 've 'm 'll 'd at i, or 0. */
 static size_t contraction(const struct cps *c, size_t i, int fold)

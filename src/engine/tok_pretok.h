@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 enum tok_pre {
-    TOK_PRE_DEFAULT = 0, /* "default"/"gpt2": 's|'t|...| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+    TOK_PRE_DEFAULT = 0, /* "default"/"gpt2": 's|'t|...| ?\p{L}+| ?\p{N}+|... (GPT-2) */
     TOK_PRE_LLAMA3,      /* "llama-bpe": (?i:'s|...)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|... */
     TOK_PRE_QWEN2,       /* "qwen2": as llama-bpe with \p{N} (one digit per word), input NFC */
 };
