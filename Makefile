@@ -27,7 +27,7 @@ OPT     := -O2 -g
 ifeq ($(DEBUG),1)
   OPT   := -O0 -g
 endif
-PKGS    := libcurl jansson libevent libevent_pthreads libxxhash
+PKGS    := libcurl jansson libevent libevent_pthreads libxxhash icu-uc
 CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread -fopenmp $(WARN) $(OPT) -MMD -MP \
            -Isrc -I/usr/include/x86_64-linux-gnu/openblas-pthread \
            -DSLMPROBE_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs the Debian packages slmprobe builds against, if any is missing.
 # As root it runs apt-get; otherwise it prints the one command to run.
+# libicu-dev: Unicode categories (\p{L}, \p{N}, White_Space) and NFC for the real tokenizers.
 # help2man: builds the man page (slmprobe.1) from the --help texts at build time (make install).
-PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libopenblas-dev libevent-dev libxxhash-dev help2man"
+PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libopenblas-dev libevent-dev libxxhash-dev libicu-dev help2man"
 # libhttp-parser-dev: reference HTTP parser for the differential test in tests/test_fuzz_replay.c
 # only; slmprobe itself never links it.
 PKGS="$PKGS libhttp-parser-dev"

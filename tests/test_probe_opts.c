@@ -89,8 +89,9 @@ static void test_vllm_full(void)
     CHECK_EQ_INT(target_argv_build(&o.target, 8000, &av, &ac, err, sizeof err), TARGET_OK);
     CHECK_EQ_INT(ac, 20); /* --enable-prompt-tokens-details included */
     CHECK_EQ_STR(av[0], "vllm");
-    CHECK_EQ_STR(av[11], "--no-enable-prefix-caching");
-    CHECK_EQ_STR(av[18], "8");
+    CHECK_EQ_STR(av[11], "--enable-prompt-tokens-details");
+    CHECK_EQ_STR(av[12], "--no-enable-prefix-caching");
+    CHECK_EQ_STR(av[19], "8");
     target_argv_free(av);
 
     struct client_config cc;

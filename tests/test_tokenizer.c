@@ -464,11 +464,12 @@ static void test_spm_vocab(void)
         struct buf b;
         buf_init(&b, 64, 1024);
         CHECK(tokenizer_decode(&t, ids, 7, &b) == BUF_OK);
-        CHECK_EQ_STR(b.data, " theingx\xc3\xa9");
+        CHECK_EQ_STR(b.data, "theingx\xc3\xa9"); /* the space prefix is dropped again */
         buf_free(&b);
         int32_t enc[4];
-        CHECK_EQ_INT(tokenizer_encode(&t, "A\n", 2, enc, 4), 2);
-        CHECK(enc[0] == 3 + 'A' && enc[1] == 3 + '\n');
+        /* " A\n" (the space prefix): no "▁" token, so three byte tokens */
+        CHECK_EQ_INT(tokenizer_encode(&t, "A\n", 2, enc, 4), 3);
+        CHECK(enc[0] == 3 + ' ' && enc[1] == 3 + 'A' && enc[2] == 3 + '\n');
         tokenizer_free(&t);
     }
     /* our own layout read back from a file is recognised as such */
@@ -501,6 +502,138 @@ static void test_spm_vocab(void)
         free(text[i]);
 }
 
+/* 256 byte tokens (type BYTE for "llama", the bytes_to_unicode characters for "gpt2" where
+ * printable ASCII is itself) then extra[]. Returns the vocabulary size. */
+static int small_vocab(const char *kind, char **text, int32_t *type, float *score,
+                       const char *const *extra, const float *extra_score, int n_extra)
+{
+    for (int b = 0; b < 256; b++) {
+        char tmp[8];
+        if (!strcmp(kind, "llama")) {
+            snprintf(tmp, sizeof tmp, "<0x%02X>", b);
+        } else {
+            uint32_t next = 256, cp = (uint32_t)b;
+            for (int k = 0; k <= b; k++) { /* GPT-2's bytes_to_unicode */
+                int keep = (k >= 0x21 && k <= 0x7e) || (k >= 0xa1 && k <= 0xac) || k >= 0xae;
+                if (k == b)
+                    cp = keep ? (uint32_t)b : next;
+                else if (!keep)
+                    next++;
+            }
+            tmp[put_utf8(cp, tmp)] = 0;
+        }
+        text[b] = strdup(tmp);
+        type[b] = !strcmp(kind, "llama") ? TOK_TYPE_BYTE : TOK_TYPE_NORMAL;
+        score[b] = 0;
+    }
+    for (int i = 0; i < n_extra; i++) {
+        text[256 + i] = strdup(extra[i]);
+        type[256 + i] = extra[i][0] == '<' ? TOK_TYPE_CONTROL : TOK_TYPE_NORMAL;
+        score[256 + i] = extra_score ? extra_score[i] : 0;
+    }
+    return 256 + n_extra;
+}
+
+static void test_bpe_merges(void)
+{
+    static const char *const extra[] = {"he", "ll", "llo", "hello", "<|end|>", "\xc4\xa0w"};
+    static const char *const merges[] = {"h e", "l l", "ll o", "he llo", "\xc4\xa0 w"};
+    char *text[262];
+    int32_t type[262];
+    float score[262];
+    int n = small_vocab("gpt2", text, type, score, extra, NULL, 6);
+    struct tok_vocab v = {.kind_name = "gpt2", .pre_name = "qwen2", .n_vocab = n,
+                          .text = (const char *const *)text, .type = type, .merges = merges,
+                          .n_merges = 5, .bos_id = -1, .eos_id = 260, .eot_id = -1,
+                          .add_bos = -1};
+    struct tokenizer t;
+    char err[256];
+    CHECK_MSG(tokenizer_init_vocab(&t, &v, err, sizeof err) == 0, "%s", err);
+    int32_t ids[32];
+    /* "hello" -> one token; " wx" -> "Ġw" + "x"; "<|end|>" is itself and ends generation */
+    CHECK_EQ_INT(tokenizer_encode(&t, "hellohe wx<|end|>", 17, ids, 32), 5);
+    CHECK(ids[0] == 259 && ids[1] == 256 && ids[2] == 261 && ids[3] == 'x' && ids[4] == 260);
+    CHECK(tokenizer_is_eog(&t, 260) && !tokenizer_is_eog(&t, 259));
+    CHECK_EQ_INT(t.n_merges, 5);
+    tokenizer_free(&t);
+    const char *skip[] = {"h q", "h e"}; /* "hq" is not a token: that merge is ignored */
+    v.merges = skip;
+    v.n_merges = 2;
+    CHECK(tokenizer_init_vocab(&t, &v, err, sizeof err) == 0);
+    CHECK_EQ_INT(t.n_merges, 1);
+    tokenizer_free(&t);
+    const char *bad[] = {"hq"}; /* not "A B" */
+    v.merges = bad;
+    v.n_merges = 1;
+    CHECK(tokenizer_init_vocab(&t, &v, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "is not 'A B'") != NULL, "%s", err);
+    v.pre_name = "falcon";
+    CHECK(tokenizer_init_vocab(&t, &v, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "falcon") != NULL, "%s", err);
+    for (int i = 0; i < n; i++)
+        free(text[i]);
+}
+
+static void test_spm_scores(void)
+{
+    /* " the" -> ▁t (score -1), then he (-2), then ▁the (-0.5): one token */
+    static const char *const extra[] = {"\xe2\x96\x81t", "he", "\xe2\x96\x81the", "<s>", "</s>"};
+    static const float sc[] = {-1, -2, -0.5f, 0, 0};
+    char *text[261];
+    int32_t type[261];
+    float score[261];
+    int n = small_vocab("llama", text, type, score, extra, sc, 5);
+    struct tokenizer t;
+    char err[256];
+    CHECK_MSG(tokenizer_init_from_vocab(&t, "llama", n, (const char *const *)text, score, type,
+                                        259, 260, err, sizeof err) == 0, "%s", err);
+    int32_t ids[16];
+    CHECK_EQ_INT(tokenizer_encode(&t, "the", 3, ids, 16), 1);
+    CHECK_EQ_INT(ids[0], 258);
+    /* after a special token the prefix comes again; é has no token: its two bytes */
+    CHECK_EQ_INT(tokenizer_encode(&t, "<s>the\xc3\xa9", 8, ids, 16), 4);
+    CHECK(ids[0] == 259 && ids[1] == 258 && ids[2] == 0xc3 && ids[3] == 0xa9);
+    struct buf b;
+    buf_init(&b, 64, 1024);
+    CHECK(tokenizer_decode(&t, ids, 4, &b) == BUF_OK);
+    CHECK_EQ_STR(b.data, "the\xc3\xa9");
+    buf_free(&b);
+    CHECK(t.add_bos == 1);
+    tokenizer_free(&t);
+    for (int i = 0; i < n; i++)
+        free(text[i]);
+}
+
+static void test_pretok(void)
+{
+    size_t ends[32];
+    const char *s = "Hello world  123456\n\nI'M";
+    size_t len = strlen(s);
+    /* qwen2: one digit per word; llama-bpe: three; default: " ?\p{N}+" and case-sensitive 's */
+    /* [Hello][ world][ ][ ][1]..[6][\n\n][I]['M] */
+    CHECK_EQ_INT(tok_pretok_split(TOK_PRE_QWEN2, s, len, ends, 32), 13);
+    CHECK_EQ_INT(ends[0], 5);   /* "Hello" */
+    CHECK_EQ_INT(ends[1], 11);  /* " world" */
+    CHECK_EQ_INT(ends[2], 12);  /* " " (\s+(?!\S)) */
+    CHECK_EQ_INT(ends[3], 13);  /* " " (\s+: a digit is not " ?[^\s\p{L}\p{N}]") */
+    CHECK_EQ_INT(ends[10], 21); /* "\n\n" (\s*[\r\n]+) */
+    CHECK_EQ_INT(ends[12], len); /* "'M" (case-insensitive contraction) */
+    /* [Hello][ world][ ][ ][123][456][\n\n][I]['M] */
+    CHECK_EQ_INT(tok_pretok_split(TOK_PRE_LLAMA3, s, len, ends, 32), 9);
+    /* [Hello][ world][ ][ 123456][\n][\n][I]['][M] */
+    CHECK_EQ_INT(tok_pretok_split(TOK_PRE_DEFAULT, s, len, ends, 32), 9);
+    CHECK_EQ_INT(ends[3], 19);
+    const char *cjk = "\xe6\x97\xa5\xe6\x9c\xac 42"; /* 日本 42 */
+    CHECK_EQ_INT(tok_pretok_split(TOK_PRE_DEFAULT, cjk, strlen(cjk), ends, 32), 2);
+    CHECK_EQ_INT(ends[0], 6);
+    size_t n = 0;
+    char *nfc = tok_nfc("e\xcc\x81", 3, &n); /* e + U+0301 -> é */
+    CHECK(nfc && n == 2 && !memcmp(nfc, "\xc3\xa9", 2));
+    free(nfc);
+    CHECK(tok_nfc("\xc3\xa9", 2, &n) == NULL); /* already NFC */
+    CHECK(tok_nfc("\xff", 1, &n) == NULL);      /* invalid: left as it is */
+}
+
 int main(void)
 {
     TEST_RUN(test_default_layout);
@@ -511,5 +644,8 @@ int main(void)
     TEST_RUN(test_stream_invalid);
     TEST_RUN(test_gpt2_vocab);
     TEST_RUN(test_spm_vocab);
+    TEST_RUN(test_bpe_merges);
+    TEST_RUN(test_spm_scores);
+    TEST_RUN(test_pretok);
     return TEST_DONE();
 }

@@ -25,6 +25,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/json.h"
+#include "ttft/ttft.h"
 
 /* Small engine for tests: little KV memory, one compute thread, few sequences. */
 #define SERVER_FLAGS                                                                               \
@@ -305,6 +306,9 @@ static void test_end_to_end(void)
         if (!strcmp(kind, "cold")) {
             n_cold++;
             CHECK_EQ_STR(str(row, "run"), "cold_1");
+        } else if (!strcmp(kind, "warm_immediate")) {
+            CHECK_EQ_STR(str(row, "run"), "warm_1");
+            n_imm++;
         } else if (!strcmp(kind, "warm")) {
             n_warm++;
         } else if (!strcmp(kind, "warm_immediate")) {
@@ -345,7 +349,9 @@ static void test_end_to_end(void)
     path_in(p, sizeof p, "e2e", "first_token_latency.md");
     char *md = slurp(p);
     CHECK(md && strstr(md, "## Observations") && strstr(md, "## Launch timeline") &&
-          strstr(md, "## Warm variance") && strstr(md, "cold\\_1"));
+          strstr(md, "## Warm-run variance (steady state)") && strstr(md, "cold\\_1") &&
+          strstr(md, "## Quick TTFT mental model") && strstr(md, "How I'd explain TTFT to an SRE") &&
+          strstr(md, "## Latency stack"));
     CHECK(md && strstr(md, "first-request penalty"));
     free(md);
 }
@@ -452,7 +458,7 @@ static void test_server_dies(void)
     snprintf(out, sizeof out, "%s/die", dir);
     snprintf(log, sizeof log, "%s/die.log", dir);
     snprintf(script, sizeof script, "%s/die.sh", dir);
-    /* starts the real server, then kills it once the cold request and warm_0 are recorded */
+    /* starts the real server, then kills it once the cold request and warm_1 are recorded */
     FILE *f = fopen(script, "w");
     CHECK(f != NULL);
     if (!f)
@@ -596,6 +602,103 @@ static void test_sigint(void)
     }
 }
 
+/* The spread rule and the matching of an outlier against synthetic telemetry samples. */
+static void test_outlier_match(void)
+{
+    double v[] = {10, 11, 10.5, 12, 40};
+    double thr = ttft_outlier_threshold_ms(v, 5);
+    CHECK_MSG(thr > 12 && thr < 40, "threshold %g", thr);
+    double tight[] = {10, 10.1, 10.2, 10.3, 10.9}; /* IQR fence 10.6, but 1.5x median is 15.3 */
+    CHECK(ttft_outlier_threshold_ms(tight, 5) > 15);
+    CHECK(isnan(ttft_outlier_threshold_ms(v, 2)));
+    struct telemetry_sample s[10];
+    memset(s, 0, sizeof s);
+    for (int i = 0; i < 10; i++) {
+        s[i].t_ns = (mono_ns)(i + 1) * 100000000ull; /* every 100 ms */
+        s[i].cpu_pct = i >= 5 && i <= 6 ? 190 : 50;
+        s[i].n_procs = 2;
+        s[i].read_bytes = 1000;
+        s[i].majflt = i >= 6 ? 7 : 4;
+        s[i].gpu_util_pct = NAN;
+    }
+    struct ttft_outlier o = {.run = 3, .ttft_ms = 40, .median_ms = 10.5, .cpu_baseline_pct = 50,
+                             .gpu_util_baseline_pct = NAN};
+    ttft_outlier_match(s, 10, 500000000ull, 700000000ull, 50000000ull, &o);
+    CHECK_MSG(strstr(o.coincided, "coincided with server CPU 190%") != NULL, "%s", o.coincided);
+    CHECK_MSG(strstr(o.coincided, "3 major page fault") != NULL, "%s", o.coincided);
+    CHECK_EQ_INT((int)o.read_bytes_delta, 0);
+    /* a quiet window: nothing coincided */
+    struct ttft_outlier q = {.run = 1, .ttft_ms = 40, .median_ms = 10.5, .cpu_baseline_pct = 50,
+                             .gpu_util_baseline_pct = NAN};
+    ttft_outlier_match(s, 10, 100000000ull, 300000000ull, 50000000ull, &q);
+    CHECK_MSG(strstr(q.coincided, "nothing coincided") != NULL, "%s", q.coincided);
+    /* no sample in the window */
+    struct ttft_outlier e = {.cpu_baseline_pct = 50, .gpu_util_baseline_pct = NAN};
+    ttft_outlier_match(s, 10, 5000000000ull, 5001000000ull, 1000000ull, &e);
+    CHECK_MSG(strstr(e.coincided, "no telemetry sample") != NULL, "%s", e.coincided);
+}
+
+/* One ttft run of a fresh model into sub; its ttft.json's launch 1 storage object and its report
+ * text. Returns the parsed JSON (caller frees) and *md (caller frees). */
+static struct json *storage_run(const char *mdl, const char *sub, int cold, char **md)
+{
+    char out[512], log[512], p[512];
+    path_in(out, sizeof out, sub, "");
+    path_in(log, sizeof log, sub, "log");
+    mkdir(out, 0755);
+    char *av_cold[] = {(char *)bin, "ttft", "--model", (char *)mdl, "--warm-runs", "3", "--out",
+                       out, "--cold-storage", "--", FAST_FLAGS, NULL};
+    char *av_warm[] = {(char *)bin, "ttft", "--model", (char *)mdl, "--warm-runs", "3", "--out",
+                       out, "--", FAST_FLAGS, NULL};
+    CHECK_EQ_INT(run(cold ? av_cold : av_warm, log), 0);
+    path_in(p, sizeof p, sub, "ttft.json");
+    check_schema(p);
+    path_in(p, sizeof p, sub, "first_token_latency.md");
+    *md = slurp(p);
+    path_in(p, sizeof p, sub, "ttft.json");
+    return load_json(p);
+}
+
+/* --cold-storage on a freshly generated model reads the weights from storage and says so; a run
+ * right after finds them resident and says that; neither says the page cache "grew by only". */
+static void test_cold_storage(void)
+{
+    char mdl[512], log[512];
+    snprintf(mdl, sizeof mdl, "%s/fresh.gguf", dir);
+    snprintf(log, sizeof log, "%s/fresh_init.log", dir);
+    char *init[] = {(char *)bin, "model", "init", "--preset", "tiny", "-o", mdl, NULL};
+    CHECK_EQ_INT(run(init, log), 0);
+    char *md_cold = NULL, *md_warm = NULL;
+    struct json *jc = storage_run(mdl, "cold_storage", 1, &md_cold);
+    const struct json *st = json_get(repeat_at(jc, 0), "storage");
+    int effective = 0;
+    if (!jc || json_bool(json_get(st, "cold_storage_effective"), &effective) != 0 || !effective) {
+        fprintf(stderr, "  SKIP test_cold_storage: eviction did not take effect here (%s)\n",
+                str(st, "cold_storage_error"));
+        json_free(jc);
+        free(md_cold);
+        return;
+    }
+    double model_b = num(st, "model_bytes");
+    CHECK_MSG(num(st, "model_resident_launch_bytes") <= 0.05 * model_b, "resident at launch %g of %g",
+              num(st, "model_resident_launch_bytes"), model_b);
+    CHECK(num(st, "read_bytes_ready") > 0 || num(st, "majflt_ready") > 0);
+    CHECK_EQ_STR(str(st, "verdict"), "storage_cold");
+    CHECK(md_cold && strstr(md_cold, "Storage-cold start") && strstr(md_cold, "storage-cold"));
+    struct json *jw = storage_run(mdl, "warm_cache", 0, &md_warm);
+    const struct json *sw = json_get(repeat_at(jw, 0), "storage");
+    CHECK_EQ_STR(str(sw, "verdict"), "warm_cache");
+    CHECK(num(sw, "model_resident_launch_bytes") >= 0.95 * model_b);
+    CHECK(md_warm && strstr(md_warm, "The weights were already resident"));
+    CHECK(md_warm && !strstr(md_warm, "Storage-cold start"));
+    CHECK(md_cold && !strstr(md_cold, "already resident"));
+    CHECK(md_cold && !strstr(md_cold, "grew by only") && md_warm && !strstr(md_warm, "grew by"));
+    json_free(jc);
+    json_free(jw);
+    free(md_cold);
+    free(md_warm);
+}
+
 int main(void)
 {
     bin = getenv("SLMPROBE_BIN");
@@ -608,7 +711,9 @@ int main(void)
     }
     TEST_RUN(test_model_init);
     TEST_RUN(test_bad_options);
+    TEST_RUN(test_outlier_match);
     TEST_RUN(test_end_to_end);
+    TEST_RUN(test_cold_storage);
     TEST_RUN(test_repeat);
     TEST_RUN(test_url_mode);
     TEST_RUN(test_server_dies);

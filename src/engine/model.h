@@ -138,6 +138,11 @@ enum model_load_format { MODEL_LOAD_MMAP = 0, MODEL_LOAD_READ };
  * 0, or -1 with err. */
 int model_write_gguf(const struct model_config *cfg, uint64_t seed, enum model_dtype dtype,
                      const char *path, char *err, size_t err_len);
+/* The same with a given vocabulary (tokenizer.ggml.* keys as llama.cpp writes them, chat template
+ * included); vocab->n_vocab must equal cfg->n_vocab. vocab NULL: slmprobe's own. */
+int model_write_gguf_tok(const struct model_config *cfg, uint64_t seed, enum model_dtype dtype,
+                         const struct tokenizer *vocab, const char *path, char *err,
+                         size_t err_len);
 
 /* Loads a GGUF file (ours, or one written by llama.cpp's tools with f32/f16 tensors, arch llama
  * or qwen2). Validates magic, version, counts, tensor offsets and sizes against the file size in

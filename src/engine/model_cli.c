@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "engine/model.h"
+#include "engine/tok_hf.h"
 #include "util/buf.h"
 #include "util/clock.h"
 
@@ -29,6 +30,7 @@ static void usage_init(FILE *f)
 {
     fprintf(f,
             "usage: slmprobe model init --preset NAME -o FILE.gguf [--seed N] [--dtype f32|f16]\n"
+            "                           [--tokenizer tokenizer.json]\n"
             "\n"
             "Writes a GGUF v3 file in llama.cpp's conventions (arch llama or qwen2) holding the\n"
             "preset's shape, slmprobe's byte-level vocabulary and deterministic random weights.\n"
@@ -41,6 +43,11 @@ static void usage_init(FILE *f)
             "  --seed N          random seed for the weights (unsigned 64-bit, default 0)\n"
             "  --dtype f32|f16   storage type of 2-D weight matrices (default f32); norms and\n"
             "                    biases stay f32 as llama.cpp does\n"
+            "  --tokenizer FILE  a Hugging Face tokenizer.json (byte-level BPE, or BPE with byte\n"
+            "                    fallback): the model carries that vocabulary (its size replaces\n"
+            "                    the preset's) as llama.cpp's tokenizer.ggml.* keys; BOS/EOS,\n"
+            "                    add_bos_token and chat_template come from tokenizer_config.json\n"
+            "                    beside it when present\n"
             "  -h, --help        this help\n"
             "\n"
             "Prints the path, bytes written, parameter count and time taken.\n",
@@ -155,7 +162,7 @@ static int parent_dir_make(const char *path)
 
 static int cmd_init(int argc, char **argv)
 {
-    const char *preset = NULL, *out = NULL, *seed_s = NULL, *dtype_s = NULL;
+    const char *preset = NULL, *out = NULL, *seed_s = NULL, *dtype_s = NULL, *tok_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r;
@@ -166,7 +173,8 @@ static int cmd_init(int argc, char **argv)
         if ((r = opt_value(argc, argv, &i, "--preset", NULL, &preset)) ||
             (r = opt_value(argc, argv, &i, "--output", "-o", &out)) ||
             (r = opt_value(argc, argv, &i, "--seed", NULL, &seed_s)) ||
-            (r = opt_value(argc, argv, &i, "--dtype", NULL, &dtype_s))) {
+            (r = opt_value(argc, argv, &i, "--dtype", NULL, &dtype_s)) ||
+            (r = opt_value(argc, argv, &i, "--tokenizer", NULL, &tok_path))) {
             if (r < 0) {
                 fprintf(stderr, "slmprobe model init: option %s needs a value\n", a);
                 return 2;
@@ -216,7 +224,20 @@ static int cmd_init(int argc, char **argv)
     }
     char err[512];
     mono_ns t0 = clock_now_ns();
-    if (model_write_gguf(&cfg, seed, dtype, out, err, sizeof err) != 0) {
+    struct tokenizer vocab = {0};
+    if (tok_path) {
+        if (tok_hf_load(tok_path, &vocab, err, sizeof err)) {
+            fprintf(stderr, "slmprobe model init: --tokenizer: %s\n", err);
+            return 1;
+        }
+        cfg.n_vocab = vocab.n_vocab;
+        cfg.bos_id = vocab.bos_id;
+        cfg.eos_id = vocab.eos_id;
+    }
+    int wrc = model_write_gguf_tok(&cfg, seed, dtype, tok_path ? &vocab : NULL, out, err,
+                                   sizeof err);
+    tokenizer_free(&vocab);
+    if (wrc != 0) {
         fprintf(stderr, "slmprobe model init: %s\n", err);
         return 1;
     }
@@ -243,8 +264,8 @@ static const char *tok_kind_str(enum tok_kind k)
 {
     switch (k) {
     case TOK_KIND_SLM: return "slmprobe byte-level (ids 0..255 are bytes)";
-    case TOK_KIND_LLAMA_SPM: return "llama SPM (byte-fallback tokens, one token per byte)";
-    case TOK_KIND_GPT2: return "gpt2 byte-level BPE (no merges: one token per byte)";
+    case TOK_KIND_LLAMA_SPM: return "llama SentencePiece BPE (scores, byte fallback)";
+    case TOK_KIND_GPT2: return "gpt2 byte-level BPE (merges, pre-tokenizer)";
     }
     return "?";
 }

@@ -51,8 +51,50 @@ static uint32_t tensor_type_for(const struct model_tensor_desc *d, enum model_dt
     return dtype == MODEL_DTYPE_F16 && d->n_dims == 2 ? GGML_TYPE_F16 : GGML_TYPE_F32;
 }
 
+/* The tokenizer keys as llama.cpp's convert script writes them. */
+static void write_tokenizer(struct gguf_writer *w, const struct tokenizer *tok)
+{
+    int real = tok->kind != TOK_KIND_SLM;
+    gguf_writer_add_str(w, "tokenizer.ggml.model", tok->kind == TOK_KIND_GPT2 ? "gpt2" : "llama");
+    if (tok->kind == TOK_KIND_GPT2)
+        gguf_writer_add_str(w, "tokenizer.ggml.pre", tok_pre_str(tok->pre));
+    gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tok->text,
+                            (uint64_t)tok->n_vocab);
+    if (tok->kind != TOK_KIND_GPT2)
+        gguf_writer_add_arr_f32(w, "tokenizer.ggml.scores", tok->score, (uint64_t)tok->n_vocab);
+    gguf_writer_add_arr_i32(w, "tokenizer.ggml.token_type", tok->type, (uint64_t)tok->n_vocab);
+    if (tok->n_merges) {
+        char **m = xcalloc((size_t)tok->n_merges, sizeof *m);
+        for (int i = 0; i < tok->n_merges; i++) {
+            const char *a = tok->text[tok->merge_a[i]], *b = tok->text[tok->merge_b[i]];
+            size_t la = strlen(a), lb = strlen(b);
+            m[i] = xmalloc(la + lb + 2);
+            memcpy(m[i], a, la);
+            m[i][la] = ' ';
+            memcpy(m[i] + la + 1, b, lb + 1);
+        }
+        gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", (const char *const *)m,
+                                (uint64_t)tok->n_merges);
+        for (int i = 0; i < tok->n_merges; i++)
+            free(m[i]);
+        free(m);
+    }
+    gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)tok->bos_id);
+    gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)tok->eos_id);
+    gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", real && tok->add_bos);
+    if (tok->chat_template)
+        gguf_writer_add_str(w, "tokenizer.chat_template", tok->chat_template);
+}
+
 int model_write_gguf(const struct model_config *cfg, uint64_t seed, enum model_dtype dtype,
                      const char *path, char *err, size_t err_len)
+{
+    return model_write_gguf_tok(cfg, seed, dtype, NULL, path, err, err_len);
+}
+
+int model_write_gguf_tok(const struct model_config *cfg, uint64_t seed, enum model_dtype dtype,
+                         const struct tokenizer *vocab, const char *path, char *err,
+                         size_t err_len)
 {
     int rc = -1, fd = -1;
     struct tokenizer tok = {0};
@@ -70,7 +112,12 @@ int model_write_gguf(const struct model_config *cfg, uint64_t seed, enum model_d
         snprintf(err, err_len, "unknown dtype %d", (int)dtype);
         goto fail;
     }
-    if (tokenizer_init_default(&tok, cfg->n_vocab)) {
+    if (vocab && vocab->n_vocab != cfg->n_vocab) {
+        snprintf(err, err_len, "vocabulary of %d tokens for a model of %d", vocab->n_vocab,
+                 cfg->n_vocab);
+        goto fail;
+    }
+    if (!vocab && tokenizer_init_default(&tok, cfg->n_vocab)) {
         snprintf(err, err_len, "cannot build the default vocabulary of %d tokens", cfg->n_vocab);
         goto fail;
     }
@@ -91,14 +138,7 @@ int model_write_gguf(const struct model_config *cfg, uint64_t seed, enum model_d
     add_arch_u32(&w, arch, "rope.dimension_count", (uint32_t)cfg->head_dim);
     add_arch_u32(&w, arch, "attention.key_length", (uint32_t)cfg->head_dim);
     add_arch_u32(&w, arch, "attention.value_length", (uint32_t)cfg->head_dim);
-    gguf_writer_add_str(&w, "tokenizer.ggml.model", "llama");
-    gguf_writer_add_arr_str(&w, "tokenizer.ggml.tokens", (const char *const *)tok.text,
-                            (uint64_t)tok.n_vocab);
-    gguf_writer_add_arr_f32(&w, "tokenizer.ggml.scores", tok.score, (uint64_t)tok.n_vocab);
-    gguf_writer_add_arr_i32(&w, "tokenizer.ggml.token_type", tok.type, (uint64_t)tok.n_vocab);
-    gguf_writer_add_u32(&w, "tokenizer.ggml.bos_token_id", (uint32_t)tok.bos_id);
-    gguf_writer_add_u32(&w, "tokenizer.ggml.eos_token_id", (uint32_t)tok.eos_id);
-    gguf_writer_add_bool(&w, "tokenizer.ggml.add_bos_token", 0);
+    write_tokenizer(&w, vocab ? vocab : &tok);
 
     int n = model_tensors(cfg, NULL);
     d = xcalloc((size_t)n, sizeof *d);
@@ -271,15 +311,72 @@ static int meta_float(const struct gguf_file *g, const char *arch, const char *s
     return 0;
 }
 
+/* NUL-terminated copies of a string array's items (one arena, caller frees both). */
+static const char **str_array_copy(const struct gguf_kv *k, char **arena_out)
+{
+    size_t n = (size_t)k->arr_n;
+    struct gguf_str *views = xcalloc(n ? n : 1, sizeof *views);
+    gguf_kv_arr_strs(k, views);
+    size_t total = 1;
+    for (size_t i = 0; i < n; i++)
+        total += (size_t)views[i].len + 1; /* bounded by the file size */
+    char *arena = xmalloc(total);
+    const char **items = xcalloc(n ? n : 1, sizeof *items);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(arena + off, views[i].ptr, (size_t)views[i].len);
+        arena[off + views[i].len] = 0;
+        items[i] = arena + off;
+        off += (size_t)views[i].len + 1;
+    }
+    free(views);
+    *arena_out = arena;
+    return items;
+}
+
+/* The real-tokenizer keys: merges, pre, EOT, add_bos_token, chat template (all optional). */
+static int header_tokenizer_extra(const struct gguf_file *g, int n, struct tok_vocab *v,
+                                  char **pre, char **tmpl, char **merge_arena, char *err,
+                                  size_t err_len)
+{
+    struct gguf_str s;
+    const struct gguf_kv *k = gguf_find_kv(g, "tokenizer.ggml.merges");
+    if (k) {
+        if (k->type != GGUF_TYPE_ARRAY || k->arr_type != GGUF_TYPE_STRING ||
+            k->arr_n > (uint64_t)n * 4) {
+            snprintf(err, err_len, "tokenizer.ggml.merges must be a string array of at most "
+                     "%d entries", n * 4);
+            return -1;
+        }
+        v->merges = str_array_copy(k, merge_arena);
+        v->n_merges = (size_t)k->arr_n;
+    }
+    if ((k = gguf_find_kv(g, "tokenizer.ggml.pre")) && !gguf_kv_get_str(k, &s))
+        *pre = xstrndup(s.ptr, (size_t)s.len);
+    if ((k = gguf_find_kv(g, "tokenizer.chat_template")) && !gguf_kv_get_str(k, &s))
+        *tmpl = xstrndup(s.ptr, (size_t)s.len);
+    int b;
+    if ((k = gguf_find_kv(g, "tokenizer.ggml.add_bos_token")) && !gguf_kv_get_bool(k, &b))
+        v->add_bos = b;
+    if (gguf_find_kv(g, "tokenizer.ggml.eot_token_id") &&
+        meta_int(g, NULL, "tokenizer.ggml.eot_token_id", 1, -1, 0, n - 1, &v->eot_id, err,
+                 err_len))
+        return -1;
+    v->pre_name = *pre;
+    v->chat_template = *tmpl;
+    return 0;
+}
+
 static int header_tokenizer(struct mf_header *h, char *err, size_t err_len)
 {
     const struct gguf_file *g = &h->g;
     int rc = -1;
-    struct gguf_str *views = NULL;
     char *arena = NULL;
     const char **text = NULL;
     float *score = NULL;
     int32_t *type = NULL;
+    char *pre = NULL, *tmpl = NULL, *merge_arena = NULL;
+    const char **merges = NULL;
     struct gguf_str s;
 
     const struct gguf_kv *km = gguf_find_kv(g, "tokenizer.ggml.model");
@@ -299,20 +396,7 @@ static int header_tokenizer(struct mf_header *h, char *err, size_t err_len)
         goto fail;
     }
     int n = (int)kt->arr_n;
-    views = xcalloc((size_t)n, sizeof *views);
-    gguf_kv_arr_strs(kt, views);
-    size_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += (size_t)views[i].len + 1; /* bounded by the file size */
-    arena = xmalloc(total);
-    text = xcalloc((size_t)n, sizeof *text);
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        memcpy(arena + off, views[i].ptr, (size_t)views[i].len);
-        arena[off + views[i].len] = 0;
-        text[i] = arena + off;
-        off += (size_t)views[i].len + 1;
-    }
+    text = str_array_copy(kt, &arena);
     const struct gguf_kv *ks = gguf_find_kv(g, "tokenizer.ggml.scores");
     if (ks) {
         if (ks->type != GGUF_TYPE_ARRAY || ks->arr_n != (uint64_t)n ||
@@ -359,8 +443,14 @@ static int header_tokenizer(struct mf_header *h, char *err, size_t err_len)
     if (bos < 0)
         bos = eos;
     char terr[200];
-    if (tokenizer_init_from_vocab(&h->tok, h->tok_model, n, text, score, type, bos, eos, terr,
-                                  sizeof terr)) {
+    struct tok_vocab v = {.kind_name = h->tok_model, .n_vocab = n, .text = text, .score = score,
+                          .type = type, .bos_id = bos, .eos_id = eos, .eot_id = -1,
+                          .add_bos = -1};
+    int xr = header_tokenizer_extra(g, n, &v, &pre, &tmpl, &merge_arena, err, err_len);
+    merges = (const char **)v.merges;
+    if (xr)
+        goto fail;
+    if (tokenizer_init_vocab(&h->tok, &v, terr, sizeof terr)) {
         snprintf(err, err_len, "tokenizer: %s", terr);
         goto fail;
     }
@@ -369,11 +459,14 @@ static int header_tokenizer(struct mf_header *h, char *err, size_t err_len)
     h->cfg.eos_id = eos;
     rc = 0;
 fail:
-    free(views);
     free(arena);
     free(text);
     free(score);
     free(type);
+    free(pre);
+    free(tmpl);
+    free((void *)merges);
+    free(merge_arena);
     return rc;
 }
 

@@ -192,15 +192,19 @@ static int encode_text(const struct openai_limits *lim, const char *text, size_t
 {
     if (len > (size_t)INT32_MAX / 2)
         return perr_set(e, OPENAI_STATUS_ERR_INVALID, param, "prompt too long");
-    int32_t *ids = xmalloc((len ? len : 1) * sizeof *ids);
-    size_t n = tokenizer_encode(lim->tok, text, len, ids, len);
-    if (n > len) { /* the tokenizer's contract is one token per byte; never trust blindly */
+    const struct tokenizer *tok = lim->tok;
+    size_t bos = tok->add_bos && tok->bos_id >= 0; /* tokenizer.ggml.add_bos_token */
+    int32_t *ids = xmalloc((len + bos + 1) * sizeof *ids);
+    size_t n = tokenizer_encode(tok, text, len, ids + bos, len);
+    if (n > len) { /* SPM's space prefix can add a token; never trust a count blindly */
         free(ids);
-        ids = xmalloc(n * sizeof *ids);
-        tokenizer_encode(lim->tok, text, len, ids, n);
+        ids = xmalloc((n + bos) * sizeof *ids);
+        tokenizer_encode(tok, text, len, ids + bos, n);
     }
+    if (bos)
+        ids[0] = tok->bos_id;
     *out = ids;
-    *n_out = (int)n;
+    *n_out = (int)(n + bos);
     return 0;
 }
 
@@ -237,9 +241,9 @@ static int parse_prompt(const struct openai_limits *lim, const struct json *root
     return parse_token_array(lim, p, "prompt", out, n_out, e);
 }
 
-/* Chat template (docs/serve.md): "<|role|>\ncontent\n" per message, then "<|assistant|>\n". */
+/* Chat format (docs/serve.md, chat_format.h) chosen from the model's tokenizer.chat_template. */
 static int build_chat_prompt(const struct json *root, int add_generation_prompt, struct buf *b,
-                             struct openai_error *e)
+                             struct openai_error *e, enum chat_format fmt)
 {
     const struct json *msgs = json_get(root, "messages");
     if (is_absent(msgs))
@@ -258,9 +262,7 @@ static int build_chat_prompt(const struct json *root, int add_generation_prompt,
         if (!role || rlen == 0 || rlen > 64 || memchr(role, '\n', rlen) || memchr(role, '|', rlen))
             return perr_set(e, OPENAI_STATUS_ERR_INVALID, "messages",
                             "message %zu needs a 'role' string (1-64 bytes, no '|' or newline)", i);
-        put(b, &bst, "<|", sizeof "<|" - 1);
-        put(b, &bst, role, rlen);
-        put(b, &bst, "|>\n", sizeof "|>\n" - 1);
+        bst = bst ? bst : chat_format_open(fmt, role, rlen, b);
         const struct json *content = json_get(m, "content");
         size_t clen;
         const char *ctext = json_str(content, &clen);
@@ -282,10 +284,10 @@ static int build_chat_prompt(const struct json *root, int add_generation_prompt,
             return perr_set(e, OPENAI_STATUS_ERR_INVALID, "messages",
                             "message %zu: 'content' must be a string or a list of text parts", i);
         }
-        put(b, &bst, "\n", sizeof "\n" - 1);
+        bst = bst ? bst : chat_format_close(fmt, b);
     }
     if (add_generation_prompt)
-        put(b, &bst, "<|assistant|>\n", sizeof "<|assistant|>\n" - 1);
+        bst = bst ? bst : chat_format_generation_prompt(fmt, b);
     if (bst != BUF_OK)
         return perr_set(e, OPENAI_STATUS_ERR_TOO_LARGE, "messages",
                         "chat prompt larger than %zu bytes", b->cap_bytes);
@@ -474,7 +476,7 @@ static int encode_chat(const struct openai_limits *lim, const struct json *root,
         add_gen = 1;
     struct buf chat;
     buf_init(&chat, 0, lim->max_chat_prompt_bytes);
-    r = build_chat_prompt(root, add_gen, &chat, e);
+    r = build_chat_prompt(root, add_gen, &chat, e, lim->chat_fmt);
     if (r == 0)
         r = encode_text(lim, chat.data ? chat.data : "", chat.len, ids, n, e, "messages");
     buf_free(&chat);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h" /* struct sampling_params */
+#include "engine/chat_format.h"
 #include "engine/tokenizer.h"
 
 #define OPENAI_STOP_MAX 16
@@ -39,6 +40,7 @@ int openai_status_code(enum openai_status st);        /* HTTP status; 200 for OK
 struct openai_limits {
     const char *served_model_name;
     const struct tokenizer *tok;
+    enum chat_format chat_fmt; /* from the model's tokenizer.chat_template */
     int max_model_len;
     size_t max_chat_prompt_bytes;
     int has_default_seed; /* requests without "seed" get default_seed */

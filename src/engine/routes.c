@@ -16,6 +16,7 @@ static void route_limits(const struct server *s, struct openai_limits *lim)
     memset(lim, 0, sizeof *lim);
     lim->served_model_name = s->served_model_name;
     lim->tok = &s->model->tok;
+    lim->chat_fmt = s->chat_fmt;
     lim->max_model_len = s->info.max_model_len;
     lim->max_chat_prompt_bytes = s->cfg.max_body_bytes * 2 + 4096;
     if (s->cfg.has_seed) {

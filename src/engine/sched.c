@@ -402,7 +402,7 @@ int sched_step(struct sched *s)
         if (!q->t_first_token_ns)
             q->t_first_token_ns = t_sample;
         q->state = SEQ_STATE_DECODE;
-        if (tok == eos && !q->sp.ignore_eos)
+        if (tokenizer_is_eog(&s->model->tok, tok) && !q->sp.ignore_eos)
             finish(s, q, ENGINE_FINISH_EOS);
         else if (q->n_generated >= q->sp.max_tokens || q->n_tokens >= q->cap ||
                  q->n_tokens >= s->cfg.max_model_len)

@@ -728,6 +728,11 @@ int server_set_ready(struct server *s, struct engine *e, struct model *m)
         if (m->tok.piece_len && (int)m->tok.piece_len[i] > max_piece)
             max_piece = (int)m->tok.piece_len[i];
     s->max_piece_len = max_piece;
+    int known;
+    s->chat_fmt = chat_format_detect(m->tok.chat_template, &known);
+    if (!known)
+        log_warn("serve", "chat template not recognised; /v1/chat/completions uses the default "
+                 "format (docs/serve.md)");
     api_metrics_init(&s->metrics, s->info.max_model_len);
     s->metrics_ready = 1;
     engine_get_stats(e, &s->last_stats);

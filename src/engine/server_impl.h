@@ -95,6 +95,7 @@ struct q_item {
 
 struct server {
     struct server_config cfg; /* strings below are owned copies */
+    enum chat_format chat_fmt; /* from the model's tokenizer.chat_template (server_set_ready) */
     char *host;
     char *api_key;
     char *served_model_name;

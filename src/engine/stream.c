@@ -222,7 +222,7 @@ static void gen_finish_client(struct gen *g, enum api_finish fin, mono_ns t_fini
 static void gen_add_token(struct gen *g, int32_t token)
 {
     const struct tokenizer *tok = &g->srv->model->tok;
-    if (token == tok->eos_id || token == tok->bos_id)
+    if (tokenizer_is_eog(tok, token) || token == tok->bos_id)
         return;
     size_t n = 0;
     const char *piece = tokenizer_piece(tok, token, &n);

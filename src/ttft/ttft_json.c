@@ -50,6 +50,7 @@ static void json_config(struct jsonw *w, const struct ttft_result *res)
     jsonw_key_int(w, "prompt_len_tokens", res->opt.prompt_len);
     jsonw_key_int(w, "max_tokens", res->opt.max_tokens);
     jsonw_key_bool(w, "drop_caches", tc->drop_caches);
+    jsonw_key_bool(w, "cold_storage", tc->cold_storage);
     jsonw_key_str(w, "workload", res->workload);
     key_count(w, "model_file_bytes", res->model_file_bytes);
     jsonw_key_str(w, "command_line", res->s->command_line);
@@ -164,6 +165,52 @@ static void json_telemetry(struct jsonw *w, const struct ttft_repeat *rr)
     jsonw_object_end(w);
 }
 
+/* Storage signals, the latency stack and the warm outliers of one launch. */
+static void json_storage(struct jsonw *w, const struct ttft_result *res,
+                         const struct ttft_repeat *rr)
+{
+    key_object(w, "storage");
+    jsonw_key_str(w, "verdict", ttft_storage_str(ttft_storage_verdict(rr)));
+    key_count(w, "model_bytes", rr->model_bytes);
+    key_count(w, "model_resident_before_bytes", rr->model_resident_before_bytes);
+    key_count(w, "model_resident_launch_bytes", rr->model_resident_launch_bytes);
+    key_count(w, "model_resident_ready_bytes", rr->model_resident_ready_bytes);
+    jsonw_key_bool(w, "cold_storage_done", rr->cold_storage_done);
+    jsonw_key_bool(w, "cold_storage_effective", rr->cold_storage_effective);
+    jsonw_key_str(w, "cold_storage_error", rr->cold_storage_err[0] ? rr->cold_storage_err : NULL);
+    key_count(w, "read_bytes_ready", rr->read_bytes_ready);
+    key_count(w, "majflt_ready", rr->majflt_ready);
+    jsonw_object_end(w);
+    struct ttft_stack st;
+    ttft_stack_of(rr, res->url_mode, &st);
+    key_object(w, "latency_stack_ms");
+    jsonw_key_num(w, "load_weights", st.load_weights_ms);
+    jsonw_key_num(w, "runtime_warmup", st.runtime_warmup_ms);
+    jsonw_key_num(w, "other_startup", st.other_startup_ms);
+    jsonw_key_num(w, "queueing", st.queueing_ms);
+    jsonw_key_num(w, "first_prefill", st.first_prefill_ms);
+    jsonw_key_num(w, "cold_total", st.cold_total_ms);
+    jsonw_key_num(w, "warm_median", st.warm_median_ms);
+    jsonw_key_bool(w, "logged_exceeds_measured", st.logged_exceeds);
+    jsonw_object_end(w);
+    key_array(w, "outliers");
+    for (int i = 0; i < rr->n_outliers; i++) {
+        const struct ttft_outlier *o = &rr->outliers[i];
+        jsonw_object_begin(w);
+        jsonw_key_int(w, "run", o->run);
+        jsonw_key_str(w, "tag", o->tag);
+        jsonw_key_num(w, "ttft_ms", o->ttft_ms);
+        jsonw_key_num(w, "median_ms", o->median_ms);
+        jsonw_key_num(w, "server_cpu_pct", o->cpu_pct);
+        jsonw_key_num(w, "gpu_util_pct", o->gpu_util_pct);
+        key_count(w, "majflt", o->majflt_delta);
+        key_count(w, "read_bytes", o->read_bytes_delta);
+        jsonw_key_str(w, "coincided", o->coincided);
+        jsonw_object_end(w);
+    }
+    jsonw_array_end(w);
+}
+
 static void json_request(struct jsonw *w, const struct ttft_req *q)
 {
     const struct request_record *r = &q->rec;
@@ -219,6 +266,7 @@ static void json_repeat(struct jsonw *w, const struct ttft_result *res,
     json_timeline(w, rr);
     json_phases(w, rr);
     json_telemetry(w, rr);
+    json_storage(w, res, rr);
     json_errors(w, rr->n_err_class);
     key_array(w, "requests");
     for (size_t i = 0; i < rr->n_reqs; i++)

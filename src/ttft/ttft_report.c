@@ -21,18 +21,6 @@ static double int_or_nan(int v)
     return v < 0 ? NAN : (double)v;
 }
 
-static void fmt_ms(double ms, char *out, size_t n)
-{
-    if (!isfinite(ms))
-        snprintf(out, n, "n/a");
-    else if (ms >= 10000)
-        snprintf(out, n, "%.2f s", ms / 1000);
-    else if (ms >= 100)
-        snprintf(out, n, "%.0f ms", ms);
-    else
-        snprintf(out, n, "%.2f ms", ms);
-}
-
 static const char *phase_what(enum startup_phase p)
 {
     switch (p) {
@@ -80,12 +68,12 @@ static void section_status(const struct ttft_result *res, struct report *r)
                          "ttft_requests.jsonl.",
                          res->fail_msg[0] ? res->fail_msg : "see below");
     else if (res->url_mode)
-        report_paragraph(s, "Completed: warm_0 and %d warm run(s) against the running server.",
+        report_paragraph(s, "Completed: warm_1 and %d warm run(s) against the running server.",
                          res->opt.warm_runs);
     else
         report_paragraph(s,
                          "Completed: %d launch(es), each with a cold request, one immediate "
-                         "follow-up (warm_0) and %d warm run(s).",
+                         "follow-up (warm_1) and %d warm run(s).",
                          res->n_reps, res->opt.warm_runs);
     for (int k = 0; k < res->n_reps; k++) {
         const struct ttft_repeat *rr = &res->reps[k];
@@ -162,6 +150,9 @@ static void section_config(const struct ttft_result *res, struct report *r)
     buf_free(&extra);
     KV("api", "%s", client_api_str(res->s->po->api));
     KV("drop_caches", "%s", tc->drop_caches ? "yes (page cache dropped before each launch)" : "no");
+    KV("cold_storage", "%s",
+       tc->cold_storage ? "yes (the model's files evicted from the page cache before each launch)"
+                        : "no");
     KV("workload", "%s", res->workload);
     KV("requests",
        "max_tokens %d, ignore_eos, temperature 0, streamed; warm runs %d, idle gap %g "
@@ -197,14 +188,46 @@ static void section_config(const struct ttft_result *res, struct report *r)
     }
 }
 
+static void runs_chart(const struct ttft_result *res, struct report_section *s);
+
+/* The seed's single-run table: cold_1 and warm_1 of launch 1. */
+static void single_run_table(const struct ttft_result *res, struct report_section *s)
+{
+    if (!res->n_reps)
+        return;
+    const struct ttft_repeat *rr = &res->reps[0];
+    struct report_table *t =
+        report_table_add(s, "single_run", "Single-run measurements (cold vs warm)");
+    report_table_col(t, "run", "Run", NULL, REPORT_COL_TEXT, 0);
+    report_table_col(t, "ttft_s", "TTFT", "s", REPORT_COL_NUMBER, 4);
+    report_table_col(t, "e2e_s", "E2E", "s", REPORT_COL_NUMBER, 4);
+    report_table_col(t, "tokens", "Tokens", NULL, REPORT_COL_NUMBER, 0);
+    report_table_col(t, "notes", "Notes", NULL, REPORT_COL_TEXT, 0);
+    const enum ttft_kind kinds[] = {TTFT_KIND_COLD, TTFT_KIND_WARM_IMMEDIATE};
+    const char *notes[] = {"first request after server start", "immediate second request"};
+    for (size_t k = 0; k < 2; k++) {
+        const struct ttft_req *q = ttft_find_kind(rr, kinds[k]);
+        if (!q)
+            continue;
+        report_table_row_add(t);
+        report_row_text(t, "%s", q->rec.tag);
+        report_row_num(t, ttft_rec_ttft_ms(&q->rec) / 1000);
+        report_row_num(t, ttft_rec_e2e_ms(&q->rec) / 1000);
+        report_row_num(t, int_or_nan(q->rec.n_completion_tokens));
+        report_row_text(t, "%s%s%s", notes[k], q->rec.error == REQ_ERROR_NONE ? "" : "; ",
+                        q->rec.error == REQ_ERROR_NONE ? "" : req_error_str(q->rec.error));
+    }
+}
+
 static void section_runs(const struct ttft_result *res, struct report *r)
 {
     struct report_section *s = report_section_add(r, "runs", "Cold vs warm requests");
     report_paragraph(s, "cold_N is the first request after launch N, sent the moment /v1/models "
-                        "answered; warm_0 follows it immediately; warm_1.. are the warm runs "
+                        "answered; warm_1 follows it immediately; warm_2.. are the warm runs 1..N "
                         "(the statistics below use these). TTFT is from handing the request to "
                         "the socket to the first streamed event with text; tokens are the "
                         "server's own usage counts.");
+    single_run_table(res, s);
     struct report_table *t = report_table_add(s, "runs", NULL);
     report_table_col(t, "repeat", "Launch", NULL, REPORT_COL_NUMBER, 0);
     report_table_col(t, "run", "Run", NULL, REPORT_COL_TEXT, 0);
@@ -239,29 +262,81 @@ static void section_runs(const struct ttft_result *res, struct report *r)
                 report_row_text(t, "%s", req_error_str(q->error));
         }
     }
+    runs_chart(res, s);
+}
+
+/* TTFT by request: the ok requests only (a failed one has no TTFT), the failures named below. */
+static void runs_chart(const struct ttft_result *res, struct report_section *s)
+{
     struct report_chart *c = report_chart_add(s, REPORT_CHART_LINE, "ttft_by_run",
-                                              "TTFT by request (1 = cold, 2 = warm_0, 3.. = warm)",
+                                              "TTFT by request (1 = cold_1, 2 = warm_1, 3.. = warm runs)",
                                               "request", NULL, "TTFT", "ms");
     for (int k = 0; k < res->n_reps; k++) {
         const struct ttft_repeat *rr = &res->reps[k];
         double *x = xcalloc(rr->n_reqs + 1, sizeof *x), *y = xcalloc(rr->n_reqs + 1, sizeof *y);
+        size_t n = 0;
         for (size_t i = 0; i < rr->n_reqs; i++) {
-            /* url mode has no cold request: keep the numbering (warm_0 is request 2) */
-            x[i] = (double)rr->reqs[i].i_in_repeat + (res->url_mode ? 1 : 0);
-            y[i] = rr->reqs[i].rec.error == REQ_ERROR_NONE ? ttft_rec_ttft_ms(&rr->reqs[i].rec) : NAN;
+            /* url mode has no cold request: keep the numbering (warm_1 is request 2) */
+            double xi = (double)rr->reqs[i].i_in_repeat + (res->url_mode ? 1 : 0);
+            const struct request_record *q = &rr->reqs[i].rec;
+            if (q->error != REQ_ERROR_NONE) {
+                report_paragraph(s, "Not plotted: launch %d, request %.0f (%s) failed (%s).",
+                                 rr->index, xi, q->tag, req_error_str(q->error));
+                continue;
+            }
+            x[n] = xi;
+            y[n++] = ttft_rec_ttft_ms(q);
         }
         char name[32];
         snprintf(name, sizeof name, res->n_reps > 1 ? "launch %d" : "TTFT", rr->index);
-        report_chart_series(c, name, x, y, rr->n_reqs);
+        report_chart_series(c, name, x, y, n);
         free(x);
         free(y);
     }
 }
 
+/* The seed's warm-run table: runs 1..N of each launch, outliers marked. */
+static void warm_runs_table(const struct ttft_result *res, struct report_section *s)
+{
+    struct report_table *t = report_table_add(s, "warm_runs", NULL);
+    report_table_col(t, "repeat", "Launch", NULL, REPORT_COL_NUMBER, 0);
+    report_table_col(t, "run", "Run", NULL, REPORT_COL_NUMBER, 0);
+    report_table_col(t, "tag", "Request", NULL, REPORT_COL_TEXT, 0);
+    report_table_col(t, "ttft_s", "TTFT", "s", REPORT_COL_NUMBER, 4);
+    report_table_col(t, "e2e_s", "E2E", "s", REPORT_COL_NUMBER, 4);
+    report_table_col(t, "tokens", "Tokens", NULL, REPORT_COL_NUMBER, 0);
+    report_table_col(t, "notes", "Notes", NULL, REPORT_COL_TEXT, 0);
+    for (int k = 0; k < res->n_reps; k++) {
+        const struct ttft_repeat *rr = &res->reps[k];
+        for (size_t i = 0; i < rr->n_reqs; i++) {
+            const struct ttft_req *q = &rr->reqs[i];
+            if (q->kind != TTFT_KIND_WARM)
+                continue;
+            const char *note = q->rec.error != REQ_ERROR_NONE ? req_error_str(q->rec.error) : "";
+            for (int o = 0; o < rr->n_outliers; o++)
+                if (rr->outliers[o].run == q->i_warm_run)
+                    note = "outlier (see Observations)";
+            report_table_row_add(t);
+            report_row_num(t, rr->index);
+            report_row_num(t, q->i_warm_run);
+            report_row_text(t, "%s", q->rec.tag);
+            report_row_num(t, ttft_rec_ttft_ms(&q->rec) / 1000);
+            report_row_num(t, ttft_rec_e2e_ms(&q->rec) / 1000);
+            report_row_num(t, int_or_nan(q->rec.n_completion_tokens));
+            report_row_text(t, "%s", note);
+        }
+    }
+}
+
 static void section_variance(const struct ttft_result *res, struct report *r)
 {
-    struct report_section *s = report_section_add(r, "warm_variance", "Warm variance");
-    struct report_table *t = report_table_add(s, "warm_variance", NULL);
+    struct report_section *s =
+        report_section_add(r, "warm_variance", "Warm-run variance (steady state)");
+    report_paragraph(s, "Prompt: %s. Runs 1..N are warm_2 .. warm_N+1; the summary below is over "
+                        "them (warm_1 is the immediate second request above).",
+                     res->workload);
+    warm_runs_table(res, s);
+    struct report_table *t = report_table_add(s, "warm_variance", "Summary");
     report_table_col(t, "repeat", "Launch", NULL, REPORT_COL_NUMBER, 0);
     report_table_col(t, "n_warm", "Warm runs", NULL, REPORT_COL_NUMBER, 0);
     report_table_col(t, "warm_min_ms", "Min", "ms", REPORT_COL_NUMBER, 2);
@@ -786,26 +861,35 @@ static int obs_dominant_phase(const struct ttft_result *res, const struct ttft_r
     }
     double ready_s = ready_ms / 1000, unlogged_s = ready_s - logged;
     char a[32];
-    fmt_ms(ready_ms, a, sizeof a);
-    if (best < 0) {
+    ttft_fmt_ms(ready_ms, a, sizeof a);
+    if (best >= 0 && rr->logged_exceeds_measured) {
+        report_bullet(s,
+                      "Launch to ready took %s (measured), but the logged phases add up to %.3f "
+                      "s, more than that (a log replayed from another run, or clocks that "
+                      "disagree): no phase share is given; the largest logged phase, %s, took "
+                      "%.3f s (logged).",
+                      a, logged, parts[best].name, parts[best].s);
+    } else if (best < 0) {
         report_bullet(s,
                       "Launch to ready took %s; the server logged no start-up phase this probe "
                       "recognises (log wording: %s), so the time cannot be split.",
                       a, logparse_server_str(si->server));
     } else if (unlogged_s > parts[best].s) {
         report_bullet(s,
-                      "Launch to ready took %s. The largest share was not covered by any logged "
-                      "phase: %.3f s (%.0f%%) went to process start, imports, HTTP start-up and "
-                      "readiness polling; the largest logged phase, %s, took %.3f s (%.0f%%).",
+                      "Time outside every logged phase dominated launch to ready (%s, measured): "
+                      "%.3f s (%.0f%%, measured remainder) went to process start, imports, HTTP "
+                      "start-up and readiness polling, against the largest logged phase, %s, "
+                      "%.3f s (%.0f%%, logged).",
                       a, unlogged_s, 100 * unlogged_s / ready_s, parts[best].name, parts[best].s,
                       100 * parts[best].s / ready_s);
     } else {
         report_bullet(s,
-                      "Launch to ready took %s; %s dominated with %.3f s (%.0f%% of it). Logged "
-                      "phases cover %.3f s; %.3f s is outside them (process start, HTTP start-up, "
-                      "readiness polling).",
-                      a, parts[best].name, parts[best].s, 100 * parts[best].s / ready_s, logged,
-                      unlogged_s > 0 ? unlogged_s : 0.0);
+                      "%s (%.3f s, logged) dominated launch to ready (%s, measured): %.0f%% of "
+                      "it, against %.3f s outside every logged phase (process start, HTTP "
+                      "start-up, readiness polling; measured remainder). Logged phases cover "
+                      "%.3f s.",
+                      parts[best].name, parts[best].s, a, 100 * parts[best].s / ready_s,
+                      unlogged_s > 0 ? unlogged_s : 0.0, logged);
         obs_phase_within(s, si, &parts[best]);
     }
     return 1;
@@ -822,8 +906,8 @@ static int obs_cold_share(const struct ttft_result *res, const struct ttft_repea
         return 0;
     double ft = ttft_rel_ms(cold->rec.t_first_token_ns, rr->tl.t_launch_ns);
     char a[32], b[32];
-    fmt_ms(ft, a, sizeof a);
-    fmt_ms(cold_ms, b, sizeof b);
+    ttft_fmt_ms(ft, a, sizeof a);
+    ttft_fmt_ms(cold_ms, b, sizeof b);
     report_bullet(s,
                   "From launch to the first token of the cold request took %s: waiting for "
                   "readiness was %.1f%% of it and the cold request's TTFT (%s) %.1f%%.",
@@ -831,7 +915,7 @@ static int obs_cold_share(const struct ttft_result *res, const struct ttft_repea
     return 1;
 }
 
-/* First-request penalty, warm spread and warm_0. Returns how many sentences. */
+/* First-request penalty, warm spread and warm_1. Returns how many sentences. */
 static int obs_warm(const struct ttft_result *res, const struct ttft_repeat *rr,
                     struct report_section *s)
 {
@@ -842,9 +926,9 @@ static int obs_warm(const struct ttft_result *res, const struct ttft_repeat *rr,
     ttft_warm_summary(rr, &sm);
     size_t nw = sm.n;
     if (isfinite(cold_ms) && nw > 0) {
-        fmt_ms(cold_ms, a, sizeof a);
-        fmt_ms(sm.p50, b, sizeof b);
-        fmt_ms(cold_ms - sm.p50, c, sizeof c);
+        ttft_fmt_ms(cold_ms, a, sizeof a);
+        ttft_fmt_ms(sm.p50, b, sizeof b);
+        ttft_fmt_ms(cold_ms - sm.p50, c, sizeof c);
         if (cold_ms > sm.max)
             report_bullet(s,
                           "The first request paid a first-request penalty: cold TTFT %s vs a warm "
@@ -873,12 +957,12 @@ static int obs_warm(const struct ttft_result *res, const struct ttft_repeat *rr,
     const struct ttft_req *w0 = ttft_find_kind(rr, TTFT_KIND_WARM_IMMEDIATE);
     if (w0 && w0->rec.error == REQ_ERROR_NONE && nw > 0 && isfinite(sm.p50) && sm.p50 > 0) {
         double w0ms = ttft_rec_ttft_ms(&w0->rec);
-        fmt_ms(w0ms, a, sizeof a);
+        ttft_fmt_ms(w0ms, a, sizeof a);
         const char *verdict =
             w0ms <= sm.max  ? "within the warm range: already warm"
             : res->url_mode ? "slower than every warm run"
                             : "slower than every warm run: some warm-up outlasted the cold request";
-        report_bullet(s, "%s (warm_0) took %s, %.2fx the warm median, %s.",
+        report_bullet(s, "%s (warm_1) took %s, %.2fx the warm median, %s.",
                       res->url_mode ? "The first request of this run"
                                     : "The request sent right after the cold one",
                       a, w0ms / sm.p50, verdict);
@@ -887,7 +971,7 @@ static int obs_warm(const struct ttft_result *res, const struct ttft_repeat *rr,
     return n_said;
 }
 
-/* Server CPU, page cache and storage reads. */
+/* Server CPU and the storage signals (ttft_story.c). */
 static int obs_host(const struct ttft_result *res, const struct ttft_repeat *rr,
                     struct report_section *s)
 {
@@ -902,35 +986,7 @@ static int obs_host(const struct ttft_result *res, const struct ttft_repeat *rr,
                       cc, res->url_mode ? "first request" : "cold request", cw);
         n_said++;
     }
-    if (!res->url_mode && res->model_file_bytes > 0 && rr->page_cache_before_bytes >= 0 &&
-        rr->page_cache_ready_bytes >= 0) {
-        double growth_mib = ttft_mib(rr->page_cache_ready_bytes) -
-                            ttft_mib(rr->page_cache_before_bytes);
-        double size_mib = ttft_mib(res->model_file_bytes);
-        if (growth_mib >= TTFT_PAGE_CACHE_READ_FRAC * size_mib)
-            report_bullet(s,
-                          "The page cache grew by %.1f MiB from launch to ready against a %.1f "
-                          "MiB model file: the weights were read from storage (a disk-cold "
-                          "start).",
-                          growth_mib, size_mib);
-        else
-            report_bullet(s,
-                          "The page cache grew by only %.1f MiB from launch to ready against a "
-                          "%.1f MiB model file: the weights were already cached in memory, so "
-                          "this cold start did not pay for storage reads%s.",
-                          growth_mib, size_mib,
-                          res->s->po->target.drop_caches
-                              ? ""
-                              : " (use --drop-caches as root for a disk-cold start)");
-        n_said++;
-    }
-    if (!res->url_mode && rr->read_bytes_ready >= 0) {
-        report_bullet(s, "The server's processes read %.1f MiB from storage up to ready (%s).",
-                      ttft_mib(rr->read_bytes_ready),
-                      res->model_file_bytes > 0 ? "compare with the model file size above"
-                                                : "model file size unknown");
-        n_said++;
-    }
+    n_said += ttft_obs_storage(res, rr, s);
     return n_said;
 }
 
@@ -1024,6 +1080,7 @@ static void section_observations(const struct ttft_result *res, struct report *r
     int n_said = obs_dominant_phase(res, rr, s);
     n_said += obs_cold_share(res, rr, s);
     n_said += obs_warm(res, rr, s);
+    n_said += ttft_obs_outliers(res, rr, s);
     n_said += obs_host(res, rr, s);
     n_said += obs_gpu(res, rr, s);
     n_said += obs_requests(res, s);
@@ -1072,6 +1129,9 @@ void ttft_report(const struct ttft_result *res, struct report *r)
     report_head(res, r);
     section_status(res, r);
     section_observations(res, r);
+    ttft_section_stack(res, r);
+    ttft_section_model(res, r);
+    ttft_section_sre(res, r);
     section_config(res, r);
     section_runs(res, r);
     section_variance(res, r);

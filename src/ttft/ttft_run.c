@@ -1,6 +1,6 @@
 /* ttft_run: runs the ttft probe on the probe core. Per repeat one struct launch (run/launch.h:
  * log file, sampler, readings, start-up log, death) and one driver (run/driver.h) in sequential
- * mode: the cold request the moment the server is ready, then warm_0 and the N warm runs (the
+ * mode: the cold request the moment the server is ready, then warm_1 and the N warm runs (the
  * idle gap is the driver's think time), every finished request to the session's JSONL sink.
  * What is left here is ttft's own: which request is which, the telemetry windows of the cold and
  * warm requests, and the repeat's outcome. It renders nothing (ttft_report.c, ttft_json.c) and
@@ -43,37 +43,18 @@ static void fail(struct ttft_result *res, const char *msg)
         snprintf(res->fail_msg, sizeof res->fail_msg, "%.*s", (int)sizeof res->fail_msg - 1, msg);
 }
 
-/* CPU % of the server tree over [t0, t1]: each sample's cpu_pct covers (previous sample, this
- * sample]; intervals are weighted by their overlap with the window. NAN if none overlaps. */
-static double cpu_over_window(const struct telemetry_sample *s, size_t n, mono_ns t0, mono_ns t1)
-{
-    double sum = 0, w = 0;
-    if (!t0 || !t1 || t1 <= t0)
-        return NAN;
-    for (size_t i = 1; i < n; i++) {
-        if (!isfinite(s[i].cpu_pct) || s[i].n_procs <= 0)
-            continue;
-        mono_ns a = s[i - 1].t_ns > t0 ? s[i - 1].t_ns : t0;
-        mono_ns b = s[i].t_ns < t1 ? s[i].t_ns : t1;
-        if (b <= a)
-            continue;
-        sum += s[i].cpu_pct * (double)(b - a);
-        w += (double)(b - a);
-    }
-    return w > 0 ? sum / w : NAN;
-}
-
 /* ------------------------------------------------------------------ requests */
 
 /* Driver callback: the i-th request of the phase. The driver copies ph->tag (our cx->tag) into
- * the record after this call, so each request is named here: cold_N, warm_0, warm_1, ... */
+ * the record after this call, so each request is named here: cold_N, then warm_1 (the immediate
+ * follow-up), warm_2 .. warm_N+1 (warm runs 1..N), as in the seed's template. */
 static int make_request(void *ud, uint64_t i, struct client_request *rq, struct buf *prompt)
 {
     struct ttft_ctx *cx = ud;
     if (cx->is_cold)
         snprintf(cx->tag, sizeof cx->tag, "cold_%d", cx->i_repeat);
     else
-        snprintf(cx->tag, sizeof cx->tag, "warm_%llu", (unsigned long long)i);
+        snprintf(cx->tag, sizeof cx->tag, "warm_%llu", (unsigned long long)i + 1);
     int n_target = -1;
     if (workload_prompt(&cx->wl, cx->next_prompt_id++, prompt, &n_target) != WORKLOAD_OK) {
         driver_set_reason(cx->d, "prompt %d tokens exceeds the buffer cap", n_target);
@@ -98,6 +79,13 @@ static void repeat_push(struct ttft_repeat *rr, const struct request_record *rec
     q->rec = *rec;
     q->kind = kind;
     q->i_in_repeat = (int)rr->n_reqs;
+    q->i_warm_run = 0;
+    if (kind == TTFT_KIND_WARM) {
+        int n_before = 0;
+        for (size_t i = 0; i + 1 < rr->n_reqs; i++)
+            n_before += rr->reqs[i].kind == TTFT_KIND_WARM;
+        q->i_warm_run = n_before + 1;
+    }
     if (rec->error != REQ_ERROR_NONE && rec->error < REQ_ERROR__COUNT)
         rr->n_err_class[rec->error]++;
     if (rec->error != REQ_ERROR_NONE && rec->error != REQ_ERROR_ABORTED)
@@ -109,7 +97,7 @@ static void repeat_push(struct ttft_repeat *rr, const struct request_record *rec
         log_warn(MOD, "%s: %s: %s", rec->tag, req_error_str(rec->error), rec->error_msg);
 }
 
-/* One sequential phase: the cold request (n 1) or warm_0 and the warm runs (think time = idle
+/* One sequential phase: the cold request (n 1) or warm_1 and the warm runs (think time = idle
  * gap before each warm run). Its records move into rr. Returns the driver's status. */
 static enum driver_status run_phase(struct ttft_ctx *cx, struct ttft_repeat *rr, int cold, int n)
 {
@@ -143,7 +131,7 @@ static enum driver_status run_phase(struct ttft_ctx *cx, struct ttft_repeat *rr,
     return st;
 }
 
-/* The windows the telemetry is read over: the cold request, warm_1 .. warm_N. */
+/* The windows the telemetry is read over: the cold request, warm runs 1..N. */
 static void repeat_windows(struct ttft_repeat *rr)
 {
     for (size_t i = 0; i < rr->n_reqs; i++) {
@@ -159,7 +147,7 @@ static void repeat_windows(struct ttft_repeat *rr)
     }
 }
 
-/* The cold request, warm_0 and the warm runs of one ready launch. */
+/* The cold request, warm_1 and the warm runs of one ready launch. */
 static void send_all(struct ttft_ctx *cx, struct ttft_repeat *rr, struct launch *L)
 {
     struct client_config cc;
@@ -198,6 +186,27 @@ static void repeat_init(struct ttft_repeat *rr, int index)
     rr->rss_ready_bytes = rr->rss_max_bytes = -1;
     rr->page_cache_before_bytes = rr->page_cache_ready_bytes = rr->page_cache_after_bytes = -1;
     rr->read_bytes_ready = rr->read_bytes_end = -1;
+    rr->model_bytes = rr->model_resident_before_bytes = -1;
+    rr->model_resident_launch_bytes = rr->model_resident_ready_bytes = -1;
+    rr->majflt_ready = -1;
+    rr->ready_s = rr->logged_sum_s = NAN;
+}
+
+/* The storage signals and the logged-vs-measured check of the launch (run/launch.h). */
+static void repeat_storage(struct ttft_repeat *rr, const struct launch *L)
+{
+    rr->model_bytes = L->model_bytes;
+    rr->model_resident_before_bytes = L->model_resident_before_bytes;
+    rr->model_resident_launch_bytes = L->model_resident_launch_bytes;
+    rr->model_resident_ready_bytes = L->model_resident_ready_bytes;
+    rr->cold_storage_done = L->cold_storage_done;
+    rr->cold_storage_effective = L->cold_storage_effective;
+    snprintf(rr->cold_storage_err, sizeof rr->cold_storage_err, "%s", L->cold_storage_err);
+    rr->majflt_ready = L->majflt_ready;
+    rr->read_bytes_ready = L->read_bytes_ready;
+    rr->ready_s = L->ready_s;
+    rr->logged_sum_s = L->logged_sum_s;
+    rr->logged_exceeds_measured = L->logged_exceeds_measured;
 }
 
 /* The telemetry that is ttft's own (CPU over the cold and warm windows, GPU after the cold
@@ -214,17 +223,14 @@ static void repeat_telemetry(struct ttft_ctx *cx, struct ttft_repeat *rr, struct
     int with_gpu = cx->s->gpus.available;
     struct telemetry_sample *s = xcalloc(TTFT_SAMPLES_CAP, sizeof *s);
     size_t n = telemetry_sampler_copy(L->smp, s, TTFT_SAMPLES_CAP);
-    mono_ns t_ready = rr->tl.t_models_ok_ns;
-    rr->cpu_cold_pct = cpu_over_window(s, n, rr->t_cold_sent_ns, rr->t_cold_done_ns);
-    rr->cpu_warm_pct = cpu_over_window(s, n, rr->t_warm_start_ns, rr->t_warm_end_ns);
+    rr->cpu_cold_pct = ttft_cpu_over_window(s, n, rr->t_cold_sent_ns, rr->t_cold_done_ns);
+    rr->cpu_warm_pct = ttft_cpu_over_window(s, n, rr->t_warm_start_ns, rr->t_warm_end_ns);
     for (size_t i = 0; i < n; i++) {
         if (s[i].n_procs <= 0)
             continue;
         if (s[i].rss_bytes >= 0 && s[i].rss_bytes > rr->rss_max_bytes)
             rr->rss_max_bytes = s[i].rss_bytes;
-        if (t_ready && s[i].t_ns <= t_ready && s[i].read_bytes >= 0)
-            rr->read_bytes_ready = s[i].read_bytes;
-        if (s[i].read_bytes >= 0)
+        if (s[i].read_bytes > rr->read_bytes_end)
             rr->read_bytes_end = s[i].read_bytes;
     }
     for (size_t i = 0; with_gpu && i < n; i++) {
@@ -240,6 +246,7 @@ static void repeat_telemetry(struct ttft_ctx *cx, struct ttft_repeat *rr, struct
         launch_window(L, rr->t_warm_start_ns, rr->t_warm_end_ns + slack, &w) == 0 &&
         w.gpu_available)
         rr->gpu_util_warm_pct = w.gpu_util_mean_pct;
+    ttft_outliers_find(rr, s, n, slack);
     free(s);
 }
 
@@ -302,6 +309,7 @@ static void run_repeat(struct ttft_ctx *cx, struct ttft_repeat *rr, const struct
         send_all(cx, rr, &L);
     launch_stop(&L);
     repeat_outcome(cx, rr, &L);
+    repeat_storage(rr, &L);
     repeat_telemetry(cx, rr, &L);
     launch_free(&L);
 }

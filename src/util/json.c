@@ -86,6 +86,22 @@ int json_member_at(const struct json *obj, size_t i, const char **key, const str
     return -1;
 }
 
+int json_member_each(const struct json *obj,
+                     int (*fn)(void *ctx, const char *key, const struct json *value), void *ctx)
+{
+    if (!obj || !json_is_object(J(obj)))
+        return -1;
+    const char *name;
+    json_t *val;
+    json_object_foreach(J(obj), name, val)
+    {
+        int r = fn(ctx, name, (const struct json *)val);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
 const char *json_str(const struct json *v, size_t *len_out)
 {
     if (!v || !json_is_string(J(v)))

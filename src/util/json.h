@@ -42,6 +42,10 @@ size_t json_len(const struct json *arr);
 const struct json *json_at(const struct json *arr, size_t i);
 /* Object members in order: returns 0 and sets key/value for index i, -1 past the end. */
 int json_member_at(const struct json *obj, size_t i, const char **key, const struct json **value);
+/* Calls fn for each member in order (linear, unlike json_member_at in a loop) until fn returns
+ * non-zero; returns that value, 0 after the last member, -1 if obj is not an object. */
+int json_member_each(const struct json *obj,
+                     int (*fn)(void *ctx, const char *key, const struct json *value), void *ctx);
 
 /* Scalar getters: 0 on success, -1 on type mismatch or NULL. */
 const char *json_str(const struct json *v, size_t *len_out); /* NULL unless a string */
