@@ -72,8 +72,8 @@ static void section_commands(const struct lab_inputs *in, const struct session *
     const char *c = lab_jstr(TTFT(in), "repeats[0].server_cmdline", NULL);
     if (c)
         buf_printf(o, "  - Tier 1 and 3B (`serve_slm.sh`): `%s`\n", c);
-    const char *off = lab_jstr(PREFIX(in), "servers.off.command", NULL);
-    const char *on = lab_jstr(PREFIX(in), "servers.on.command", NULL);
+    const char *off = lab_jstr(PREFIX(in), "modes[0].command", NULL);
+    const char *on = lab_jstr(PREFIX(in), "modes[1].command", NULL);
     if (off && on)
         buf_printf(o, "  - Tier 2, caching off (`serve_slm_no_prefix_cache.sh`): `%s`\n"
                       "  - Tier 2, caching on (`serve_slm_prefix_cache.sh`): `%s`\n",
@@ -90,7 +90,7 @@ static void section_commands(const struct lab_inputs *in, const struct session *
 
 static void key_ttft(const struct json *t, struct buf *o)
 {
-    char a[32], b[32], c[32];
+    char a[32], b[32], c[32], f[32];
     if (!t) {
         buf_puts(o, "- Cold TTFT / Warm TTFT: not measured (Tier 1 was not run)\n");
         return;
@@ -101,7 +101,7 @@ static void key_ttft(const struct json *t, struct buf *o)
                ms(lab_jnum(t, "summary.warm_ttft_p50_ms"), b, sizeof b),
                ms(lab_jnum(t, "summary.warm_ttft_p95_ms"), c, sizeof c),
                lab_jnum(t, "summary.n_warm"),
-               num(lab_jnum(t, "summary.cold_warm_factor"), "%.2fx", a, sizeof a));
+               num(lab_jnum(t, "summary.cold_warm_factor"), "%.2fx", f, sizeof f));
     buf_printf(o, "- Restart to ready: %s; restart to first token: %s\n",
                ms(lab_jnum(t, "summary.launch_to_ready_ms"), a, sizeof a),
                ms(lab_jnum(t, "repeats[0].launch_to_first_token_ms"), b, sizeof b));
@@ -131,7 +131,7 @@ static void key_batch(const struct json *b, struct buf *o)
                    lab_jnum(b, "sweep[0].concurrency"),
                    num(lab_jnum(b, "peak.tok_s"), "%.1f", y, sizeof y),
                    lab_jnum(b, "peak.concurrency"),
-                   lab_jget(b, "knee.concurrency")
+                   isfinite(lab_jnum(b, "knee.concurrency"))
                        ? num(lab_jnum(b, "knee.concurrency"), "concurrency %.0f", z, sizeof z)
                        : "not reached in the sweep");
     }
@@ -166,19 +166,109 @@ static void key_kv(const struct json *k, struct buf *o)
     buf_puts(o, "\n");
 }
 
-/* Mean TTFT of the prefix cells of one mode at the largest prefix and concurrency 1. */
+/* Index of the prefix cell (mode, regime, concurrency, hit mix), or -1. */
+static int prefix_cell(const struct json *p, const char *mode, const char *regime, double conc,
+                       double hit)
+{
+    size_t n = lab_jlen(p, "cells");
+    for (size_t i = 0; i < n; i++) {
+        const struct json *c = json_at(lab_jget(p, "cells"), i);
+        if (!strcmp(lab_jstr(c, "mode", ""), mode) && !strcmp(lab_jstr(c, "regime", ""), regime) &&
+            lab_jnum(c, "concurrency") == conc && fabs(lab_jnum(c, "hit_mix") - hit) < 1e-9 &&
+            lab_jbool(c, "done", 0))
+            return (int)i;
+    }
+    return -1;
+}
+
+static double cell_num(const struct json *p, int i, const char *key)
+{
+    char path[96];
+    snprintf(path, sizeof path, "cells[%d].%s", i, key);
+    return i < 0 ? NAN : lab_jnum(p, path);
+}
+
+/* Off vs on for one regime at concurrency conc and hit mix hit: "TTFT X -> Y (-Z%)". 0 if absent. */
+static int prefix_pair(const struct json *p, const char *regime, double conc, double hit,
+                       const char *key, double *off, double *on)
+{
+    int i = prefix_cell(p, "no_prefix_cache", regime, conc, hit);
+    int k = prefix_cell(p, "with_prefix_cache", regime, conc, hit);
+    *off = cell_num(p, i, key);
+    *on = cell_num(p, k, key);
+    return isfinite(*off) && isfinite(*on);
+}
+
 static void key_prefix(const struct json *p, struct buf *o)
 {
     if (!p) {
         buf_puts(o, "- Prefix caching impact: not measured (Tier 2 was not run)\n");
         return;
     }
-    const char *line = lab_jstr(p, "summary.headline", NULL);
-    if (line)
-        buf_printf(o, "- Prefix caching impact (TTFT, tok/s, memory): %s\n", line);
-    else
-        buf_puts(o, "- Prefix caching impact: see prefix_caching_results.md (no headline in "
-                    "prefix.json)\n");
+    double c1 = lab_jnum(p, "cells[0].concurrency");
+    size_t n = lab_jlen(p, "cells");
+    double cmax = c1;
+    for (size_t i = 0; i < n; i++) {
+        char q[64];
+        snprintf(q, sizeof q, "cells[%zu].concurrency", i);
+        if (lab_jnum(p, q) > cmax)
+            cmax = lab_jnum(p, q);
+    }
+    buf_puts(o, "- Prefix caching impact (100% reuse, caching off -> on):");
+    const char *regimes[] = {"medium", "large"};
+    int any = 0;
+    for (int r = 0; r < 2; r++) {
+        double off, on, toff, ton;
+        if (!prefix_pair(p, regimes[r], c1, 1.0, "mean_ttft_s", &off, &on))
+            continue;
+        char a[32], b[32];
+        int have_tok = prefix_pair(p, regimes[r], cmax, 1.0, "tok_s", &toff, &ton);
+        buf_printf(o, "%s %s prefix (%.0f tokens): TTFT %s -> %s (%+.0f%%) at concurrency %.0f",
+                   any ? ";" : "", regimes[r],
+                   cell_num(p, prefix_cell(p, "with_prefix_cache", regimes[r], c1, 1.0),
+                            "prefix_len_tokens"),
+                   ms(off * 1000, a, sizeof a), ms(on * 1000, b, sizeof b),
+                   off > 0 ? (on / off - 1) * 100 : NAN, c1);
+        if (have_tok)
+            buf_printf(o, ", throughput %.1f -> %.1f tok/s at concurrency %.0f", toff, ton, cmax);
+        any = 1;
+    }
+    double m_off = lab_jnum(p, "modes[0].rss_max_bytes"), m_on = lab_jnum(p, "modes[1].rss_max_bytes");
+    if (isfinite(lab_jnum(p, "modes[0].gpu_mem_max_bytes"))) {
+        m_off = lab_jnum(p, "modes[0].gpu_mem_max_bytes");
+        m_on = lab_jnum(p, "modes[1].gpu_mem_max_bytes");
+    }
+    if (isfinite(m_off) && isfinite(m_on))
+        buf_printf(o, "; memory peak %.1f -> %.1f MiB", m_off / 1048576, m_on / 1048576);
+    buf_puts(o, any ? "\n" : " no finished off/on pair of cells\n");
+}
+
+/* "Did prefix caching help? When did it not?" from the 100% and 0% reuse cells. */
+static void observe_prefix(const struct json *p, struct buf *o)
+{
+    buf_puts(o, "- Did prefix caching help? When did it not? ");
+    if (!p) {
+        buf_puts(o, "Tier 2 was not run.\n");
+        return;
+    }
+    const char *finding = lab_jstr(p, "finding", "");
+    if (finding[0]) {
+        buf_printf(o, "%s.\n", finding);
+        return;
+    }
+    double c1 = lab_jnum(p, "cells[0].concurrency"), off, on;
+    const char *regime = prefix_cell(p, "with_prefix_cache", "large", c1, 1.0) >= 0 ? "large"
+                                                                                   : "medium";
+    char a[32], b[32];
+    if (prefix_pair(p, regime, c1, 1.0, "mean_ttft_s", &off, &on))
+        buf_printf(o, "With every request reusing a %s prefix it cut mean TTFT from %s to %s. ",
+                   regime, ms(off * 1000, a, sizeof a), ms(on * 1000, b, sizeof b));
+    if (prefix_pair(p, regime, c1, 0.0, "mean_ttft_s", &off, &on))
+        buf_printf(o, "With no reuse (every prefix fresh) there was nothing to hit: %s off vs %s "
+                      "on (%+.0f%%), the cost of the lookups and of caching blocks no one reuses.",
+                   ms(off * 1000, a, sizeof a), ms(on * 1000, b, sizeof b),
+                   off > 0 ? (on / off - 1) * 100 : NAN);
+    buf_puts(o, "\n");
 }
 
 static void section_key_numbers(const struct lab_inputs *in, struct buf *o)
@@ -199,6 +289,7 @@ static void section_equation(const struct json *t, struct buf *o)
         return;
     }
     double ready = lab_jnum(t, "repeats[0].launch_to_ready_ms");
+    double total = lab_jnum(t, "repeats[0].launch_to_first_token_ms");
     double cold = lab_jnum(t, "repeats[0].cold_ttft_ms");
     double w = lab_jnum(t, "repeats[0].phases_s.weights_load") * 1000;
     if (!isfinite(w))
@@ -216,22 +307,27 @@ static void section_equation(const struct json *t, struct buf *o)
         }
     }
     double wm = n_warm ? warm : NAN;
-    double other = ready - (isfinite(w) ? w : 0) - (isfinite(wm) ? wm : 0);
+    /* everything else up to the first token: process start, API server, readiness polling and the
+     * probe's reaction to ready */
+    double other = total - cold - (isfinite(w) ? w : 0) - (isfinite(wm) ? wm : 0);
     char a[32], b[32], c[32], d[32], e[32], f[32];
     buf_printf(o, "TTFT_cold (restart to first token) = %s ≈ load_weights %s + runtime_warmup %s "
                   "+ other start-up %s + first_prefill %s + queueing 0 (one request, nothing "
                   "queued)\n\n",
-               ms(ready + cold, a, sizeof a), ms(w, b, sizeof b), ms(wm, c, sizeof c),
+               ms(total, a, sizeof a), ms(w, b, sizeof b), ms(wm, c, sizeof c),
                ms(other, d, sizeof d), ms(cold, e, sizeof e));
     buf_printf(o, "TTFT_warm ≈ first_prefill + small scheduling overhead + queueing = %s (median "
                   "of the warm runs, one request at a time)\n\n",
                ms(lab_jnum(t, "summary.warm_ttft_p50_ms"), f, sizeof f));
-    buf_printf(o, "Where the terms come from: load_weights and runtime_warmup are the server's "
-                  "start-up phases (%s, %s: logged durations or log-line arrival differences, see "
-                  "first_token_latency.md); other start-up is launch-to-ready minus both; "
-                  "first_prefill is the cold request's TTFT measured by the probe.\n\n",
+    buf_printf(o, "Where the terms come from: load_weights (%s) and runtime_warmup (%s: KV "
+                  "allocation, compilation, warm-up or graph capture) are the server's start-up "
+                  "phases (\"logged\": durations it printed; \"arrival\": differences of log-line "
+                  "arrival times; see first_token_latency.md); first_prefill is the cold request's "
+                  "TTFT measured by the probe; other start-up is the rest of the %s from restart "
+                  "to first token (of which %s to ready).\n\n",
                lab_jstr(t, "repeats[0].phase_sources.weights_load", "none"),
-               lab_jstr(t, "repeats[0].phase_sources.warmup_graph_capture", "none"));
+               lab_jstr(t, "repeats[0].phase_sources.warmup_graph_capture", "none"),
+               ms(total, d, sizeof d), ms(ready, e, sizeof e));
 }
 
 static void observe_spikes(const struct json *t, struct buf *o)
@@ -277,9 +373,7 @@ static void section_observations(const struct lab_inputs *in, struct buf *o)
 {
     buf_puts(o, "## Observations / Surprises\n");
     observe_spikes(TTFT(in), o);
-    const char *pf = lab_jstr(PREFIX(in), "summary.finding", NULL);
-    buf_printf(o, "- Did prefix caching help? When did it not? %s\n",
-               pf ? pf : PREFIX(in) ? "see prefix_caching_results.md" : "Tier 2 was not run.");
+    observe_prefix(PREFIX(in), o);
     observe_kv(KV(in), o);
     const struct json *b = BATCH(in);
     const char *knee = lab_jstr(b, "knee_summary", NULL);

@@ -90,7 +90,7 @@ static void derive_interactive(const struct json *b, const struct json *kv, stru
 
 static void derive_throughput(const struct json *b, const struct json *kv, struct lab_preset *p)
 {
-    int knee = lab_jget(b, "knee.concurrency") != NULL;
+    int knee = isfinite(lab_jnum(b, "knee.concurrency"));
     double c = lab_jnum(b, knee ? "knee.concurrency" : "peak.concurrency");
     if (!isfinite(c)) {
         snprintf(p->evidence[0], sizeof p->evidence[0],
@@ -101,9 +101,8 @@ static void derive_throughput(const struct json *b, const struct json *kv, struc
     p->usable = 1;
     p->max_num_seqs = (int)c;
     if (knee)
-        evidence(p, "max-num-seqs %d: the knee of the sweep (%s): more concurrency bought little "
-                    "throughput.",
-                 p->max_num_seqs, lab_jstr(b, "knee.reason", ""));
+        evidence(p, "max-num-seqs %d, the knee of the sweep: %s", p->max_num_seqs,
+                 lab_jstr(b, "knee_summary", lab_jstr(b, "knee.reason", "")));
     else
         evidence(p, "max-num-seqs %d: the sweep's peak (%.1f tok/s); no knee within the levels "
                     "tried, so a larger value may still pay (extend --concurrency).",

@@ -121,9 +121,8 @@ static enum lab_tier_state run_batch(const struct lab_opts *o, struct session *s
     struct batch_result *res = xcalloc(1, sizeof *res);
     int rc = batch_run(&bo, s, res);
     int failed = rc != PROBE_EXIT_OK;
-    if (batch_write_outputs(&bo, res, s) != 0)
+    if (batch_write_outputs(res, s) != 0)
         failed = 1;
-    batch_result_free(res);
     free(res);
     return state_of(failed, s);
 }

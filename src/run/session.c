@@ -31,7 +31,10 @@ int session_init(struct session *s, const struct probe_opts *po, int argc, char 
     atomic_init(&s->cancel_, 0);
     target_install_signal_handlers();
     clock_wall_iso(s->started_at, sizeof s->started_at);
-    redact_argv_join(argc, argv, s->command_line, sizeof s->command_line);
+    /* argv[0] is the command word ("ttft"): the line a user can paste starts with "slmprobe" */
+    size_t pre = argc > 0 && argv[0] && strncmp(argv[0], "slmprobe", 8) ? strlen("slmprobe ") : 0;
+    memcpy(s->command_line, "slmprobe ", pre);
+    redact_argv_join(argc, argv, s->command_line + pre, sizeof s->command_line - pre);
     const char *dir = po && po->out_dir && po->out_dir[0] ? po->out_dir : "results";
     snprintf(s->out_dir, sizeof s->out_dir, "%s", dir);
     s->have_host = telemetry_host_read(&s->host) == 0;
