@@ -6,7 +6,11 @@
  * tier results validate against docs/schema.md, report.html has every tier; a run interrupted
  * mid-tier and resumed finishes with the same artifact set, reusing the finished tiers. */
 #include <math.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "lab/lab.h"
@@ -135,6 +139,166 @@ static void test_presets_and_day(void)
     lab_inputs_free(&in);
 }
 
+static const char *const seed_artifacts[] = {
+    "first_token_latency.md", "prefix_prompts.jsonl", "prefix_caching_results.md",
+    "kv_cache_scaling.csv", "kv_cache_scaling_notes.md", "batching_benchmark.md",
+    "concurrency_sweep.csv", "serve_slm.sh", "serve_slm_no_prefix_cache.sh",
+    "serve_slm_prefix_cache.sh", "kv_scaling.sh", "lab.json", "DAY.md", "report.html",
+    "first_token_latency.html", "prefix_caching_results.html", "kv_cache_scaling_notes.html",
+    "batching_benchmark.html", "ttft.json", "prefix.json", "kv.json", "batch.json"};
+
+/* Starts `slmprobe lab --quick` on the tiny model into out; returns the pid (output to log). */
+static pid_t lab_start(const char *out, const char *log, int resume)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        char *argv[] = {(char *)bin_path(), "lab", "--quick", "--model", g_model, "--out",
+                        (char *)out, resume ? "--resume" : "--quick", "--",
+                        "--kv-cache-memory-bytes", "16MiB", "--warmup", "none", "--threads", "1",
+                        NULL};
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_rc(pid_t pid, double timeout_s)
+{
+    double t0 = now_s();
+    int st;
+    while (now_s() - t0 < timeout_s) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        sleep_ms(100);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+/* Headless Chromium: the page loads with no console error, renders every chart, and the
+ * screenshot is not blank. */
+static void check_in_chromium(const char *html)
+{
+    const char *browsers[] = {"/usr/bin/chromium", "/usr/bin/chromium-browser", NULL};
+    const char *br = NULL;
+    for (int i = 0; browsers[i]; i++)
+        if (access(browsers[i], X_OK) == 0)
+            br = browsers[i];
+    CHECK_MSG(br != NULL, "no chromium (scripts/deps.sh installs Debian's chromium)");
+    if (!br)
+        return;
+    char png[600], dom[600], errlog[600], url[1200], cmd[4000];
+    snprintf(png, sizeof png, "%s/report.png", g_dir);
+    snprintf(dom, sizeof dom, "%s/report.dom", g_dir);
+    snprintf(errlog, sizeof errlog, "%s/chromium.log", g_dir);
+    snprintf(url, sizeof url, "file://%s", html);
+    /* every host unresolvable: a page that tried to fetch anything would log a failed load */
+    const char *flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars "
+                        "--enable-logging=stderr --v=0 --host-resolver-rules='MAP * ~NOTFOUND' "
+                        "--user-data-dir=%s/chromium-profile";
+    char f[800];
+    snprintf(f, sizeof f, flags, g_dir);
+    snprintf(cmd, sizeof cmd, "timeout 120 %s %s --window-size=1280,6000 --screenshot=%s %s "
+                              ">/dev/null 2>%s && timeout 120 %s %s --dump-dom %s >%s 2>>%s",
+             br, f, png, url, errlog, br, f, url, dom, errlog);
+    int rc = system(cmd);
+    CHECK_MSG(rc == 0, "chromium failed (%d), see %s", rc, errlog);
+    char *log = slurp(errlog);
+    CHECK_MSG(strstr(log, "CONSOLE") == NULL && strstr(log, "Uncaught") == NULL &&
+                  strstr(log, "ERR_NAME_NOT_RESOLVED") == NULL,
+              "console errors or network fetches: %s", errlog);
+    free(log);
+    char *d = slurp(dom);
+    int n_svg = 0, n_points = 0;
+    for (const char *q = d; (q = strstr(q, "<svg")); q++)
+        n_svg++;
+    for (const char *q = d; (q = strstr(q, "<circle")); q++)
+        n_points++;
+    CHECK_MSG(n_svg >= 6, "only %d charts rendered", n_svg);
+    CHECK_MSG(n_points >= 10, "only %d data points drawn", n_points);
+    const char *tiers[] = {"id=\"tier-ttft\"", "id=\"tier-prefix\"", "id=\"tier-kv\"",
+                           "id=\"tier-batch\""};
+    for (int i = 0; i < 4; i++)
+        CHECK_MSG(strstr(d, tiers[i]) != NULL, "%s missing in the rendered page", tiers[i]);
+    CHECK(strstr(d, "Not run:") == NULL);
+    free(d);
+    struct stat st;
+    CHECK_MSG(stat(png, &st) == 0 && st.st_size > 50000, "screenshot missing or blank (%lld bytes)",
+              (long long)(stat(png, &st) == 0 ? st.st_size : 0));
+}
+
+/* Interrupted in the middle of Tier 2, then resumed: the finished tier is reused, the rest run,
+ * and the artifact set is the seed's whole set. */
+static void test_lab_interrupt_resume(void)
+{
+    char out[600], log1[600], log2[600], p[1200];
+    snprintf(out, sizeof out, "%s/day", g_dir);
+    snprintf(log1, sizeof log1, "%s/lab1.log", g_dir);
+    snprintf(log2, sizeof log2, "%s/lab2.log", g_dir);
+    pid_t pid = lab_start(out, log1, 0);
+    /* Tier 1 done, Tier 2 running: its prompt set is written at the start of the tier */
+    double t0 = now_s();
+    snprintf(p, sizeof p, "%s/ttft.json", out);
+    while (now_s() - t0 < 600 && (access(p, F_OK) != 0 || !exists(out, "prefix_requests.jsonl")))
+        sleep_ms(100);
+    sleep_ms(1500);
+    kill(pid, SIGINT);
+    int rc = wait_rc(pid, 120);
+    CHECK_MSG(rc == 130, "interrupted lab exit %d (see %s)", rc, log1);
+    CHECK(exists(out, "ttft.json") && exists(out, "DAY.md") && exists(out, "lab.json"));
+    char err[256];
+    struct json *j = lab_json_load(strcat(strcpy(p, out), "/lab.json"), err, sizeof err);
+    CHECK_MSG(j != NULL, "%s", err);
+    CHECK_EQ_STR(lab_jstr(j, "status", ""), "interrupted");
+    CHECK_EQ_STR(lab_jstr(j, "tiers.ttft.state", ""), "ok");
+    CHECK_EQ_STR(lab_jstr(j, "tiers.prefix.state", ""), "interrupted");
+    json_free(j);
+
+    rc = wait_rc(lab_start(out, log2, 1), 900);
+    CHECK_MSG(rc == 0, "resumed lab exit %d (see %s)", rc, log2);
+    for (size_t i = 0; i < sizeof seed_artifacts / sizeof seed_artifacts[0]; i++)
+        CHECK_MSG(exists(out, seed_artifacts[i]), "%s missing", seed_artifacts[i]);
+    j = lab_json_load(strcat(strcpy(p, out), "/lab.json"), err, sizeof err);
+    CHECK_EQ_STR(lab_jstr(j, "status", ""), "ok");
+    CHECK_EQ_STR(lab_jstr(j, "tiers.ttft.state", ""), "reused");
+    CHECK_EQ_STR(lab_jstr(j, "tiers.prefix.state", ""), "ok");
+    CHECK_EQ_STR(lab_jstr(j, "tiers.batch.result.schema", ""), "slmprobe.batch/1");
+    json_free(j);
+    const struct {
+        const char *id, *file;
+    } schemas[] = {{"slmprobe.lab/1", "lab.json"}, {"slmprobe.ttft/1", "ttft.json"},
+                   {"slmprobe.prefix/1", "prefix.json"}, {"slmprobe.kv/1", "kv.json"},
+                   {"slmprobe.batch/1", "batch.json"}};
+    for (size_t i = 0; i < sizeof schemas / sizeof schemas[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", out, schemas[i].file);
+        CHECK_MSG(schema_validate_file(schemas[i].id, p) == 0, "%s", schemas[i].file);
+    }
+    snprintf(p, sizeof p, "%s/DAY.md", out);
+    char *day = slurp(p);
+    const char *must[] = {"## Environment", "## Commands Run", "## Key Numbers",
+                          "## Artifacts Created/Updated", "## Observations / Surprises",
+                          "## The cold-start equation, measured",
+                          "## How I'd explain TTFT to an SRE", "ms cold", "tok/s",
+                          "| max-model-len |", "TTFT_cold (restart to first token) = "};
+    for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
+        CHECK_MSG(strstr(day, must[i]) != NULL, "DAY.md lacks '%s'", must[i]);
+    CHECK_MSG(strstr(day, "n/a ms") == NULL && strstr(day, "nan") == NULL, "DAY.md: %s", p);
+    free(day);
+    snprintf(p, sizeof p, "%s/report.html", out);
+    check_in_chromium(p);
+}
+
 int main(void)
 {
     if (harness_setup("lab") != 0)
@@ -143,5 +307,6 @@ int main(void)
     TEST_RUN(test_jpath);
     TEST_RUN(test_page);
     TEST_RUN(test_presets_and_day);
+    TEST_RUN(test_lab_interrupt_resume);
     return TEST_DONE();
 }

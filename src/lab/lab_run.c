@@ -50,15 +50,16 @@ static enum lab_tier_state run_prefix(const struct lab_opts *o, struct session *
     struct prefix_opts po;
     prefix_opts_defaults(&po);
     if (o->quick) {
-        po.gen.n_variants = 8;
-        po.n_requests = 8;
+        /* both regimes (the 1K+ one shorter), 100% and 0% reuse: the fit's two ends */
+        po.gen.len_tokens[PREFIX_REGIME_LARGE] = 1024;
+        po.gen.n_variants = 6;
+        po.n_requests = 6;
         po.concurrency[0] = 1;
         po.concurrency[1] = 4;
         po.n_concurrency = 2;
         po.hit_mix[0] = 1.0;
-        po.hit_mix[1] = 0.5;
-        po.hit_mix[2] = 0.0;
-        po.n_hit_mix = 3;
+        po.hit_mix[1] = 0.0;
+        po.n_hit_mix = 2;
         po.max_tokens = 8;
     }
     po.progress = 1;
