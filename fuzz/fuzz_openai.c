@@ -5,7 +5,8 @@
  * max_model_len, prompt + max_tokens within the context, min_tokens <= max_tokens, token ids in
  * the vocabulary and at most OPENAI_STOP_MAX non-empty stop strings.
  * fuzz-sources: src/engine/openai_request.c src/engine/tokenizer.c src/util/json.c
- * fuzz-sources: src/util/buf.c */
+ * fuzz-sources: src/util/buf.c src/engine/tok_pretok.c src/engine/chat_format.c src/util/log.c
+ * fuzz-libs: icu-uc */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

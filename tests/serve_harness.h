@@ -33,6 +33,9 @@
 #include "util/buf.h"
 #include "util/json.h"
 
+/* Each test uses some of these helpers: unused ones are not warnings (-Werror in CI). */
+#define SH_FN static __attribute__((unused))
+
 
 /* ---------------------------------------------------------------------------------------- */
 /* processes */
@@ -40,19 +43,19 @@
 static char g_dir[256];
 static char g_model[512];
 
-static const char *bin_path(void)
+SH_FN const char *bin_path(void)
 {
     const char *b = getenv("SLMPROBE_BIN");
     return b && *b ? b : "./slmprobe";
 }
 
-static void sleep_ms(int ms)
+SH_FN void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
-static double now_s(void)
+SH_FN double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -60,7 +63,7 @@ static double now_s(void)
 }
 
 /* Runs argv with output to log_path; returns the exit status, or -1. */
-static int run_wait(char *const argv[], const char *log_path)
+SH_FN int run_wait(char *const argv[], const char *log_path)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -78,7 +81,7 @@ static int run_wait(char *const argv[], const char *log_path)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static int free_port(void)
+SH_FN int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
@@ -94,7 +97,7 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-static char *slurp(const char *path)
+SH_FN char *slurp(const char *path)
 {
     size_t n;
     char *s = file_read_all(path, 64u << 20, &n);
@@ -103,7 +106,7 @@ static char *slurp(const char *path)
 
 /* mkdtemp /tmp/slmprobe-test-NAME-XXXXXX into g_dir and `slmprobe model init --preset tiny`
  * into g_model. 0, or -1 after printing why. */
-static int harness_setup(const char *name)
+SH_FN int harness_setup(const char *name)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/slmprobe-test-%s-XXXXXX", name);
     if (!mkdtemp(g_dir)) {
@@ -131,7 +134,7 @@ struct srv {
 };
 
 /* Waits for the process to exit; returns its exit status, -1 on a signal, -2 on timeout. */
-static int srv_wait_exit(struct srv *s, double timeout_s)
+SH_FN int srv_wait_exit(struct srv *s, double timeout_s)
 {
     double t0 = now_s();
     int st;
@@ -146,7 +149,7 @@ static int srv_wait_exit(struct srv *s, double timeout_s)
 }
 
 /* SIGTERM, wait up to timeout_s; returns the exit status (-1 killed or timeout). */
-static int srv_stop(struct srv *s, double timeout_s)
+SH_FN int srv_stop(struct srv *s, double timeout_s)
 {
     if (s->pid <= 0)
         return -1;
@@ -164,7 +167,7 @@ static int srv_stop(struct srv *s, double timeout_s)
 /* ---------------------------------------------------------------------------------------- */
 /* a blocking HTTP/1.1 client */
 
-static int http_open(int port)
+SH_FN int http_open(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct timeval tv = {120, 0};
@@ -181,7 +184,7 @@ static int http_open(int port)
     return fd;
 }
 
-static int send_all(int fd, const void *p, size_t n)
+SH_FN int send_all(int fd, const void *p, size_t n)
 {
     const char *c = p;
     while (n > 0) {
@@ -203,14 +206,14 @@ struct reader {
     size_t pos;
 };
 
-static void rd_init(struct reader *r, int fd)
+SH_FN void rd_init(struct reader *r, int fd)
 {
     r->fd = fd;
     buf_init(&r->b, 65536, 256u << 20);
     r->pos = 0;
 }
 
-static int rd_more(struct reader *r)
+SH_FN int rd_more(struct reader *r)
 {
     char tmp[65536];
     ssize_t k;
@@ -225,7 +228,7 @@ static int rd_more(struct reader *r)
 }
 
 /* A line ending in CRLF (returned without it) into out. 0 or -1. */
-static int rd_line(struct reader *r, char *out, size_t cap)
+SH_FN int rd_line(struct reader *r, char *out, size_t cap)
 {
     for (;;) {
         char *nl = memmem(r->b.data + r->pos, r->b.len - r->pos, "\r\n", 2);
@@ -243,7 +246,7 @@ static int rd_line(struct reader *r, char *out, size_t cap)
     }
 }
 
-static int rd_bytes(struct reader *r, struct buf *out, size_t n)
+SH_FN int rd_bytes(struct reader *r, struct buf *out, size_t n)
 {
     while (r->b.len - r->pos < n)
         if (rd_more(r) <= 0)
@@ -260,12 +263,12 @@ struct resp {
     int n_chunks;
 };
 
-static void resp_free(struct resp *r)
+SH_FN void resp_free(struct resp *r)
 {
     buf_free(&r->body);
 }
 
-static const char *resp_header(const struct resp *r, const char *name, char *out, size_t cap)
+SH_FN const char *resp_header(const struct resp *r, const char *name, char *out, size_t cap)
 {
     size_t nl = strlen(name);
     for (const char *p = r->head; *p;) {
@@ -290,7 +293,7 @@ static const char *resp_header(const struct resp *r, const char *name, char *out
 }
 
 /* Reads one response (status, headers, body by content-length, chunked, or close). */
-static int http_read_resp(struct reader *r, struct resp *out, int is_head)
+SH_FN int http_read_resp(struct reader *r, struct resp *out, int is_head)
 {
     char line[16384];
     memset(out, 0, sizeof *out);
@@ -341,7 +344,7 @@ static int http_read_resp(struct reader *r, struct resp *out, int is_head)
 static const char *g_auth = ""; /* extra header line for /v1 routes */
 
 /* One request on its own connection. */
-static int http_do(int port, const char *method, const char *path, const char *extra_headers,
+SH_FN int http_do(int port, const char *method, const char *path, const char *extra_headers,
                    const char *body, struct resp *out)
 {
     memset(out, 0, sizeof *out);
@@ -369,7 +372,7 @@ static int http_do(int port, const char *method, const char *path, const char *e
     return rc;
 }
 
-static int http_status_only(int port, const char *path)
+SH_FN int http_status_only(int port, const char *path)
 {
     struct resp r;
     int st = http_do(port, "GET", path, "", NULL, &r) == 0 ? r.status : -1;
@@ -377,14 +380,14 @@ static int http_status_only(int port, const char *path)
     return st;
 }
 
-static int post(int port, const char *path, const char *body, struct resp *out)
+SH_FN int post(int port, const char *path, const char *body, struct resp *out)
 {
     return http_do(port, "POST", path, NULL, body, out);
 }
 
 /* SSE: "data: X\n\n" events, nothing else. Returns the number of events or -1 if the framing is
  * not exact. Payloads are written into ev[] (pointers into a copy the caller frees: *store). */
-static int sse_split(const struct buf *body, char **ev, int max_ev, char **store)
+SH_FN int sse_split(const struct buf *body, char **ev, int max_ev, char **store)
 {
     char *s = xstrndup(body->data, body->len);
     *store = s;
@@ -410,7 +413,7 @@ static int sse_split(const struct buf *body, char **ev, int max_ev, char **store
 /* ---------------------------------------------------------------------------------------- */
 /* JSON helpers */
 
-static const struct json *jpath(const struct json *v, const char *path)
+SH_FN const struct json *jpath(const struct json *v, const char *path)
 {
     char key[64];
     while (*path && v) {
@@ -430,19 +433,19 @@ static const struct json *jpath(const struct json *v, const char *path)
     return v;
 }
 
-static const char *jstr(const struct json *root, const char *path)
+SH_FN const char *jstr(const struct json *root, const char *path)
 {
     return json_str(jpath(root, path), NULL);
 }
 
-static long long jint(const struct json *root, const char *path)
+SH_FN long long jint(const struct json *root, const char *path)
 {
     long long v = -999999;
     json_int(jpath(root, path), &v);
     return v;
 }
 
-static struct json *jparse(const struct buf *b)
+SH_FN struct json *jparse(const struct buf *b)
 {
     char err[128];
     struct json *j = json_parse(b->data, b->len, err, sizeof err);
@@ -454,7 +457,7 @@ static struct json *jparse(const struct buf *b)
 /* ---------------------------------------------------------------------------------------- */
 /* metrics text */
 
-static double metric(const char *page, const char *series)
+SH_FN double metric(const char *page, const char *series)
 {
     size_t n = strlen(series);
     for (const char *p = page; p && *p;) {
@@ -467,7 +470,7 @@ static double metric(const char *page, const char *series)
     return NAN;
 }
 
-static char *get_metrics(int port)
+SH_FN char *get_metrics(int port)
 {
     struct resp r;
     if (http_do(port, "GET", "/metrics", "", NULL, &r) != 0 || r.status != 200) {
