@@ -7,6 +7,8 @@ PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libopenblas
 # libhttp-parser-dev: reference HTTP parser for the differential test in tests/test_fuzz_replay.c
 # only; slmprobe itself never links it.
 PKGS="$PKGS libhttp-parser-dev"
+# chromium: headless browser for the report test (tests/test_lab.c opens report.html in it).
+PKGS="$PKGS chromium"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

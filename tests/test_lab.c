@@ -65,7 +65,7 @@ static void test_page(void)
     CHECK(lab_page_body("no body here", 12, "x", &b) != 0);
     size_t n = 0;
     const char *st = lab_page_style(html, strlen(html), &n);
-    CHECK(st && n == 5 && !strncmp(st, "p{x:1}", 5));
+    CHECK(st && n == 6 && !strncmp(st, "p{x:1}", 6));
     char path[600], out[600], err[256];
     snprintf(path, sizeof path, "%s/t1.html", g_dir);
     snprintf(out, sizeof out, "%s/page.html", g_dir);
@@ -120,8 +120,9 @@ static void test_presets_and_day(void)
     struct session s;
     memset(&s, 0, sizeof s);
     snprintf(s.command_line, sizeof s.command_line, "slmprobe lab --quick");
-    struct lab_result r = {{LAB_TIER_STATE_SKIPPED, LAB_TIER_STATE_SKIPPED, LAB_TIER_STATE_OK,
-                            LAB_TIER_STATE_OK}};
+    struct lab_result r;
+    memset(&r, 0, sizeof r);
+    r.state[LAB_TIER_KV] = r.state[LAB_TIER_BATCH] = LAB_TIER_STATE_OK;
     const char *arts[] = {"DAY.md", "batch.json"};
     struct buf b;
     buf_init(&b, 4096, 1 << 20);
@@ -198,7 +199,7 @@ static void check_in_chromium(const char *html)
     CHECK_MSG(br != NULL, "no chromium (scripts/deps.sh installs Debian's chromium)");
     if (!br)
         return;
-    char png[600], dom[600], errlog[600], url[1200], cmd[4000];
+    char png[600], dom[600], errlog[600], url[1300], cmd[8000];
     snprintf(png, sizeof png, "%s/report.png", g_dir);
     snprintf(dom, sizeof dom, "%s/report.dom", g_dir);
     snprintf(errlog, sizeof errlog, "%s/chromium.log", g_dir);
@@ -207,7 +208,7 @@ static void check_in_chromium(const char *html)
     const char *flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars "
                         "--enable-logging=stderr --v=0 --host-resolver-rules='MAP * ~NOTFOUND' "
                         "--user-data-dir=%s/chromium-profile";
-    char f[800];
+    char f[1000];
     snprintf(f, sizeof f, flags, g_dir);
     snprintf(cmd, sizeof cmd, "timeout 120 %s %s --window-size=1280,6000 --screenshot=%s %s "
                               ">/dev/null 2>%s && timeout 120 %s %s --dump-dom %s >%s 2>>%s",

@@ -442,7 +442,9 @@ void lab_day_render(const struct lab_inputs *in, const struct session *s,
     buf_puts(out, "Tiers: ");
     for (int t = 0; t < LAB_TIER__COUNT; t++)
         buf_printf(out, "%s%s %s", t ? ", " : "", lab_tier_title((enum lab_tier)t),
-                   lab_tier_state_str(r->state[t]));
+                   r->state[t] == LAB_TIER_STATE_SKIPPED && in->tier[t]
+                       ? "not run now (an earlier run's result file is used)"
+                       : lab_tier_state_str(r->state[t]));
     buf_printf(out, ".%s\n\n", any_fail ? " Numbers of a failed tier are what it measured before "
                                           "it stopped." : "");
     section_environment(in, s, out);

@@ -167,3 +167,104 @@ enum lab_page_status lab_page_write(const char *title, const char *summary_html,
     buf_free(&out);
     return st;
 }
+
+/* Inline spans of our own Markdown: `code` and **bold**; everything else escaped. */
+static void md_inline(struct buf *out, const char *s, size_t n)
+{
+    int code = 0, bold = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '`') {
+            buf_puts(out, code ? "</code>" : "<code>");
+            code = !code;
+        } else if (!code && s[i] == '*' && i + 1 < n && s[i + 1] == '*') {
+            buf_puts(out, bold ? "</strong>" : "<strong>");
+            bold = !bold;
+            i++;
+        } else {
+            char c[2] = {s[i], 0};
+            put_escaped(out, c);
+        }
+    }
+    if (code)
+        buf_puts(out, "</code>");
+    if (bold)
+        buf_puts(out, "</strong>");
+}
+
+/* One table row "| a | b |" as <tr>; header rows use th. */
+static void md_row(struct buf *out, const char *l, size_t n, int head)
+{
+    buf_puts(out, "<tr>");
+    const char *p = l + 1, *end = l + n;
+    while (p < end) {
+        const char *q = memchr(p, '|', (size_t)(end - p));
+        if (!q)
+            break;
+        while (p < q && *p == ' ')
+            p++;
+        const char *e = q;
+        while (e > p && e[-1] == ' ')
+            e--;
+        buf_puts(out, head ? "<th>" : "<td>");
+        md_inline(out, p, (size_t)(e - p));
+        buf_puts(out, head ? "</th>" : "</td>");
+        p = q + 1;
+    }
+    buf_puts(out, "</tr>\n");
+}
+
+void lab_page_md_html(const char *md, struct buf *out)
+{
+    int in_list = 0, in_sub = 0, in_table = 0;
+    for (const char *l = md; *l;) {
+        size_t n = strcspn(l, "\n");
+        int item = n >= 2 && !strncmp(l, "- ", 2), sub = n >= 4 && !strncmp(l, "  - ", 4);
+        int row = n && l[0] == '|', sep = row && n > 2 && l[1] == '-';
+        if (in_sub && !sub) {
+            buf_puts(out, "</ul>\n");
+            in_sub = 0;
+        }
+        if (in_list && !item && !sub) {
+            buf_puts(out, "</ul>\n");
+            in_list = 0;
+        }
+        if (in_table && !row) {
+            buf_puts(out, "</tbody></table>\n");
+            in_table = 0;
+        }
+        if (n > 3 && !strncmp(l, "## ", 3)) {
+            buf_puts(out, "<h3>");
+            md_inline(out, l + 3, n - 3);
+            buf_puts(out, "</h3>\n");
+        } else if (n > 2 && !strncmp(l, "# ", 2)) {
+            buf_puts(out, "<h2>");
+            md_inline(out, l + 2, n - 2);
+            buf_puts(out, "</h2>\n");
+        } else if (item || sub) {
+            if (!in_list && item) {
+                buf_puts(out, "<ul>\n");
+                in_list = 1;
+            }
+            if (sub && !in_sub) {
+                buf_puts(out, "<ul>\n");
+                in_sub = 1;
+            }
+            buf_puts(out, "<li>");
+            md_inline(out, l + (sub ? 4 : 2), n - (sub ? 4 : 2));
+            buf_puts(out, "</li>\n");
+        } else if (row && !sep) {
+            if (!in_table)
+                buf_puts(out, "<table><tbody>\n");
+            md_row(out, l, n, !in_table);
+            in_table = 1;
+        } else if (n && !sep) {
+            buf_puts(out, "<p>");
+            md_inline(out, l, n);
+            buf_puts(out, "</p>\n");
+        }
+        l += n + (l[n] == '\n');
+    }
+    buf_puts(out, in_sub ? "</ul>\n" : "");
+    buf_puts(out, in_list ? "</ul>\n" : "");
+    buf_puts(out, in_table ? "</tbody></table>\n" : "");
+}

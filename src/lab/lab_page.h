@@ -33,5 +33,9 @@ int lab_page_body(const char *html, size_t len, const char *key, struct buf *out
 /* Pure: the content of the first <style>...</style> in html (without the tags), or NULL; *n_out
  * its length. Points into html. */
 const char *lab_page_style(const char *html, size_t len, size_t *n_out);
+/* The Markdown that lab_day writes (headings, "- " and "  - " lists, pipe tables, `code`,
+ * **bold**, paragraphs) as HTML appended to out, every text escaped. Not a general Markdown
+ * renderer: it knows only what DAY.md uses. */
+void lab_page_md_html(const char *md, struct buf *out);
 
 #endif

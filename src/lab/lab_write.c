@@ -248,18 +248,9 @@ static int write_page(const struct session *s, const char *day_md, char *err, si
     }
     struct buf sum;
     buf_init(&sum, 4096, 4u << 20);
-    buf_puts(&sum, "<section id=\"day\"><h2>The day's write-up (DAY.md)</h2><pre>");
-    for (const char *c = day_md; *c; c++) {
-        if (*c == '<')
-            buf_puts(&sum, "&lt;");
-        else if (*c == '>')
-            buf_puts(&sum, "&gt;");
-        else if (*c == '&')
-            buf_puts(&sum, "&amp;");
-        else
-            buf_putc(&sum, *c);
-    }
-    buf_puts(&sum, "</pre></section>\n");
+    buf_puts(&sum, "<section id=\"day\" class=\"day\">\n");
+    lab_page_md_html(day_md, &sum);
+    buf_puts(&sum, "</section>\n");
     char path[1200];
     enum lab_page_status st =
         lab_page_write("slmprobe lab: the day on one page", sum.data, parts, LAB_TIER__COUNT,
