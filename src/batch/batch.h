@@ -117,6 +117,7 @@ struct batch_server {
 struct batch_result {
     struct batch_opts opts; /* copy of what ran */
     char command_line[4096]; /* redacted (--api-key ***) */
+    char client_calibration[512]; /* session ceiling_note: which calibration was used */
     char started_at[32];
     char model[256];
     char workload_desc[2048];

@@ -635,6 +635,7 @@ void batch_report(const struct batch_result *res, struct report *r)
     if (sv->max_model_len > 0)
         report_meta(r, "max_model_len", "%d", sv->max_model_len);
     report_meta(r, "command", "%s", res->command_line);
+    report_meta(r, "client_calibration", "%s", res->client_calibration);
     report_set_html_name(r, "batching_benchmark.html");
     if (res->failure[0]) {
         struct report_section *s = report_section_add(r, "failure", "Run failure");

@@ -494,6 +494,7 @@ int batch_run(const struct batch_opts *o, struct session *s, struct batch_result
     res->opts = *o;
     snprintf(res->started_at, sizeof res->started_at, "%s", s->started_at);
     snprintf(res->command_line, sizeof res->command_line, "%s", s->command_line);
+    snprintf(res->client_calibration, sizeof res->client_calibration, "%s", s->ceiling_note);
     if (workload_make(o, po, &w, err, sizeof err) != 0) {
         snprintf(res->failure, sizeof res->failure, "%s", err);
         workload_free(&w);
@@ -509,7 +510,6 @@ int batch_run(const struct batch_opts *o, struct session *s, struct batch_result
                      &(struct launch_opts){.metrics_interval_ms = o->metrics_interval_ms});
     struct run_ctx x = {.o = o, .s = s, .L = &L, .w = &w};
     x.progress = o->progress != 0;
-    log_info(MOD, "starting the %s server", target_kind_str(po->target.kind));
     if (launch_start(&L) != TARGET_OK) {
         log_error(MOD, "server start failed: %s", L.err);
         res->failed = 1;

@@ -690,6 +690,7 @@ int kv_run_and_write(const struct kv_opts *o, struct session *s, struct kv_resul
     kv_analyse(res);
     struct report *r = report_new("KV cache capacity and memory vs max-model-len");
     report_meta(r, "command", "%s", s->command_line);
+    report_meta(r, "client_calibration", "%s", s->ceiling_note);
     report_meta(r, "started", "%s", s->started_at);
     kv_report(res, r);
     if (kv_write_outputs(res, r, s->out_dir, err, sizeof err) != 0) {

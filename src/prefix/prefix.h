@@ -210,6 +210,7 @@ struct prefix_result {
     const struct prefix_set *set;  /* borrowed */
     enum target_kind kind;
     char model[256];
+    char client_calibration[512]; /* session ceiling_note: which calibration was used */
     struct prefix_mode_run modes[PREFIX_MODE__COUNT];
     struct prefix_cell *cells;     /* owned, in run order: mode, regime, concurrency, mix */
     size_t n_cells;

@@ -430,6 +430,7 @@ void prefix_report(const struct prefix_result *res, struct report *r)
 {
     report_meta(r, "server", "%s", target_kind_str(res->kind));
     report_meta(r, "model", "%s", res->model[0] ? res->model : "?");
+    report_meta(r, "client_calibration", "%s", res->client_calibration);
     report_meta(r, "status", "%s", res->interrupted ? "interrupted (finished cells shown)"
                                    : res->failed    ? "failed (finished cells shown)"
                                                     : "complete");

@@ -532,7 +532,10 @@ static int mode_run(struct run_ctx *x, enum prefix_mode m)
                 m == PREFIX_MODE_ON ? "server_prefix_cache.log" : "server_no_prefix_cache.log");
     x->L = &L;
     int rc = PROBE_EXIT_OK;
-    log_info(MOD, "%s: starting the %s server", prefix_mode_str(m), target_kind_str(cfg.kind));
+    if (cfg.url)
+        log_info(MOD, "%s: the server at %s", prefix_mode_str(m), cfg.url);
+    else
+        log_info(MOD, "%s: launching the %s server", prefix_mode_str(m), target_kind_str(cfg.kind));
     if (launch_start(&L) != TARGET_OK) {
         snprintf(mr->err, sizeof mr->err, "%s", L.err);
         snprintf(x->res->stop_reason, sizeof x->res->stop_reason, "%s: %s", prefix_mode_str(m),
@@ -593,6 +596,7 @@ int prefix_run(const struct prefix_opts *o, struct prefix_set *set, struct sessi
     res->opts = *o;
     res->set = set;
     res->kind = s->po->target.kind;
+    snprintf(res->client_calibration, sizeof res->client_calibration, "%s", s->ceiling_note);
     char err[512];
     res->sink_ = session_sink_open(s, "prefix_requests.jsonl", err, sizeof err);
     if (!res->sink_)
