@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check/check.h"
+#include "schema_check.h"
 #include "serve_harness.h"
 #include "server/promscrape.h"
 #include "test.h"
@@ -174,6 +175,7 @@ static void test_end_to_end(void)
     free(p);
     char *jtext = slurp(js);
     CHECK(strstr(jtext, "\"ok\":true") != NULL);
+    CHECK_EQ_INT(schema_validate_file("slmprobe.check/1", js), 0);
     free(jtext);
 
     char *fail[] = {"--slo", "ttft_p95:1us,error_rate:0%"};
