@@ -48,7 +48,8 @@ void prefix_fit_cells(const struct prefix_cell *cells, size_t n, struct prefix_f
     out->concurrency = cmin;
     int have_ends = 0, have_mid = 0;
     for (size_t i = 0; i < n; i++)
-        if (cells[i].done && cells[i].concurrency == cmin && !isnan(cells[i].mean_uncached_tokens)) {
+        if (cells[i].done && cells[i].concurrency == cmin &&
+            !isnan(cells[i].mean_uncached_tokens)) {
             int end = cells[i].hit_mix <= 0.0 || cells[i].hit_mix >= 1.0;
             have_ends += end;
             have_mid += !end;
@@ -104,8 +105,10 @@ int prefix_inactive_finding(const struct prefix_result *res, char *out, size_t o
     out[0] = '\0';
     if (!any || hits > 0)
         return 0;
-    snprintf(out, out_len, "caching appears inactive: 0 hits in %d requests that reused a "
-             "cached prefix", n_req);
+    snprintf(out, out_len,
+             "caching appears inactive: 0 hits in %d requests that reused a "
+             "cached prefix",
+             n_req);
     return 1;
 }
 
@@ -115,9 +118,11 @@ static void add_strategy(const struct prefix_result *res, struct report *r)
     if (!set)
         return;
     struct report_section *s = report_section_add(r, "strategy", "Shared-prefix strategy");
-    report_paragraph(s, "Prompts: %s, %zu prompts over %zu shared prefixes, each "
+    report_paragraph(s,
+                     "Prompts: %s, %zu prompts over %zu shared prefixes, each "
                      "\"<PREFIX>\\nQ: <variant>\\nA:\". Lengths are the server's own token "
-                     "counts (POST /tokenize)%s.", set->source, set->n_prompts, set->n_prefixes,
+                     "counts (POST /tokenize)%s.",
+                     set->source, set->n_prompts, set->n_prefixes,
                      set->block_size ? "" : "; the KV block size is unknown, so no padding");
     if (set->block_size)
         report_paragraph(s, "KV block size %d tokens (vllm:cache_config_info): %s", set->block_size,
@@ -144,7 +149,8 @@ static void add_strategy(const struct prefix_result *res, struct report *r)
         report_row_num(t, sh->n_pad_tokens);
         report_row_num(t, (double)nv);
     }
-    report_paragraph(s, "Per cell: the cache is reset (POST /reset_prefix_cache), each shared "
+    report_paragraph(s,
+                     "Per cell: the cache is reset (POST /reset_prefix_cache), each shared "
                      "prefix of the regime is sent once to prime it (\"first request per "
                      "prefix\", reported apart), then %d requests of %d output tokens run at the "
                      "cell's concurrency. A hit mix below 100%% interleaves requests whose prefix "
@@ -173,49 +179,131 @@ static void add_commands(const struct prefix_result *res, struct report *r)
         report_paragraph(s, "What differs: %s.", res->modes[PREFIX_MODE_OFF].how);
 }
 
-static void add_table(const struct prefix_result *res, struct report_section *s)
+/* Every per-cell column: the CSV has them all, the documents show two narrow tables of them. */
+enum cell_col {
+    COL_MODE,
+    COL_PREFIX_LEN,
+    COL_CONC,
+    COL_TTFT,
+    COL_E2E,
+    COL_P95_E2E,
+    COL_TOK_S,
+    COL_NOTES,
+    COL_HIT_MIX,
+    COL_HIT_RATE,
+    COL_HITS,
+    COL_EXPECTED,
+    COL_USAGE_CACHED,
+    COL_UNCACHED,
+    COL_FIRST_TTFT,
+    COL_N_OK,
+    COL_N_FAILED,
+    COL__COUNT
+};
+static const struct {
+    const char *key;
+    int decimals;
+} cell_cols[COL__COUNT] = {{"mode", 0},
+                           {"prefix_len_tokens", 0},
+                           {"concurrency", 0},
+                           {"mean_ttft_s", 4},
+                           {"mean_e2e_s", 4},
+                           {"p95_e2e_s", 4},
+                           {"tok_s", 1},
+                           {"notes", 0},
+                           {"hit_mix_pct", 0},
+                           {"server_hit_rate", 3},
+                           {"hits_tokens", 0},
+                           {"expected_hit_tokens", 0},
+                           {"usage_cached_tokens", 0},
+                           {"mean_uncached_tokens", 1},
+                           {"first_request_ttft_s", 4},
+                           {"n_ok", 0},
+                           {"n_failed", 0}};
+
+static double cell_value(const struct prefix_cell *c, enum cell_col k)
 {
-    struct report_table *t = report_table_add(s, PREFIX_TABLE_KEY, "Per cell");
-    report_table_col(t, "mode", "mode", NULL, REPORT_COL_TEXT, 0);
-    report_table_col(t, "prefix_len_tokens", "prefix_len_tokens", NULL, REPORT_COL_NUMBER, 0);
-    report_table_col(t, "concurrency", "concurrency", NULL, REPORT_COL_NUMBER, 0);
-    report_table_col(t, "mean_ttft_s", "mean_ttft_s", NULL, REPORT_COL_NUMBER, 4);
-    report_table_col(t, "mean_e2e_s", "mean_e2e_s", NULL, REPORT_COL_NUMBER, 4);
-    report_table_col(t, "p95_e2e_s", "p95_e2e_s", NULL, REPORT_COL_NUMBER, 4);
-    report_table_col(t, "tok_s", "tok_s", NULL, REPORT_COL_NUMBER, 1);
-    report_table_col(t, "notes", "notes", NULL, REPORT_COL_TEXT, 0);
-    report_table_col(t, "hit_mix_pct", "hit_mix_pct", NULL, REPORT_COL_NUMBER, 0);
-    report_table_col(t, "server_hit_rate", "server_hit_rate", NULL, REPORT_COL_NUMBER, 3);
-    report_table_col(t, "hits_tokens", "hits_tokens", NULL, REPORT_COL_NUMBER, 0);
-    report_table_col(t, "expected_hit_tokens", "expected_hit_tokens", NULL, REPORT_COL_NUMBER, 0);
-    report_table_col(t, "usage_cached_tokens", "usage_cached_tokens", NULL, REPORT_COL_NUMBER, 0);
-    report_table_col(t, "mean_uncached_tokens", "mean_uncached_tokens", NULL, REPORT_COL_NUMBER, 1);
-    report_table_col(t, "first_request_ttft_s", "first_request_ttft_s", NULL, REPORT_COL_NUMBER, 4);
-    report_table_col(t, "n_ok", "n_ok", NULL, REPORT_COL_NUMBER, 0);
-    report_table_col(t, "n_failed", "n_failed", NULL, REPORT_COL_NUMBER, 0);
-    for (size_t i = 0; i < res->n_cells; i++) {
-        const struct prefix_cell *c = &res->cells[i];
+    switch (k) {
+    case COL_PREFIX_LEN:
+        return c->prefix_len_tokens;
+    case COL_CONC:
+        return c->concurrency;
+    case COL_TTFT:
+        return c->mean_ttft_s;
+    case COL_E2E:
+        return c->mean_e2e_s;
+    case COL_P95_E2E:
+        return c->p95_e2e_s;
+    case COL_TOK_S:
+        return c->tok_s;
+    case COL_HIT_MIX:
+        return c->hit_mix * 100;
+    case COL_HIT_RATE:
+        return c->has_server_counters ? c->hit_rate : NAN;
+    case COL_HITS:
+        return c->has_server_counters ? c->hits_tokens : NAN;
+    case COL_EXPECTED:
+        return c->mode == PREFIX_MODE_ON ? c->expected_hit_tokens : 0;
+    case COL_USAGE_CACHED:
+        return (double)c->usage_cached_tokens;
+    case COL_UNCACHED:
+        return c->mean_uncached_tokens;
+    case COL_FIRST_TTFT:
+        return c->prime_mean_ttft_s;
+    case COL_N_OK:
+        return c->n_ok;
+    case COL_N_FAILED:
+        return c->n_failed;
+    default:
+        return NAN;
+    }
+}
+
+static void cells_table(const struct prefix_result *res, struct report_section *s, const char *key,
+                        const char *title, const enum cell_col *cols, int n_cols, int doc)
+{
+    struct report_table *t = report_table_add(s, key, title);
+    for (int i = 0; i < n_cols; i++)
+        report_table_col(t, cell_cols[cols[i]].key, cell_cols[cols[i]].key, NULL,
+                         cols[i] == COL_MODE || cols[i] == COL_NOTES ? REPORT_COL_TEXT
+                                                                     : REPORT_COL_NUMBER,
+                         cell_cols[cols[i]].decimals);
+    report_table_hide_in_doc(t, !doc);
+    for (size_t r = 0; r < res->n_cells; r++) {
+        const struct prefix_cell *c = &res->cells[r];
         if (!c->done)
             continue;
         report_table_row_add(t);
-        report_row_text(t, "%s", prefix_mode_str(c->mode));
-        report_row_num(t, c->prefix_len_tokens);
-        report_row_num(t, c->concurrency);
-        report_row_num(t, c->mean_ttft_s);
-        report_row_num(t, c->mean_e2e_s);
-        report_row_num(t, c->p95_e2e_s);
-        report_row_num(t, c->tok_s);
-        report_row_text(t, "%s", c->notes);
-        report_row_num(t, c->hit_mix * 100);
-        report_row_num(t, c->has_server_counters ? c->hit_rate : NAN);
-        report_row_num(t, c->has_server_counters ? c->hits_tokens : NAN);
-        report_row_num(t, c->mode == PREFIX_MODE_ON ? c->expected_hit_tokens : 0);
-        report_row_num(t, (double)c->usage_cached_tokens);
-        report_row_num(t, c->mean_uncached_tokens);
-        report_row_num(t, c->prime_mean_ttft_s);
-        report_row_num(t, c->n_ok);
-        report_row_num(t, c->n_failed);
+        for (int i = 0; i < n_cols; i++) {
+            if (cols[i] == COL_MODE)
+                report_row_text(t, "%s", prefix_mode_str(c->mode));
+            else if (cols[i] == COL_NOTES)
+                report_row_text(t, "%s", c->notes);
+            else
+                report_row_num(t, cell_value(c, cols[i]));
+        }
     }
+}
+
+/* The seed's table (plus the hit mix), the server-side hits, and the full CSV-only table. */
+static void add_table(const struct prefix_result *res, struct report_section *s)
+{
+    static const enum cell_col seed[] = {COL_MODE,    COL_PREFIX_LEN, COL_CONC,  COL_TTFT,
+                                         COL_E2E,     COL_P95_E2E,    COL_TOK_S, COL_NOTES,
+                                         COL_HIT_MIX, COL_HIT_RATE};
+    static const enum cell_col hits[] = {COL_MODE,         COL_PREFIX_LEN, COL_CONC,
+                                         COL_HIT_MIX,      COL_HITS,       COL_EXPECTED,
+                                         COL_USAGE_CACHED, COL_UNCACHED,   COL_FIRST_TTFT};
+    static const enum cell_col all[] = {
+        COL_MODE,         COL_PREFIX_LEN, COL_CONC,       COL_TTFT,     COL_E2E,     COL_P95_E2E,
+        COL_TOK_S,        COL_NOTES,      COL_HIT_MIX,    COL_HIT_RATE, COL_HITS,    COL_EXPECTED,
+        COL_USAGE_CACHED, COL_UNCACHED,   COL_FIRST_TTFT, COL_N_OK,     COL_N_FAILED};
+    cells_table(res, s, "cells", "Per cell (the seed's columns, then the hit rate)", seed,
+                (int)(sizeof seed / sizeof seed[0]), 1);
+    cells_table(res, s, "cells_hits", "Server-side hits per cell", hits,
+                (int)(sizeof hits / sizeof hits[0]), 1);
+    cells_table(res, s, PREFIX_TABLE_KEY, "Per cell, every column (prefix_caching_results.csv)",
+                all, (int)(sizeof all / sizeof all[0]), 0);
 }
 
 /* TTFT off vs on per cell (bar chart). */
@@ -223,16 +311,17 @@ static void add_ttft_chart(const struct prefix_result *res, struct report_sectio
 {
     size_t n = 0;
     const char **names = xcalloc(res->n_cells + 1, sizeof *names);
-    char (*lab)[48] = xcalloc(res->n_cells + 1, sizeof *lab);
-    double *off = xcalloc(res->n_cells + 1, sizeof *off), *on = xcalloc(res->n_cells + 1, sizeof *on);
+    char(*lab)[48] = xcalloc(res->n_cells + 1, sizeof *lab);
+    double *off = xcalloc(res->n_cells + 1, sizeof *off),
+           *on = xcalloc(res->n_cells + 1, sizeof *on);
     for (size_t i = 0; i < res->n_cells; i++) {
         const struct prefix_cell *c = &res->cells[i];
         if (c->mode != PREFIX_MODE_OFF)
             continue;
-        const struct prefix_cell *a = cell_find(res, PREFIX_MODE_OFF, c->regime, c->concurrency,
-                                                c->hit_mix);
-        const struct prefix_cell *b = cell_find(res, PREFIX_MODE_ON, c->regime, c->concurrency,
-                                                c->hit_mix);
+        const struct prefix_cell *a =
+            cell_find(res, PREFIX_MODE_OFF, c->regime, c->concurrency, c->hit_mix);
+        const struct prefix_cell *b =
+            cell_find(res, PREFIX_MODE_ON, c->regime, c->concurrency, c->hit_mix);
         if (!a && !b)
             continue;
         snprintf(lab[n], sizeof lab[n], "%s c=%d hit %.0f%%", prefix_regime_str(c->regime),
@@ -243,9 +332,9 @@ static void add_ttft_chart(const struct prefix_result *res, struct report_sectio
         n++;
     }
     if (n) {
-        struct report_chart *ch = report_chart_add(s, REPORT_CHART_BAR, "ttft_off_on",
-                                                   "Mean TTFT, caching off vs on", "cell", NULL,
-                                                   "TTFT", "ms");
+        struct report_chart *ch =
+            report_chart_add(s, REPORT_CHART_BAR, "ttft_off_on", "Mean TTFT, caching off vs on",
+                             "cell", NULL, "TTFT", "ms");
         report_chart_categories(ch, names, n);
         report_chart_series(ch, prefix_mode_str(PREFIX_MODE_OFF), NULL, off, n);
         report_chart_series(ch, prefix_mode_str(PREFIX_MODE_ON), NULL, on, n);
@@ -261,7 +350,8 @@ static void add_interpretation(const struct prefix_result *res, struct report *r
     struct report_section *s = report_section_add(r, "interpretation", "What caching bought");
     char finding[256];
     if (prefix_inactive_finding(res, finding, sizeof finding))
-        report_paragraph(s, "Finding: %s. The server was launched with caching on, but its "
+        report_paragraph(s,
+                         "Finding: %s. The server was launched with caching on, but its "
                          "counters saw no reuse: this run is not evidence that caching helps.",
                          finding);
     double gain_at[PREFIX_REGIME__COUNT] = {NAN, NAN};
@@ -276,7 +366,8 @@ static void add_interpretation(const struct prefix_result *res, struct report *r
             double dt = pct_change(a->tok_s, b->tok_s), dp = pct_change(a->p95_e2e_s, b->p95_e2e_s);
             if (ic == 0)
                 gain_at[rg] = -d;
-            report_bullet(s, "%s prefix (%d tokens), concurrency %d, 100%% reuse: mean TTFT %.1f ms "
+            report_bullet(s,
+                          "%s prefix (%d tokens), concurrency %d, 100%% reuse: mean TTFT %.1f ms "
                           "off vs %.1f ms on (%+.0f%%); throughput %.1f vs %.1f tok/s (%+.0f%%) "
                           "with p95 e2e %.3f vs %.3f s (%+.0f%%); server hit rate %.1f%%.",
                           prefix_regime_str(rg), b->prefix_len_tokens, conc, a->mean_ttft_s * 1e3,
@@ -284,13 +375,16 @@ static void add_interpretation(const struct prefix_result *res, struct report *r
                           b->p95_e2e_s, dp, b->has_server_counters ? b->hit_rate * 100 : NAN);
         }
     if (!isnan(gain_at[0]) && !isnan(gain_at[1]))
-        report_paragraph(s, "With prefix length the relative TTFT saving %s: %.0f%% for the "
+        report_paragraph(s,
+                         "With prefix length the relative TTFT saving %s: %.0f%% for the "
                          "medium prefix and %.0f%% for the large one at concurrency %d.",
                          gain_at[1] > gain_at[0] ? "grows" : "does not grow here", gain_at[0],
                          gain_at[1], res->opts.concurrency[0]);
-    const struct prefix_mode_run *mo = &res->modes[PREFIX_MODE_OFF], *mn = &res->modes[PREFIX_MODE_ON];
+    const struct prefix_mode_run *mo = &res->modes[PREFIX_MODE_OFF],
+                                 *mn = &res->modes[PREFIX_MODE_ON];
     if (mo->rss_max_bytes > 0 && mn->rss_max_bytes > 0)
-        report_paragraph(s, "Memory: server RSS peaked at %.1f MiB with caching off and %.1f MiB "
+        report_paragraph(s,
+                         "Memory: server RSS peaked at %.1f MiB with caching off and %.1f MiB "
                          "on (%+.1f MiB); KV usage peaked at %.1f%% off and %.1f%% on. The KV pool "
                          "is preallocated, so cached blocks reuse it rather than add to it.",
                          mo->rss_max_bytes / 1048576.0, mn->rss_max_bytes / 1048576.0,
@@ -316,9 +410,10 @@ static void add_hit_model(const struct prefix_result *res, struct report *r)
         char hr[32] = "n/a";
         if (c->has_server_counters && !isnan(c->hit_rate))
             snprintf(hr, sizeof hr, "%.1f%%", c->hit_rate * 100);
-        report_bullet(s, "%s, %s prefix, hit mix %.0f%%: server hit rate %s, %.0f uncached prompt "
-                      "tokens per request, mean TTFT %.1f ms.", prefix_mode_str(c->mode),
-                      prefix_regime_str(c->regime), c->hit_mix * 100, hr,
+        report_bullet(s,
+                      "%s, %s prefix, hit mix %.0f%%: server hit rate %s, %.0f uncached prompt "
+                      "tokens per request, mean TTFT %.1f ms.",
+                      prefix_mode_str(c->mode), prefix_regime_str(c->regime), c->hit_mix * 100, hr,
                       c->mean_uncached_tokens, c->mean_ttft_s * 1e3);
         xs[c->mode][n[c->mode]] = c->mean_uncached_tokens;
         ys[c->mode][n[c->mode]++] = c->mean_ttft_s * 1e3;
@@ -326,17 +421,21 @@ static void add_hit_model(const struct prefix_result *res, struct report *r)
             xmax = c->mean_uncached_tokens;
     }
     if (!f->ok) {
-        report_paragraph(s, "Too few cells with distinct uncached lengths at concurrency %d to "
-                         "fit a line (%d points).", f->concurrency, f->n_points);
+        report_paragraph(s,
+                         "Too few cells with distinct uncached lengths at concurrency %d to "
+                         "fit a line (%d points).",
+                         f->concurrency, f->n_points);
         return;
     }
-    report_paragraph(s, "Fitted over %d cells at concurrency %d: TTFT ~ %.2f ms + %.4f ms x "
+    report_paragraph(s,
+                     "Fitted over %d cells at concurrency %d: TTFT ~ %.2f ms + %.4f ms x "
                      "uncached prompt tokens (R^2 %.3f). Prefill of what the cache does not hold "
                      "is what costs: a hit rate h on a prompt of P tokens leaves about (1 - h) x P "
-                     "to compute.", f->n_points, f->concurrency, f->a_s * 1e3,
-                     f->b_s_per_token * 1e3, f->r2);
+                     "to compute.",
+                     f->n_points, f->concurrency, f->a_s * 1e3, f->b_s_per_token * 1e3, f->r2);
     if (f->n_predicted)
-        report_paragraph(s, "Fitted on the 0%% and 100%% cells only, the line predicts the %d "
+        report_paragraph(s,
+                         "Fitted on the 0%% and 100%% cells only, the line predicts the %d "
                          "mixed-traffic cells within %.0f%% of their measured TTFT.",
                          f->n_predicted, f->max_pred_err_pct);
     struct report_chart *ch = report_chart_add(s, REPORT_CHART_LINE, "ttft_vs_uncached",
@@ -353,7 +452,8 @@ static void add_working_set(const struct prefix_result *res, struct report *r)
 {
     if (!res->n_ws)
         return;
-    struct report_section *s = report_section_add(r, "working_set", "Working set: the capacity cliff");
+    struct report_section *s =
+        report_section_add(r, "working_set", "Working set: the capacity cliff");
     int64_t kv = res->modes[PREFIX_MODE_ON].kv_capacity_tokens;
     struct report_table *t = report_table_add(s, "working_set", NULL);
     report_table_col(t, "n_prefixes", "Prefixes in rotation", NULL, REPORT_COL_NUMBER, 0);
@@ -377,14 +477,17 @@ static void add_working_set(const struct prefix_result *res, struct report *r)
             cliff = i;
     }
     if (cliff >= 0)
-        report_paragraph(s, "The hit rate collapses at %d prefixes in rotation (%lld tokens, %.2f "
+        report_paragraph(s,
+                         "The hit rate collapses at %d prefixes in rotation (%lld tokens, %.2f "
                          "of the %lld-token KV capacity): past that, LRU eviction throws each "
-                         "prefix out before it is reused.", res->ws[cliff].n_prefixes,
-                         (long long)res->ws[cliff].tokens,
+                         "prefix out before it is reused.",
+                         res->ws[cliff].n_prefixes, (long long)res->ws[cliff].tokens,
                          kv > 0 ? (double)res->ws[cliff].tokens / kv : NAN, (long long)kv);
     else
-        report_paragraph(s, "No collapse within the swept sizes (best hit rate %.1f%%; KV "
-                         "capacity %lld tokens).", best * 100, (long long)kv);
+        report_paragraph(s,
+                         "No collapse within the swept sizes (best hit rate %.1f%%; KV "
+                         "capacity %lld tokens).",
+                         best * 100, (long long)kv);
 }
 
 static void add_conclusions(const struct prefix_result *res, struct report *r)
@@ -401,29 +504,32 @@ static void add_conclusions(const struct prefix_result *res, struct report *r)
     char finding[256];
     int inactive = prefix_inactive_finding(res, finding, sizeof finding);
     if (a && b && !inactive)
-        report_bullet(s, "Enable it when requests repeat a long prefix (system prompt, policy, "
+        report_bullet(s,
+                      "Enable it when requests repeat a long prefix (system prompt, policy, "
                       "chat history, RAG preamble): here a %d-token shared prefix cut mean TTFT "
-                      "from %.1f to %.1f ms (%.0f%% less).", b->prefix_len_tokens,
-                      a->mean_ttft_s * 1e3, b->mean_ttft_s * 1e3,
+                      "from %.1f to %.1f ms (%.0f%% less).",
+                      b->prefix_len_tokens, a->mean_ttft_s * 1e3, b->mean_ttft_s * 1e3,
                       -pct_change(a->mean_ttft_s, b->mean_ttft_s));
     else if (inactive)
         report_bullet(s, "Do not assume it works: %s.", finding);
     report_bullet(s, "To see that it works, watch vllm:prefix_cache_hits_total / "
-                  "vllm:prefix_cache_queries_total (SGLang: sglang:cache_hit_rate; llama.cpp: "
-                  "prompt tokens processed vs sent) and usage.prompt_tokens_details."
-                  "cached_tokens; a rate near 0 with repeated prefixes means it is off or "
-                  "evicted.");
+                     "vllm:prefix_cache_queries_total (SGLang: sglang:cache_hit_rate; llama.cpp: "
+                     "prompt tokens processed vs sent) and usage.prompt_tokens_details."
+                     "cached_tokens; a rate near 0 with repeated prefixes means it is off or "
+                     "evicted.");
     if (f->ok)
-        report_bullet(s, "It only pays for the reused part: each uncached prompt token costs "
+        report_bullet(s,
+                      "It only pays for the reused part: each uncached prompt token costs "
                       "%.3f ms of TTFT here, so at hit rate h the saving is about h x prefix x "
-                      "%.3f ms; fresh or unique prefixes gain nothing.", f->b_s_per_token * 1e3,
-                      f->b_s_per_token * 1e3);
-    report_bullet(s, "Caveat: only whole KV blocks%s can hit, and a working set of prefixes "
+                      "%.3f ms; fresh or unique prefixes gain nothing.",
+                      f->b_s_per_token * 1e3, f->b_s_per_token * 1e3);
+    report_bullet(s,
+                  "Caveat: only whole KV blocks%s can hit, and a working set of prefixes "
                   "larger than the KV pool is evicted before reuse (see --working-set).",
                   res->set && res->set->block_size ? "" : " (block size unknown here)");
     report_bullet(s, "For an SRE or product owner: the server remembers the work it did on text "
-                  "it has seen before, so requests that start the same way answer sooner and "
-                  "leave more capacity for everyone else.");
+                     "it has seen before, so requests that start the same way answer sooner and "
+                     "leave more capacity for everyone else.");
 }
 
 void prefix_report(const struct prefix_result *res, struct report *r)
@@ -431,9 +537,10 @@ void prefix_report(const struct prefix_result *res, struct report *r)
     report_meta(r, "server", "%s", target_kind_str(res->kind));
     report_meta(r, "model", "%s", res->model[0] ? res->model : "?");
     report_meta(r, "client_calibration", "%s", res->client_calibration);
-    report_meta(r, "status", "%s", res->interrupted ? "interrupted (finished cells shown)"
-                                   : res->failed    ? "failed (finished cells shown)"
-                                                    : "complete");
+    report_meta(r, "status", "%s",
+                res->interrupted ? "interrupted (finished cells shown)"
+                : res->failed    ? "failed (finished cells shown)"
+                                 : "complete");
     if (res->stop_reason[0])
         report_meta(r, "stopped", "%s", res->stop_reason);
     add_strategy(res, r);
@@ -507,7 +614,9 @@ void prefix_json(const struct prefix_result *res, struct buf *b)
     buf_puts(b, ",\"model\":");
     buf_json_str(b, res->model);
     buf_printf(b, ",\"status\":\"%s\",\"stop_reason\":",
-               res->interrupted ? "interrupted" : res->failed ? "failed" : "ok");
+               res->interrupted ? "interrupted"
+               : res->failed    ? "failed"
+                                : "ok");
     buf_json_str(b, res->stop_reason);
     const struct prefix_set *set = res->set;
     buf_printf(b, ",\"block_size_tokens\":%d,\"prompts\":{\"source\":", set ? set->block_size : 0);
@@ -555,8 +664,8 @@ void prefix_json(const struct prefix_result *res, struct buf *b)
         first = 0;
     }
     const struct prefix_fit *f = &res->fit;
-    buf_printf(b, "],\"fit\":{\"ok\":%s,\"n_points\":%d,\"concurrency\":%d", f->ok ? "true" : "false",
-               f->n_points, f->concurrency);
+    buf_printf(b, "],\"fit\":{\"ok\":%s,\"n_points\":%d,\"concurrency\":%d",
+               f->ok ? "true" : "false", f->n_points, f->concurrency);
     json_num_key(b, "a_s", f->ok ? f->a_s : NAN);
     json_num_key(b, "b_s_per_token", f->ok ? f->b_s_per_token : NAN);
     json_num_key(b, "r2", f->ok ? f->r2 : NAN);
@@ -593,8 +702,10 @@ static int write_script(const char *dir, const struct prefix_mode_run *mr, char 
     out_path(dir, mr->script_name, path, sizeof path);
     struct buf b;
     buf_init(&b, 4096, 1 << 16);
-    buf_printf(&b, "#!/usr/bin/env bash\n# %s: written by slmprobe prefix (%s).\nset -euo pipefail\n"
-               "exec %s \"$@\"\n", mr->script_name, mr->how, mr->cmdline);
+    buf_printf(&b,
+               "#!/usr/bin/env bash\n# %s: written by slmprobe prefix (%s).\nset -euo pipefail\n"
+               "exec %s \"$@\"\n",
+               mr->script_name, mr->how, mr->cmdline);
     int rc = file_write_all(path, b.data, b.len);
     if (rc == 0)
         chmod(path, 0755);
@@ -612,8 +723,9 @@ int prefix_write_outputs(const struct prefix_result *res, const char *dir, char 
     prefix_report(res, r);
     char path[1200];
     int rc = 0;
-    if (report_write_csv(r, PREFIX_TABLE_KEY, out_path(dir, "prefix_caching_results.csv", path,
-                                                            sizeof path), err, err_len) != REPORT_OK ||
+    if (report_write_csv(r, PREFIX_TABLE_KEY,
+                         out_path(dir, "prefix_caching_results.csv", path, sizeof path), err,
+                         err_len) != REPORT_OK ||
         report_write_file(r, REPORT_FORMAT_MARKDOWN,
                           out_path(dir, "prefix_caching_results.md", path, sizeof path), err,
                           err_len) != REPORT_OK ||
@@ -625,8 +737,8 @@ int prefix_write_outputs(const struct prefix_result *res, const char *dir, char 
     struct buf j;
     buf_init(&j, 1 << 16, (size_t)64 << 20);
     prefix_json(res, &j);
-    if (rc == 0 && file_write_all(out_path(dir, "prefix.json", path, sizeof path), j.data,
-                                  j.len) != 0) {
+    if (rc == 0 &&
+        file_write_all(out_path(dir, "prefix.json", path, sizeof path), j.data, j.len) != 0) {
         snprintf(err, err_len, "cannot write %s: %s", path, strerror(errno));
         rc = -1;
     }
