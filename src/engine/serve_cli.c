@@ -133,6 +133,219 @@ struct serve_opts {
     enum model_load_format load_format;
 };
 
+/* A flag's handler stores its value in o. Returns NULL, or what the value should have looked like
+ * (the message's "expected ..." part). Switches take no value and get val NULL. */
+typedef const char *(*serve_flag_fn)(struct serve_opts *o, const char *val);
+
+struct serve_flag {
+    const char *name;
+    int takes_value;
+    serve_flag_fn apply;
+};
+
+/* Switch handlers: each sets one field to one value. */
+#define SERVE_SWITCH(fn, field, value)                                                             \
+    static const char *fn(struct serve_opts *o, const char *val)                                   \
+    {                                                                                              \
+        (void)val;                                                                                 \
+        o->field = value;                                                                          \
+        return NULL;                                                                               \
+    }
+SERVE_SWITCH(chunked_prefill_on, ec.enable_chunked_prefill, 1)
+SERVE_SWITCH(chunked_prefill_off, ec.enable_chunked_prefill, 0)
+SERVE_SWITCH(prefix_caching_on, ec.enable_prefix_caching, 1)
+SERVE_SWITCH(prefix_caching_off, ec.enable_prefix_caching, 0)
+SERVE_SWITCH(prompt_tokens_details_on, sc.enable_prompt_tokens_details, 1)
+SERVE_SWITCH(enforce_eager, ec.warmup, ENGINE_WARMUP_NONE)
+SERVE_SWITCH(log_requests_on, sc.log_requests, 1)
+SERVE_SWITCH(log_requests_off, sc.log_requests, 0)
+SERVE_SWITCH(log_stats_off, sc.log_stats, 0)
+SERVE_SWITCH(debug_check_invariants_on, ec.debug_check_invariants, 1)
+#undef SERVE_SWITCH
+
+/* Shared value checks: *out is written only when the value is good. */
+static const char *int_value(const char *val, long lo, long hi, int *out, const char *expected)
+{
+    return parse_int_range(val, lo, hi, out) != 0 ? expected : NULL;
+}
+
+static const char *positive_size_value(const char *val, uint64_t *out, const char *expected)
+{
+    uint64_t u;
+    if (parse_size(val, &u) != 0 || u == 0)
+        return expected;
+    *out = u;
+    return NULL;
+}
+
+/* 0 when all of val is a number. */
+static int parse_double(const char *val, double *out)
+{
+    char *end;
+    *out = strtod(val, &end);
+    return end == val || *end ? -1 : 0;
+}
+
+/* Value handlers, in the order of the help. */
+static const char *set_model(struct serve_opts *o, const char *val)
+{
+    o->model_path = val;
+    return NULL;
+}
+
+static const char *set_served_model_name(struct serve_opts *o, const char *val)
+{
+    o->sc.served_model_name = val;
+    return !*val || strlen(val) > 256 ? "a non-empty name of at most 256 bytes" : NULL;
+}
+
+static const char *set_host(struct serve_opts *o, const char *val)
+{
+    o->sc.host = val;
+    return !*val ? "a host name or address" : NULL;
+}
+
+static const char *set_port(struct serve_opts *o, const char *val)
+{
+    return int_value(val, 0, 65535, &o->sc.port, "a port number in [0, 65535]");
+}
+
+static const char *set_api_key(struct serve_opts *o, const char *val)
+{
+    o->sc.api_key = val;
+    return !*val || strlen(val) > 256 ? "a non-empty key of at most 256 bytes" : NULL;
+}
+
+static const char *set_max_body_bytes(struct serve_opts *o, const char *val)
+{
+    uint64_t u;
+    if (parse_size(val, &u) != 0 || u < 1024 || u > (1ull << 32))
+        return "a size between 1KiB and 4GiB";
+    o->sc.max_body_bytes = (size_t)u;
+    return NULL;
+}
+
+static const char *set_drain_timeout(struct serve_opts *o, const char *val)
+{
+    double d;
+    if (parse_double(val, &d) != 0 || !(d >= 0 && d <= 86400))
+        return "seconds in [0, 86400]";
+    o->sc.drain_grace_s = d;
+    return NULL;
+}
+
+static const char *set_max_model_len(struct serve_opts *o, const char *val)
+{
+    return int_value(val, 1, 1 << 24, &o->ec.max_model_len,
+                     "a positive token count such as 2048, 2k or 2K");
+}
+
+static const char *set_block_size(struct serve_opts *o, const char *val)
+{
+    return int_value(val, 1, 1024, &o->ec.block_size, "an integer in [1, 1024]");
+}
+
+static const char *set_device_memory(struct serve_opts *o, const char *val)
+{
+    return positive_size_value(val, &o->ec.device_memory_bytes,
+                               "a positive size such as 4GiB or 512MiB");
+}
+
+static const char *set_gpu_memory_utilization(struct serve_opts *o, const char *val)
+{
+    double d;
+    if (parse_double(val, &d) != 0 || !(d > 0 && d <= 1))
+        return "a fraction in (0, 1]";
+    o->ec.gpu_memory_utilization = d;
+    return NULL;
+}
+
+static const char *set_kv_cache_memory_bytes(struct serve_opts *o, const char *val)
+{
+    return positive_size_value(val, &o->ec.kv_cache_memory_bytes, "a positive size such as 64MiB");
+}
+
+static const char *set_max_num_seqs(struct serve_opts *o, const char *val)
+{
+    return int_value(val, 1, 1 << 16, &o->ec.max_num_seqs, "an integer in [1, 65536]");
+}
+
+static const char *set_max_num_batched_tokens(struct serve_opts *o, const char *val)
+{
+    return int_value(val, 1, 1 << 24, &o->ec.max_num_batched_tokens, "a positive integer");
+}
+
+static const char *set_warmup(struct serve_opts *o, const char *val)
+{
+    return engine_warmup_mode_parse(val, &o->ec.warmup) != 0 ? "kernels, shapes or none" : NULL;
+}
+
+static const char *set_load_format(struct serve_opts *o, const char *val)
+{
+    if (!strcmp(val, "mmap"))
+        o->load_format = MODEL_LOAD_MMAP;
+    else if (!strcmp(val, "read"))
+        o->load_format = MODEL_LOAD_READ;
+    else
+        return "mmap or read";
+    return NULL;
+}
+
+static const char *set_threads(struct serve_opts *o, const char *val)
+{
+    return int_value(val, 0, 1024, &o->ec.n_threads,
+                     "an integer in [0, 1024] (0 = number of CPUs)");
+}
+
+static const char *set_seed(struct serve_opts *o, const char *val)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(val, &end, 10);
+    o->sc.seed = v;
+    o->sc.has_seed = 1;
+    return end == val || *end || errno || val[0] == '-' ? "a non-negative integer" : NULL;
+}
+
+static const struct serve_flag serve_flags[] = {
+    {"--enable-chunked-prefill", 0, chunked_prefill_on},
+    {"--no-enable-chunked-prefill", 0, chunked_prefill_off},
+    {"--enable-prefix-caching", 0, prefix_caching_on},
+    {"--no-enable-prefix-caching", 0, prefix_caching_off},
+    {"--enable-prompt-tokens-details", 0, prompt_tokens_details_on},
+    {"--enforce-eager", 0, enforce_eager},
+    {"--enable-log-requests", 0, log_requests_on},
+    {"--disable-log-requests", 0, log_requests_off},
+    {"--disable-log-stats", 0, log_stats_off},
+    {"--debug-check-invariants", 0, debug_check_invariants_on},
+    {"--model", 1, set_model},
+    {"--host", 1, set_host},
+    {"--port", 1, set_port},
+    {"--api-key", 1, set_api_key},
+    {"--served-model-name", 1, set_served_model_name},
+    {"--block-size", 1, set_block_size},
+    {"--gpu-memory-utilization", 1, set_gpu_memory_utilization},
+    {"--device-memory", 1, set_device_memory},
+    {"--kv-cache-memory-bytes", 1, set_kv_cache_memory_bytes},
+    {"--max-model-len", 1, set_max_model_len},
+    {"--max-num-seqs", 1, set_max_num_seqs},
+    {"--max-num-batched-tokens", 1, set_max_num_batched_tokens},
+    {"--load-format", 1, set_load_format},
+    {"--threads", 1, set_threads},
+    {"--max-body-bytes", 1, set_max_body_bytes},
+    {"--seed", 1, set_seed},
+    {"--drain-timeout", 1, set_drain_timeout},
+    {"--warmup", 1, set_warmup},
+};
+
+static const struct serve_flag *serve_flag_find(const char *name)
+{
+    for (size_t k = 0; k < sizeof serve_flags / sizeof serve_flags[0]; k++)
+        if (!strcmp(name, serve_flags[k].name))
+            return &serve_flags[k];
+    return NULL;
+}
+
 /* 0 ok, 1 help shown, 2 usage error (message printed). */
 static int parse_args(int argc, char **argv, struct serve_opts *o)
 {
@@ -161,184 +374,25 @@ static int parse_args(int argc, char **argv, struct serve_opts *o)
         memcpy(name, arg, nlen);
         name[nlen] = 0;
 
-        /* flags without a value */
-        static const char *const bool_flags[] = {
-            "--enable-chunked-prefill",
-            "--no-enable-chunked-prefill",
-            "--enable-prefix-caching",
-            "--no-enable-prefix-caching",
-            "--enable-prompt-tokens-details",
-            "--enforce-eager",
-            "--enable-log-requests",
-            "--disable-log-requests",
-            "--disable-log-stats",
-            "--debug-check-invariants",
-        };
-        int is_bool = 0;
-        for (size_t k = 0; k < sizeof bool_flags / sizeof bool_flags[0]; k++)
-            if (!strcmp(name, bool_flags[k]))
-                is_bool = 1;
-        if (is_bool) {
-            if (eq) {
-                fprintf(stderr, "serve: option '%s' takes no value\n\n", name);
-                goto usage_err;
-            }
-            if (!strcmp(name, "--enable-chunked-prefill"))
-                o->ec.enable_chunked_prefill = 1;
-            else if (!strcmp(name, "--no-enable-chunked-prefill"))
-                o->ec.enable_chunked_prefill = 0;
-            else if (!strcmp(name, "--enable-prefix-caching"))
-                o->ec.enable_prefix_caching = 1;
-            else if (!strcmp(name, "--no-enable-prefix-caching"))
-                o->ec.enable_prefix_caching = 0;
-            else if (!strcmp(name, "--enable-prompt-tokens-details"))
-                o->sc.enable_prompt_tokens_details = 1;
-            else if (!strcmp(name, "--enforce-eager"))
-                o->ec.warmup = ENGINE_WARMUP_NONE;
-            else if (!strcmp(name, "--enable-log-requests"))
-                o->sc.log_requests = 1;
-            else if (!strcmp(name, "--disable-log-requests"))
-                o->sc.log_requests = 0;
-            else if (!strcmp(name, "--disable-log-stats"))
-                o->sc.log_stats = 0;
-            else if (!strcmp(name, "--debug-check-invariants"))
-                o->ec.debug_check_invariants = 1;
-            continue;
-        }
-
-        static const char *const value_flags[] = {
-            "--model",
-            "--host",
-            "--port",
-            "--api-key",
-            "--served-model-name",
-            "--block-size",
-            "--gpu-memory-utilization",
-            "--device-memory",
-            "--kv-cache-memory-bytes",
-            "--max-model-len",
-            "--max-num-seqs",
-            "--max-num-batched-tokens",
-            "--load-format",
-            "--threads",
-            "--max-body-bytes",
-            "--seed",
-            "--drain-timeout",
-            "--warmup",
-        };
-        int known = 0;
-        for (size_t k = 0; k < sizeof value_flags / sizeof value_flags[0]; k++)
-            if (!strcmp(name, value_flags[k]))
-                known = 1;
-        if (!known) {
+        const struct serve_flag *f = serve_flag_find(name);
+        if (!f) {
             fprintf(stderr, "serve: unknown option '%s'\n\n", name);
             goto usage_err;
         }
-        if (eq) {
+        if (!f->takes_value && eq) {
+            fprintf(stderr, "serve: option '%s' takes no value\n\n", name);
+            goto usage_err;
+        }
+        if (f->takes_value && eq) {
             val = eq + 1;
-        } else {
+        } else if (f->takes_value) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "serve: option '%s' needs a value\n\n", name);
                 goto usage_err;
             }
             val = argv[++i];
         }
-
-        uint64_t u;
-        int n;
-        const char *bad = NULL;
-        if (!strcmp(name, "--model")) {
-            o->model_path = val;
-        } else if (!strcmp(name, "--host")) {
-            if (!*val)
-                bad = "a host name or address";
-            o->sc.host = val;
-        } else if (!strcmp(name, "--port")) {
-            if (parse_int_range(val, 0, 65535, &n) != 0)
-                bad = "a port number in [0, 65535]";
-            else
-                o->sc.port = n;
-        } else if (!strcmp(name, "--api-key")) {
-            if (!*val || strlen(val) > 256)
-                bad = "a non-empty key of at most 256 bytes";
-            o->sc.api_key = val;
-        } else if (!strcmp(name, "--served-model-name")) {
-            if (!*val || strlen(val) > 256)
-                bad = "a non-empty name of at most 256 bytes";
-            o->sc.served_model_name = val;
-        } else if (!strcmp(name, "--block-size")) {
-            if (parse_int_range(val, 1, 1024, &n) != 0)
-                bad = "an integer in [1, 1024]";
-            else
-                o->ec.block_size = n;
-        } else if (!strcmp(name, "--gpu-memory-utilization")) {
-            char *end;
-            double d = strtod(val, &end);
-            if (end == val || *end || !(d > 0 && d <= 1))
-                bad = "a fraction in (0, 1]";
-            else
-                o->ec.gpu_memory_utilization = d;
-        } else if (!strcmp(name, "--device-memory")) {
-            if (parse_size(val, &u) != 0 || u == 0)
-                bad = "a positive size such as 4GiB or 512MiB";
-            else
-                o->ec.device_memory_bytes = u;
-        } else if (!strcmp(name, "--kv-cache-memory-bytes")) {
-            if (parse_size(val, &u) != 0 || u == 0)
-                bad = "a positive size such as 64MiB";
-            else
-                o->ec.kv_cache_memory_bytes = u;
-        } else if (!strcmp(name, "--max-model-len")) {
-            if (parse_int_range(val, 1, 1 << 24, &n) != 0)
-                bad = "a positive token count such as 2048, 2k or 2K";
-            else
-                o->ec.max_model_len = n;
-        } else if (!strcmp(name, "--max-num-seqs")) {
-            if (parse_int_range(val, 1, 1 << 16, &n) != 0)
-                bad = "an integer in [1, 65536]";
-            else
-                o->ec.max_num_seqs = n;
-        } else if (!strcmp(name, "--max-num-batched-tokens")) {
-            if (parse_int_range(val, 1, 1 << 24, &n) != 0)
-                bad = "a positive integer";
-            else
-                o->ec.max_num_batched_tokens = n;
-        } else if (!strcmp(name, "--warmup")) {
-            if (engine_warmup_mode_parse(val, &o->ec.warmup) != 0)
-                bad = "kernels, shapes or none";
-        } else if (!strcmp(name, "--load-format")) {
-            if (!strcmp(val, "mmap"))
-                o->load_format = MODEL_LOAD_MMAP;
-            else if (!strcmp(val, "read"))
-                o->load_format = MODEL_LOAD_READ;
-            else
-                bad = "mmap or read";
-        } else if (!strcmp(name, "--threads")) {
-            if (parse_int_range(val, 0, 1024, &n) != 0)
-                bad = "an integer in [0, 1024] (0 = number of CPUs)";
-            else
-                o->ec.n_threads = n;
-        } else if (!strcmp(name, "--max-body-bytes")) {
-            if (parse_size(val, &u) != 0 || u < 1024 || u > (1ull << 32))
-                bad = "a size between 1KiB and 4GiB";
-            else
-                o->sc.max_body_bytes = (size_t)u;
-        } else if (!strcmp(name, "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(val, &end, 10);
-            if (end == val || *end || errno || val[0] == '-')
-                bad = "a non-negative integer";
-            o->sc.seed = v;
-            o->sc.has_seed = 1;
-        } else if (!strcmp(name, "--drain-timeout")) {
-            char *end;
-            double d = strtod(val, &end);
-            if (end == val || *end || !(d >= 0 && d <= 86400))
-                bad = "seconds in [0, 86400]";
-            else
-                o->sc.drain_grace_s = d;
-        }
+        const char *bad = f->apply(o, val);
         if (bad) {
             fprintf(stderr, "serve: invalid value '%s' for %s: expected %s\n", val, name, bad);
             return 2;

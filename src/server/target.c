@@ -720,21 +720,18 @@ enum target_status target_launch(struct target *t, char *err, size_t err_len)
     return redacted(t, launch(t, err, err_len), err, err_len);
 }
 
-static enum target_status launch(struct target *t, char *err, size_t err_len)
+static void record_exit(struct target *t, int status)
 {
-    enum target_status st;
-    int log_fd = -1, exec_pipe[2] = {-1, -1};
-    char **argv = NULL;
-    int argc = 0;
-    char self[1024];
+    t->exit.exited = 1;
+    t->exit.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    t->exit.exit_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    t->tl.t_stopped_ns = clock_now_ns();
+    t->state = TARGET_STATE_STOPPED;
+}
 
-    if (err_len)
-        err[0] = 0;
-    if (t->launched && !t->exit.exited) {
-        snprintf(err, err_len, "server already launched (pid %d)", (int)t->pid);
-        return TARGET_ERR_CONFIG;
-    }
-    process_setup();
+/* Forgets what the previous launch learnt: timeline, exit, model facts, the log parser. */
+static void launch_reset(struct target *t)
+{
     memset(&t->tl, 0, sizeof t->tl);
     memset(&t->exit, 0, sizeof t->exit);
     t->model_id[0] = 0;
@@ -742,29 +739,39 @@ static enum target_status launch(struct target *t, char *err, size_t err_len)
     t->max_model_len = -1;
     logparse_init(&t->lp_);
     t->startup = t->lp_.info;
+}
 
-    if (t->cfg.url && t->cfg.url[0]) {
-        size_t n = strlen(t->cfg.url);
-        while (n > 0 && t->cfg.url[n - 1] == '/')
-            n--;
-        if (n >= sizeof t->base_url || n == 0) {
-            snprintf(err, err_len, "bad --url '%s'", t->cfg.url);
-            return TARGET_ERR_CONFIG;
-        }
-        memcpy(t->base_url, t->cfg.url, n);
-        t->base_url[n] = 0;
-        t->launched = 0;
-        t->state = TARGET_STATE_STARTING;
-        t->tl.t_launch_ns = clock_now_ns();
-        t->lp_.t_launch_ns = t->tl.t_launch_ns;
-        return TARGET_OK;
+/* --url: nothing to launch; the base URL is the given one without trailing slashes. */
+static enum target_status attach_url(struct target *t, char *err, size_t err_len)
+{
+    size_t n = strlen(t->cfg.url);
+    while (n > 0 && t->cfg.url[n - 1] == '/')
+        n--;
+    if (n >= sizeof t->base_url || n == 0) {
+        snprintf(err, err_len, "bad --url '%s'", t->cfg.url);
+        return TARGET_ERR_CONFIG;
     }
+    memcpy(t->base_url, t->cfg.url, n);
+    t->base_url[n] = 0;
+    t->launched = 0;
+    t->state = TARGET_STATE_STARTING;
+    t->tl.t_launch_ns = clock_now_ns();
+    t->lp_.t_launch_ns = t->tl.t_launch_ns;
+    return TARGET_OK;
+}
+
+/* The checks before anything is created: caches dropped if asked, a port chosen and still free,
+ * the argv built. On success *argv is the caller's (target_argv_free); on failure it is freed. */
+static enum target_status launch_prepare(struct target *t, int *port, char ***argv, int *argc,
+                                         char *err, size_t err_len)
+{
+    enum target_status st;
+    char self[1024];
 
     if (t->cfg.drop_caches && (st = target_drop_caches(err, err_len)) != TARGET_OK)
         return st;
-
-    int port = t->cfg.port;
-    if (port == 0 && (port = target_find_free_port(t->cfg.host)) <= 0) {
+    *port = t->cfg.port;
+    if (*port == 0 && (*port = target_find_free_port(t->cfg.host)) <= 0) {
         snprintf(err, err_len, "cannot find a free port on %s", t->cfg.host);
         return TARGET_ERR_PORT_IN_USE;
     }
@@ -776,44 +783,136 @@ static enum target_status launch(struct target *t, char *err, size_t err_len)
             c.self_exe = self;
         }
     }
-    if ((st = target_argv_build(&c, port, &argv, &argc, err, err_len)) != TARGET_OK)
+    if ((st = target_argv_build(&c, *port, argv, argc, err, err_len)) != TARGET_OK)
         return st;
-    if (target_port_free(t->cfg.host, port, err, err_len) != 0) {
-        st = TARGET_ERR_PORT_IN_USE;
-        goto fail;
+    if (target_port_free(t->cfg.host, *port, err, err_len) != 0) {
+        target_argv_free(*argv);
+        *argv = NULL;
+        return TARGET_ERR_PORT_IN_USE;
     }
+    return TARGET_OK;
+}
 
-    snprintf(t->log_path, sizeof t->log_path, "%s", t->cfg.log_path ? t->cfg.log_path : "server.log");
-    {
-        char dir[1024];
-        snprintf(dir, sizeof dir, "%s", t->log_path);
-        char *slash = strrchr(dir, '/');
-        if (slash && slash != dir) {
-            *slash = 0;
-            dir_make_all(dir);
-        }
+/* Creates the server log (and its directory), truncated, and reopens it read-only into
+ * t->log_fd_ for the log parser. Returns the write end for the child, or -1 with err set. */
+static int open_server_log(struct target *t, char *err, size_t err_len)
+{
+    snprintf(t->log_path, sizeof t->log_path, "%s",
+             t->cfg.log_path ? t->cfg.log_path : "server.log");
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", t->log_path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        dir_make_all(dir);
     }
-    log_fd = open(t->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int log_fd = open(t->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (log_fd < 0) {
         snprintf(err, err_len, "cannot open server log %s: %s", t->log_path, strerror(errno));
-        st = TARGET_ERR_LOG;
-        goto fail;
+        return -1;
     }
     if (t->log_fd_ >= 0)
         close(t->log_fd_);
     t->log_fd_ = open(t->log_path, O_RDONLY | O_CLOEXEC);
+    return log_fd;
+}
+
+static void log_launch_command(const struct target *t, int argc, char **argv)
+{
+    char cmd[4096];
+    redact_argv_join(argc, argv, cmd, sizeof cmd);
+    redact_secret_in(cmd, t->cfg.api_key); /* a key inside a serve_cmd argument too */
+    log_info("target", "launching %s server: %s (log %s)", target_kind_str(t->cfg.kind), cmd,
+             t->log_path);
+}
+
+/* The forked child: its own process group, killed with the parent, default signal handling,
+ * stdin from /dev/null, stdout/stderr to the log. Only async-signal-safe calls until exec; if exec
+ * fails, its errno goes down exec_pipe_w (close-on-exec, so a successful exec sends nothing). */
+static _Noreturn void exec_child(char **argv, int log_fd, int exec_pipe_w, pid_t parent)
+{
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != parent)
+        _exit(127);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGINT, &dfl, NULL);
+    sigaction(SIGTERM, &dfl, NULL);
+    sigaction(SIGPIPE, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        if (devnull != 0)
+            close(devnull);
+    }
+    dup2(log_fd, 1);
+    dup2(log_fd, 2);
+    execvp(argv[0], argv);
+    int e = errno;
+    ssize_t w = write(exec_pipe_w, &e, sizeof e);
+    (void)w;
+    _exit(127);
+}
+
+/* Parent side right after fork: the group, the orphan registry, the target's launch state. The
+ * target takes argv. */
+static void register_child(struct target *t, pid_t pid, int port, char **argv)
+{
+    setpgid(pid, pid); /* both sides, so the group exists before either proceeds */
+    registry_add(pid);
+    t->pid = pid;
+    t->port = port;
+    t->launched = 1;
+    t->state = TARGET_STATE_STARTING;
+    set_base_url(t, t->cfg.host, port);
+    target_argv_free(t->argv_);
+    t->argv_ = argv;
+}
+
+/* 1 with the child's exec errno in *e when exec failed; 0 when the pipe closed empty (exec ran). */
+static int read_exec_errno(int exec_pipe_r, int *e)
+{
+    ssize_t n;
+    do
+        n = read(exec_pipe_r, e, sizeof *e);
+    while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof *e;
+}
+
+static enum target_status launch(struct target *t, char *err, size_t err_len)
+{
+    enum target_status st;
+    int log_fd = -1, exec_pipe[2] = {-1, -1};
+    char **argv = NULL;
+    int argc = 0, port = 0;
+
+    if (err_len)
+        err[0] = 0;
+    if (t->launched && !t->exit.exited) {
+        snprintf(err, err_len, "server already launched (pid %d)", (int)t->pid);
+        return TARGET_ERR_CONFIG;
+    }
+    process_setup();
+    launch_reset(t);
+    if (t->cfg.url && t->cfg.url[0])
+        return attach_url(t, err, err_len);
+    if ((st = launch_prepare(t, &port, &argv, &argc, err, err_len)) != TARGET_OK)
+        return st;
+    if ((log_fd = open_server_log(t, err, err_len)) < 0) {
+        st = TARGET_ERR_LOG;
+        goto fail;
+    }
     if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
         snprintf(err, err_len, "pipe: %s", strerror(errno));
         st = TARGET_ERR_SPAWN;
         goto fail;
     }
-    {
-        char cmd[4096];
-        redact_argv_join(argc, argv, cmd, sizeof cmd);
-        redact_secret_in(cmd, t->cfg.api_key); /* a key inside a serve_cmd argument too */
-        log_info("target", "launching %s server: %s (log %s)", target_kind_str(t->cfg.kind), cmd,
-                 t->log_path);
-    }
+    log_launch_command(t, argc, argv);
 
     pid_t parent = getpid();
     t->tl.t_launch_ns = clock_now_ns();
@@ -824,65 +923,23 @@ static enum target_status launch(struct target *t, char *err, size_t err_len)
         st = TARGET_ERR_SPAWN;
         goto fail;
     }
-    if (pid == 0) {
-        /* child: only async-signal-safe calls until exec */
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-        if (getppid() != parent)
-            _exit(127);
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigaction(SIGINT, &dfl, NULL);
-        sigaction(SIGTERM, &dfl, NULL);
-        sigaction(SIGPIPE, &dfl, NULL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0) {
-            dup2(devnull, 0);
-            if (devnull != 0)
-                close(devnull);
-        }
-        dup2(log_fd, 1);
-        dup2(log_fd, 2);
-        execvp(argv[0], argv);
-        int e = errno;
-        ssize_t w = write(exec_pipe[1], &e, sizeof e);
-        (void)w;
-        _exit(127);
-    }
-    setpgid(pid, pid); /* both sides, so the group exists before either proceeds */
-    registry_add(pid);
-    t->pid = pid;
-    t->port = port;
-    t->launched = 1;
-    t->state = TARGET_STATE_STARTING;
-    set_base_url(t, t->cfg.host, port);
-    target_argv_free(t->argv_);
-    t->argv_ = argv;
+    if (pid == 0)
+        exec_child(argv, log_fd, exec_pipe[1], parent);
+    register_child(t, pid, port, argv);
     argv = NULL;
     close(exec_pipe[1]);
     exec_pipe[1] = -1;
     int e = 0;
-    ssize_t n;
-    do
-        n = read(exec_pipe[0], &e, sizeof e);
-    while (n < 0 && errno == EINTR);
+    int exec_failed = read_exec_errno(exec_pipe[0], &e);
     close(exec_pipe[0]);
     exec_pipe[0] = -1;
     close(log_fd);
     log_fd = -1;
-    if (n == (ssize_t)sizeof e) {
+    if (exec_failed) {
         int status = 0;
         waitpid(pid, &status, 0);
         registry_remove(pid);
-        t->exit.exited = 1;
-        t->exit.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        t->exit.exit_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-        t->tl.t_stopped_ns = clock_now_ns();
-        t->state = TARGET_STATE_STOPPED;
+        record_exit(t, status);
         snprintf(err, err_len, "cannot run '%s': %s", t->argv_[0], strerror(e));
         return TARGET_ERR_SPAWN;
     }
@@ -896,15 +953,6 @@ fail:
         close(exec_pipe[1]);
     target_argv_free(argv);
     return st;
-}
-
-static void record_exit(struct target *t, int status)
-{
-    t->exit.exited = 1;
-    t->exit.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    t->exit.exit_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    t->tl.t_stopped_ns = clock_now_ns();
-    t->state = TARGET_STATE_STOPPED;
 }
 
 /* Reaps every member of the group that is our child (the leader, and orphans reparented to us). */
