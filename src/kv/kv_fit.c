@@ -440,6 +440,8 @@ int kv_steps_detect(const double *x, const double *y, size_t n, const double *re
 
 /* ---- analysis ---- */
 
+#define KV_GPU_USED_MIN_MB 1.0 /* below: the server put nothing on the GPU */
+
 static int row_measured(const struct kv_row *w)
 {
     return w->status == KV_ROW_OK || w->status == KV_ROW_RESUMED;
@@ -450,21 +452,26 @@ static double row_mem_mb(const struct kv_row *w, enum kv_mem_source m)
     return m == KV_MEM_GPU ? w->gpu_mem_used_mb : m == KV_MEM_RSS ? w->server_rss_mb : NAN;
 }
 
-/* GPU when every measured row of the first utilisation has it, else RSS, else none. */
+/* GPU when every measured row of the first utilisation has it and the server put something on
+ * the GPU (a CPU server on a GPU host reads 0 MiB there: its memory is its RSS), else RSS, else
+ * none. */
 static enum kv_mem_source pick_mem_source(const struct kv_result *r, double util)
 {
-    int n = 0, gpu = 0, rss = 0;
+    int n = 0, gpu = 0, gpu_used = 0, rss = 0;
     for (size_t i = 0; i < r->n_rows; i++) {
         const struct kv_row *w = &r->rows[i];
         if (!row_measured(w) || w->gpu_util != util)
             continue;
         n++;
         gpu += !isnan(w->gpu_mem_used_mb);
+        gpu_used += w->gpu_mem_used_mb > KV_GPU_USED_MIN_MB;
         rss += !isnan(w->server_rss_mb);
     }
     if (n == 0)
         return KV_MEM_NONE;
-    return gpu == n ? KV_MEM_GPU : rss == n ? KV_MEM_RSS : KV_MEM_NONE;
+    if (gpu == n && (gpu_used > 0 || rss < n))
+        return KV_MEM_GPU;
+    return rss == n ? KV_MEM_RSS : gpu == n ? KV_MEM_GPU : KV_MEM_NONE;
 }
 
 /* Delta from the previous measured row of the same utilisation (the first is the baseline). */
