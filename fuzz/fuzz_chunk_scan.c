@@ -1,17 +1,15 @@
 /* fuzz_chunk_scan: libFuzzer target for the client's allocation-free SSE data scanner
- * (net/client.h client_chunk_scan), through its public function only, for both APIs. Checks its
+ * (net/chunk_scan.h client_chunk_scan), through its public function only, for both APIs. Checks its
  * contract against the full JSON parser: whenever the scanner accepts a payload, the payload
  * must be a JSON object (util/json.h agrees), the text length must not exceed the payload and
  * finish_reason must be NUL-terminated within its 16 bytes. Rejecting is always allowed (the
  * caller falls back to the full parser).
- * fuzz-sources: src/net/client.c src/net/sse.c src/measure/record.c src/util/json.c
- * fuzz-sources: src/util/buf.c src/util/clock.c src/util/log.c
- * fuzz-libs: libcurl */
+ * fuzz-sources: src/net/chunk_scan.c src/util/json.c src/util/buf.c src/util/log.c */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "net/client.h"
+#include "net/chunk_scan.h"
 #include "util/json.h"
 
 static void fuzz_chunk_scan_one(const char *data, size_t size, enum client_api api)

@@ -2,8 +2,9 @@
  * and the readers over its result (label lookup, sums, histograms, server_metrics_from_prom).
  * Checks that a parse either fails with a message or gives samples whose names and label views
  * are NUL-terminated strings; ASan/UBSan catch memory errors, LeakSanitizer leaks.
- * fuzz-sources: src/server/promscrape.c src/net/client.c src/net/sse.c src/measure/record.c
- * fuzz-sources: src/util/json.c src/util/buf.c src/util/clock.c src/util/log.c
+ * fuzz-sources: src/server/promscrape.c src/net/client.c src/net/chunk_scan.c
+ * fuzz-sources: src/net/sse.c src/measure/record.c src/util/json.c src/util/buf.c src/util/clock.c
+ * fuzz-sources: src/util/log.c
  * fuzz-libs: libcurl */
 #include <stddef.h>
 #include <stdint.h>

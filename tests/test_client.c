@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net/chunk_scan.h"
 #include "net/client.h"
 #include "measure/record.h"
 #include "measure/stats.h"

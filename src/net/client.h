@@ -35,6 +35,10 @@
 #include "util/buf.h"
 #include "util/clock.h"
 
+/* The measured ceiling (struct client_ceiling, client_ceiling_load/warn) lives in net/ceiling.h;
+ * included here because every probe that drives a client also checks it. */
+#include "net/ceiling.h"
+
 enum client_api { CLIENT_API_COMPLETIONS = 0, CLIENT_API_CHAT };
 const char *client_api_str(enum client_api api); /* "completions", "chat" */
 
@@ -97,36 +101,5 @@ int http_post_json(const char *url, const char *api_key, const char *json, long 
  * {"object":"error","message":...}, llama.cpp {"error":{"code":..,"message":..}}, or
  * {"error":"text"}. Falls back to the body's first bytes. Writes a NUL-terminated string. */
 void client_error_message(const char *body, size_t len, char *out, size_t out_len);
-
-/* The per-event fast path (exposed for tests): a validating, allocation-free scan of one SSE data
- * payload. Returns 1 and fills out when data is a well-formed JSON object with no non-null
- * "usage", "timings" or "error" member; text_bytes is the decoded UTF-8 length of
- * choices[0].text (completions) or choices[0].delta.content (chat), finish_reason that of
- * choices[0].finish_reason ("" when null or absent; cut to 15 bytes). Returns 0 when the caller
- * must use the full JSON parser (those members, invalid JSON, escapes in keys, numbers longer
- * than 18 characters, ...). Any thread. */
-struct client_chunk_fast {
-    size_t text_bytes;
-    char finish_reason[16];
-};
-int client_chunk_scan(const char *data, size_t len, enum client_api api,
-                      struct client_chunk_fast *out);
-
-/* The client's own measured ceiling (bench/bench_client writes bench/out/client.json), so that
- * probes can warn when a run approaches what the client itself can sustain. */
-struct client_ceiling {
-    int valid;                 /* 0: no file or unreadable: never warn */
-    double req_per_s;          /* 1-token requests per second */
-    double events_per_s_c1;    /* SSE events/s at concurrency 1, 64, 1024 */
-    double events_per_s_c64;
-    double events_per_s_c1024;
-    double ts_err_p50_us;      /* receive minus send stamp at 256 streams */
-    double ts_err_p99_us;
-};
-/* Reads path (NULL: "bench/out/client.json"); a missing or bad file gives valid = 0. */
-void client_ceiling_load(const char *path, struct client_ceiling *out);
-/* 1 and a message in msg when events_per_s or req_per_s (either may be 0 or NAN: ignored) exceeds
- * 50% of the ceiling (max of the events/s levels; req_per_s); else 0 (msg = ""). */
-int client_ceiling_warn(const struct client_ceiling *c, double events_per_s, double req_per_s, char *msg, size_t n);
 
 #endif
