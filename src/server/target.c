@@ -1,6 +1,7 @@
 /* target: launches, watches and stops the server under test (see target.h). Process groups,
- * a self-pipe for signals, a registry of launched groups for orphan protection, readiness polling
- * over real sockets (TCP connect, then /health and /v1/models through client.h's http_get).
+ * readiness polling over real sockets (TCP connect, then /health and /v1/models through
+ * client.h's http_get), stop with a grace period, reaping. The argv per server kind is built in
+ * target_argv.c; the signal handler, self-pipe and orphan registry live in target_signals.c.
  * It never goes through a shell and never sleeps to imitate anything: each wait is a poll of the
  * real server with a deadline. */
 #include "server/target.h"
@@ -12,9 +13,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +25,11 @@
 #include <unistd.h>
 
 #include "net/client.h"
+#include "server/target_signals.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/redact.h"
 
-#define TARGET_MAX_GROUPS 64
 #define TARGET_LOG_TAIL_LINES 20
 
 /* ---- names ---- */
@@ -115,24 +114,6 @@ const char *target_status_str(enum target_status st)
     return "unknown";
 }
 
-static const struct target_kind_caps kind_caps[TARGET_KIND__COUNT] = {
-    [TARGET_KIND_EMBEDDED] = {1, NULL, "--enable-prefix-caching", "--no-enable-prefix-caching",
-                              NULL, 0, "/version"},
-    [TARGET_KIND_VLLM] = {1, NULL, "--enable-prefix-caching", "--no-enable-prefix-caching", NULL,
-                          0, "/version"},
-    [TARGET_KIND_LLAMACPP] = {1, "--metrics", NULL, "--no-cache-prompt",
-                              "\"cache_prompt\":false", 1, "/props"},
-    [TARGET_KIND_SGLANG] = {1, "--enable-metrics", NULL, "--disable-radix-cache", NULL, 1,
-                            "/version"},
-};
-
-const struct target_kind_caps *target_kind_caps(enum target_kind k)
-{
-    if ((unsigned)k >= TARGET_KIND__COUNT)
-        k = TARGET_KIND_EMBEDDED;
-    return &kind_caps[k];
-}
-
 void target_config_defaults(struct target_config *cfg, enum target_kind kind)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -154,327 +135,6 @@ const char *target_exit_str(const struct target_exit *ex, char *out, size_t out_
     else
         snprintf(out, out_len, "exit status %d", ex->exit_code);
     return out;
-}
-
-/* ---- argv ---- */
-
-struct argv_b {
-    char **v;
-    int n, cap;
-};
-
-static void av_push(struct argv_b *a, const char *s)
-{
-    if (a->n + 2 > a->cap) {
-        int cap = a->cap ? a->cap * 2 : 32;
-        char **v = xcalloc((size_t)cap, sizeof *v);
-        if (a->n)
-            memcpy(v, a->v, (size_t)a->n * sizeof *v);
-        free(a->v);
-        a->v = v;
-        a->cap = cap;
-    }
-    a->v[a->n++] = xstrdup(s);
-    a->v[a->n] = NULL;
-}
-
-static void av_pushf(struct argv_b *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void av_pushf(struct argv_b *a, const char *fmt, ...)
-{
-    char tmp[64];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    av_push(a, tmp);
-}
-
-const char *target_cmdline(const struct target_config *cfg, int port, char *out, size_t out_len)
-{
-    char **argv = NULL;
-    int argc = 0;
-    char err[256];
-    if (!out_len)
-        return out;
-    if (target_argv_build(cfg, port, &argv, &argc, err, sizeof err) != TARGET_OK) {
-        snprintf(out, out_len, "(%s)", err);
-    } else {
-        redact_argv_join(argc, argv, out, out_len);
-        target_argv_free(argv);
-    }
-    redact_secret_in(out, cfg->api_key);
-    return out;
-}
-
-void target_argv_free(char **argv)
-{
-    if (!argv)
-        return;
-    for (char **p = argv; *p; p++)
-        free(*p);
-    free(argv);
-}
-
-enum target_status target_argv_build(const struct target_config *cfg, int port, char ***argv_out,
-                                     int *argc_out, char *err, size_t err_len)
-{
-    struct argv_b a = {0};
-    const char *host = cfg->host ? cfg->host : "127.0.0.1";
-    enum target_kind k = cfg->kind;
-    *argv_out = NULL;
-    *argc_out = 0;
-    if ((unsigned)k >= TARGET_KIND__COUNT) {
-        snprintf(err, err_len, "unknown server kind %d", (int)k);
-        return TARGET_ERR_CONFIG;
-    }
-    if (cfg->n_serve_cmd > 0) {
-        for (int i = 0; i < cfg->n_serve_cmd; i++)
-            av_push(&a, cfg->serve_cmd[i]);
-        goto extra;
-    }
-    if (!cfg->model || !cfg->model[0]) {
-        snprintf(err, err_len, "no model given for --server %s (--model PATH|ID)",
-                 target_kind_str(k));
-        return TARGET_ERR_CONFIG;
-    }
-    if (port <= 0 || port > 65535) {
-        snprintf(err, err_len, "bad port %d", port);
-        return TARGET_ERR_CONFIG;
-    }
-    if (cfg->max_model_len < 0 || cfg->gpu_memory_utilization < 0 ||
-        cfg->gpu_memory_utilization > 1) {
-        snprintf(err, err_len, "bad max_model_len %d or gpu_memory_utilization %g",
-                 cfg->max_model_len, cfg->gpu_memory_utilization);
-        return TARGET_ERR_CONFIG;
-    }
-    const struct target_kind_caps *caps = target_kind_caps(k);
-    switch (k) {
-    case TARGET_KIND_EMBEDDED:
-    case TARGET_KIND_VLLM:
-        if (k == TARGET_KIND_EMBEDDED) {
-            av_push(&a, cfg->self_exe ? cfg->self_exe : "/proc/self/exe");
-            av_push(&a, "serve");
-            av_push(&a, "--model");
-        } else {
-            av_push(&a, "vllm");
-            av_push(&a, "serve");
-        }
-        av_push(&a, cfg->model);
-        av_push(&a, "--host");
-        av_push(&a, host);
-        av_push(&a, "--port");
-        av_pushf(&a, "%d", port);
-        if (cfg->max_model_len > 0) {
-            av_push(&a, "--max-model-len");
-            av_pushf(&a, "%d", cfg->max_model_len);
-        }
-        if (cfg->gpu_memory_utilization > 0) {
-            av_push(&a, "--gpu-memory-utilization");
-            av_pushf(&a, "%g", cfg->gpu_memory_utilization);
-        }
-        av_push(&a, "--enable-prompt-tokens-details"); /* usage reports cached tokens */
-        break;
-    case TARGET_KIND_LLAMACPP:
-        if (cfg->gpu_memory_utilization > 0) {
-            snprintf(err, err_len,
-                     "--gpu-memory-utilization has no llama.cpp equivalent (llama.cpp sizes KV "
-                     "from -c; pass -ngl/-fit after --)");
-            return TARGET_ERR_CONFIG;
-        }
-        av_push(&a, "llama-server");
-        av_push(&a, "-m");
-        av_push(&a, cfg->model);
-        av_push(&a, "--host");
-        av_push(&a, host);
-        av_push(&a, "--port");
-        av_pushf(&a, "%d", port);
-        if (cfg->max_model_len > 0) {
-            av_push(&a, "-c");
-            av_pushf(&a, "%d", cfg->max_model_len);
-        }
-        av_push(&a, caps->metrics_flag);
-        break;
-    case TARGET_KIND_SGLANG:
-        av_push(&a, "python3");
-        av_push(&a, "-m");
-        av_push(&a, "sglang.launch_server");
-        av_push(&a, "--model-path");
-        av_push(&a, cfg->model);
-        av_push(&a, "--host");
-        av_push(&a, host);
-        av_push(&a, "--port");
-        av_pushf(&a, "%d", port);
-        if (cfg->max_model_len > 0) {
-            av_push(&a, "--context-length");
-            av_pushf(&a, "%d", cfg->max_model_len);
-        }
-        if (cfg->gpu_memory_utilization > 0) {
-            av_push(&a, "--mem-fraction-static");
-            av_pushf(&a, "%g", cfg->gpu_memory_utilization);
-        }
-        av_push(&a, caps->metrics_flag);
-        break;
-    case TARGET_KIND__COUNT:
-        break;
-    }
-    if (cfg->prefix_cache == TARGET_PREFIX_CACHE_OFF && caps->prefix_cache_off_flag)
-        av_push(&a, caps->prefix_cache_off_flag);
-    if (cfg->prefix_cache == TARGET_PREFIX_CACHE_ON && caps->prefix_cache_on_flag)
-        av_push(&a, caps->prefix_cache_on_flag);
-    if (cfg->api_key && cfg->api_key[0]) {
-        av_push(&a, "--api-key");
-        av_push(&a, cfg->api_key);
-    }
-    if (cfg->served_name && cfg->served_name[0]) {
-        av_push(&a, k == TARGET_KIND_LLAMACPP ? "--alias" : "--served-model-name");
-        av_push(&a, cfg->served_name);
-    }
-extra:
-    for (int i = 0; i < cfg->n_extra_args; i++)
-        av_push(&a, cfg->extra_args[i]);
-    if (a.n == 0) {
-        snprintf(err, err_len, "empty server command");
-        free(a.v);
-        return TARGET_ERR_CONFIG;
-    }
-    *argv_out = a.v;
-    *argc_out = a.n;
-    return TARGET_OK;
-}
-
-/* ---- registry and signals ---- */
-
-static volatile sig_atomic_t g_groups[TARGET_MAX_GROUPS]; /* pgids; 0 = free slot */
-static pthread_mutex_t g_reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static volatile sig_atomic_t g_interrupted;
-static int g_sig_pipe[2] = {-1, -1};
-static int g_handlers_installed;
-
-static int registry_add(pid_t pgid)
-{
-    int rc = -1;
-    pthread_mutex_lock(&g_reg_mu);
-    for (int i = 0; i < TARGET_MAX_GROUPS; i++)
-        if (g_groups[i] == 0) {
-            g_groups[i] = (sig_atomic_t)pgid;
-            rc = 0;
-            break;
-        }
-    pthread_mutex_unlock(&g_reg_mu);
-    return rc;
-}
-
-static void registry_remove(pid_t pgid)
-{
-    pthread_mutex_lock(&g_reg_mu);
-    for (int i = 0; i < TARGET_MAX_GROUPS; i++)
-        if (g_groups[i] == (sig_atomic_t)pgid)
-            g_groups[i] = 0;
-    pthread_mutex_unlock(&g_reg_mu);
-}
-
-void target_kill_all(void)
-{
-    for (int i = 0; i < TARGET_MAX_GROUPS; i++) {
-        pid_t pg = (pid_t)g_groups[i];
-        if (pg > 1)
-            kill(-pg, SIGKILL);
-    }
-}
-
-static void on_signal(int sig)
-{
-    int saved = errno;
-    if (g_interrupted) {
-        static const char msg[] = "\nslmprobe: second interrupt: killing the server, exiting\n";
-        ssize_t w = write(2, msg, sizeof msg - 1);
-        (void)w;
-        target_kill_all();
-        _exit(130);
-    }
-    g_interrupted = sig;
-    if (g_sig_pipe[1] >= 0) {
-        ssize_t w = write(g_sig_pipe[1], "!", 1);
-        (void)w;
-    }
-    errno = saved;
-}
-
-static void at_exit_stop_all(void)
-{
-    /* Graceful first (1 s), then SIGKILL; reap what is ours. */
-    int any = 0;
-    for (int i = 0; i < TARGET_MAX_GROUPS; i++) {
-        pid_t pg = (pid_t)g_groups[i];
-        if (pg > 1 && kill(-pg, SIGTERM) == 0)
-            any = 1;
-    }
-    for (int t = 0; any && t < 100; t++) {
-        any = 0;
-        for (int i = 0; i < TARGET_MAX_GROUPS; i++) {
-            pid_t pg = (pid_t)g_groups[i];
-            if (pg <= 1)
-                continue;
-            while (waitpid(-pg, NULL, WNOHANG) > 0)
-                ;
-            if (kill(-pg, 0) == 0)
-                any = 1;
-        }
-        if (any)
-            clock_sleep_ns(10 * 1000 * 1000);
-    }
-    target_kill_all();
-    for (int i = 0; i < TARGET_MAX_GROUPS; i++) {
-        pid_t pg = (pid_t)g_groups[i];
-        if (pg > 1)
-            while (waitpid(-pg, NULL, WNOHANG) > 0)
-                ;
-        g_groups[i] = 0;
-    }
-}
-
-static pthread_once_t g_atexit_once = PTHREAD_ONCE_INIT;
-static void install_atexit(void)
-{
-    atexit(at_exit_stop_all);
-}
-
-/* atexit once per process image; the subreaper flag is not inherited by fork, so set it every
- * time: orphaned members of a server's group (vLLM's engine core, say) are reparented to us, so
- * stop can reap them. */
-static void process_setup(void)
-{
-    pthread_once(&g_atexit_once, install_atexit);
-    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-}
-
-void target_install_signal_handlers(void)
-{
-    process_setup();
-    if (g_handlers_installed)
-        return;
-    if (pipe2(g_sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-        g_sig_pipe[0] = g_sig_pipe[1] = -1;
-        log_warn("target", "self-pipe: %s", strerror(errno));
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    g_handlers_installed = 1;
-}
-
-int target_interrupted(void)
-{
-    return g_interrupted != 0;
-}
-
-int target_signal_fd(void)
-{
-    return g_sig_pipe[0];
 }
 
 /* ---- sockets ---- */
@@ -864,7 +524,7 @@ static _Noreturn void exec_child(char **argv, int log_fd, int exec_pipe_w, pid_t
 static void register_child(struct target *t, pid_t pid, int port, char **argv)
 {
     setpgid(pid, pid); /* both sides, so the group exists before either proceeds */
-    registry_add(pid);
+    target_registry_add(pid);
     t->pid = pid;
     t->port = port;
     t->launched = 1;
@@ -897,7 +557,7 @@ static enum target_status launch(struct target *t, char *err, size_t err_len)
         snprintf(err, err_len, "server already launched (pid %d)", (int)t->pid);
         return TARGET_ERR_CONFIG;
     }
-    process_setup();
+    target_process_setup();
     launch_reset(t);
     if (t->cfg.url && t->cfg.url[0])
         return attach_url(t, err, err_len);
@@ -938,7 +598,7 @@ static enum target_status launch(struct target *t, char *err, size_t err_len)
     if (exec_failed) {
         int status = 0;
         waitpid(pid, &status, 0);
-        registry_remove(pid);
+        target_registry_remove(pid);
         record_exit(t, status);
         snprintf(err, err_len, "cannot run '%s': %s", t->argv_[0], strerror(e));
         return TARGET_ERR_SPAWN;
@@ -1019,7 +679,7 @@ int target_alive(struct target *t)
     /* The leader is gone; what is left of its group would be orphans. */
     kill(-t->pid, SIGKILL);
     reap_group(t->pid);
-    registry_remove(t->pid);
+    target_registry_remove(t->pid);
     target_follow_log(t);
     return 0;
 }
@@ -1078,7 +738,7 @@ enum target_status target_stop(struct target *t, struct target_stop_result *out)
         clock_sleep_ns(10 * 1000 * 1000);
     }
     record_exit(t, status);
-    registry_remove(t->pid);
+    target_registry_remove(t->pid);
     r.exit = t->exit;
     r.stop_ns = t->tl.t_stopped_ns - t->tl.t_stop_ns;
     target_follow_log(t);
