@@ -189,6 +189,15 @@ static void publish_stats_locked(struct engine *e)
     st->n_step_tokens_peak = s->c.n_step_tokens_peak;
 }
 
+/* The scheduler's hook before a step's events: the published copy catches up first. */
+static void publish_before_events(void *ud)
+{
+    struct engine *e = ud;
+    pthread_mutex_lock(&e->mu);
+    publish_stats_locked(e);
+    pthread_mutex_unlock(&e->mu);
+}
+
 /* How the pool was committed: bandwidth, threads, whether huge pages backed it. */
 static void log_kv_commit(const struct kv_cache *kv)
 {
@@ -321,6 +330,8 @@ struct engine *engine_new(const struct engine_config *cfg_in, struct model *mode
         snprintf(err, err_len, "scheduler: invalid limits");
         goto fail;
     }
+    e->sched.before_events = publish_before_events; /* /metrics never behind a response */
+    e->sched.before_events_ud = e;
 
     struct engine_info *in = &e->info;
     in->max_model_len = cfg.max_model_len;

@@ -415,6 +415,8 @@ int sched_step(struct sched *s)
     }
 
     /* 6. events, in batch order: one per sampled token (the last one carries the finish). */
+    if (s->before_events)
+        s->before_events(s->before_events_ud);
     for (int j = 0; j < s->n_step; j++) {
         struct seq *q = s->step[j];
         if (!q->sampled)

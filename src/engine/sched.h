@@ -135,6 +135,10 @@ struct sched {
     struct kv_seq **b_seqs;     /* [max_num_seqs] */
     uint64_t admit_counter;
     struct sched_counters c;
+    /* Called once per step right before its token events go out (NULL: none), so that counters
+     * published elsewhere (the engine's /metrics copy) are never older than a response. */
+    void (*before_events)(void *ud);
+    void *before_events_ud;
 };
 
 /* The KV cache, forward workspace and model must outlive the scheduler. The forward workspace
