@@ -1,7 +1,8 @@
 /* serve_harness.h: the blocking HTTP/1.1 client and server-spawning helpers shared by the serve
- * tests (test_server.c, test_serve_faults.c). Included once by each test binary, so everything is
+ * tests (test_server.c, test_serve_faults.c) and the probe tests that launch slmprobe
+ * (test_secrets.c, test_ttft.c). Included once by each test binary, so everything is
  * static. Provides: process helpers (bin_path from SLMPROBE_BIN, default ./slmprobe; sleep_ms,
- * now_s, run_wait, free_port, slurp), struct srv, srv_wait_exit and srv_stop (SIGTERM, then SIGKILL after a
+ * now_s, run_wait, spawn_logged, run_logged, free_port, slurp), struct srv, srv_wait_exit and srv_stop (SIGTERM, then SIGKILL after a
  * timeout), a one-request-per-connection HTTP/1.1 client over loopback sockets (http_open,
  * send_all, struct reader + rd_*, struct resp + resp_*, http_read_resp, http_do, post,
  * http_status_only; g_auth is the extra header line sent on /v1 routes), SSE splitting, JSON path
@@ -79,6 +80,33 @@ SH_FN int run_wait(char *const argv[], const char *log_path)
     if (pid < 0 || waitpid(pid, &st, 0) != pid)
         return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Starts argv (searched on PATH) with stdout and stderr to out_path; returns the pid, or -1. */
+SH_FN pid_t spawn_logged(char *const argv[], const char *out_path)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Exit status (or 128 + signal) of argv, stdout and stderr to out_path; -1 if it cannot start. */
+SH_FN int run_logged(char *const argv[], const char *out_path)
+{
+    pid_t pid = spawn_logged(argv, out_path);
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 SH_FN int free_port(void)
