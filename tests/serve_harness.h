@@ -1,14 +1,16 @@
 /* serve_harness.h: the blocking HTTP/1.1 client and server-spawning helpers shared by the serve
- * tests (test_server.c, test_serve_faults.c). Included once by each test binary, so everything is
- * static. Provides: process helpers (bin_path from SLMPROBE_BIN, default ./slmprobe; sleep_ms,
- * now_s, run_wait, free_port, slurp), struct srv, srv_wait_exit and srv_stop (SIGTERM, then SIGKILL after a
- * timeout), a one-request-per-connection HTTP/1.1 client over loopback sockets (http_open,
- * send_all, struct reader + rd_*, struct resp + resp_*, http_read_resp, http_do, post,
- * http_status_only; g_auth is the extra header line sent on /v1 routes), SSE splitting, JSON path
- * look-ups (jpath, jstr, jint, jparse) and /metrics reading (metric, get_metrics, LBL: the label
- * set of the tiny model's series). harness_setup() makes the scratch directory g_dir and the tiny
- * model g_model for each test's main(); srv_start stays in each test because the two start the server
- * with different flags. */
+ * tests (test_server.c, test_serve_faults.c) and the tests that launch slmprobe or a server
+ * (test_secrets.c, test_ttft.c, test_driver.c, test_launch.c). Included once by each test binary,
+ * so everything is static. Provides: process helpers (bin_path from SLMPROBE_BIN, default
+ * ./slmprobe; sleep_ms, now_s, run_wait, spawn_logged, run_logged, free_port, slurp), struct srv,
+ * srv_wait_exit and srv_stop (SIGTERM, then SIGKILL after a timeout), a one-request-per-connection
+ * HTTP/1.1 client over loopback sockets (http_open, send_all, struct reader + rd_*, struct resp +
+ * resp_*, http_read_resp, http_do, post, http_status_only; g_auth is the extra header line sent on
+ * /v1 routes), SSE splitting, JSON path look-ups (jpath, jstr, jint, jparse) and /metrics reading
+ * (metric, get_metrics, LBL: the label set of the tiny model's series). harness_setup() makes the
+ * scratch directory g_dir and the tiny model g_model for each test's main();
+ * harness_session_setup() adds a session writing under g_dir/out. srv_start stays in each test
+ * because the two start the server with different flags. */
 #ifndef SLM_SERVE_HARNESS_H
 #define SLM_SERVE_HARNESS_H
 
@@ -30,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "run/session.h"
 #include "util/buf.h"
 #include "util/json.h"
 
@@ -81,6 +84,33 @@ SH_FN int run_wait(char *const argv[], const char *log_path)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Starts argv (searched on PATH) with stdout and stderr to out_path; returns the pid, or -1. */
+SH_FN pid_t spawn_logged(char *const argv[], const char *out_path)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Exit status (or 128 + signal) of argv, stdout and stderr to out_path; -1 if it cannot start. */
+SH_FN int run_logged(char *const argv[], const char *out_path)
+{
+    pid_t pid = spawn_logged(argv, out_path);
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 SH_FN int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -122,6 +152,26 @@ SH_FN int harness_setup(const char *name)
         char *text = slurp(log);
         fprintf(stderr, "model init failed (%d): %s\n", rc, text);
         free(text);
+        return -1;
+    }
+    return 0;
+}
+
+/* harness_setup(name), then session_init(s) over po with po->out_dir set to g_dir/out and the
+ * command line {argv0}: the session of the launch and driver tests. po must outlive s. 0, or -1
+ * after printing why. */
+SH_FN int harness_session_setup(const char *name, const char *argv0, struct probe_opts *po,
+                                struct session *s)
+{
+    static char out[512];
+    if (harness_setup(name) != 0)
+        return -1;
+    snprintf(out, sizeof out, "%s/out", g_dir);
+    po->out_dir = out;
+    char *argv[] = {(char *)argv0, NULL};
+    char err[256];
+    if (session_init(s, po, 1, argv, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
         return -1;
     }
     return 0;

@@ -412,17 +412,8 @@ static void test_failure_does_not_delay_other_streams(void)
 
 int main(void)
 {
-    if (harness_setup("driver") != 0)
+    if (harness_session_setup("driver", "test_driver", &g_po, &g_s) != 0)
         return 1;
-    char out[512];
-    snprintf(out, sizeof out, "%s/out", g_dir);
-    g_po.out_dir = out;
-    char *argv[] = {"test_driver", NULL};
-    char err[256];
-    if (session_init(&g_s, &g_po, 1, argv, err, sizeof err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
     TEST_RUN(test_failure_does_not_delay_other_streams);
     struct target_config cfg;
     target_config_defaults(&cfg, TARGET_KIND_EMBEDDED);

@@ -155,17 +155,8 @@ static void test_launch_cold_storage(void)
 
 int main(void)
 {
-    if (harness_setup("launch") != 0)
+    if (harness_session_setup("launch", "test_launch", &g_po, &g_s) != 0)
         return 1;
-    char out[512];
-    snprintf(out, sizeof out, "%s/out", g_dir);
-    g_po.out_dir = out;
-    char *argv[] = {"test_launch", NULL};
-    char err[256];
-    if (session_init(&g_s, &g_po, 1, argv, err, sizeof err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
     TEST_RUN(test_launch_ready);
     TEST_RUN(test_launch_exits_at_once);
     TEST_RUN(test_launch_cold_storage);

@@ -16,6 +16,7 @@
 
 #include "test.h"
 #include "util/buf.h"
+#include "serve_harness.h"
 
 #define SECRET "sk-test-SECRET123"
 #define SERVER_FLAGS                                                                               \
@@ -25,26 +26,6 @@
 static const char *bin;
 static char dir[256];
 static char model[512];
-
-/* Exit status (or 128 + signal) of argv, stdout and stderr to out_path. */
-static int run(char *const argv[], const char *out_path)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    int st = 0;
-    if (pid < 0 || waitpid(pid, &st, 0) != pid)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 /* Fails once per file that contains SECRET, with the first line that does. */
 static void check_file(const char *path)
@@ -100,13 +81,13 @@ static void test_model_init(void)
     char log[512];
     snprintf(log, sizeof log, "%s/model_init.log", dir);
     char *argv[] = {(char *)bin, "model", "init", "--preset", "tiny", "-o", model, NULL};
-    CHECK_EQ_INT(run(argv, log), 0);
+    CHECK_EQ_INT(run_logged(argv, log), 0);
 }
 
 /* Runs argv (output dir out, console log log), then checks out/ and the log. */
 static void run_and_check(char *const argv[], const char *out, const char *log, int min_files)
 {
-    int rc = run(argv, log);
+    int rc = run_logged(argv, log);
     CHECK_MSG(rc == 0, "%s exited %d (see %s)", argv[1], rc, log);
     int n = check_tree(out);
     CHECK_MSG(n >= min_files, "%s wrote %d files under %s, expected at least %d", argv[1], n, out,
@@ -153,7 +134,7 @@ int main(void)
     TEST_RUN(test_batch);
     if (!test_n_fail) {
         char *argv[] = {"rm", "-rf", dir, NULL};
-        run(argv, "/dev/null");
+        run_logged(argv, "/dev/null");
     } else {
         fprintf(stderr, "outputs kept in %s\n", dir);
     }

@@ -26,6 +26,7 @@
 #include "util/clock.h"
 #include "util/json.h"
 #include "ttft/ttft.h"
+#include "serve_harness.h"
 
 /* Small engine for tests: little KV memory, one compute thread, few sequences. */
 #define SERVER_FLAGS                                                                               \
@@ -38,47 +39,8 @@ static const char *bin;
 static char dir[256];
 static char model[512];
 
-static pid_t spawn(char *const argv[], const char *out_path)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Exit status (or 128 + signal) of a command, output in out_path. */
-static int run(char *const argv[], const char *out_path)
-{
-    pid_t pid = spawn(argv, out_path);
-    int st = 0;
-    if (pid < 0 || waitpid(pid, &st, 0) != pid)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static char *slurp(const char *path)
+/* The file, or NULL when it cannot be read (the harness's slurp gives "" instead). */
+static char *slurp_or_null(const char *path)
 {
     return file_read_all(path, 1 << 26, NULL);
 }
@@ -91,7 +53,7 @@ static int file_exists(const char *path)
 
 static int count_lines(const char *path)
 {
-    char *s = slurp(path);
+    char *s = slurp_or_null(path);
     if (!s)
         return -1;
     int n = 0;
@@ -216,7 +178,7 @@ static void test_model_init(void)
     char log[512];
     snprintf(log, sizeof log, "%s/model_init.log", dir);
     char *argv[] = {(char *)bin, "model", "init", "--preset", "tiny", "-o", model, NULL};
-    CHECK_EQ_INT(run(argv, log), 0);
+    CHECK_EQ_INT(run_logged(argv, log), 0);
     CHECK(file_exists(model));
 }
 
@@ -235,14 +197,14 @@ static void test_bad_options(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *argv[] = {(char *)bin,        "ttft", "--model", model, (char *)cases[i].a,
                         (char *)cases[i].b, NULL};
-        CHECK_EQ_INT(run(argv, log), 2);
-        char *out = slurp(log);
+        CHECK_EQ_INT(run_logged(argv, log), 2);
+        char *out = slurp_or_null(log);
         CHECK_MSG(out && strstr(out, cases[i].msg), "%s: %s", cases[i].a, out ? out : "");
         free(out);
     }
     char *argv[] = {(char *)bin, "ttft", "--help", NULL};
-    CHECK_EQ_INT(run(argv, log), 0);
-    char *out = slurp(log);
+    CHECK_EQ_INT(run_logged(argv, log), 0);
+    char *out = slurp_or_null(log);
     const char *opts[] = {"--warm-runs",  "--idle-gap",    "--repeat", "--prompt-len",
                           "--max-tokens", "--drop-caches", "--url",    "--out"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
@@ -260,7 +222,7 @@ static void check_common_outputs(const char *sub)
         CHECK_MSG(file_exists(p), "%s missing", p);
     }
     path_in(p, sizeof p, sub, "first_token_latency.html");
-    char *html = slurp(p);
+    char *html = slurp_or_null(p);
     CHECK(html && strstr(html, "<svg ") && !strstr(html, "<script"));
     free(html);
 }
@@ -273,10 +235,10 @@ static void test_end_to_end(void)
     char *argv[] = {
         (char *)bin,    "ttft", "--model",      model, "--out", out,          "--warm-runs", "3",
         "--prompt-len", "64",   "--max-tokens", "8",   "--",    SERVER_FLAGS, NULL};
-    int rc = run(argv, log);
+    int rc = run_logged(argv, log);
     CHECK_EQ_INT(rc, 0);
     if (rc != 0) {
-        char *s = slurp(log);
+        char *s = slurp_or_null(log);
         fprintf(stderr, "%s\n", s ? s : "");
         free(s);
     }
@@ -347,7 +309,7 @@ static void test_end_to_end(void)
     CHECK(num(tel, "page_cache_before_mib") > 0);
     json_free(j);
     path_in(p, sizeof p, "e2e", "first_token_latency.md");
-    char *md = slurp(p);
+    char *md = slurp_or_null(p);
     CHECK(md && strstr(md, "## Observations") && strstr(md, "## Launch timeline") &&
           strstr(md, "## Warm-run variance (steady state)") && strstr(md, "cold\\_1") &&
           strstr(md, "## Quick TTFT mental model") && strstr(md, "How I'd explain TTFT to an SRE") &&
@@ -365,14 +327,14 @@ static void test_repeat(void)
         (char *)bin,   "ttft", "--model",      model, "--out",        out, "--repeat", "2",
         "--warm-runs", "1",    "--prompt-len", "32",  "--max-tokens", "4", "--",       FAST_FLAGS,
         NULL};
-    CHECK_EQ_INT(run(argv, log), 0);
+    CHECK_EQ_INT(run_logged(argv, log), 0);
     CHECK(none_left());
     path_in(p, sizeof p, "rep", "ttft_requests.jsonl");
     CHECK_EQ_INT(count_lines(p), 2 * (1 + 1 + 1));
     path_in(p, sizeof p, "rep", "server_r2.log");
     CHECK(file_exists(p));
     path_in(p, sizeof p, "rep", "first_token_latency.md");
-    char *md = slurp(p);
+    char *md = slurp_or_null(p);
     CHECK(md && strstr(md, "## Cold start across launches") && strstr(md, "Spread over launches"));
     free(md);
     path_in(p, sizeof p, "rep", "ttft.json");
@@ -402,7 +364,7 @@ static void test_url_mode(void)
     snprintf(slog, sizeof slog, "%s/url_server.log", dir);
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     char *sargv[] = {(char *)bin, "serve", "--model", model, "--port", ps, FAST_FLAGS, NULL};
-    pid_t srv = spawn(sargv, slog);
+    pid_t srv = spawn_logged(sargv, slog);
     CHECK(srv > 0);
     /* wait for /health */
     char health[96], err[128];
@@ -421,7 +383,7 @@ static void test_url_mode(void)
     CHECK(ok);
     char *argv[] = {(char *)bin,    "ttft", "--url",        url, "--out", out, "--warm-runs", "2",
                     "--prompt-len", "32",   "--max-tokens", "4", NULL};
-    CHECK_EQ_INT(run(argv, log), 0);
+    CHECK_EQ_INT(run_logged(argv, log), 0);
     check_common_outputs("url");
     path_in(p, sizeof p, "url", "ttft_requests.jsonl");
     CHECK_EQ_INT(count_lines(p), 1 + 2);
@@ -442,7 +404,7 @@ static void test_url_mode(void)
         check_schema(p);
     }
     path_in(p, sizeof p, "url", "first_token_latency.md");
-    char *md = slurp(p);
+    char *md = slurp_or_null(p);
     CHECK(md && strstr(md, "Warm-only run"));
     free(md);
     kill(srv, SIGTERM);
@@ -483,7 +445,7 @@ static void test_server_dies(void)
     char *argv[] = {(char *)bin,    "ttft", "--serve-cmd",  cmd,  "--port",     ps,
                     "--out",        out,    "--warm-runs",  "50", "--idle-gap", "0.2",
                     "--prompt-len", "32",   "--max-tokens", "4",  NULL};
-    int rc = run(argv, log);
+    int rc = run_logged(argv, log);
     CHECK_MSG(rc == 1, "exit %d", rc);
     CHECK(none_left());
     check_common_outputs("die");
@@ -504,7 +466,7 @@ static void test_server_dies(void)
         json_free(j);
     }
     path_in(p, sizeof p, "die", "first_token_latency.md");
-    char *md = slurp(p);
+    char *md = slurp_or_null(p);
     CHECK(md && strstr(md, "FAILED") && strstr(md, "exited on its own (exit status 3)"));
     free(md);
 }
@@ -541,7 +503,7 @@ static void test_unknown_dialect(void)
     snprintf(cmd, sizeof cmd, "sh %s", script);
     char *argv[] = {(char *)bin,   "ttft", "--serve-cmd",  cmd,  "--port",       ps,  "--out", out,
                     "--warm-runs", "1",    "--prompt-len", "32", "--max-tokens", "4", NULL};
-    int rc = run(argv, log);
+    int rc = run_logged(argv, log);
     CHECK_MSG(rc == 0, "exit %d", rc);
     CHECK(none_left());
     path_in(p, sizeof p, "unk", "ttft.json");
@@ -563,7 +525,7 @@ static void test_unknown_dialect(void)
         json_free(j);
     }
     path_in(p, sizeof p, "unk", "first_token_latency.md");
-    char *md = slurp(p);
+    char *md = slurp_or_null(p);
     CHECK(md && strstr(md, "No known log wording matched") && strstr(md, "reading shard"));
     free(md);
 }
@@ -577,7 +539,7 @@ static void test_sigint(void)
         (char *)bin,  "ttft", "--model",      model, "--out",        out, "--warm-runs", "100",
         "--idle-gap", "0.2",  "--prompt-len", "32",  "--max-tokens", "4", "--",          FAST_FLAGS,
         NULL};
-    pid_t pid = spawn(argv, log);
+    pid_t pid = spawn_logged(argv, log);
     CHECK(pid > 0);
     path_in(p, sizeof p, "int", "ttft_requests.jsonl");
     mono_ns deadline = clock_now_ns() + 120ull * 1000000000ull;
@@ -650,11 +612,11 @@ static struct json *storage_run(const char *mdl, const char *sub, int cold, char
                        out, "--cold-storage", "--", FAST_FLAGS, NULL};
     char *av_warm[] = {(char *)bin, "ttft", "--model", (char *)mdl, "--warm-runs", "3", "--out",
                        out, "--", FAST_FLAGS, NULL};
-    CHECK_EQ_INT(run(cold ? av_cold : av_warm, log), 0);
+    CHECK_EQ_INT(run_logged(cold ? av_cold : av_warm, log), 0);
     path_in(p, sizeof p, sub, "ttft.json");
     check_schema(p);
     path_in(p, sizeof p, sub, "first_token_latency.md");
-    *md = slurp(p);
+    *md = slurp_or_null(p);
     path_in(p, sizeof p, sub, "ttft.json");
     return load_json(p);
 }
@@ -667,7 +629,7 @@ static void test_cold_storage(void)
     snprintf(mdl, sizeof mdl, "%s/fresh.gguf", dir);
     snprintf(log, sizeof log, "%s/fresh_init.log", dir);
     char *init[] = {(char *)bin, "model", "init", "--preset", "tiny", "-o", mdl, NULL};
-    CHECK_EQ_INT(run(init, log), 0);
+    CHECK_EQ_INT(run_logged(init, log), 0);
     char *md_cold = NULL, *md_warm = NULL;
     struct json *jc = storage_run(mdl, "cold_storage", 1, &md_cold);
     const struct json *st = json_get(repeat_at(jc, 0), "storage");
@@ -721,7 +683,7 @@ int main(void)
     TEST_RUN(test_sigint);
     if (!test_n_fail) {
         char *argv[] = {"rm", "-rf", dir, NULL};
-        run(argv, "/dev/null");
+        run_logged(argv, "/dev/null");
     } else {
         fprintf(stderr, "outputs kept in %s\n", dir);
     }

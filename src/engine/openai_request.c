@@ -526,9 +526,25 @@ static int tokenize_fields(const struct openai_limits *lim, const struct json *r
     return encode_chat(lim, root, ids, n, e);
 }
 
-enum openai_status openai_tokenize_parse(const struct openai_limits *lim, const char *body,
-                                         size_t len, int32_t **ids_out, int *n_out,
-                                         struct openai_error *err)
+/* /detokenize: {"tokens": [ids]}. */
+static int detokenize_fields(const struct openai_limits *lim, const struct json *root,
+                             int32_t **ids, int *n, struct openai_error *e)
+{
+    const struct json *t = json_get(root, "tokens");
+    if (json_type_of(t) != JSON_TYPE_ARRAY)
+        return perr_set(e, OPENAI_STATUS_ERR_INVALID, "tokens",
+                        "'tokens' (a list of token ids) is required");
+    return parse_token_array(lim, t, "tokens", ids, n, e);
+}
+
+/* The body of /tokenize and /detokenize: parse, check "model", then fields() for the ids. On an
+ * error *ids_out is NULL and *n_out 0. */
+static enum openai_status parse_ids_body(const struct openai_limits *lim, const char *body,
+                                         size_t len,
+                                         int (*fields)(const struct openai_limits *,
+                                                       const struct json *, int32_t **, int *,
+                                                       struct openai_error *),
+                                         int32_t **ids_out, int *n_out, struct openai_error *err)
 {
     memset(err, 0, sizeof *err);
     err->status = OPENAI_STATUS_ERR_INVALID;
@@ -537,7 +553,7 @@ enum openai_status openai_tokenize_parse(const struct openai_limits *lim, const 
     struct json *root = parse_body(body, len, err);
     int r = root ? check_model(lim, root, err) : -1;
     if (r == 0)
-        r = tokenize_fields(lim, root, ids_out, n_out, err);
+        r = fields(lim, root, ids_out, n_out, err);
     json_free(root);
     if (r < 0) {
         free(*ids_out);
@@ -549,29 +565,18 @@ enum openai_status openai_tokenize_parse(const struct openai_limits *lim, const 
     return OPENAI_STATUS_OK;
 }
 
+enum openai_status openai_tokenize_parse(const struct openai_limits *lim, const char *body,
+                                         size_t len, int32_t **ids_out, int *n_out,
+                                         struct openai_error *err)
+{
+    return parse_ids_body(lim, body, len, tokenize_fields, ids_out, n_out, err);
+}
+
 enum openai_status openai_detokenize_parse(const struct openai_limits *lim, const char *body,
                                            size_t len, int32_t **ids_out, int *n_out,
                                            struct openai_error *err)
 {
-    memset(err, 0, sizeof *err);
-    err->status = OPENAI_STATUS_ERR_INVALID;
-    *ids_out = NULL;
-    *n_out = 0;
-    struct json *root = parse_body(body, len, err);
-    int r = root ? check_model(lim, root, err) : -1;
-    if (r == 0) {
-        const struct json *t = json_get(root, "tokens");
-        if (json_type_of(t) != JSON_TYPE_ARRAY)
-            r = perr_set(err, OPENAI_STATUS_ERR_INVALID, "tokens",
-                         "'tokens' (a list of token ids) is required");
-        else
-            r = parse_token_array(lim, t, "tokens", ids_out, n_out, err);
-    }
-    json_free(root);
-    if (r < 0)
-        return err->status;
-    err->status = OPENAI_STATUS_OK;
-    return OPENAI_STATUS_OK;
+    return parse_ids_body(lim, body, len, detokenize_fields, ids_out, n_out, err);
 }
 
 void openai_request_free(struct openai_request *r)

@@ -140,19 +140,32 @@ static void send_scratch(struct conn *c, const struct out *o)
     conn_send(c, 200, "application/json", o->b->data, o->b->len, NULL);
 }
 
+/* Parses the request body into token ids with parse (openai_tokenize_parse or
+ * openai_detokenize_parse). 0 with *ids (caller frees) and *n, or -1 after sending the error. */
+static int route_parse_ids(struct conn *c,
+                           enum openai_status (*parse)(const struct openai_limits *, const char *,
+                                                       size_t, int32_t **, int *,
+                                                       struct openai_error *),
+                           int32_t **ids, int *n)
+{
+    struct openai_limits lim;
+    struct openai_error e;
+    route_limits(c->srv, &lim);
+    const struct buf *body = &c->hp.req.body;
+    if (parse(&lim, body->data, body->len, ids, n, &e) != OPENAI_STATUS_OK) {
+        conn_send_openai_error(c, &e);
+        return -1;
+    }
+    return 0;
+}
+
 static void handle_tokenize(struct conn *c)
 {
     struct server *s = c->srv;
-    struct openai_limits lim;
-    struct openai_error e;
     int32_t *ids;
     int n;
-    route_limits(s, &lim);
-    const struct buf *body = &c->hp.req.body;
-    if (openai_tokenize_parse(&lim, body->data, body->len, &ids, &n, &e) != OPENAI_STATUS_OK) {
-        conn_send_openai_error(c, &e);
+    if (route_parse_ids(c, openai_tokenize_parse, &ids, &n) != 0)
         return;
-    }
     buf_reset(&s->scratch);
     struct out o = {&s->scratch, BUF_OK};
     o_printf(&o, "{\"count\":%d,\"max_model_len\":%d,\"tokens\":[", n, s->info.max_model_len);
@@ -166,16 +179,10 @@ static void handle_tokenize(struct conn *c)
 static void handle_detokenize(struct conn *c)
 {
     struct server *s = c->srv;
-    struct openai_limits lim;
-    struct openai_error e;
     int32_t *ids;
     int n;
-    route_limits(s, &lim);
-    const struct buf *body = &c->hp.req.body;
-    if (openai_detokenize_parse(&lim, body->data, body->len, &ids, &n, &e) != OPENAI_STATUS_OK) {
-        conn_send_openai_error(c, &e);
+    if (route_parse_ids(c, openai_detokenize_parse, &ids, &n) != 0)
         return;
-    }
     struct buf text;
     buf_init(&text, 0, s->scratch.cap_bytes / 2);
     enum buf_status bst = tokenizer_decode(&s->model->tok, ids, (size_t)n, &text);

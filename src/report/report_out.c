@@ -71,6 +71,19 @@ char *rpt_u8_trunc(const char *s, size_t max_cp)
     return t;
 }
 
+/* Writes the UTF-8 character at s (n bytes left), or U+FFFD for an invalid byte; returns the
+ * bytes consumed (at least 1). */
+static size_t put_u8_char(struct rpt_out *o, const char *s, size_t n)
+{
+    size_t l = utf8_valid_len((const unsigned char *)s, n);
+    if (!l) {
+        rpt_put(o, "\xEF\xBF\xBD");
+        return 1;
+    }
+    rpt_put_n(o, s, l);
+    return l;
+}
+
 /* HTML/XML text and attribute escaping; control characters become spaces, invalid UTF-8 U+FFFD. */
 void rpt_put_html(struct rpt_out *o, const char *s)
 {
@@ -108,14 +121,7 @@ void rpt_put_html(struct rpt_out *o, const char *s)
             i++;
             continue;
         }
-        size_t l = utf8_valid_len((const unsigned char *)s + i, n - i);
-        if (l) {
-            rpt_put_n(o, s + i, l);
-            i += l;
-        } else {
-            rpt_put(o, "\xEF\xBF\xBD");
-            i++;
-        }
+        i += put_u8_char(o, s + i, n - i);
     }
 }
 
@@ -159,14 +165,7 @@ static void md_text(struct rpt_out *o, const char *s, int block)
             i++;
             continue;
         }
-        size_t l = utf8_valid_len((const unsigned char *)s + i, n - i);
-        if (l) {
-            rpt_put_n(o, s + i, l);
-            i += l;
-        } else {
-            rpt_put(o, "\xEF\xBF\xBD");
-            i++;
-        }
+        i += put_u8_char(o, s + i, n - i);
     }
 }
 

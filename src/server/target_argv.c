@@ -63,6 +63,26 @@ static void av_pushf(struct argv_b *a, const char *fmt, ...)
     av_push(a, tmp);
 }
 
+/* The flags every server kind takes in this order: --host, --port, then the context length under
+ * ctx_flag and the GPU memory fraction under mem_flag (NULL: the kind has none), each when set. */
+static void av_push_serve_common(struct argv_b *a, const struct target_config *cfg,
+                                 const char *host, int port, const char *ctx_flag,
+                                 const char *mem_flag)
+{
+    av_push(a, "--host");
+    av_push(a, host);
+    av_push(a, "--port");
+    av_pushf(a, "%d", port);
+    if (cfg->max_model_len > 0) {
+        av_push(a, ctx_flag);
+        av_pushf(a, "%d", cfg->max_model_len);
+    }
+    if (mem_flag && cfg->gpu_memory_utilization > 0) {
+        av_push(a, mem_flag);
+        av_pushf(a, "%g", cfg->gpu_memory_utilization);
+    }
+}
+
 const char *target_cmdline(const struct target_config *cfg, int port, char *out, size_t out_len)
 {
     char **argv = NULL;
@@ -134,18 +154,7 @@ enum target_status target_argv_build(const struct target_config *cfg, int port, 
             av_push(&a, "serve");
         }
         av_push(&a, cfg->model);
-        av_push(&a, "--host");
-        av_push(&a, host);
-        av_push(&a, "--port");
-        av_pushf(&a, "%d", port);
-        if (cfg->max_model_len > 0) {
-            av_push(&a, "--max-model-len");
-            av_pushf(&a, "%d", cfg->max_model_len);
-        }
-        if (cfg->gpu_memory_utilization > 0) {
-            av_push(&a, "--gpu-memory-utilization");
-            av_pushf(&a, "%g", cfg->gpu_memory_utilization);
-        }
+        av_push_serve_common(&a, cfg, host, port, "--max-model-len", "--gpu-memory-utilization");
         av_push(&a, "--enable-prompt-tokens-details"); /* usage reports cached tokens */
         break;
     case TARGET_KIND_LLAMACPP:
@@ -158,14 +167,7 @@ enum target_status target_argv_build(const struct target_config *cfg, int port, 
         av_push(&a, "llama-server");
         av_push(&a, "-m");
         av_push(&a, cfg->model);
-        av_push(&a, "--host");
-        av_push(&a, host);
-        av_push(&a, "--port");
-        av_pushf(&a, "%d", port);
-        if (cfg->max_model_len > 0) {
-            av_push(&a, "-c");
-            av_pushf(&a, "%d", cfg->max_model_len);
-        }
+        av_push_serve_common(&a, cfg, host, port, "-c", NULL);
         av_push(&a, caps->metrics_flag);
         break;
     case TARGET_KIND_SGLANG:
@@ -174,18 +176,7 @@ enum target_status target_argv_build(const struct target_config *cfg, int port, 
         av_push(&a, "sglang.launch_server");
         av_push(&a, "--model-path");
         av_push(&a, cfg->model);
-        av_push(&a, "--host");
-        av_push(&a, host);
-        av_push(&a, "--port");
-        av_pushf(&a, "%d", port);
-        if (cfg->max_model_len > 0) {
-            av_push(&a, "--context-length");
-            av_pushf(&a, "%d", cfg->max_model_len);
-        }
-        if (cfg->gpu_memory_utilization > 0) {
-            av_push(&a, "--mem-fraction-static");
-            av_pushf(&a, "%g", cfg->gpu_memory_utilization);
-        }
+        av_push_serve_common(&a, cfg, host, port, "--context-length", "--mem-fraction-static");
         av_push(&a, caps->metrics_flag);
         break;
     case TARGET_KIND__COUNT:

@@ -103,18 +103,6 @@ static int ttft_parse(int n, char **rest, struct ttft_opts *o, char *err, size_t
     return 0;
 }
 
-static void fmt_ms(double ms, char *out, size_t n)
-{
-    if (!isfinite(ms))
-        snprintf(out, n, "n/a");
-    else if (ms >= 10000)
-        snprintf(out, n, "%.2f s", ms / 1000);
-    else if (ms >= 100)
-        snprintf(out, n, "%.0f ms", ms);
-    else
-        snprintf(out, n, "%.2f ms", ms);
-}
-
 static void print_headline(const struct ttft_result *res)
 {
     if (!res->n_reps || res->interrupted)
@@ -122,8 +110,8 @@ static void print_headline(const struct ttft_result *res)
     struct summary sm;
     ttft_warm_summary(&res->reps[0], &sm);
     char a[32], b[32];
-    fmt_ms(ttft_cold_ttft_ms(&res->reps[0]), a, sizeof a);
-    fmt_ms(sm.p50, b, sizeof b);
+    ttft_fmt_ms(ttft_cold_ttft_ms(&res->reps[0]), a, sizeof a);
+    ttft_fmt_ms(sm.p50, b, sizeof b);
     printf("cold ttft %s, warm median ttft %s over %zu runs%s\n", a, b, sm.n,
            res->failed ? " (run FAILED)" : "");
 }

@@ -238,6 +238,8 @@ enum ttft_storage ttft_storage_verdict(const struct ttft_repeat *rr);
 /* The spread rule's threshold over n warm TTFTs (NAN skipped): the larger of
  * TTFT_OUTLIER_MEDIAN_RATIO x median and Q3 + TTFT_OUTLIER_IQR_K x IQR. NAN when n < 3. */
 double ttft_outlier_threshold_ms(const double *ttft_ms, size_t n);
+/* ttft_outlier_threshold_ms over rr's warm requests that succeeded. */
+double ttft_warm_outlier_threshold_ms(const struct ttft_repeat *rr);
 /* CPU % of the server tree over [t0, t1] from samples s[0..n) (each sample's cpu_pct covers the
  * interval since the previous one, weighted by overlap). NAN if none overlaps. */
 double ttft_cpu_over_window(const struct telemetry_sample *s, size_t n, mono_ns t0, mono_ns t1);

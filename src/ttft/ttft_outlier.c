@@ -153,8 +153,7 @@ void ttft_outlier_match(const struct telemetry_sample *s, size_t n, mono_ns t0, 
     buf_free(&w);
 }
 
-void ttft_outliers_find(struct ttft_repeat *rr, const struct telemetry_sample *s, size_t n,
-                        mono_ns slack_ns)
+double ttft_warm_outlier_threshold_ms(const struct ttft_repeat *rr)
 {
     double *v = xcalloc(rr->n_reqs + 1, sizeof *v);
     size_t m = 0;
@@ -163,6 +162,13 @@ void ttft_outliers_find(struct ttft_repeat *rr, const struct telemetry_sample *s
             v[m++] = ttft_rec_ttft_ms(&rr->reqs[i].rec);
     double thr = ttft_outlier_threshold_ms(v, m);
     free(v);
+    return thr;
+}
+
+void ttft_outliers_find(struct ttft_repeat *rr, const struct telemetry_sample *s, size_t n,
+                        mono_ns slack_ns)
+{
+    double thr = ttft_warm_outlier_threshold_ms(rr);
     struct summary sm;
     ttft_warm_summary(rr, &sm);
     rr->n_outliers = 0;

@@ -715,6 +715,18 @@ static void section_sanity(const struct ttft_result *res, struct report *r)
         report_paragraph(s, "No GPU: %s.", res->s->gpus.reason);
 }
 
+/* The five per-launch metrics, in the order section_repeats fills them: one column each, the
+ * same in the per-launch table and the spread table. */
+static void repeat_metric_cols(struct report_table *t)
+{
+    report_table_col(t, "ready_ms", "Launch to ready", "ms", REPORT_COL_NUMBER, 1);
+    report_table_col(t, "cold_ttft_ms", "Cold TTFT", "ms", REPORT_COL_NUMBER, 2);
+    report_table_col(t, "cold_e2e_ms", "Cold E2E", "ms", REPORT_COL_NUMBER, 2);
+    report_table_col(t, "launch_to_first_token_ms", "Launch to first token", "ms",
+                     REPORT_COL_NUMBER, 1);
+    report_table_col(t, "warm_median_ms", "Warm median", "ms", REPORT_COL_NUMBER, 2);
+}
+
 static void section_repeats(const struct ttft_result *res, struct report *r)
 {
     if (res->n_reps < 2)
@@ -722,12 +734,7 @@ static void section_repeats(const struct ttft_result *res, struct report *r)
     struct report_section *s = report_section_add(r, "repeats", "Cold start across launches");
     struct report_table *t = report_table_add(s, "repeats", NULL);
     report_table_col(t, "repeat", "Launch", NULL, REPORT_COL_NUMBER, 0);
-    report_table_col(t, "ready_ms", "Launch to ready", "ms", REPORT_COL_NUMBER, 1);
-    report_table_col(t, "cold_ttft_ms", "Cold TTFT", "ms", REPORT_COL_NUMBER, 2);
-    report_table_col(t, "cold_e2e_ms", "Cold E2E", "ms", REPORT_COL_NUMBER, 2);
-    report_table_col(t, "launch_to_first_token_ms", "Launch to first token", "ms",
-                     REPORT_COL_NUMBER, 1);
-    report_table_col(t, "warm_median_ms", "Warm median", "ms", REPORT_COL_NUMBER, 2);
+    repeat_metric_cols(t);
     int n = res->n_reps;
     double *cols[5];
     for (int j = 0; j < 5; j++)
@@ -751,12 +758,7 @@ static void section_repeats(const struct ttft_result *res, struct report *r)
     }
     struct report_table *sp = report_table_add(s, "cold_spread", "Spread over launches");
     report_table_col(sp, "statistic", "Statistic", NULL, REPORT_COL_TEXT, 0);
-    report_table_col(sp, "ready_ms", "Launch to ready", "ms", REPORT_COL_NUMBER, 1);
-    report_table_col(sp, "cold_ttft_ms", "Cold TTFT", "ms", REPORT_COL_NUMBER, 2);
-    report_table_col(sp, "cold_e2e_ms", "Cold E2E", "ms", REPORT_COL_NUMBER, 2);
-    report_table_col(sp, "launch_to_first_token_ms", "Launch to first token", "ms",
-                     REPORT_COL_NUMBER, 1);
-    report_table_col(sp, "warm_median_ms", "Warm median", "ms", REPORT_COL_NUMBER, 2);
+    repeat_metric_cols(sp);
     struct summary sm[5];
     for (int j = 0; j < 5; j++)
         summary_of(cols[j], (size_t)n, &sm[j]);

@@ -133,13 +133,7 @@ int ttft_obs_outliers(const struct ttft_result *res, const struct ttft_repeat *r
     ttft_warm_summary(rr, &sm);
     if (sm.n < 3)
         return 0;
-    double *v = xcalloc(rr->n_reqs + 1, sizeof *v);
-    size_t m = 0;
-    for (size_t i = 0; i < rr->n_reqs; i++)
-        if (rr->reqs[i].kind == TTFT_KIND_WARM && rr->reqs[i].rec.error == REQ_ERROR_NONE)
-            v[m++] = ttft_rec_ttft_ms(&rr->reqs[i].rec);
-    double thr = ttft_outlier_threshold_ms(v, m);
-    free(v);
+    double thr = ttft_warm_outlier_threshold_ms(rr);
     if (!rr->n_outliers) {
         report_bullet(s,
                       "No warm outlier: no run of the %zu was above %.2f ms (the spread rule: "
