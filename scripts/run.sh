@@ -17,12 +17,13 @@ if [ ! -f "$MODEL" ]; then
     $BIN model init --preset "$PRESET" -o "$MODEL" --seed 0
 fi
 $BIN model info "$MODEL"
-# A simulated device small enough for a laptop; every tier passes the same server flags.
-SERVER_FLAGS="--device-memory 2GiB --max-model-len 2048"
+# A simulated device small enough for a laptop; every tier passes the same server flags (the
+# context length as the shared option, which Tier 3A sweeps).
+SERVER_FLAGS="--device-memory 2GiB"
 echo "run: slmprobe lab --quick (every tier; a few minutes on 2 cores)" >&2
 start=$(date +%s)
 rc=0
-$BIN lab --quick --model "$MODEL" --out "$OUT" -- $SERVER_FLAGS || rc=$?
+$BIN lab --quick --model "$MODEL" --max-model-len 2048 --out "$OUT" -- $SERVER_FLAGS || rc=$?
 echo "run: lab finished in $(( $(date +%s) - start )) s (exit $rc); the write-up:" >&2
 [ -f "$OUT/DAY.md" ] && sed -n '1,60p' "$OUT/DAY.md"
 echo "run: results in $OUT/ (open $OUT/report.html in a browser)" >&2

@@ -32,6 +32,7 @@ struct kv_argv {
     int n_serve;
     char *extra[KV_MAX_ARGS];
     int n_extra;
+    int warned; /* the swept-flag warning was given for this launch */
 };
 
 static void kv_argv_free(struct kv_argv *a)
@@ -74,6 +75,15 @@ static const char *len_flag(enum target_kind k)
                                                                       : "--max-model-len";
 }
 
+/* 2 when arg is flag (its value follows), 1 when it is "flag=value", else 0. */
+static int swept_flag(const char *arg, const char *flag)
+{
+    size_t n = strlen(flag);
+    if (strncmp(arg, flag, n))
+        return 0;
+    return arg[n] == 0 ? 2 : arg[n] == '=' ? 1 : 0;
+}
+
 /* cfg for one launch: the length and utilisation set (built argv), or substituted/appended
  * (--serve-cmd); --kv-cache-dtype for servers that take it. */
 static void kv_config(const struct kv_opts *o, const struct target_config *base, int len,
@@ -111,8 +121,25 @@ static void kv_config(const struct kv_opts *o, const struct target_config *base,
         add_extra(a, base->kind == TARGET_KIND_LLAMACPP ? "-ctk" : "--kv-cache-dtype");
         add_extra(a, o->kv_cache_dtype);
     }
-    for (int i = 0; i < base->n_extra_args; i++)
-        add_extra(a, base->extra_args[i]);
+    const char *util_flag = base->kind == TARGET_KIND_SGLANG ? "--mem-fraction-static"
+                                                             : "--gpu-memory-utilization";
+    for (int i = 0; i < base->n_extra_args; i++) {
+        /* the swept flags are the sweep's: a copy after `--` would override every launch */
+        const char *x = base->extra_args[i];
+        int n = swept_flag(x, len_flag(base->kind));
+        if (!n && o->n_utils > 0)
+            n = swept_flag(x, util_flag);
+        if (n) {
+            if (!a->warned)
+                log_warn(MOD, "ignoring '%s%s%s' after --: kv sets it per launch", x,
+                         n == 2 && i + 1 < base->n_extra_args ? " " : "",
+                         n == 2 && i + 1 < base->n_extra_args ? base->extra_args[i + 1] : "");
+            a->warned = 1;
+            i += n - 1;
+            continue;
+        }
+        add_extra(a, x);
+    }
     cfg->extra_args = a->extra;
     cfg->n_extra_args = a->n_extra;
 }
