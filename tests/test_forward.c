@@ -18,6 +18,7 @@
 #include "engine/gguf.h"
 #include "engine/kv.h"
 #include "engine/model.h"
+#include "serve_harness.h"
 #include "test.h"
 #include "util/buf.h"
 
@@ -694,6 +695,69 @@ static void test_forward_q4_0(void)
     check_quantised(MODEL_DTYPE_Q4_0, GGML_TYPE_Q4_0);
 }
 
+/* End to end: `slmprobe serve` on a q8_0 file (SLMPROBE_BIN) answers POST /v1/completions with
+ * the tokens asked for, and greedy decoding gives the same text twice. */
+static void test_serve_q8_0(void)
+{
+    if (harness_setup("fwdq8") != 0) {
+        CHECK(0);
+        return;
+    }
+    snprintf(g_model, sizeof g_model, "%s/tiny.gguf", g_dir);
+    char log[600];
+    snprintf(log, sizeof log, "%s/init.log", g_dir);
+    char *init[] = {(char *)bin_path(), "model", "init", "--preset", "tiny", "--dtype", "q8_0",
+                    "-o", g_model, NULL};
+    CHECK_EQ_INT(run_wait(init, log), 0);
+    struct srv sv = {0};
+    sv.port = free_port();
+    snprintf(sv.log, sizeof sv.log, "%s/serve.log", g_dir);
+    char port[16];
+    snprintf(port, sizeof port, "%d", sv.port);
+    const char *argv[] = {bin_path(), "serve", "--model", g_model, "--port", port,
+                          "--max-model-len", "256", "--kv-cache-memory-bytes", "8MiB",
+                          "--threads", "1", NULL};
+    sv.pid = fork();
+    if (sv.pid == 0) {
+        setpgid(0, 0);
+        int fd = open(sv.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int up = 0;
+    for (double t0 = now_s(); !up && now_s() - t0 < 120; sleep_ms(50))
+        up = http_status_only(sv.port, "/health") == 200;
+    CHECK_MSG(up, "server not ready; log:\n%s", slurp(sv.log));
+    char *text[2] = {NULL, NULL};
+    for (int k = 0; up && k < 2; k++) {
+        struct resp r;
+        CHECK(post(sv.port, "/v1/completions",
+                   "{\"model\": \"tiny\", \"prompt\": \"Hello, world\", \"max_tokens\": 12, "
+                   "\"temperature\": 0, \"ignore_eos\": true}",
+                   &r) == 0);
+        CHECK_EQ_INT(r.status, 200);
+        struct json *j = jparse(&r.body);
+        CHECK_EQ_INT(jint(j, "usage.completion_tokens"), 12);
+        const char *t = jstr(j, "choices.0.text");
+        CHECK(t != NULL);
+        text[k] = xstrdup(t ? t : "");
+        json_free(j);
+        resp_free(&r);
+    }
+    if (up)
+        CHECK_EQ_STR(text[0], text[1]);
+    free(text[0]), free(text[1]);
+    CHECK_EQ_INT(srv_stop(&sv, 10), 0);
+    unlink(g_model);
+    unlink(log);
+    unlink(sv.log);
+    rmdir(g_dir);
+}
+
 int main(void)
 {
     TEST_RUN(test_forward_llama);
@@ -702,5 +766,6 @@ int main(void)
     TEST_RUN(test_forward_long);
     TEST_RUN(test_forward_q8_0);
     TEST_RUN(test_forward_q4_0);
+    TEST_RUN(test_serve_q8_0);
     return TEST_DONE();
 }
