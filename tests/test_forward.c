@@ -6,7 +6,8 @@
  * chunked prefill vs one prefill, all within 1e-4 x max(1, max |logit|) of the reference; greedy
  * decoding bit-identical run to run and identical across batch compositions; bad batches refused.
  * Quantised files (Q8_0, Q4_0 matrices as stored) against the reference on their dequantised
- * weights, within the same tolerance. The KV pool is built by hand here so this test depends on kv.h's layout only, not on kv.c. */
+ * weights, within the same tolerance; `slmprobe serve` on a q8_0 file end to end. The KV pool
+ * is built by hand here so this test depends on kv.h's layout only, not on kv.c. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -328,7 +328,8 @@ static int cmd_info(int argc, char **argv)
         if (!info.type_tensors[t])
             continue;
         printf("  %-15s %" PRIu32 " tensors, %" PRIu64 " bytes (%s)\n", ggml_type_name(t),
-               info.type_tensors[t], info.type_bytes[t], fmt_bytes(info.type_bytes[t], b, sizeof b));
+               info.type_tensors[t], info.type_bytes[t],
+               fmt_bytes(info.type_bytes[t], b, sizeof b));
     }
     printf("tokenizer         %s [tokenizer.ggml.model %s, bos %d, eos %d]\n",
            tok_kind_str(info.tok_kind), info.tok_model, c->bos_id, c->eos_id);

@@ -616,8 +616,8 @@ static int header_tensors(struct mf_header *h, char *err, size_t err_len)
             return -1;
         }
         if (!quant_type_supported(t->type)) {
-            snprintf(err, err_len, "tensor '%s' has type %s, which is not supported (supported: %s)",
-                     d->name, ggml_type_name(t->type), quant_supported_list());
+            snprintf(err, err_len,
+                     "tensor '%s' has type %s, which is not supported (supported: %s)", d->name, ggml_type_name(t->type), quant_supported_list());
             return -1;
         }
         int same = t->ne[0] == d->ne[0] && t->ne[1] == d->ne[1] && t->ne[2] == 1 &&
@@ -815,13 +815,79 @@ static int convert_f16(const unsigned char *src, float *dst, size_t n)
     return nt;
 }
 
+/* MMAP: first touch of every page the weights used in place occupy (the cold start cost; they
+ * are resident afterwards). Returns the time taken. */
+static mono_ns touch_pages(const struct mf_header *h, float *const *ptrs, const uint8_t *native)
+{
+    mono_ns t1 = clock_now_ns();
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pg = page > 0 ? (size_t)page : 4096;
+    volatile unsigned char sink = 0;
+    for (int i = 0; i < h->n_desc; i++) {
+        if (!ptrs[i] && !native[i])
+            continue;
+        const unsigned char *p = h->ti[i]->data;
+        size_t n = (size_t)h->ti[i]->n_bytes;
+        unsigned char acc = 0;
+        for (size_t k = 0; k < n; k += pg)
+            acc ^= p[k];
+        if (n)
+            acc ^= p[n - 1];
+        sink ^= acc;
+    }
+    (void)sink;
+    return clock_now_ns() - t1;
+}
+
+/* READ: every tensor pread() into m->owned as f32 (f16 converted chunk by chunk, bf16 and block
+ * types read whole, then dequantised); ptrs[i] set. 0, or -1 with errno. *convert_ns += the
+ * conversion time. */
+static int load_read(const struct mf_header *h, struct model *m, float **ptrs, mono_ns *convert_ns)
+{
+    uint16_t *hbuf = xmalloc(MF_CHUNK_ELEMS * sizeof *hbuf);
+    size_t off = 0;
+    int rc = -1;
+    for (int i = 0; i < h->n_desc; i++) {
+        const struct gguf_tensor_info *t = h->ti[i];
+        ptrs[i] = m->owned + off;
+        if (t->type == GGML_TYPE_F32) {
+            if (read_full(h->fd, ptrs[i], (size_t)t->n_bytes, t->file_offset))
+                goto out;
+        } else if (t->type != GGML_TYPE_F16) {
+            unsigned char *raw = xmalloc((size_t)t->n_bytes);
+            int rrc = read_full(h->fd, raw, (size_t)t->n_bytes, t->file_offset);
+            mono_ns tc = clock_now_ns();
+            if (!rrc)
+                quant_dequantize_row(t->type, raw, ptrs[i], (size_t)t->n_elems);
+            *convert_ns += clock_now_ns() - tc;
+            free(raw);
+            if (rrc)
+                goto out;
+        } else {
+            for (size_t e = 0; e < t->n_elems; e += MF_CHUNK_ELEMS) {
+                size_t k = (size_t)t->n_elems - e < MF_CHUNK_ELEMS ? (size_t)t->n_elems - e
+                                                                   : MF_CHUNK_ELEMS;
+                if (read_full(h->fd, hbuf, k * 2, t->file_offset + e * 2))
+                    goto out;
+                mono_ns tc = clock_now_ns();
+                gguf_f16_to_f32_row(hbuf, ptrs[i] + e, k);
+                *convert_ns += clock_now_ns() - tc;
+            }
+        }
+        off += (size_t)t->n_elems;
+    }
+    rc = 0;
+out:
+    free(hbuf);
+    return rc;
+}
+
 struct model *model_load(const char *path, enum model_load_format fmt, char *err,
                          size_t err_len)
 {
     struct mf_header h;
     struct model *m = NULL;
     float **ptrs = NULL;
-    uint16_t *hbuf = NULL;
     uint8_t *native = NULL;  /* [n_desc] 1: computed on as stored in the map */
     uint32_t *types = NULL;
     const void **datas = NULL;
@@ -887,25 +953,7 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
          * then wait on I/O already under way instead of issuing it page by page). */
         madvise(h.map, (size_t)h.file_bytes, MADV_WILLNEED);
         m->load.open_ns = clock_now_ns() - t0;
-        /* First touch of every page the f32 weights occupy (cold start cost, then resident). */
-        mono_ns t1 = clock_now_ns();
-        long page = sysconf(_SC_PAGESIZE);
-        size_t pg = page > 0 ? (size_t)page : 4096;
-        volatile unsigned char sink = 0;
-        for (int i = 0; i < h.n_desc; i++) {
-            if (!ptrs[i] && !native[i])
-                continue;
-            const unsigned char *p = h.ti[i]->data;
-            size_t n = (size_t)h.ti[i]->n_bytes;
-            unsigned char acc = 0;
-            for (size_t k = 0; k < n; k += pg)
-                acc ^= p[k];
-            if (n)
-                acc ^= p[n - 1];
-            sink ^= acc;
-        }
-        (void)sink;
-        touch_ns = clock_now_ns() - t1;
+        touch_ns = touch_pages(&h, ptrs, native);
         mono_ns t2 = clock_now_ns();
         for (int i = 0; i < h.n_desc; i++) {
             const struct gguf_tensor_info *t = h.ti[i];
@@ -933,43 +981,10 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
                      convert_ns > 0 ? (double)m->load.convert_bytes / (double)convert_ns : 0.0,
                      m->load.convert_threads);
     } else {
-        hbuf = xmalloc(MF_CHUNK_ELEMS * sizeof *hbuf);
-        mono_ns read_ns = 0;
-        for (int i = 0; i < h.n_desc; i++) {
-            const struct gguf_tensor_info *t = h.ti[i];
-            ptrs[i] = m->owned + off;
-            mono_ns ta = clock_now_ns();
-            if (t->type == GGML_TYPE_F32) {
-                if (read_full(h.fd, ptrs[i], (size_t)t->n_bytes, t->file_offset))
-                    goto read_fail;
-                read_ns += clock_now_ns() - ta;
-            } else if (t->type != GGML_TYPE_F16) {
-                /* bf16 / block types: read as stored, then dequantise (read() loads are f32). */
-                unsigned char *raw = xmalloc((size_t)t->n_bytes);
-                int rrc = read_full(h.fd, raw, (size_t)t->n_bytes, t->file_offset);
-                if (!rrc)
-                    quant_dequantize_row(t->type, raw, ptrs[i], (size_t)t->n_elems);
-                free(raw);
-                if (rrc)
-                    goto read_fail;
-            } else {
-                for (size_t e = 0; e < t->n_elems; e += MF_CHUNK_ELEMS) {
-                    size_t k = (size_t)t->n_elems - e < MF_CHUNK_ELEMS ? (size_t)t->n_elems - e
-                                                                       : MF_CHUNK_ELEMS;
-                    mono_ns tr = clock_now_ns();
-                    if (read_full(h.fd, hbuf, k * 2, t->file_offset + e * 2))
-                        goto read_fail;
-                    mono_ns tc = clock_now_ns();
-                    read_ns += tc - tr;
-                    gguf_f16_to_f32_row(hbuf, ptrs[i] + e, k);
-                    convert_ns += clock_now_ns() - tc;
-                }
-            }
-            off += (size_t)t->n_elems;
-        }
+        if (load_read(&h, m, ptrs, &convert_ns))
+            goto read_fail;
         /* open_ns covers open + header + read() of the data, as model.h defines it. */
         m->load.open_ns = clock_now_ns() - t0 - convert_ns;
-        (void)read_ns;
     }
     m->load.touch_ns = touch_ns;
     m->load.convert_ns = convert_ns;
@@ -994,7 +1009,6 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
         log_warn("model", "%s: ignoring %" PRIu64 " tensor(s) not used by %s (first: %s)", path,
                  h.n_unused, model_arch_name(h.cfg.arch), h.first_unused);
     free(ptrs);
-    free(hbuf);
     free(native);
     free(types);
     free(datas);
@@ -1005,7 +1019,6 @@ read_fail:
     snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
 fail:
     free(ptrs);
-    free(hbuf);
     free(native);
     free(types);
     free(datas);

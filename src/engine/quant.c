@@ -244,9 +244,9 @@ T512 static float dot_q8_0_avx512(const unsigned char *w, const float *x, size_t
 {
     __m512 acc = _mm512_setzero_ps();
     for (size_t b = 0; b < n / QUANT_QK8_0; b++, w += 34, x += QUANT_QK8_0) {
-        __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)(w + 2))));
-        __m512 w1 =
-            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)(w + 18))));
+        __m512i q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)(w + 2)));
+        __m512i q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)(w + 18)));
+        __m512 w0 = _mm512_cvtepi32_ps(q0), w1 = _mm512_cvtepi32_ps(q1);
         __m512 s = _mm512_mul_ps(w0, _mm512_loadu_ps(x));
         s = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + 16), s);
         acc = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(ld16(w))), s, acc);
