@@ -593,9 +593,9 @@ static void test_forward_long(void)
     model_free(m);
 }
 
-/* Weights as stored: a tiny file written with Q8_0 (or Q4_0) matrices, loaded by mmap (the
- * matrices stay in the map; ffn_down's 688-value rows do not divide into blocks and are F16,
- * converted), against the naive reference on the same weights dequantised (the file loaded with
+/* Weights as stored: a tiny file written with Q8_0 (or Q4_0, F16) matrices, loaded by mmap (the
+ * matrices stay in the map; ffn_down's 688-value rows do not divide into blocks and are F16, also
+ * used as stored), against the naive reference on the same weights dequantised (the file loaded with
  * read(), which converts every tensor to f32): within 1e-4 x max(1, max |logit|) for a prefill
  * (dequantised tiles + sgemm / the small kernel) and decode (the fused kernel), on 2 threads.
  * Greedy decoding from the quantised model is bit-identical run to run. */
@@ -620,7 +620,7 @@ static void check_quantised(enum model_dtype dtype, uint32_t want_type)
     CHECK_EQ_INT(mq->w.layers[0].mq.type, want_type);
     CHECK(mq->w.layers[0].wq == NULL);
     CHECK_EQ_INT(mq->w.m_embd.type, want_type);
-    CHECK_EQ_INT(mq->w.layers[0].m_down.type, GGML_TYPE_F32); /* F16 in the file, converted */
+    CHECK_EQ_INT(mq->w.layers[0].m_down.type, GGML_TYPE_F16); /* the converter's fallback */
     CHECK(mq->weight_bytes < mf->weight_bytes);
     const int V = c.n_vocab, N = 60, NP = 40;
     int32_t toks[MAX_POS];
@@ -696,6 +696,11 @@ static void test_forward_q4_0(void)
     check_quantised(MODEL_DTYPE_Q4_0, GGML_TYPE_Q4_0);
 }
 
+static void test_forward_f16(void)
+{
+    check_quantised(MODEL_DTYPE_F16, GGML_TYPE_F16);
+}
+
 /* End to end: `slmprobe serve` on a q8_0 file (SLMPROBE_BIN) answers POST /v1/completions with
  * the tokens asked for, and greedy decoding gives the same text twice. */
 static void test_serve_q8_0(void)
@@ -767,6 +772,7 @@ int main(void)
     TEST_RUN(test_forward_long);
     TEST_RUN(test_forward_q8_0);
     TEST_RUN(test_forward_q4_0);
+    TEST_RUN(test_forward_f16);
     TEST_RUN(test_serve_q8_0);
     return TEST_DONE();
 }

@@ -77,6 +77,34 @@ static int weight_ptrs(const struct model *m, const float **p)
     return i;
 }
 
+/* The matrices as stored, in the same order (NULL for 1-D tensors). */
+static int weight_mats(const struct model *m, const struct weight_mat **p)
+{
+    int i = 0;
+    p[i++] = &m->w.m_embd;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const struct layer_weights *L = &m->w.layers[l];
+        p[i++] = NULL;
+        p[i++] = &L->mq;
+        p[i++] = &L->mk;
+        p[i++] = &L->mv;
+        if (m->cfg.qkv_bias) {
+            p[i++] = NULL;
+            p[i++] = NULL;
+            p[i++] = NULL;
+        }
+        p[i++] = &L->mo;
+        p[i++] = NULL;
+        p[i++] = &L->m_gate;
+        p[i++] = &L->m_up;
+        p[i++] = &L->m_down;
+    }
+    p[i++] = NULL;
+    if (!m->cfg.tied_embeddings)
+        p[i++] = &m->w.m_output;
+    return i;
+}
+
 static void check_cfg_equal(const struct model_config *a, const struct model_config *b)
 {
     CHECK_EQ_INT(a->arch, b->arch);
@@ -104,10 +132,19 @@ static void check_weights(const struct model *m, const struct model *ref, int f1
     struct model_tensor_desc *d = calloc((size_t)n, sizeof *d);
     model_tensors(&ref->cfg, d);
     const float **pa = calloc((size_t)n, sizeof *pa), **pb = calloc((size_t)n, sizeof *pb);
+    const struct weight_mat **qa = calloc((size_t)n, sizeof *qa);
+    float **tmp = calloc((size_t)n, sizeof *tmp);
     CHECK_EQ_INT(weight_ptrs(m, pa), n);
     CHECK_EQ_INT(weight_ptrs(ref, pb), n);
+    CHECK_EQ_INT(weight_mats(m, qa), n);
     for (int i = 0; i < n; i++) {
         size_t ne = (size_t)(d[i].ne[0] * d[i].ne[1]);
+        if (!pa[i] && qa[i]) { /* used as stored (F16 in the map): compare its values */
+            CHECK(qa[i]->type == GGML_TYPE_F16 && qa[i]->data != NULL);
+            tmp[i] = malloc(ne * sizeof(float));
+            CHECK(quant_dequantize_row(qa[i]->type, qa[i]->data, tmp[i], ne) == 0);
+            pa[i] = tmp[i];
+        }
         if (!f16 || d[i].n_dims == 1) {
             CHECK_MSG(memcmp(pa[i], pb[i], ne * sizeof(float)) == 0, "tensor %s differs",
                       d[i].name);
@@ -123,7 +160,11 @@ static void check_weights(const struct model *m, const struct model *ref, int f1
         CHECK_MSG(bad == 0, "tensor %s: %zu values off", d[i].name, bad);
     }
     if (m->cfg.tied_embeddings)
-        CHECK(m->w.output == m->w.token_embd);
+        CHECK(m->w.output == m->w.token_embd && m->w.m_output.data == m->w.m_embd.data);
+    for (int i = 0; i < n; i++)
+        free(tmp[i]);
+    free(tmp);
+    free(qa);
     free(pa);
     free(pb);
     free(d);
@@ -480,6 +521,18 @@ static void test_write_deterministic(void)
     CHECK((uint64_t)s16.st_size < model_n_params(&c) * 2 + 64 * 1024 + 1024 * 64);
 }
 
+static uint64_t f16_matrix_elems(const struct model_config *c)
+{
+    int n = model_tensors(c, NULL);
+    struct model_tensor_desc *d = calloc((size_t)n, sizeof *d);
+    model_tensors(c, d);
+    uint64_t e = 0;
+    for (int i = 0; i < n; i++)
+        e += d[i].n_dims == 2 ? d[i].ne[0] * d[i].ne[1] : 0;
+    free(d);
+    return e;
+}
+
 static void check_load_both(const char *path, const struct model *ref, int f16)
 {
     char err[512];
@@ -494,7 +547,11 @@ static void check_load_both(const char *path, const struct model *ref, int f16)
         check_cfg_equal(&m->cfg, &ref->cfg);
         check_weights(m, ref, f16);
         CHECK_EQ_INT(m->file_dtype, f16 ? MODEL_DTYPE_F16 : MODEL_DTYPE_F32);
-        CHECK_EQ_INT(m->weight_bytes, model_n_params(&ref->cfg) * 4);
+        /* mmap'd f16 matrices are used as stored (2 bytes a value), everything else is f32 */
+        uint64_t want_bytes = model_n_params(&ref->cfg) * 4;
+        if (f16 && fmts[k] == MODEL_LOAD_MMAP)
+            want_bytes -= 2 * f16_matrix_elems(&ref->cfg);
+        CHECK_EQ_INT(m->weight_bytes, want_bytes);
         CHECK_EQ_INT(m->load.file_bytes, st.st_size);
         CHECK(m->load.open_ns > 0);
         if (fmts[k] == MODEL_LOAD_MMAP && !f16) {
@@ -504,14 +561,14 @@ static void check_load_both(const char *path, const struct model *ref, int f16)
                   (const unsigned char *)m->w.token_embd < (const unsigned char *)m->map +
                   m->map_bytes);
         } else if (fmts[k] == MODEL_LOAD_MMAP) {
-            /* f16 matrices converted into owned memory, f32 norms used in place */
-            CHECK(m->map != NULL && m->owned != NULL &&
-                  m->owned_floats < model_n_params(&ref->cfg));
+            /* f16 matrices and f32 norms all used in place: nothing converted */
+            CHECK(m->map != NULL && m->owned == NULL);
+            CHECK(m->w.layers[0].wq == NULL && m->w.layers[0].mq.type == GGML_TYPE_F16);
         } else {
             CHECK(m->map == NULL && m->owned != NULL &&
                   m->owned_floats == model_n_params(&ref->cfg));
         }
-        if (f16)
+        if (f16 && fmts[k] == MODEL_LOAD_READ)
             CHECK(m->load.convert_ns > 0);
         CHECK_EQ_INT(m->tok.kind, TOK_KIND_SLM);
         CHECK_EQ_INT(m->tok.n_vocab, ref->tok.n_vocab);
@@ -644,7 +701,7 @@ static void test_qwen2_bias_tied_roundtrip(void)
     CHECK(info.cfg.qkv_bias == 1 && info.cfg.tied_embeddings == 1);
     CHECK(info.cfg.arch == MODEL_ARCH_QWEN2);
     CHECK(info.file_dtype == MODEL_DTYPE_F16);
-    CHECK(info.weight_bytes == model_n_params(&c) * 4);
+    CHECK(info.weight_bytes == model_n_params(&c) * 4 - 2 * f16_matrix_elems(&c));
     CHECK(info.n_tensors == (uint64_t)model_tensors(&c, NULL) && info.n_tensors_unused == 0);
     CHECK_EQ_STR(info.tok_model, "llama");
 }
@@ -1344,7 +1401,7 @@ static void test_cli(void)
           strstr(o.data, "rope theta        10000") &&
           strstr(o.data, "context length    2048") && strstr(o.data, "file dtype        f16") &&
           strstr(o.data, "kv bytes/token    4096 (f32 KV), 2048 (f16 KV)") &&
-          strstr(o.data, "weight bytes      13706240") && strstr(o.data, "tokenizer"));
+          strstr(o.data, "weight bytes      6857728") && strstr(o.data, "tokenizer"));
     char qpath[600];
     snprintf(qpath, sizeof qpath, "%s.q8_0", mpath);
     CLI("init", "--preset", "tiny", "-o", qpath, "--dtype", "q8_0");

@@ -19,6 +19,9 @@
  *       row r (r-th token with wants_logits) = forward_logits(f, r)   // [n_vocab] floats
  *   forward_free(f);
  *
+ * Weights stored as F16, Q8_0 or Q4_0 are used as stored (struct weight_mat): one-token products
+ * through quant.h's fused dequantise-and-dot kernel, larger ones on dequantised 64-row tiles.
+ *
  * Numerics (f32 throughout). Guarantees:
  *  - Run to run, the same batch (same tokens, positions, sequences, chunking, and the same
  *    thread count) gives bit-identical logits on a given machine; nothing depends on thread

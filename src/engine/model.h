@@ -44,7 +44,7 @@ const char *model_dtype_names(void);
 uint32_t model_dtype_matrix_type(enum model_dtype d, uint64_t n_in);
 
 /* A weight matrix as stored, for the forward pass: type F32 (data is const float *, 4-byte
- * aligned) or a block type of quant.h (Q8_0, Q4_0: data points into the mmap'd file, rows of
+ * aligned) or F16, Q8_0, Q4_0 (quant.h; data points into the mmap'd file, rows of
  * quant_row_bytes(type, n_in) bytes). */
 struct weight_mat {
     const void *data;
@@ -177,11 +177,13 @@ int model_write_gguf_tok(const struct model_config *cfg, uint64_t seed, enum mod
                          const struct tokenizer *vocab, const char *path, char *err,
                          size_t err_len);
 
-/* Loads a GGUF file (ours, or one written by llama.cpp's tools with f32/f16 tensors, arch llama
- * or qwen2). Validates magic, version, counts, tensor offsets and sizes against the file size in
- * 64-bit arithmetic before trusting anything. MMAP: f32 tensors are used in place and every page
- * is touched once (load.touch_ns); READ: the file is read() into memory. f16 tensors are
- * converted to f32 at load. NULL with err on failure. Caller frees with model_free. */
+/* Loads a GGUF file (ours, or one written by llama.cpp's tools with tensors of a supported type:
+ * quant_supported_list(); arch llama or qwen2). Validates magic, version, counts, tensor offsets
+ * and sizes against the file size in 64-bit arithmetic before trusting anything. MMAP: f32
+ * tensors and F16/Q8_0/Q4_0 matrices are used in place (struct weight_mat) and every page is
+ * touched once (load.touch_ns); other tensors (bf16, 1-D f16) are converted to f32. READ: the
+ * file is read() into memory, every tensor as f32. NULL with err on failure (an unsupported type
+ * names the tensor, its type and the supported list). Caller frees with model_free. */
 struct model *model_load(const char *path, enum model_load_format fmt, char *err,
                          size_t err_len);
 

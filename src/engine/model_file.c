@@ -1,9 +1,10 @@
 /* model_file: GGUF model files <-> struct model. Writes llama.cpp-convention files (arch llama or
- * qwen2, F32 or mostly-F16) with the default vocabulary and seeded random weights, streamed
- * tensor by tensor; loads ours or llama.cpp's F32/F16 files by mmap (f32 used in place) or read().
+ * qwen2; all F32, or mostly F16/BF16/Q8_0/Q4_0) with the default vocabulary and seeded random
+ * weights, streamed tensor by tensor; loads ours or llama.cpp's files of the supported types by
+ * mmap (f32 tensors and F16/Q8_0/Q4_0 matrices used in place) or read() (all f32).
  * Everything read from the file is validated (gguf.c for the container; here the metadata, every
  * expected tensor's presence, shape and type) before a single weight is touched.
- * It does not dequantize quantized tensors, apply RoPE scaling, or tokenize (tokenizer.c). */
+ * It does not implement block formats (quant.c), apply RoPE scaling, or tokenize (tokenizer.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -594,11 +595,12 @@ static int dtype_rank_of(enum model_dtype d)
     return dtype_rank(model_dtype_matrix_type(d, QUANT_QK8_0));
 }
 
-/* A tensor the forward pass computes on as stored (mmap): a 2-D matrix of a block type. Other
- * non-f32 tensors (f16/bf16, 1-D quantised ones) are converted to f32 at load. */
+/* A tensor the forward pass computes on as stored (mmap): a 2-D matrix of type F16, Q8_0 or
+ * Q4_0. Other non-f32 tensors (bf16, 1-D f16 or quantised ones) are converted to f32 at load. */
 static int tensor_native(const struct model_tensor_desc *d, uint32_t type)
 {
-    return d->n_dims == 2 && (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0);
+    return d->n_dims == 2 &&
+           (type == GGML_TYPE_F16 || type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0);
 }
 
 static int header_tensors(struct mf_header *h, char *err, size_t err_len)

@@ -137,6 +137,10 @@ int quant_dequantize_row(uint32_t type, const void *src, float *dst, size_t n)
     switch (type) {
     case GGML_TYPE_F32: memcpy(dst, p, n * 4); return 0;
     case GGML_TYPE_F16:
+        if ((uintptr_t)p % 2 == 0) { /* F16C where the CPU has it */
+            gguf_f16_to_f32_row((const uint16_t *)(const void *)p, dst, n);
+            return 0;
+        }
         for (size_t i = 0; i < n; i++)
             dst[i] = gguf_f16_to_f32(ld16(p + 2 * i));
         return 0;
