@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "engine/gguf.h"
 #include "engine/model.h"
+#include "engine/quant.h"
 #include "test.h"
 
 static char g_dir[256];
@@ -76,6 +77,34 @@ static int weight_ptrs(const struct model *m, const float **p)
     return i;
 }
 
+/* The matrices as stored, in the same order (NULL for 1-D tensors). */
+static int weight_mats(const struct model *m, const struct weight_mat **p)
+{
+    int i = 0;
+    p[i++] = &m->w.m_embd;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const struct layer_weights *L = &m->w.layers[l];
+        p[i++] = NULL;
+        p[i++] = &L->mq;
+        p[i++] = &L->mk;
+        p[i++] = &L->mv;
+        if (m->cfg.qkv_bias) {
+            p[i++] = NULL;
+            p[i++] = NULL;
+            p[i++] = NULL;
+        }
+        p[i++] = &L->mo;
+        p[i++] = NULL;
+        p[i++] = &L->m_gate;
+        p[i++] = &L->m_up;
+        p[i++] = &L->m_down;
+    }
+    p[i++] = NULL;
+    if (!m->cfg.tied_embeddings)
+        p[i++] = &m->w.m_output;
+    return i;
+}
+
 static void check_cfg_equal(const struct model_config *a, const struct model_config *b)
 {
     CHECK_EQ_INT(a->arch, b->arch);
@@ -103,10 +132,19 @@ static void check_weights(const struct model *m, const struct model *ref, int f1
     struct model_tensor_desc *d = calloc((size_t)n, sizeof *d);
     model_tensors(&ref->cfg, d);
     const float **pa = calloc((size_t)n, sizeof *pa), **pb = calloc((size_t)n, sizeof *pb);
+    const struct weight_mat **qa = calloc((size_t)n, sizeof *qa);
+    float **tmp = calloc((size_t)n, sizeof *tmp);
     CHECK_EQ_INT(weight_ptrs(m, pa), n);
     CHECK_EQ_INT(weight_ptrs(ref, pb), n);
+    CHECK_EQ_INT(weight_mats(m, qa), n);
     for (int i = 0; i < n; i++) {
         size_t ne = (size_t)(d[i].ne[0] * d[i].ne[1]);
+        if (!pa[i] && qa[i]) { /* used as stored (F16 in the map): compare its values */
+            CHECK(qa[i]->type == GGML_TYPE_F16 && qa[i]->data != NULL);
+            tmp[i] = malloc(ne * sizeof(float));
+            CHECK(quant_dequantize_row(qa[i]->type, qa[i]->data, tmp[i], ne) == 0);
+            pa[i] = tmp[i];
+        }
         if (!f16 || d[i].n_dims == 1) {
             CHECK_MSG(memcmp(pa[i], pb[i], ne * sizeof(float)) == 0, "tensor %s differs",
                       d[i].name);
@@ -122,7 +160,11 @@ static void check_weights(const struct model *m, const struct model *ref, int f1
         CHECK_MSG(bad == 0, "tensor %s: %zu values off", d[i].name, bad);
     }
     if (m->cfg.tied_embeddings)
-        CHECK(m->w.output == m->w.token_embd);
+        CHECK(m->w.output == m->w.token_embd && m->w.m_output.data == m->w.m_embd.data);
+    for (int i = 0; i < n; i++)
+        free(tmp[i]);
+    free(tmp);
+    free(qa);
     free(pa);
     free(pb);
     free(d);
@@ -479,6 +521,18 @@ static void test_write_deterministic(void)
     CHECK((uint64_t)s16.st_size < model_n_params(&c) * 2 + 64 * 1024 + 1024 * 64);
 }
 
+static uint64_t f16_matrix_elems(const struct model_config *c)
+{
+    int n = model_tensors(c, NULL);
+    struct model_tensor_desc *d = calloc((size_t)n, sizeof *d);
+    model_tensors(c, d);
+    uint64_t e = 0;
+    for (int i = 0; i < n; i++)
+        e += d[i].n_dims == 2 ? d[i].ne[0] * d[i].ne[1] : 0;
+    free(d);
+    return e;
+}
+
 static void check_load_both(const char *path, const struct model *ref, int f16)
 {
     char err[512];
@@ -493,7 +547,11 @@ static void check_load_both(const char *path, const struct model *ref, int f16)
         check_cfg_equal(&m->cfg, &ref->cfg);
         check_weights(m, ref, f16);
         CHECK_EQ_INT(m->file_dtype, f16 ? MODEL_DTYPE_F16 : MODEL_DTYPE_F32);
-        CHECK_EQ_INT(m->weight_bytes, model_n_params(&ref->cfg) * 4);
+        /* mmap'd f16 matrices are used as stored (2 bytes a value), everything else is f32 */
+        uint64_t want_bytes = model_n_params(&ref->cfg) * 4;
+        if (f16 && fmts[k] == MODEL_LOAD_MMAP)
+            want_bytes -= 2 * f16_matrix_elems(&ref->cfg);
+        CHECK_EQ_INT(m->weight_bytes, want_bytes);
         CHECK_EQ_INT(m->load.file_bytes, st.st_size);
         CHECK(m->load.open_ns > 0);
         if (fmts[k] == MODEL_LOAD_MMAP && !f16) {
@@ -503,14 +561,14 @@ static void check_load_both(const char *path, const struct model *ref, int f16)
                   (const unsigned char *)m->w.token_embd < (const unsigned char *)m->map +
                   m->map_bytes);
         } else if (fmts[k] == MODEL_LOAD_MMAP) {
-            /* f16 matrices converted into owned memory, f32 norms used in place */
-            CHECK(m->map != NULL && m->owned != NULL &&
-                  m->owned_floats < model_n_params(&ref->cfg));
+            /* f16 matrices and f32 norms all used in place: nothing converted */
+            CHECK(m->map != NULL && m->owned == NULL);
+            CHECK(m->w.layers[0].wq == NULL && m->w.layers[0].mq.type == GGML_TYPE_F16);
         } else {
             CHECK(m->map == NULL && m->owned != NULL &&
                   m->owned_floats == model_n_params(&ref->cfg));
         }
-        if (f16)
+        if (f16 && fmts[k] == MODEL_LOAD_READ)
             CHECK(m->load.convert_ns > 0);
         CHECK_EQ_INT(m->tok.kind, TOK_KIND_SLM);
         CHECK_EQ_INT(m->tok.n_vocab, ref->tok.n_vocab);
@@ -553,6 +611,79 @@ static void test_load_f16_matches_random(void)
     model_free(ref);
 }
 
+/* --dtype q8_0 / q4_0 / bf16: the matrices in that type (ffn_down's 688-value rows in F16, as
+ * llama.cpp's converter falls back), norms F32, general.file_type 7 / 2 / 32; each matrix's
+ * bytes are exactly quant_quantize_row of model_fill_tensor's values; bytes and type mix in
+ * model_file_info; the same arguments give the same file. */
+static void check_block_file(enum model_dtype dtype, uint32_t mat_type)
+{
+    struct model_config c;
+    CHECK(model_preset("tiny", &c) == 0);
+    char err[512];
+    const char *path = tpath("lq.gguf"), *path2 = tpath("lq2.gguf");
+    CHECK(model_write_gguf(&c, 7, dtype, path, err, sizeof err) == 0);
+    CHECK(model_write_gguf(&c, 7, dtype, path2, err, sizeof err) == 0);
+    size_t len = 0, len2 = 0;
+    unsigned char *buf = slurp(path, &len), *buf2 = slurp(path2, &len2);
+    CHECK(buf && buf2 && len == len2 && memcmp(buf, buf2, len) == 0);
+    struct gguf_file g;
+    CHECK(gguf_parse(&g, buf, len, len, NULL, err, sizeof err) == GGUF_OK);
+    int64_t ft = -1;
+    CHECK(gguf_kv_get_i64(gguf_find_kv(&g, "general.file_type"), &ft) == 0);
+    CHECK_EQ_INT(ft, (int64_t)dtype);
+    int n = model_tensors(&c, NULL);
+    struct model_tensor_desc *d = calloc((size_t)n, sizeof *d);
+    model_tensors(&c, d);
+    uint64_t n_mat = 0, n_f16 = 0;
+    for (int i = 0; i < n; i++) {
+        const struct gguf_tensor_info *t = gguf_find_tensor(&g, d[i].name);
+        CHECK(t != NULL);
+        if (!t)
+            continue;
+        int block = mat_type == GGML_TYPE_Q8_0 || mat_type == GGML_TYPE_Q4_0;
+        uint32_t want = d[i].n_dims == 1              ? GGML_TYPE_F32
+                        : block && d[i].ne[0] % 32 ? GGML_TYPE_F16
+                                                      : mat_type;
+        CHECK_MSG(t->type == want, "%s: %s", d[i].name, ggml_type_name(t->type));
+        n_mat += want == mat_type;
+        n_f16 += want == GGML_TYPE_F16 && mat_type != GGML_TYPE_F16;
+        if (t->type != mat_type)
+            continue;
+        size_t ne = (size_t)(d[i].ne[0] * d[i].ne[1]);
+        float *v = malloc(ne * sizeof *v);
+        unsigned char *q = malloc(quant_row_bytes(mat_type, ne));
+        model_fill_tensor(7, i, &d[i], v);
+        CHECK(quant_quantize_row(mat_type, v, q, ne) == 0);
+        CHECK_MSG(t->n_bytes == quant_row_bytes(mat_type, ne) &&
+                      memcmp(t->data, q, (size_t)t->n_bytes) == 0,
+                  "%s bytes differ", d[i].name);
+        free(v), free(q);
+    }
+    struct model_file_info info;
+    CHECK(model_file_info(path, &info, err, sizeof err) == 0);
+    CHECK_EQ_INT(info.file_dtype, dtype);
+    CHECK_EQ_INT(info.type_tensors[mat_type], n_mat);
+    CHECK_EQ_INT(info.type_tensors[GGML_TYPE_F16], n_f16);
+    CHECK(info.type_tensors[GGML_TYPE_F32] == (uint32_t)(n - n_mat - n_f16));
+    uint64_t sum = 0;
+    for (int t = 0; t < MODEL_N_GGML_TYPES; t++)
+        sum += info.type_bytes[t];
+    CHECK(sum > 0 && sum < info.file_bytes);
+    gguf_file_free(&g);
+    free(d);
+    free(buf), free(buf2);
+}
+
+static void test_write_block_types(void)
+{
+    check_block_file(MODEL_DTYPE_Q8_0, GGML_TYPE_Q8_0);
+    check_block_file(MODEL_DTYPE_Q4_0, GGML_TYPE_Q4_0);
+    check_block_file(MODEL_DTYPE_BF16, GGML_TYPE_BF16);
+    enum model_dtype dt;
+    CHECK(model_dtype_parse("q8_0", &dt) == 0 && dt == MODEL_DTYPE_Q8_0);
+    CHECK(model_dtype_parse("q4", &dt) == -1);
+}
+
 static void test_qwen2_bias_tied_roundtrip(void)
 {
     struct model_config c = {MODEL_ARCH_QWEN2, "small qwen", 300, 64, 2, 4, 2, 16, 96, 512,
@@ -570,7 +701,7 @@ static void test_qwen2_bias_tied_roundtrip(void)
     CHECK(info.cfg.qkv_bias == 1 && info.cfg.tied_embeddings == 1);
     CHECK(info.cfg.arch == MODEL_ARCH_QWEN2);
     CHECK(info.file_dtype == MODEL_DTYPE_F16);
-    CHECK(info.weight_bytes == model_n_params(&c) * 4);
+    CHECK(info.weight_bytes == model_n_params(&c) * 4 - 2 * f16_matrix_elems(&c));
     CHECK(info.n_tensors == (uint64_t)model_tensors(&c, NULL) && info.n_tensors_unused == 0);
     CHECK_EQ_STR(info.tok_model, "llama");
 }
@@ -1101,17 +1232,30 @@ static void test_reject_wrong_shape(void)
     free(b);
 }
 
+/* A type the engine cannot compute on: an error naming the tensor, its type and the list. Types
+ * it can (Q8_0, BF16 here on f32 bytes: the values are garbage, the file is valid) load. */
 static void test_reject_quantized_type(void)
 {
     unsigned char *b = good_copy();
     struct ti_pos p = find_tensor_info(b, g_good_len, "blk.0.attn_q.weight");
     put_u32(b + p.type, GGML_TYPE_Q4_K);
     expect_reject(b, g_good_len,
-                  "tensor blk.0.attn_q.weight has type Q4_K; only F32 and F16 are supported");
-    put_u32(b + p.type, GGML_TYPE_Q8_0);
-    expect_reject(b, g_good_len, "has type Q8_0; only F32 and F16 are supported");
-    put_u32(b + p.type, GGML_TYPE_BF16);
-    expect_reject(b, g_good_len, "has type BF16; only F32 and F16 are supported");
+                  "tensor 'blk.0.attn_q.weight' has type Q4_K, which is not supported "
+                  "(supported: F32, F16, BF16, Q8_0, Q4_0)");
+    put_u32(b + p.type, GGML_TYPE_Q6_K);
+    expect_reject(b, g_good_len, "has type Q6_K, which is not supported (supported: F32");
+    put_u32(b + p.type, GGML_TYPE_IQ4_NL);
+    expect_reject(b, g_good_len, "has type IQ4_NL, which is not supported");
+    static const uint32_t ok[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_BF16};
+    for (int k = 0; k < 3; k++) {
+        put_u32(b + p.type, ok[k]);
+        const char *path = tpath("ok_type.gguf");
+        spit(path, b, g_good_len);
+        struct model_file_info info;
+        char err[512];
+        CHECK_MSG(model_file_info(path, &info, err, sizeof err) == 0, "%s", err);
+        CHECK_EQ_INT(info.type_tensors[ok[k]], 1);
+    }
     free(b);
 }
 
@@ -1257,7 +1401,19 @@ static void test_cli(void)
           strstr(o.data, "rope theta        10000") &&
           strstr(o.data, "context length    2048") && strstr(o.data, "file dtype        f16") &&
           strstr(o.data, "kv bytes/token    4096 (f32 KV), 2048 (f16 KV)") &&
-          strstr(o.data, "weight bytes      13706240") && strstr(o.data, "tokenizer"));
+          strstr(o.data, "weight bytes      6857728") && strstr(o.data, "tokenizer"));
+    char qpath[600];
+    snprintf(qpath, sizeof qpath, "%s.q8_0", mpath);
+    CLI("init", "--preset", "tiny", "-o", qpath, "--dtype", "q8_0");
+    CHECK_EQ_INT(rc, 0);
+    CHECK(strstr(o.data, "dtype       q8_0") != NULL);
+    CLI("info", qpath);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_MSG(strstr(o.data, "file dtype        q8_0") &&
+                  strstr(o.data, "  Q8_0            26 tensors, 2889728 bytes") &&
+                  strstr(o.data, "  F16             4 tensors") &&
+                  strstr(o.data, "  F32             9 tensors"),
+              "%s", o.data);
     CLI("presets");
     CHECK_EQ_INT(rc, 0);
     CHECK(strstr(o.data, "qwen2.5-0.5b") && strstr(o.data, "phi-3-mini") &&
@@ -1365,6 +1521,7 @@ int main(void)
     TEST_RUN(test_write_deterministic);
     TEST_RUN(test_load_f32_matches_random);
     TEST_RUN(test_load_f16_matches_random);
+    TEST_RUN(test_write_block_types);
     TEST_RUN(test_qwen2_bias_tied_roundtrip);
     TEST_RUN(test_read_large_header);
     TEST_RUN(test_metadata_keys);

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "engine/blas_env.h"
+#include "engine/gguf.h"
+#include "engine/quant.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -48,6 +50,8 @@ static attend_fn attend = attend_base;
 typedef void (*lin_small_fn)(float *, const float *, const float *, int, int, int, float, int,
                              int);
 static lin_small_fn lin_small_pick(void);
+static int model_has_block_types(const struct model *m);
+#define LIN_QTILE 64 /* weight rows dequantised at a time (lin_slice_q) */
 static lin_small_fn lin_small;
 
 const char *forward_status_str(enum forward_status st)
@@ -186,6 +190,19 @@ struct forward *forward_new(const struct model *model, int max_tokens, int max_l
     f->workspace_bytes =
         forward_workspace_bytes(c, f->max_tokens, f->max_logits, f->max_ctx, f->n_threads);
 
+    /* Dequantisation scratch, only for a model with matrices in a block type. */
+    size_t max_in = (size_t)c->n_embd;
+    if ((size_t)c->n_ff > max_in)
+        max_in = (size_t)c->n_ff;
+    if ((size_t)c->n_head * (size_t)c->head_dim > max_in)
+        max_in = (size_t)c->n_head * (size_t)c->head_dim;
+    if (model_has_block_types(model)) {
+        f->deq_scratch_floats = (size_t)LIN_QTILE * max_in;
+        f->deq_scratch = xcalloc((size_t)f->n_threads * f->deq_scratch_floats, sizeof(float));
+        f->workspace_bytes += (uint64_t)f->n_threads * f->deq_scratch_floats * sizeof(float);
+        (void)quant_kernel_name(); /* picks the kernel before threads use it */
+    }
+
     check_blas_core();
     attend = attend_pick();
     lin_small = lin_small_pick();
@@ -218,6 +235,7 @@ void forward_free(struct forward *f)
     free(s->tile_i0);
     free(s->tile_n);
     free(s->tile_g);
+    free(f->deq_scratch);
     free(f->rope_inv_freq);
     free(f);
 }
@@ -248,7 +266,7 @@ float *forward_logits(struct forward *f, int r)
  * thread count, so the results do too. */
 struct lin {
     float *y;
-    const float *w;
+    struct weight_mat w;
     int n_out;
     float beta;
 };
@@ -378,6 +396,19 @@ static lin_small_fn lin_small_pick(void)
     return NULL;
 }
 
+/* The model has a matrix stored in a block type. */
+static int model_has_block_types(const struct model *m)
+{
+    const struct model_weights *w = &m->w;
+    int any = w->m_embd.type != GGML_TYPE_F32 || w->m_output.type != GGML_TYPE_F32;
+    for (int l = 0; l < m->cfg.n_layer && !any; l++) {
+        const struct layer_weights *L = &w->layers[l];
+        any = L->mq.type || L->mk.type || L->mv.type || L->mo.type || L->m_gate.type ||
+              L->m_up.type || L->m_down.type;
+    }
+    return any;
+}
+
 /* Output columns [lo, hi) of one product. */
 static void lin_slice(float *y, const float *x, const float *w, int m, int n_out, int n_in,
                       float beta, int lo, int hi)
@@ -395,6 +426,51 @@ static void lin_slice(float *y, const float *x, const float *w, int m, int n_out
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, hi - lo, n_in, 1.0f, x, n_in, ws,
                     n_in, beta, y + lo, n_out);
+}
+
+/* Weights as stored in F16 or a block type (Q8_0, Q4_0; quant.h), output columns [lo, hi):
+ *  - one input row (decode): the fused dequantise-and-dot kernel streams each weight row once,
+ *    so the bytes read per token are the file's weight bytes;
+ *  - more rows: tiles of LIN_QTILE weight rows are dequantised into this thread's scratch and
+ *    go through the f32 code above (the small-batch kernel or sgemm) with y's row stride.
+ * Both are deterministic; like sgemv against sgemm for f32, the two differ in rounding. */
+static void lin_slice_q(const struct forward *f, float *y, const float *x, struct weight_mat w,
+                        int m, int n_out, int n_in, float beta, int lo, int hi)
+{
+    size_t rb = quant_row_bytes(w.type, (size_t)n_in);
+    const unsigned char *wb = w.data;
+    float *scratch = f->deq_scratch + (size_t)omp_get_thread_num() * f->deq_scratch_floats;
+    if (m == 1) {
+        if (beta == 0.0f) {
+            quant_dot_rows(w.type, wb + (size_t)lo * rb, rb, x, y + lo, hi - lo, (size_t)n_in);
+            return;
+        }
+        for (int n0 = lo; n0 < hi; n0 += LIN_QTILE) {
+            int k = hi - n0 < LIN_QTILE ? hi - n0 : LIN_QTILE;
+            quant_dot_rows(w.type, wb + (size_t)n0 * rb, rb, x, scratch, k, (size_t)n_in);
+            for (int j = 0; j < k; j++)
+                y[n0 + j] = scratch[j] + beta * y[n0 + j];
+        }
+        return;
+    }
+    for (int n0 = lo; n0 < hi; n0 += LIN_QTILE) {
+        int k = hi - n0 < LIN_QTILE ? hi - n0 : LIN_QTILE;
+        for (int j = 0; j < k; j++)
+            quant_dequantize_row(w.type, wb + (size_t)(n0 + j) * rb, scratch + (size_t)j * n_in,
+                                 (size_t)n_in);
+        lin_slice(y + n0, x, scratch, m, n_out, n_in, beta, 0, k);
+    }
+}
+
+static void lin_slice_w(const struct forward *f, float *y, const float *x, struct weight_mat w,
+                        int m, int n_out, int n_in, float beta, int lo, int hi)
+{
+    if (hi <= lo)
+        return;
+    if (w.type == GGML_TYPE_F32)
+        lin_slice(y, x, w.data, m, n_out, n_in, beta, lo, hi);
+    else
+        lin_slice_q(f, y, x, w, m, n_out, n_in, beta, lo, hi);
 }
 
 /* Up to 3 products of the same x[m][n_in] in one parallel loop. */
@@ -417,11 +493,11 @@ static void linear_multi(const struct forward *f, const float *x, int m, int n_i
         while (k >= ns[i])
             k -= ns[i++];
         lin_bounds(ls[i].n_out, ns[i], k, &lo, &hi);
-        lin_slice(ls[i].y, x, ls[i].w, m, ls[i].n_out, n_in, ls[i].beta, lo, hi);
+        lin_slice_w(f, ls[i].y, x, ls[i].w, m, ls[i].n_out, n_in, ls[i].beta, lo, hi);
     }
 }
 
-static void linear(const struct forward *f, float *y, const float *x, const float *w, int m,
+static void linear(const struct forward *f, float *y, const float *x, struct weight_mat w, int m,
                    int n_out, int n_in, float beta)
 {
     struct lin l = {y, w, n_out, beta};
@@ -431,7 +507,8 @@ static void linear(const struct forward *f, float *y, const float *x, const floa
 /* hb = silu(x W_gate^T) * (x W_up^T), [m][n_ff]: both products and the SwiGLU for each slice of
  * n_ff columns in one task (hb2 holds the up projection). */
 static void ffn_gate_up(const struct forward *f, float *hb, float *hb2, const float *x,
-                        const float *w_gate, const float *w_up, int m, int n_ff, int n_in)
+                        struct weight_mat w_gate, struct weight_mat w_up, int m, int n_ff,
+                        int n_in)
 {
     int n_slices = lin_slices(f, m, n_ff, n_in);
     int n_team = n_slices < f->n_threads ? n_slices : f->n_threads;
@@ -439,8 +516,8 @@ static void ffn_gate_up(const struct forward *f, float *hb, float *hb2, const fl
     for (int t = 0; t < n_slices; t++) {
         int lo, hi;
         lin_bounds(n_ff, n_slices, t, &lo, &hi);
-        lin_slice(hb, x, w_gate, m, n_ff, n_in, 0.0f, lo, hi);
-        lin_slice(hb2, x, w_up, m, n_ff, n_in, 0.0f, lo, hi);
+        lin_slice_w(f, hb, x, w_gate, m, n_ff, n_in, 0.0f, lo, hi);
+        lin_slice_w(f, hb2, x, w_up, m, n_ff, n_in, 0.0f, lo, hi);
         for (int r = 0; r < m; r++) {
             float *restrict g = hb + (size_t)r * n_ff;
             const float *restrict u = hb2 + (size_t)r * n_ff;
@@ -790,8 +867,14 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
     /* Embeddings and this step's RoPE angles (shared by every layer and head). */
 #pragma omp parallel for num_threads(nt) schedule(static) if (par_embd)
     for (int i = 0; i < n; i++) {
-        memcpy(s->x + (size_t)i * E, m->w.token_embd + (size_t)b->token[i] * E,
-               (size_t)E * sizeof(float));
+        if (m->w.m_embd.type == GGML_TYPE_F32)
+            memcpy(s->x + (size_t)i * E, m->w.token_embd + (size_t)b->token[i] * E,
+                   (size_t)E * sizeof(float));
+        else
+            quant_dequantize_row(m->w.m_embd.type,
+                                 (const unsigned char *)m->w.m_embd.data +
+                                     (size_t)b->token[i] * quant_row_bytes(m->w.m_embd.type, E),
+                                 s->x + (size_t)i * E, (size_t)E);
         float *cs = s->rope_cos + (size_t)i * half, *sn = s->rope_sin + (size_t)i * half;
         for (int j = 0; j < half; j++) {
             double a = (double)b->pos[i] * f->rope_inv_freq[j];
@@ -810,7 +893,7 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
             rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->attn_norm, E, c->norm_eps);
 
         const struct lin qkv[3] = {
-            {s->q, L->wq, q_dim, 0.0f}, {s->k, L->wk, kv_dim, 0.0f}, {s->v, L->wv, kv_dim, 0.0f}};
+            {s->q, L->mq, q_dim, 0.0f}, {s->k, L->mk, kv_dim, 0.0f}, {s->v, L->mv, kv_dim, 0.0f}};
         linear_multi(f, s->xb, n, E, qkv, 3);
 
         /* Biases, RoPE, and K/V into each token's block at its position. */
@@ -855,14 +938,14 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
         }
 
         /* x += att_out wo^T (the residual is BLAS's beta = 1). */
-        linear(f, s->x, s->att_out, L->wo, n, E, q_dim, 1.0f);
+        linear(f, s->x, s->att_out, L->mo, n, E, q_dim, 1.0f);
 
 #pragma omp parallel for num_threads(nt) schedule(static) if (par_norm)
         for (int i = 0; i < n; i++)
             rmsnorm(s->xb + (size_t)i * E, s->x + (size_t)i * E, L->ffn_norm, E, c->norm_eps);
 
-        ffn_gate_up(f, s->hb, s->hb2, s->xb, L->w_gate, L->w_up, n, F, E);
-        linear(f, s->x, s->hb, L->w_down, n, E, F, 1.0f);
+        ffn_gate_up(f, s->hb, s->hb2, s->xb, L->m_gate, L->m_up, n, F, E);
+        linear(f, s->x, s->hb, L->m_down, n, E, F, 1.0f);
     }
 
     /* Final norm and the output projection, only for rows that want logits. */
@@ -875,7 +958,7 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
         rmsnorm(s->xl + (size_t)k * E, s->x + (size_t)s->logit_rows[k] * E, m->w.output_norm, E,
                 c->norm_eps);
     if (n_logits > 0)
-        linear(f, s->logits, s->xl, m->w.output, n_logits, c->n_vocab, E, 0.0f);
+        linear(f, s->logits, s->xl, m->w.m_output, n_logits, c->n_vocab, E, 0.0f);
     count_paths(f, n, n_logits, n_tiles, n_short);
     *n_logits_out = n_logits;
     return FORWARD_OK;

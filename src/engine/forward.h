@@ -19,6 +19,9 @@
  *       row r (r-th token with wants_logits) = forward_logits(f, r)   // [n_vocab] floats
  *   forward_free(f);
  *
+ * Weights stored as F16, Q8_0 or Q4_0 are used as stored (struct weight_mat): one-token products
+ * through quant.h's fused dequantise-and-dot kernel, larger ones on dequantised 64-row tiles.
+ *
  * Numerics (f32 throughout). Guarantees:
  *  - Run to run, the same batch (same tokens, positions, sequences, chunking, and the same
  *    thread count) gives bit-identical logits on a given machine; nothing depends on thread
@@ -105,7 +108,9 @@ struct forward {
     double *rope_inv_freq; /* [head_dim/2] theta^(-2i/head_dim) */
     size_t tile_scratch_floats;
     int max_tiles;
-    uint64_t workspace_bytes;
+    uint64_t workspace_bytes;  /* + the dequantisation scratch of a quantised model */
+    float *deq_scratch;        /* [n_threads][deq_scratch_floats], or NULL (all-f32 model) */
+    size_t deq_scratch_floats; /* LIN_QTILE rows of the widest matrix input */
     int n_layers_run;                         /* 0: all layers (forward_limit_layers) */
     uint64_t n_runs;                          /* successful forward_run calls */
     uint64_t path_runs[FORWARD_PATH_COUNT];   /* calls that used each path at least once */

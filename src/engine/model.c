@@ -10,6 +10,8 @@
 #include <sys/mman.h>
 
 #include "engine/bigmem.h"
+#include "engine/gguf.h"
+#include "engine/quant.h"
 #include "util/buf.h"
 
 struct preset {
@@ -212,6 +214,103 @@ void model_bind_weights(struct model *m, float *const *p)
     }
     m->w.output_norm = p[i++];
     m->w.output = c->tied_embeddings ? m->w.token_embd : p[i++];
+    m->w.m_embd = (struct weight_mat){m->w.token_embd, GGML_TYPE_F32};
+    m->w.m_output = (struct weight_mat){m->w.output, GGML_TYPE_F32};
+    for (int l = 0; l < c->n_layer; l++) {
+        struct layer_weights *L = &m->w.layers[l];
+        L->mq = (struct weight_mat){L->wq, GGML_TYPE_F32};
+        L->mk = (struct weight_mat){L->wk, GGML_TYPE_F32};
+        L->mv = (struct weight_mat){L->wv, GGML_TYPE_F32};
+        L->mo = (struct weight_mat){L->wo, GGML_TYPE_F32};
+        L->m_gate = (struct weight_mat){L->w_gate, GGML_TYPE_F32};
+        L->m_up = (struct weight_mat){L->w_up, GGML_TYPE_F32};
+        L->m_down = (struct weight_mat){L->w_down, GGML_TYPE_F32};
+    }
+}
+
+/* Points mat (and its float view fv) at tensor data stored as type. */
+static void bind_mat(struct weight_mat *mat, const float **fv, const void *data, uint32_t type)
+{
+    mat->data = data;
+    mat->type = type;
+    *fv = type == GGML_TYPE_F32 ? data : NULL;
+}
+
+void model_bind_types(struct model *m, const void *const *data, const uint32_t *types)
+{
+    const struct model_config *c = &m->cfg;
+    int i = 0;
+    bind_mat(&m->w.m_embd, &m->w.token_embd, data[i], types[i]);
+    i++;
+    for (int l = 0; l < c->n_layer; l++) {
+        struct layer_weights *L = &m->w.layers[l];
+        i++; /* attn_norm */
+        bind_mat(&L->mq, &L->wq, data[i], types[i]);
+        i++;
+        bind_mat(&L->mk, &L->wk, data[i], types[i]);
+        i++;
+        bind_mat(&L->mv, &L->wv, data[i], types[i]);
+        i++;
+        if (c->qkv_bias)
+            i += 3;
+        bind_mat(&L->mo, &L->wo, data[i], types[i]);
+        i++;
+        i++; /* ffn_norm */
+        bind_mat(&L->m_gate, &L->w_gate, data[i], types[i]);
+        i++;
+        bind_mat(&L->m_up, &L->w_up, data[i], types[i]);
+        i++;
+        bind_mat(&L->m_down, &L->w_down, data[i], types[i]);
+        i++;
+    }
+    i++; /* output_norm */
+    if (c->tied_embeddings) {
+        m->w.m_output = m->w.m_embd;
+        m->w.output = m->w.token_embd;
+    } else {
+        bind_mat(&m->w.m_output, &m->w.output, data[i], types[i]);
+    }
+}
+
+const char *model_dtype_str(enum model_dtype d)
+{
+    switch (d) {
+    case MODEL_DTYPE_F32: return "f32";
+    case MODEL_DTYPE_F16: return "f16";
+    case MODEL_DTYPE_Q4_0: return "q4_0";
+    case MODEL_DTYPE_Q8_0: return "q8_0";
+    case MODEL_DTYPE_BF16: return "bf16";
+    }
+    return "?";
+}
+
+int model_dtype_parse(const char *name, enum model_dtype *out)
+{
+    static const enum model_dtype all[] = {MODEL_DTYPE_F32, MODEL_DTYPE_F16, MODEL_DTYPE_BF16,
+                                           MODEL_DTYPE_Q8_0, MODEL_DTYPE_Q4_0};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(name, model_dtype_str(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *model_dtype_names(void)
+{
+    return "f32|f16|bf16|q8_0|q4_0";
+}
+
+uint32_t model_dtype_matrix_type(enum model_dtype d, uint64_t n_in)
+{
+    switch (d) {
+    case MODEL_DTYPE_F16: return GGML_TYPE_F16;
+    case MODEL_DTYPE_BF16: return GGML_TYPE_BF16;
+    case MODEL_DTYPE_Q8_0: return n_in % QUANT_QK8_0 ? GGML_TYPE_F16 : GGML_TYPE_Q8_0;
+    case MODEL_DTYPE_Q4_0: return n_in % QUANT_QK4_0 ? GGML_TYPE_F16 : GGML_TYPE_Q4_0;
+    default: return GGML_TYPE_F32;
+    }
 }
 
 struct model *model_new_random(const struct model_config *cfg, uint64_t seed, char *err,

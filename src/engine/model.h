@@ -24,7 +24,32 @@ enum model_arch { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2 };
 /* How RoPE pairs dimensions: llama.cpp's NORM (adjacent pairs, llama) or NEOX (halves, qwen2). */
 enum rope_mode { ROPE_MODE_NORM = 0, ROPE_MODE_NEOX };
 
-enum model_dtype { MODEL_DTYPE_F32 = 0, MODEL_DTYPE_F16 = 1 };
+/* Storage type of a file's 2-D weight matrices; the values are llama.cpp's general.file_type
+ * (LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q8_0, MOSTLY_BF16). */
+enum model_dtype {
+    MODEL_DTYPE_F32 = 0,
+    MODEL_DTYPE_F16 = 1,
+    MODEL_DTYPE_Q4_0 = 2,
+    MODEL_DTYPE_Q8_0 = 7,
+    MODEL_DTYPE_BF16 = 32,
+};
+/* "f32", "f16", "q4_0", "q8_0", "bf16"; "?" otherwise. Static string. */
+const char *model_dtype_str(enum model_dtype d);
+/* The name above -> *out. 0, or -1 if unknown. */
+int model_dtype_parse(const char *name, enum model_dtype *out);
+/* "f32|f16|bf16|q8_0|q4_0", for usage and errors. Static string. */
+const char *model_dtype_names(void);
+/* ggml type of a 2-D matrix of dtype whose rows hold n_in values (a block type whose block does
+ * not divide n_in falls back to F16, as llama.cpp's convert_hf_to_gguf.py does). */
+uint32_t model_dtype_matrix_type(enum model_dtype d, uint64_t n_in);
+
+/* A weight matrix as stored, for the forward pass: type F32 (data is const float *, 4-byte
+ * aligned) or F16, Q8_0, Q4_0 (quant.h; data points into the mmap'd file, rows of
+ * quant_row_bytes(type, n_in) bytes). */
+struct weight_mat {
+    const void *data;
+    uint32_t type;   /* enum ggml_type */
+};
 
 struct model_config {
     enum model_arch arch;
@@ -58,6 +83,9 @@ struct layer_weights {
     const float *w_gate;    /* [n_ff][n_embd] */
     const float *w_up;      /* [n_ff][n_embd] */
     const float *w_down;    /* [n_embd][n_ff] */
+    /* The seven matrices as stored (f32 ones point at the same floats as above; a quantised
+     * one has its float pointer NULL): */
+    struct weight_mat mq, mk, mv, mo, m_gate, m_up, m_down;
 };
 
 struct model_weights {
@@ -65,6 +93,8 @@ struct model_weights {
     struct layer_weights *layers; /* [n_layer], owned by struct model */
     const float *output_norm;   /* [n_embd] */
     const float *output;        /* [n_vocab][n_embd]; == token_embd when tied */
+    struct weight_mat m_embd;   /* token_embd as stored (rows looked up, dequantised) */
+    struct weight_mat m_output; /* output as stored (== m_embd when tied) */
 };
 
 /* Cold-start parts of loading, for the start-up log. */
@@ -126,6 +156,9 @@ struct model *model_new_random(const struct model_config *cfg, uint64_t seed, ch
 /* Points w.* at consecutive tensors of a flat f32 array laid out in model_tensors order.
  * Used by model_new_random and by loaders. The layers array is allocated here. */
 void model_bind_weights(struct model *m, float *const *tensor_ptrs);
+/* After model_bind_weights: tensor i (model_tensors order) is stored as types[i] at data[i]
+ * (a quantised matrix: its float view becomes NULL, its weight_mat points at data[i]). */
+void model_bind_types(struct model *m, const void *const *data, const uint32_t *types);
 
 void model_free(struct model *m); /* NULL-safe */
 
@@ -144,13 +177,17 @@ int model_write_gguf_tok(const struct model_config *cfg, uint64_t seed, enum mod
                          const struct tokenizer *vocab, const char *path, char *err,
                          size_t err_len);
 
-/* Loads a GGUF file (ours, or one written by llama.cpp's tools with f32/f16 tensors, arch llama
- * or qwen2). Validates magic, version, counts, tensor offsets and sizes against the file size in
- * 64-bit arithmetic before trusting anything. MMAP: f32 tensors are used in place and every page
- * is touched once (load.touch_ns); READ: the file is read() into memory. f16 tensors are
- * converted to f32 at load. NULL with err on failure. Caller frees with model_free. */
+/* Loads a GGUF file (ours, or one written by llama.cpp's tools with tensors of a supported type:
+ * quant_supported_list(); arch llama or qwen2). Validates magic, version, counts, tensor offsets
+ * and sizes against the file size in 64-bit arithmetic before trusting anything. MMAP: f32
+ * tensors and F16/Q8_0/Q4_0 matrices are used in place (struct weight_mat) and every page is
+ * touched once (load.touch_ns); other tensors (bf16, 1-D f16) are converted to f32. READ: the
+ * file is read() into memory, every tensor as f32. NULL with err on failure (an unsupported type
+ * names the tensor, its type and the supported list). Caller frees with model_free. */
 struct model *model_load(const char *path, enum model_load_format fmt, char *err,
                          size_t err_len);
+
+#define MODEL_N_GGML_TYPES 40 /* ggml type ids are below this */
 
 /* What `slmprobe model info` shows: a GGUF file's header checked exactly as model_load checks it
  * (config, every expected tensor with the right shape and type, tokenizer) without reading the
@@ -164,7 +201,10 @@ struct model_file_info {
     uint64_t file_bytes;
     uint64_t n_tensors;        /* in the file */
     uint64_t n_tensors_unused; /* in the file but not used (e.g. rope_freqs.weight) */
-    uint64_t weight_bytes;     /* f32 bytes resident for compute once loaded */
+    uint64_t weight_bytes;     /* bytes resident for compute once loaded (f32, or as stored) */
+    /* Type mix of the model's tensors: per ggml type id, tensors and bytes as stored. */
+    uint32_t type_tensors[MODEL_N_GGML_TYPES];
+    uint64_t type_bytes[MODEL_N_GGML_TYPES];
 };
 /* 0, or -1 with err (the validator's message). Any thread. */
 int model_file_info(const char *path, struct model_file_info *out, char *err, size_t err_len);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "engine/gguf.h"
 #include "engine/model.h"
 #include "engine/tok_hf.h"
 #include "util/buf.h"
@@ -29,8 +30,8 @@ static void usage_model(FILE *f)
 static void usage_init(FILE *f)
 {
     fprintf(f,
-            "usage: slmprobe model init --preset NAME -o FILE.gguf [--seed N] [--dtype f32|f16]\n"
-            "                           [--tokenizer tokenizer.json]\n"
+            "usage: slmprobe model init --preset NAME -o FILE.gguf [--seed N]\n"
+            "                           [--dtype f32|f16|bf16|q8_0|q4_0] [--tokenizer FILE]\n"
             "\n"
             "Writes a GGUF v3 file in llama.cpp's conventions (arch llama or qwen2) holding the\n"
             "preset's shape, slmprobe's byte-level vocabulary and deterministic random weights.\n"
@@ -41,8 +42,10 @@ static void usage_init(FILE *f)
             "  -o, --output FILE where to write (parent directories are created; the file is\n"
             "                    written to FILE.tmp.PID and renamed when complete)\n"
             "  --seed N          random seed for the weights (unsigned 64-bit, default 0)\n"
-            "  --dtype f32|f16   storage type of 2-D weight matrices (default f32); norms and\n"
-            "                    biases stay f32 as llama.cpp does\n"
+            "  --dtype TYPE      storage type of 2-D weight matrices: f32 (default), f16, bf16,\n"
+            "                    q8_0, q4_0 (matrices whose rows do not divide into 32-value\n"
+            "                    blocks fall back to f16, as llama.cpp's converter does); norms\n"
+            "                    and biases stay f32 as llama.cpp does\n"
             "  --tokenizer FILE  a Hugging Face tokenizer.json (byte-level BPE, or BPE with byte\n"
             "                    fallback): the model carries that vocabulary (its size replaces\n"
             "                    the preset's) as llama.cpp's tokenizer.ggml.* keys; BOS/EOS,\n"
@@ -206,16 +209,10 @@ static int cmd_init(int argc, char **argv)
         return 2;
     }
     enum model_dtype dtype = MODEL_DTYPE_F32;
-    if (dtype_s) {
-        if (!strcmp(dtype_s, "f32")) {
-            dtype = MODEL_DTYPE_F32;
-        } else if (!strcmp(dtype_s, "f16")) {
-            dtype = MODEL_DTYPE_F16;
-        } else {
-            fprintf(stderr, "slmprobe model init: --dtype must be f32 or f16, got '%s'\n",
-                    dtype_s);
-            return 2;
-        }
+    if (dtype_s && model_dtype_parse(dtype_s, &dtype)) {
+        fprintf(stderr, "slmprobe model init: --dtype must be one of %s, got '%s'\n",
+                model_dtype_names(), dtype_s);
+        return 2;
     }
     if (parent_dir_make(out) != 0) {
         fprintf(stderr, "slmprobe model init: cannot write %s: cannot create its directory: %s\n",
@@ -251,7 +248,7 @@ static int cmd_init(int argc, char **argv)
     uint64_t n_params = model_n_params(&cfg);
     printf("wrote %s\n", out);
     printf("  preset      %s (%s, arch %s)\n", preset, cfg.name, model_arch_name(cfg.arch));
-    printf("  dtype       %s\n", dtype == MODEL_DTYPE_F16 ? "f16" : "f32");
+    printf("  dtype       %s\n", model_dtype_str(dtype));
     printf("  seed        %" PRIu64 "\n", seed);
     printf("  params      %" PRIu64 " (%s)\n", n_params, fmt_count(n_params, b1, sizeof b1));
     printf("  bytes       %" PRIu64 " (%s)\n", info.file_bytes,
@@ -323,10 +320,17 @@ static int cmd_info(int argc, char **argv)
     printf("params            %" PRIu64 " (%s)\n", n_params, fmt_count(n_params, b, sizeof b));
     printf("file bytes        %" PRIu64 " (%s)\n", info.file_bytes,
            fmt_bytes(info.file_bytes, b, sizeof b));
-    printf("weight bytes      %" PRIu64 " (%s, f32 resident)\n", info.weight_bytes,
-           fmt_bytes(info.weight_bytes, b, sizeof b));
+    printf("weight bytes      %" PRIu64 " (%s resident: block types as stored, others f32)\n",
+           info.weight_bytes, fmt_bytes(info.weight_bytes, b, sizeof b));
     printf("kv bytes/token    %" PRIu64 " (f32 KV), %" PRIu64 " (f16 KV)\n", kv32, kv16);
-    printf("file dtype        %s\n", info.file_dtype == MODEL_DTYPE_F16 ? "f16" : "f32");
+    printf("file dtype        %s\n", model_dtype_str(info.file_dtype));
+    for (uint32_t t = 0; t < MODEL_N_GGML_TYPES; t++) {
+        if (!info.type_tensors[t])
+            continue;
+        printf("  %-15s %" PRIu32 " tensors, %" PRIu64 " bytes (%s)\n", ggml_type_name(t),
+               info.type_tensors[t], info.type_bytes[t],
+               fmt_bytes(info.type_bytes[t], b, sizeof b));
+    }
     printf("tokenizer         %s [tokenizer.ggml.model %s, bos %d, eos %d]\n",
            tok_kind_str(info.tok_kind), info.tok_model, c->bos_id, c->eos_id);
     printf("tensors           %" PRIu64 " (%" PRIu64 " unused)\n", info.n_tensors,

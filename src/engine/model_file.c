@@ -1,9 +1,10 @@
 /* model_file: GGUF model files <-> struct model. Writes llama.cpp-convention files (arch llama or
- * qwen2, F32 or mostly-F16) with the default vocabulary and seeded random weights, streamed
- * tensor by tensor; loads ours or llama.cpp's F32/F16 files by mmap (f32 used in place) or read().
+ * qwen2; all F32, or mostly F16/BF16/Q8_0/Q4_0) with the default vocabulary and seeded random
+ * weights, streamed tensor by tensor; loads ours or llama.cpp's files of the supported types by
+ * mmap (f32 tensors and F16/Q8_0/Q4_0 matrices used in place) or read() (all f32).
  * Everything read from the file is validated (gguf.c for the container; here the metadata, every
  * expected tensor's presence, shape and type) before a single weight is touched.
- * It does not dequantize quantized tensors, apply RoPE scaling, or tokenize (tokenizer.c). */
+ * It does not implement block formats (quant.c), apply RoPE scaling, or tokenize (tokenizer.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -18,6 +19,7 @@
 #include "engine/bigmem.h"
 #include "engine/gguf.h"
 #include "engine/model.h"
+#include "engine/quant.h"
 #include "util/log.h"
 
 #define MF_ALIGNMENT 32
@@ -48,7 +50,7 @@ static void add_arch_f32(struct gguf_writer *w, const char *arch, const char *su
 
 static uint32_t tensor_type_for(const struct model_tensor_desc *d, enum model_dtype dtype)
 {
-    return dtype == MODEL_DTYPE_F16 && d->n_dims == 2 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+    return d->n_dims == 2 ? model_dtype_matrix_type(dtype, d->ne[0]) : GGML_TYPE_F32;
 }
 
 /* The tokenizer keys as llama.cpp's convert script writes them. */
@@ -101,14 +103,15 @@ int model_write_gguf_tok(const struct model_config *cfg, uint64_t seed, enum mod
     struct gguf_writer w;
     struct model_tensor_desc *d = NULL;
     float *fbuf = NULL;
-    uint16_t *hbuf = NULL;
+    unsigned char *hbuf = NULL;
     char *tmp_path = NULL;
     char gerr[256];
 
     gguf_writer_init(&w, MF_ALIGNMENT);
     if (model_config_validate(cfg, err, err_len))
         goto fail;
-    if (dtype != MODEL_DTYPE_F32 && dtype != MODEL_DTYPE_F16) {
+    enum model_dtype dchk;
+    if (model_dtype_parse(model_dtype_str(dtype), &dchk)) {
         snprintf(err, err_len, "unknown dtype %d", (int)dtype);
         goto fail;
     }
@@ -125,7 +128,7 @@ int model_write_gguf_tok(const struct model_config *cfg, uint64_t seed, enum mod
     gguf_writer_add_str(&w, "general.architecture", arch);
     gguf_writer_add_str(&w, "general.name", cfg->name);
     gguf_writer_add_u32(&w, "general.alignment", MF_ALIGNMENT);
-    gguf_writer_add_u32(&w, "general.file_type", dtype == MODEL_DTYPE_F16 ? 1 : 0);
+    gguf_writer_add_u32(&w, "general.file_type", (uint32_t)dtype);
     add_arch_u32(&w, arch, "vocab_size", (uint32_t)cfg->n_vocab);
     add_arch_u32(&w, arch, "context_length", (uint32_t)cfg->n_ctx_train);
     add_arch_u32(&w, arch, "embedding_length", (uint32_t)cfg->n_embd);
@@ -166,19 +169,30 @@ int model_write_gguf_tok(const struct model_config *cfg, uint64_t seed, enum mod
     }
     /* One tensor at a time: the largest tensor is the only one ever in memory. */
     fbuf = xmalloc((size_t)max_elems * sizeof *fbuf);
-    if (dtype == MODEL_DTYPE_F16)
-        hbuf = xmalloc(MF_CHUNK_ELEMS * sizeof *hbuf);
+    if (dtype != MODEL_DTYPE_F32)
+        hbuf = xmalloc(MF_CHUNK_ELEMS * sizeof(uint16_t));
     for (int i = 0; i < n; i++) {
         size_t ne = (size_t)(d[i].ne[0] * d[i].ne[1]);
         model_fill_tensor(seed, i, &d[i], fbuf);
         enum gguf_status st = GGUF_OK;
-        if (tensor_type_for(&d[i], dtype) == GGML_TYPE_F32) {
+        uint32_t type = tensor_type_for(&d[i], dtype);
+        if (type == GGML_TYPE_F32) {
             st = gguf_writer_data(&w, fbuf, ne * sizeof *fbuf, gerr, sizeof gerr);
-        } else {
+        } else if (type == GGML_TYPE_F16) {
             for (size_t off = 0; off < ne && !st; off += MF_CHUNK_ELEMS) {
                 size_t k = ne - off < MF_CHUNK_ELEMS ? ne - off : MF_CHUNK_ELEMS;
-                gguf_f32_to_f16_row(fbuf + off, hbuf, k);
-                st = gguf_writer_data(&w, hbuf, k * sizeof *hbuf, gerr, sizeof gerr);
+                gguf_f32_to_f16_row(fbuf + off, (uint16_t *)(void *)hbuf, k);
+                st = gguf_writer_data(&w, hbuf, k * sizeof(uint16_t), gerr, sizeof gerr);
+            }
+        } else {
+            /* Whole rows per chunk (MF_CHUNK_ELEMS f32 -> at most 2 bytes a value). */
+            size_t row = (size_t)d[i].ne[0], rows_per = MF_CHUNK_ELEMS / row;
+            size_t rb = quant_row_bytes(type, row);
+            for (size_t r = 0; r < (size_t)d[i].ne[1] && !st; r += rows_per) {
+                size_t k = (size_t)d[i].ne[1] - r < rows_per ? (size_t)d[i].ne[1] - r : rows_per;
+                for (size_t j = 0; j < k; j++)
+                    quant_quantize_row(type, fbuf + (r + j) * row, hbuf + j * rb, row);
+                st = gguf_writer_data(&w, hbuf, k * rb, gerr, sizeof gerr);
             }
         }
         if (st) {
@@ -552,6 +566,43 @@ static int header_config(struct mf_header *h, const char *path, char *err, size_
     return 0;
 }
 
+/* The file's dtype is its "largest" matrix type: Q8_0 > Q4_0 > BF16 > F16 > F32 (a q8_0 file
+ * whose ffn_down rows do not divide into blocks holds F16 there; it is still q8_0). */
+static int dtype_rank(uint32_t type)
+{
+    switch (type) {
+    case GGML_TYPE_F16: return 1;
+    case GGML_TYPE_BF16: return 2;
+    case GGML_TYPE_Q4_0: return 3;
+    case GGML_TYPE_Q8_0: return 4;
+    default: return 0;
+    }
+}
+
+static enum model_dtype dtype_of(uint32_t type)
+{
+    switch (type) {
+    case GGML_TYPE_F16: return MODEL_DTYPE_F16;
+    case GGML_TYPE_BF16: return MODEL_DTYPE_BF16;
+    case GGML_TYPE_Q4_0: return MODEL_DTYPE_Q4_0;
+    case GGML_TYPE_Q8_0: return MODEL_DTYPE_Q8_0;
+    default: return MODEL_DTYPE_F32;
+    }
+}
+
+static int dtype_rank_of(enum model_dtype d)
+{
+    return dtype_rank(model_dtype_matrix_type(d, QUANT_QK8_0));
+}
+
+/* A tensor the forward pass computes on as stored (mmap): a 2-D matrix of type F16, Q8_0 or
+ * Q4_0. Other non-f32 tensors (bf16, 1-D f16 or quantised ones) are converted to f32 at load. */
+static int tensor_native(const struct model_tensor_desc *d, uint32_t type)
+{
+    return d->n_dims == 2 &&
+           (type == GGML_TYPE_F16 || type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0);
+}
+
 static int header_tensors(struct mf_header *h, char *err, size_t err_len)
 {
     h->n_desc = model_tensors(&h->cfg, NULL);
@@ -566,9 +617,9 @@ static int header_tensors(struct mf_header *h, char *err, size_t err_len)
             snprintf(err, err_len, "missing tensor '%s'", d->name);
             return -1;
         }
-        if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16) {
-            snprintf(err, err_len, "tensor %s has type %s; only F32 and F16 are supported",
-                     d->name, ggml_type_name(t->type));
+        if (!quant_type_supported(t->type)) {
+            snprintf(err, err_len,
+                     "tensor '%s' has type %s, which is not supported (supported: %s)", d->name, ggml_type_name(t->type), quant_supported_list());
             return -1;
         }
         int same = t->ne[0] == d->ne[0] && t->ne[1] == d->ne[1] && t->ne[2] == 1 &&
@@ -589,8 +640,8 @@ static int header_tensors(struct mf_header *h, char *err, size_t err_len)
                          d->name, got, d->ne[0], d->ne[1]);
             return -1;
         }
-        if (t->type == GGML_TYPE_F16)
-            h->file_dtype = MODEL_DTYPE_F16;
+        h->file_dtype = dtype_rank(t->type) > dtype_rank_of(h->file_dtype) ? dtype_of(t->type)
+                                                                             : h->file_dtype;
         h->ti[i] = t;
     }
     /* Tensors we do not use (names are unique, every expected one was found). */
@@ -716,8 +767,15 @@ int model_file_info(const char *path, struct model_file_info *out, char *err, si
     out->file_bytes = h.file_bytes;
     out->n_tensors = h.g.n_tensors;
     out->n_tensors_unused = h.n_unused;
-    for (int i = 0; i < h.n_desc; i++)
-        out->weight_bytes += h.desc[i].ne[0] * h.desc[i].ne[1] * sizeof(float);
+    for (int i = 0; i < h.n_desc; i++) {
+        const struct gguf_tensor_info *t = h.ti[i];
+        out->weight_bytes += tensor_native(&h.desc[i], t->type) ? t->n_bytes
+                                                                : t->n_elems * sizeof(float);
+        if (t->type < MODEL_N_GGML_TYPES) {
+            out->type_tensors[t->type]++;
+            out->type_bytes[t->type] += t->n_bytes;
+        }
+    }
     mf_header_free(&h);
     return 0;
 }
@@ -759,13 +817,82 @@ static int convert_f16(const unsigned char *src, float *dst, size_t n)
     return nt;
 }
 
+/* MMAP: first touch of every page the weights used in place occupy (the cold start cost; they
+ * are resident afterwards). Returns the time taken. */
+static mono_ns touch_pages(const struct mf_header *h, float *const *ptrs, const uint8_t *native)
+{
+    mono_ns t1 = clock_now_ns();
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pg = page > 0 ? (size_t)page : 4096;
+    volatile unsigned char sink = 0;
+    for (int i = 0; i < h->n_desc; i++) {
+        if (!ptrs[i] && !native[i])
+            continue;
+        const unsigned char *p = h->ti[i]->data;
+        size_t n = (size_t)h->ti[i]->n_bytes;
+        unsigned char acc = 0;
+        for (size_t k = 0; k < n; k += pg)
+            acc ^= p[k];
+        if (n)
+            acc ^= p[n - 1];
+        sink ^= acc;
+    }
+    (void)sink;
+    return clock_now_ns() - t1;
+}
+
+/* READ: every tensor pread() into m->owned as f32 (f16 converted chunk by chunk, bf16 and block
+ * types read whole, then dequantised); ptrs[i] set. 0, or -1 with errno. *convert_ns += the
+ * conversion time. */
+static int load_read(const struct mf_header *h, struct model *m, float **ptrs, mono_ns *convert_ns)
+{
+    uint16_t *hbuf = xmalloc(MF_CHUNK_ELEMS * sizeof *hbuf);
+    size_t off = 0;
+    int rc = -1;
+    for (int i = 0; i < h->n_desc; i++) {
+        const struct gguf_tensor_info *t = h->ti[i];
+        ptrs[i] = m->owned + off;
+        if (t->type == GGML_TYPE_F32) {
+            if (read_full(h->fd, ptrs[i], (size_t)t->n_bytes, t->file_offset))
+                goto out;
+        } else if (t->type != GGML_TYPE_F16) {
+            unsigned char *raw = xmalloc((size_t)t->n_bytes);
+            int rrc = read_full(h->fd, raw, (size_t)t->n_bytes, t->file_offset);
+            mono_ns tc = clock_now_ns();
+            if (!rrc)
+                quant_dequantize_row(t->type, raw, ptrs[i], (size_t)t->n_elems);
+            *convert_ns += clock_now_ns() - tc;
+            free(raw);
+            if (rrc)
+                goto out;
+        } else {
+            for (size_t e = 0; e < t->n_elems; e += MF_CHUNK_ELEMS) {
+                size_t k = (size_t)t->n_elems - e < MF_CHUNK_ELEMS ? (size_t)t->n_elems - e
+                                                                   : MF_CHUNK_ELEMS;
+                if (read_full(h->fd, hbuf, k * 2, t->file_offset + e * 2))
+                    goto out;
+                mono_ns tc = clock_now_ns();
+                gguf_f16_to_f32_row(hbuf, ptrs[i] + e, k);
+                *convert_ns += clock_now_ns() - tc;
+            }
+        }
+        off += (size_t)t->n_elems;
+    }
+    rc = 0;
+out:
+    free(hbuf);
+    return rc;
+}
+
 struct model *model_load(const char *path, enum model_load_format fmt, char *err,
                          size_t err_len)
 {
     struct mf_header h;
     struct model *m = NULL;
     float **ptrs = NULL;
-    uint16_t *hbuf = NULL;
+    uint8_t *native = NULL;  /* [n_desc] 1: computed on as stored in the map */
+    uint32_t *types = NULL;
+    const void **datas = NULL;
     mono_ns t0 = clock_now_ns();
     if (fmt != MODEL_LOAD_MMAP && fmt != MODEL_LOAD_READ) {
         snprintf(err, err_len, "unknown load format %d", (int)fmt);
@@ -778,13 +905,22 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
     m->file_dtype = h.file_dtype;
     m->load.file_bytes = h.file_bytes;
     ptrs = xcalloc((size_t)h.n_desc, sizeof *ptrs);
+    native = xcalloc((size_t)h.n_desc, sizeof *native);
+    types = xcalloc((size_t)h.n_desc, sizeof *types);
+    datas = xcalloc((size_t)h.n_desc, sizeof *datas);
 
     /* Which tensors live in owned memory: everything for READ; for MMAP the f16 ones and any
      * f32 tensor that is not 4-byte aligned in the map. */
-    uint64_t total_elems = 0, owned_elems = 0;
+    uint64_t total_elems = 0, owned_elems = 0, native_elems = 0;
     for (int i = 0; i < h.n_desc; i++) {
         const struct gguf_tensor_info *t = h.ti[i];
         total_elems += t->n_elems;
+        if (fmt == MODEL_LOAD_MMAP && tensor_native(&h.desc[i], t->type)) {
+            m->weight_bytes += t->n_bytes;
+            native_elems += t->n_elems;
+            continue;
+        }
+        m->weight_bytes += t->n_elems * sizeof(float);
         int in_place = fmt == MODEL_LOAD_MMAP && t->type == GGML_TYPE_F32 &&
                        ((uintptr_t)t->data % sizeof(float)) == 0;
         if (!in_place)
@@ -812,37 +948,24 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
             const struct gguf_tensor_info *t = h.ti[i];
             if (t->type == GGML_TYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0)
                 ptrs[i] = (float *)(uintptr_t)t->data;
+            if (tensor_native(&h.desc[i], t->type))
+                native[i] = 1;
         }
         /* Start reading the whole file ahead, as llama.cpp does for its mmap (the faults below
          * then wait on I/O already under way instead of issuing it page by page). */
         madvise(h.map, (size_t)h.file_bytes, MADV_WILLNEED);
         m->load.open_ns = clock_now_ns() - t0;
-        /* First touch of every page the f32 weights occupy (cold start cost, then resident). */
-        mono_ns t1 = clock_now_ns();
-        long page = sysconf(_SC_PAGESIZE);
-        size_t pg = page > 0 ? (size_t)page : 4096;
-        volatile unsigned char sink = 0;
-        for (int i = 0; i < h.n_desc; i++) {
-            if (!ptrs[i])
-                continue;
-            const unsigned char *p = h.ti[i]->data;
-            size_t n = (size_t)h.ti[i]->n_bytes;
-            unsigned char acc = 0;
-            for (size_t k = 0; k < n; k += pg)
-                acc ^= p[k];
-            if (n)
-                acc ^= p[n - 1];
-            sink ^= acc;
-        }
-        (void)sink;
-        touch_ns = clock_now_ns() - t1;
+        touch_ns = touch_pages(&h, ptrs, native);
         mono_ns t2 = clock_now_ns();
         for (int i = 0; i < h.n_desc; i++) {
             const struct gguf_tensor_info *t = h.ti[i];
-            if (ptrs[i])
+            if (ptrs[i] || native[i])
                 continue;
             ptrs[i] = m->owned + off;
-            if (t->type == GGML_TYPE_F16) {
+            if (t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_F32) {
+                quant_dequantize_row(t->type, t->data, ptrs[i], (size_t)t->n_elems);
+                m->load.convert_bytes += (uint64_t)t->n_elems * sizeof(float);
+            } else if (t->type == GGML_TYPE_F16) {
                 int nt = convert_f16(t->data, ptrs[i], (size_t)t->n_elems);
                 m->load.convert_threads = nt > m->load.convert_threads ? nt
                                                                        : m->load.convert_threads;
@@ -860,39 +983,21 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
                      convert_ns > 0 ? (double)m->load.convert_bytes / (double)convert_ns : 0.0,
                      m->load.convert_threads);
     } else {
-        hbuf = xmalloc(MF_CHUNK_ELEMS * sizeof *hbuf);
-        mono_ns read_ns = 0;
-        for (int i = 0; i < h.n_desc; i++) {
-            const struct gguf_tensor_info *t = h.ti[i];
-            ptrs[i] = m->owned + off;
-            mono_ns ta = clock_now_ns();
-            if (t->type == GGML_TYPE_F32) {
-                if (read_full(h.fd, ptrs[i], (size_t)t->n_bytes, t->file_offset))
-                    goto read_fail;
-                read_ns += clock_now_ns() - ta;
-            } else {
-                for (size_t e = 0; e < t->n_elems; e += MF_CHUNK_ELEMS) {
-                    size_t k = (size_t)t->n_elems - e < MF_CHUNK_ELEMS ? (size_t)t->n_elems - e
-                                                                       : MF_CHUNK_ELEMS;
-                    mono_ns tr = clock_now_ns();
-                    if (read_full(h.fd, hbuf, k * 2, t->file_offset + e * 2))
-                        goto read_fail;
-                    mono_ns tc = clock_now_ns();
-                    read_ns += tc - tr;
-                    gguf_f16_to_f32_row(hbuf, ptrs[i] + e, k);
-                    convert_ns += clock_now_ns() - tc;
-                }
-            }
-            off += (size_t)t->n_elems;
-        }
+        if (load_read(&h, m, ptrs, &convert_ns))
+            goto read_fail;
         /* open_ns covers open + header + read() of the data, as model.h defines it. */
         m->load.open_ns = clock_now_ns() - t0 - convert_ns;
-        (void)read_ns;
     }
     m->load.touch_ns = touch_ns;
     m->load.convert_ns = convert_ns;
-    m->weight_bytes = total_elems * sizeof(float);
     model_bind_weights(m, ptrs);
+    if (native_elems) {
+        for (int i = 0; i < h.n_desc; i++) {
+            types[i] = native[i] ? h.ti[i]->type : GGML_TYPE_F32;
+            datas[i] = native[i] ? (const void *)h.ti[i]->data : (const void *)ptrs[i];
+        }
+        model_bind_types(m, datas, types);
+    }
     m->tok = h.tok; /* moved */
     memset(&h.tok, 0, sizeof h.tok);
     /* Keep the map only if weights point into it. */
@@ -906,7 +1011,9 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
         log_warn("model", "%s: ignoring %" PRIu64 " tensor(s) not used by %s (first: %s)", path,
                  h.n_unused, model_arch_name(h.cfg.arch), h.first_unused);
     free(ptrs);
-    free(hbuf);
+    free(native);
+    free(types);
+    free(datas);
     mf_header_free(&h);
     return m;
 
@@ -914,7 +1021,9 @@ read_fail:
     snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
 fail:
     free(ptrs);
-    free(hbuf);
+    free(native);
+    free(types);
+    free(datas);
     model_free(m);
     mf_header_free(&h);
     return NULL;

@@ -1,0 +1,71 @@
+/* quant: the ggml block types a GGUF weight tensor may be stored in, laid out exactly as
+ * llama.cpp's ggml-common.h defines them (Q8_0: fp16 scale d + 32 int8, value = d * q;
+ * Q4_0: fp16 scale d + 16 bytes, value j = d * ((qs[j] & 15) - 8), value j + 16 =
+ * d * ((qs[j] >> 4) - 8)), the 2-byte float types F16 and BF16, and per row: quantisation (the
+ * reference rounding of ggml's quantize_row_*_ref), dequantisation, a plain f64 reference dot
+ * product, and the fused dequantise-and-dot kernels the forward pass runs on weights as stored
+ * (AVX-512, AVX2+FMA+F16C, or portable C, chosen once from the CPU's features).
+ * It does not own memory, read files (gguf.c) or multiply matrices (forward.c); k-quants are not
+ * implemented.
+ *
+ *   size_t rb = quant_row_bytes(GGML_TYPE_Q8_0, n);          // 0: type unsupported or n % 32
+ *   quant_quantize_row(GGML_TYPE_Q8_0, src, row, n);
+ *   quant_dequantize_row(GGML_TYPE_Q8_0, row, out, n);
+ *   quant_dot_rows(GGML_TYPE_Q8_0, w, rb, x, y, n_rows, n);  // y[i] = row i . x
+ */
+#ifndef SLM_QUANT_H
+#define SLM_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QUANT_QK8_0 32
+#define QUANT_QK4_0 32
+
+/* ggml-common.h block_q8_0: 34 bytes. */
+struct quant_block_q8_0 {
+    uint16_t d;      /* fp16 scale */
+    int8_t qs[QUANT_QK8_0];
+};
+
+/* ggml-common.h block_q4_0: 18 bytes. */
+struct quant_block_q4_0 {
+    uint16_t d;      /* fp16 scale */
+    uint8_t qs[QUANT_QK4_0 / 2]; /* low nibbles: values 0..15, high nibbles: values 16..31 */
+};
+
+/* 1 if the forward pass can compute on this ggml type as stored (F32, F16, BF16, Q8_0, Q4_0). */
+int quant_type_supported(uint32_t type);
+/* "F32, F16, BF16, Q8_0, Q4_0": the list for error messages. Static string. */
+const char *quant_supported_list(void);
+
+/* Bytes of one row of n values of type; 0 if the type is unsupported or n is not a multiple of
+ * its block size. */
+size_t quant_row_bytes(uint32_t type, size_t n);
+
+/* bf16 <-> f32 as ggml converts them (round to nearest even; NaN stays a quiet NaN). */
+uint16_t quant_f32_to_bf16(float f);
+float quant_bf16_to_f32(uint16_t h);
+
+/* src[n] f32 -> one row of type at dst (quant_row_bytes(type, n) bytes). F32/F16/BF16/Q8_0/Q4_0.
+ * 0, or -1 (nothing written) if unsupported or n does not fit the block size. */
+int quant_quantize_row(uint32_t type, const float *src, void *dst, size_t n);
+/* One row of type -> dst[n] f32. 0 or -1 as above. src needs no alignment. */
+int quant_dequantize_row(uint32_t type, const void *src, float *dst, size_t n);
+
+/* Reference: sum over j of dequantised w[j] * x[j], accumulated in f64. */
+double quant_dot_ref(uint32_t type, const void *w, const float *x, size_t n);
+
+/* The fused kernel: y[i] = dot(row i, x) for n_rows rows of n values, row i at
+ * w + i * row_bytes (f32 accumulation in a fixed order per variant: the result of one row does
+ * not depend on n_rows or on the other rows). Type must be supported (checked by the loader);
+ * any thread. */
+void quant_dot_rows(uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
+                    int n_rows, size_t n);
+
+/* Which variant quant_dot_rows uses on this CPU: "avx512", "avx2" or "portable". */
+const char *quant_kernel_name(void);
+/* Tests: force a variant ("avx512", "avx2", "portable"; one the CPU lacks is refused). 0 or -1. */
+int quant_kernel_force(const char *name);
+
+#endif
