@@ -111,6 +111,18 @@ SH_FN int run_logged(char *const argv[], const char *out_path)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* End of a test binary: removes its scratch directory when every test passed, else keeps it and
+ * says where. */
+SH_FN void harness_cleanup(const char *dir, int n_failed)
+{
+    if (n_failed) {
+        fprintf(stderr, "outputs kept in %s\n", dir);
+        return;
+    }
+    char *argv[] = {"rm", "-rf", (char *)dir, NULL};
+    run_logged(argv, "/dev/null");
+}
+
 SH_FN int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

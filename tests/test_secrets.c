@@ -132,11 +132,6 @@ int main(void)
     TEST_RUN(test_model_init);
     TEST_RUN(test_ttft);
     TEST_RUN(test_batch);
-    if (!test_n_fail) {
-        char *argv[] = {"rm", "-rf", dir, NULL};
-        run_logged(argv, "/dev/null");
-    } else {
-        fprintf(stderr, "outputs kept in %s\n", dir);
-    }
+    harness_cleanup(dir, test_n_fail);
     return TEST_DONE();
 }

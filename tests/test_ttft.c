@@ -681,11 +681,6 @@ int main(void)
     TEST_RUN(test_server_dies);
     TEST_RUN(test_unknown_dialect);
     TEST_RUN(test_sigint);
-    if (!test_n_fail) {
-        char *argv[] = {"rm", "-rf", dir, NULL};
-        run_logged(argv, "/dev/null");
-    } else {
-        fprintf(stderr, "outputs kept in %s\n", dir);
-    }
+    harness_cleanup(dir, test_n_fail);
     return TEST_DONE();
 }
