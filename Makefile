@@ -38,6 +38,26 @@ ifneq ($(SANITIZER),)
 endif
 
 SRC      := $(wildcard src/*/*.c)
+
+# The CUDA backend (docs/serve.md): `make CUDA=1` compiles src/engine/cuda/*.cu with nvcc for
+# sm_90 (H100/H200) plus PTX for later chips, links cuBLAS(Lt) and cudart, and leaves out
+# forward_dev_none.c. Objects go to obj-cuda (obj-cuda-SANITIZER), the binary is ./slmprobe.
+ifeq ($(CUDA),1)
+  NVCC      ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+  ifeq ($(strip $(NVCC)),)
+    $(error make CUDA=1 needs nvcc (the CUDA toolkit): not on PATH nor in /usr/local/cuda/bin)
+  endif
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  BUILD     := $(subst obj,obj-cuda,$(BUILD))
+  CUDA_SRC  := $(wildcard src/engine/cuda/*.cu)
+  CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+  SRC       := $(filter-out src/engine/forward_dev_none.c,$(SRC))
+  NVCCFLAGS ?= -O3 -std=c++17 -lineinfo -Isrc -DSLM_CUDA=1 \
+               -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+  CFLAGS    += -DSLM_CUDA=1 -I$(CUDA_HOME)/include
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart \
+               -lstdc++
+endif
 LIB_OBJ  := $(SRC:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/src/main.o
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
@@ -52,9 +72,13 @@ deps:
 
 # Everything but main.o goes into an archive, so a binary pulls in only the objects it uses.
 LIBA     := $(BUILD)/libslm.a
-$(LIBA): $(LIB_OBJ)
+$(LIBA): $(LIB_OBJ) $(CUDA_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+$(BUILD)/%.o: %.cu $(wildcard src/*/*.h src/engine/cuda/*.cuh)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
 $(BIN): $(MAIN_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
