@@ -353,6 +353,43 @@ static void test_repeat(void)
     json_free(j);
 }
 
+/* --log FILE: the first launch logs to FILE, the second to FILE's stem + "_r2.log"; nothing
+ * goes to the default OUT/server.log, and ttft.json names the files used. */
+static void test_log_option(void)
+{
+    char out[512], log[512], user[512], p[768];
+    snprintf(out, sizeof out, "%s/logopt", dir);
+    snprintf(log, sizeof log, "%s/logopt.log", dir);
+    snprintf(user, sizeof user, "%s/custom.log", dir);
+    char *argv[] = {
+        (char *)bin,   "ttft", "--model",      model, "--out",        out, "--repeat", "2",
+        "--warm-runs", "1",    "--prompt-len", "32",  "--max-tokens", "4", "--log",    user,
+        "--",          FAST_FLAGS, NULL};
+    CHECK_EQ_INT(run_logged(argv, log), 0);
+    CHECK(none_left());
+    char *first = slurp_or_null(user);
+    snprintf(p, sizeof p, "%s/custom_r2.log", dir);
+    char *second = slurp_or_null(p);
+    CHECK(first && strstr(first, "Application startup complete"));
+    CHECK(second && strstr(second, "Application startup complete"));
+    free(first);
+    free(second);
+    path_in(p, sizeof p, "logopt", "server.log");
+    CHECK(!file_exists(p));
+    path_in(p, sizeof p, "logopt", "ttft.json");
+    struct json *j = load_json(p);
+    CHECK(j != NULL);
+    if (!j)
+        return;
+    const struct json *reps = json_get(j, "repeats");
+    CHECK_EQ_INT(json_len(reps), 2);
+    if (json_len(reps) == 2) {
+        CHECK(strcmp(str(json_at(reps, 0), "log_path"), user) == 0);
+        CHECK(strstr(str(json_at(reps, 1), "log_path"), "/custom_r2.log") != NULL);
+    }
+    json_free(j);
+}
+
 static void test_url_mode(void)
 {
     int port = free_port();
@@ -677,6 +714,7 @@ int main(void)
     TEST_RUN(test_end_to_end);
     TEST_RUN(test_cold_storage);
     TEST_RUN(test_repeat);
+    TEST_RUN(test_log_option);
     TEST_RUN(test_url_mode);
     TEST_RUN(test_server_dies);
     TEST_RUN(test_unknown_dialect);

@@ -19,6 +19,33 @@
 #define MOD "launch"
 #define LAUNCH_TAIL_LINES 20
 
+/* Where a launch's log goes. Default: log_name ("server.log", "server_r2.log", ...) in the
+ * session's directory. With --log FILE (cfg->log_path set and not the default OUT/server.log):
+ * "server.log" becomes FILE itself, and "server<rest>" becomes FILE's stem (FILE without a
+ * trailing ".log") followed by <rest> ("--log /tmp/a.log": /tmp/a_r2.log, /tmp/a_len2048.log);
+ * any other name goes into FILE's directory. */
+static void launch_log_path(const struct session *s, const char *user, const char *log_name,
+                            char *out, size_t out_len)
+{
+    char def[1100];
+    session_path(s, "server.log", def, sizeof def);
+    if (!user || !user[0] || strcmp(user, def) == 0) {
+        session_path(s, log_name, out, out_len);
+        return;
+    }
+    size_t n = strlen(user);
+    int stem = (int)(n > 4 && strcmp(user + n - 4, ".log") == 0 ? n - 4 : n);
+    if (strcmp(log_name, "server.log") == 0) {
+        snprintf(out, out_len, "%s", user);
+    } else if (strncmp(log_name, "server", 6) == 0) {
+        snprintf(out, out_len, "%.*s%s", stem, user, log_name + 6);
+    } else {
+        const char *slash = strrchr(user, '/');
+        int dir = slash ? (int)(slash - user) + 1 : 0;
+        snprintf(out, out_len, "%.*s%s", dir, user, log_name);
+    }
+}
+
 void launch_init_opts(struct launch *L, struct session *s, const struct target_config *cfg,
                       const char *log_name, const struct launch_opts *o)
 {
@@ -26,7 +53,8 @@ void launch_init_opts(struct launch *L, struct session *s, const struct target_c
     L->s = s;
     L->cfg = *cfg;
     L->url_mode = cfg->url != NULL && cfg->url[0];
-    session_path(s, log_name ? log_name : "server.log", L->log_path, sizeof L->log_path);
+    launch_log_path(s, cfg->log_path, log_name ? log_name : "server.log", L->log_path,
+                    sizeof L->log_path);
     L->cfg.log_path = L->log_path;
     /* the embedded server is this binary: its real path, so a printed command can be pasted */
     ssize_t n_self = readlink("/proc/self/exe", L->self_exe_, sizeof L->self_exe_ - 1);

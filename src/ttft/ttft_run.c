@@ -359,11 +359,6 @@ int ttft_run(const struct ttft_opts *opts, struct session *s, struct ttft_result
         S_ISREG(st.st_mode))
         res->model_file_bytes = (int64_t)st.st_size;
     struct target_config cfg = s->po->target; /* launch_init fills self_exe for embedded */
-    char default_log[1100];
-    session_path(s, "server.log", default_log, sizeof default_log);
-    if (!res->url_mode && cfg.log_path && strcmp(cfg.log_path, default_log))
-        log_warn(MOD, "--log %s is not used: each launch logs to %s/server.log, server_r2.log, ...",
-                 cfg.log_path, s->out_dir);
     struct ttft_ctx cx = {.s = s, .res = res};
     if (ctx_open(&cx) == 0) {
         res->reps = xcalloc((size_t)res->opt.repeat, sizeof *res->reps);
