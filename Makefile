@@ -160,7 +160,22 @@ check-headers:
 FUZZ_SECONDS ?= 30
 FUZZ_TIMEOUT_S ?= 1
 FUZZ_RSS_MB ?= 2048
-FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,obj-fuzz/fuzz_%,$(wildcard fuzz/fuzz_*.c))
+# Largest input per target (libFuzzer -max_len; seeds longer than it are cut): what one unit of
+# the format needs, not more, since every target's cost grows with input length. Log lines and
+# SSE events are short (a few lines: 2 KiB; the longer start-up log seeds also come split in
+# parts under 2 KiB); a tokenizer input is a vocabulary plus text; a GGUF seed is a whole
+# 24.8 KB header (tiny preset); Prometheus pages are several KB. fuzz/campaign.sh reads the same
+# numbers from the pack's targets.txt (make fuzz-pack).
+FUZZ_MAX_LEN_chunk_scan := 4096
+FUZZ_MAX_LEN_gguf       := 32768
+FUZZ_MAX_LEN_http       := 4096
+FUZZ_MAX_LEN_logparse   := 2048
+FUZZ_MAX_LEN_openai     := 4096
+FUZZ_MAX_LEN_prom       := 8192
+FUZZ_MAX_LEN_sse        := 2048
+FUZZ_MAX_LEN_tokenizer  := 2048
+FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(FUZZ_NAMES:%=obj-fuzz/fuzz_%)
 obj-fuzz/fuzz_%: fuzz/fuzz_%.c $(SRC) $(wildcard src/*/*.h)
 	@mkdir -p obj-fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
@@ -171,13 +186,15 @@ obj-fuzz/fuzz_%: fuzz/fuzz_%.c $(SRC) $(wildcard src/*/*.h)
 fuzz-build: $(FUZZ_TARGETS)
 
 fuzz: fuzz-build
-	@for t in $(FUZZ_TARGETS); do \
-	  n=$${t#obj-fuzz/fuzz_}; seeds=tests/data/fuzz-$$n; [ -d $$seeds ] || seeds=tests/data/; \
-	  echo "fuzz: $$n ($(FUZZ_SECONDS) s, seeds $$seeds)"; \
+	@for tl in $(foreach n,$(FUZZ_NAMES),$(n):$(FUZZ_MAX_LEN_$(n))); do \
+	  n=$${tl%:*}; len=$${tl#*:}; t=obj-fuzz/fuzz_$$n; \
+	  seeds=tests/data/fuzz-$$n; [ -d $$seeds ] || seeds=tests/data/; \
+	  echo "fuzz: $$n ($(FUZZ_SECONDS) s, -max_len=$$len, seeds $$seeds)"; \
 	  mkdir -p obj-fuzz/corpus-$$n; \
 	  $$t -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT_S) -rss_limit_mb=$(FUZZ_RSS_MB) \
-	    -malloc_limit_mb=$(FUZZ_RSS_MB) -print_final_stats=1 -artifact_prefix=obj-fuzz/$$n- \
-	    obj-fuzz/corpus-$$n $$seeds || { echo "fuzz: $$n FAILED"; exit 1; }; \
+	    -malloc_limit_mb=$(FUZZ_RSS_MB) -max_len=$$len -print_final_stats=1 \
+	    -artifact_prefix=obj-fuzz/$$n- obj-fuzz/corpus-$$n $$seeds || \
+	    { echo "fuzz: $$n FAILED"; exit 1; }; \
 	done
 
 fmt:
