@@ -224,7 +224,7 @@ $(FUZZ_PACK): $(FUZZ_TARGETS) fuzz/campaign.sh $(wildcard tests/data/* tests/dat
 	cp fuzz/campaign.sh $$p/; \
 	[ $$(wc -l < $$p/targets.txt) -eq $(words $(FUZZ_NAMES)) ] || \
 	  { echo "fuzz-pack: FUZZ_CAMPAIGN_ORDER does not list every fuzz/fuzz_*.c"; exit 1; }
-	tar -C obj-fuzz/pack -cJf $@ fuzz-pack
+	tar -C obj-fuzz/pack -cJf $@.tmp fuzz-pack && mv $@.tmp $@
 	@ls -l $@
 
 # The campaign here, from the pack as another machine would run it: FUZZ_RUNS executions per
