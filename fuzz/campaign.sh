@@ -154,6 +154,9 @@ rc=0
                 sed 's/^w[0-9]*-//; s/-.*//' | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')
             res="FAILED: $bad worker(s) non-zero${kinds:+, $kinds}; artifacts in $t/artifacts/"
             rc=1
+        elif [ "$execs" -lt "$runs" ] && [ "$max_s" -eq 0 ]; then
+            res="FAILED: workers ended short of $runs runs without an artifact; see $t/w*.log"
+            rc=1
         elif [ "$execs" -lt "$runs" ]; then
             res="SHORT of $runs (stopped by -T $max_s s)"
             [ $rc -eq 0 ] && rc=2
