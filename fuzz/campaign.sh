@@ -2,10 +2,11 @@
 # campaign.sh: runs every libFuzzer target of a fuzz pack (make fuzz-pack) for an exact number of
 # executions, spread over parallel workers, and prints a Markdown table of the results.
 #
-#   bash campaign.sh [-n RUNS] [-j WORKERS] [-p TARGETS_AT_ONCE] [-T MAX_SECONDS] [-o OUTDIR]
-#                  [-d PACK_DIR] [TARGET...]
+#   bash campaign.sh [-n RUNS] [-j WORKERS] [-W TARGET=WORKERS]... [-p TARGETS_AT_ONCE]
+#                    [-T MAX_SECONDS] [-o OUTDIR] [-d PACK_DIR] [TARGET...]
 #
-# Each target gets WORKERS processes of its binary, worker i with -runs=RUNS/WORKERS (the first
+# Each target gets WORKERS processes of its binary (-W gives one target another count, e.g. more
+# for the slowest), worker i with -runs=RUNS/WORKERS (the first
 # RUNS%WORKERS workers one more, so the counts add up to RUNS exactly), -seed=i+1, a corpus
 # directory the workers share (libFuzzer reloads it, so they see each other's finds) seeded from
 # the pack's seeds/TARGET, and -timeout=1 -rss_limit_mb=2048 -malloc_limit_mb=2048, the target's
@@ -37,10 +38,15 @@ usage() {
     exit 64
 }
 
-while getopts n:j:p:T:o:d:h opt; do
+per_target_workers=
+while getopts n:j:W:p:T:o:d:h opt; do
     case $opt in
     n) runs=$OPTARG ;;
     j) workers=$OPTARG ;;
+    W) case $OPTARG in
+       *=[1-9]*) per_target_workers="$per_target_workers $OPTARG" ;;
+       *) echo "campaign: -W wants TARGET=WORKERS, got '$OPTARG'" >&2; exit 64 ;;
+       esac ;;
     p) at_once=$OPTARG ;;
     T) max_s=$OPTARG ;;
     o) out=$OPTARG ;;
@@ -85,6 +91,11 @@ run_target() {
         return
     fi
     seeds=$pack/seeds/$t
+    local workers=$workers
+    for tw in $per_target_workers; do
+        [ "${tw%%=*}" = "$t" ] && workers=${tw#*=}
+    done
+    echo "$workers" >"$dir/workers"
     per=$((runs / workers))
     extra=$((runs % workers))
     t0=$(now_ms)
@@ -116,7 +127,7 @@ for t in "$@"; do
         wait -n
         running=$((running - 1))
     fi
-    echo "campaign: $t ($runs runs over $workers workers)" >&2
+    echo "campaign: $t ($runs runs)" >&2
     run_target "$t" &
     running=$((running + 1))
 done
@@ -126,12 +137,12 @@ t_all1=$(now_ms)
 table=$out/table.md
 rc=0
 {
-    echo "| target | executions | exec/s | cov | ft | peak RSS MiB | crashes | result |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    echo "| target | workers | executions | exec/s | cov | ft | peak RSS MiB | crashes | result |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
     for t in "$@"; do
         dir=$out/$t
         if [ ! -f "$dir/status" ]; then
-            echo "| $t | 0 | 0 | - | - | - | - | MISSING (no binary or no targets.txt line) |"
+            echo "| $t | 0 | 0 | 0 | - | - | - | - | MISSING (no binary or no targets.txt line) |"
             rc=1
             continue
         fi
@@ -163,11 +174,11 @@ rc=0
         else
             res="ok, $(awk -v ms="$wall_ms" 'BEGIN {printf "%.0f", ms / 1000}') s"
         fi
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$execs" "$eps" "$cov" "$ft" \
-            "$rss" "$n_art" "$res"
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$(cat "$dir/workers")" \
+            "$execs" "$eps" "$cov" "$ft" "$rss" "$n_art" "$res"
     done
     echo
-    echo "$runs runs per target over $workers workers, $at_once targets at a time, $(nproc) CPUs;" \
+    echo "$runs runs per target, $at_once targets at a time, $(nproc) CPUs;" \
         "wall $(awk -v ms="$((t_all1 - t_all0))" 'BEGIN {printf "%.0f", ms / 1000}') s in all."
 } >"$table"
 cat "$table"
