@@ -5,6 +5,7 @@
 #   make bench        benchmarks (see BENCHMARKS.md)
 #   make install PREFIX=/usr/local   (binary, man page, bash completion; make uninstall)
 #   make SANITIZER=thread test   (threaded parts under TSan)
+#   make fuzz | fuzz-pack | fuzz-campaign   (libFuzzer targets; see the rules below)
 #   make DEBUG=1      -O0
 CC       ?= cc
 PREFIX   ?= /usr/local
