@@ -5,6 +5,7 @@
 #   make bench        benchmarks (see BENCHMARKS.md)
 #   make install PREFIX=/usr/local   (binary, man page, bash completion; make uninstall)
 #   make SANITIZER=thread test   (threaded parts under TSan)
+#   make fuzz | fuzz-pack | fuzz-campaign   (libFuzzer targets; see the rules below)
 #   make DEBUG=1      -O0
 CC       ?= cc
 PREFIX   ?= /usr/local
@@ -64,7 +65,8 @@ TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 BIN      := $(if $(SANITIZER),$(BUILD)/slmprobe,slmprobe)
 
-.PHONY: all deps test tests run bench install uninstall man completion clean check-headers fmt fuzz fuzz-build
+.PHONY: all deps test tests run bench install uninstall man completion clean check-headers fmt fuzz fuzz-build \
+        fuzz-pack fuzz-campaign
 all: deps $(BIN)
 
 deps:
@@ -160,7 +162,22 @@ check-headers:
 FUZZ_SECONDS ?= 30
 FUZZ_TIMEOUT_S ?= 1
 FUZZ_RSS_MB ?= 2048
-FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,obj-fuzz/fuzz_%,$(wildcard fuzz/fuzz_*.c))
+# Largest input per target (libFuzzer -max_len; seeds longer than it are cut): what one unit of
+# the format needs, not more, since every target's cost grows with input length. Log lines and
+# SSE events are short (a few lines: 2 KiB; the longer start-up log seeds also come split in
+# parts under 2 KiB); a tokenizer input is a vocabulary plus text; a GGUF seed is a whole
+# 24.8 KB header (tiny preset); Prometheus pages are several KB. fuzz/campaign.sh reads the same
+# numbers from the pack's targets.txt (make fuzz-pack).
+FUZZ_MAX_LEN_chunk_scan := 4096
+FUZZ_MAX_LEN_gguf       := 32768
+FUZZ_MAX_LEN_http       := 4096
+FUZZ_MAX_LEN_logparse   := 2048
+FUZZ_MAX_LEN_openai     := 4096
+FUZZ_MAX_LEN_prom       := 8192
+FUZZ_MAX_LEN_sse        := 2048
+FUZZ_MAX_LEN_tokenizer  := 2048
+FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(FUZZ_NAMES:%=obj-fuzz/fuzz_%)
 obj-fuzz/fuzz_%: fuzz/fuzz_%.c $(SRC) $(wildcard src/*/*.h)
 	@mkdir -p obj-fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
@@ -171,14 +188,56 @@ obj-fuzz/fuzz_%: fuzz/fuzz_%.c $(SRC) $(wildcard src/*/*.h)
 fuzz-build: $(FUZZ_TARGETS)
 
 fuzz: fuzz-build
-	@for t in $(FUZZ_TARGETS); do \
-	  n=$${t#obj-fuzz/fuzz_}; seeds=tests/data/fuzz-$$n; [ -d $$seeds ] || seeds=tests/data/; \
-	  echo "fuzz: $$n ($(FUZZ_SECONDS) s, seeds $$seeds)"; \
+	@for tl in $(foreach n,$(FUZZ_NAMES),$(n):$(FUZZ_MAX_LEN_$(n))); do \
+	  n=$${tl%:*}; len=$${tl#*:}; t=obj-fuzz/fuzz_$$n; \
+	  seeds=tests/data/fuzz-$$n; [ -d $$seeds ] || seeds=tests/data/; \
+	  echo "fuzz: $$n ($(FUZZ_SECONDS) s, -max_len=$$len, seeds $$seeds)"; \
 	  mkdir -p obj-fuzz/corpus-$$n; \
 	  $$t -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT_S) -rss_limit_mb=$(FUZZ_RSS_MB) \
-	    -malloc_limit_mb=$(FUZZ_RSS_MB) -print_final_stats=1 -artifact_prefix=obj-fuzz/$$n- \
-	    obj-fuzz/corpus-$$n $$seeds || { echo "fuzz: $$n FAILED"; exit 1; }; \
+	    -malloc_limit_mb=$(FUZZ_RSS_MB) -max_len=$$len -print_final_stats=1 \
+	    -artifact_prefix=obj-fuzz/$$n- obj-fuzz/corpus-$$n $$seeds || \
+	    { echo "fuzz: $$n FAILED"; exit 1; }; \
 	done
+
+# A self-contained pack for running the campaign on another x86-64 Linux machine (glibc >= 2.36,
+# no clang or libraries needed): obj-fuzz/fuzz-pack.tar.xz holds fuzz-pack/bin/ (the targets,
+# DWARF stripped, symbols kept for ASan's stack traces), lib/ (the shared libraries ldd lists
+# but glibc's own), seeds/NAME/, targets.txt ("NAME MAX_LEN", slowest target first, the order
+# campaign.sh runs them in) and campaign.sh. Run: tar -xJf fuzz-pack.tar.xz &&
+# bash fuzz-pack/campaign.sh -n 10000000 -j 8 -p 2 -o OUT (fuzz/campaign.sh says more).
+FUZZ_CAMPAIGN_ORDER := logparse sse tokenizer openai gguf http prom chunk_scan
+FUZZ_PACK := obj-fuzz/fuzz-pack.tar.xz
+fuzz-pack: $(FUZZ_PACK)
+$(FUZZ_PACK): $(FUZZ_TARGETS) fuzz/campaign.sh $(wildcard tests/data/* tests/data/fuzz-*/*)
+	rm -rf obj-fuzz/pack && mkdir -p obj-fuzz/pack/fuzz-pack/bin obj-fuzz/pack/fuzz-pack/lib
+	set -e; p=obj-fuzz/pack/fuzz-pack; : > $$p/targets.txt; \
+	for tl in $(foreach n,$(FUZZ_CAMPAIGN_ORDER),$(n):$(FUZZ_MAX_LEN_$(n))); do \
+	  n=$${tl%:*}; echo "$$n $${tl#*:}" >> $$p/targets.txt; \
+	  objcopy --strip-debug obj-fuzz/fuzz_$$n $$p/bin/fuzz_$$n; \
+	  mkdir -p $$p/seeds/$$n; \
+	  if [ -d tests/data/fuzz-$$n ]; then cp tests/data/fuzz-$$n/* $$p/seeds/$$n/; \
+	  else find tests/data -maxdepth 1 -type f -exec cp {} $$p/seeds/$$n/ \; ; fi; \
+	done; \
+	for l in $$(ldd $$p/bin/fuzz_* | awk '$$2 == "=>" {print $$3}' | sort -u); do \
+	  case $${l##*/} in libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|libresolv.so*|ld-linux*) ;; \
+	  *) cp -L $$l $$p/lib/ ;; esac; \
+	done; \
+	cp fuzz/campaign.sh $$p/; \
+	[ $$(wc -l < $$p/targets.txt) -eq $(words $(FUZZ_NAMES)) ] || \
+	  { echo "fuzz-pack: FUZZ_CAMPAIGN_ORDER does not list every fuzz/fuzz_*.c"; exit 1; }
+	tar -C obj-fuzz/pack -cJf $@.tmp fuzz-pack && mv $@.tmp $@
+	@ls -l $@
+
+# The campaign here, from the pack as another machine would run it: FUZZ_RUNS executions per
+# target over FUZZ_WORKERS workers, FUZZ_AT_ONCE targets at a time; results in obj-fuzz/campaign/.
+FUZZ_RUNS ?= 100000
+FUZZ_WORKERS ?= 1
+FUZZ_AT_ONCE ?= $(NPROC)
+fuzz-campaign: $(FUZZ_PACK)
+	rm -rf obj-fuzz/campaign && mkdir -p obj-fuzz/campaign
+	tar -C obj-fuzz/campaign -xJf $(FUZZ_PACK)
+	bash obj-fuzz/campaign/fuzz-pack/campaign.sh -n $(FUZZ_RUNS) -j $(FUZZ_WORKERS) \
+	  -p $(FUZZ_AT_ONCE) -o obj-fuzz/campaign/out
 
 fmt:
 	clang-format -i src/*/*.c src/*/*.h src/*.c tests/*.c tests/*.h

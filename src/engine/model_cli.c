@@ -2,10 +2,14 @@
  * from a preset and describing model files. Results go to stdout, errors to stderr; exit 0 ok,
  * 1 failure, 2 usage. It does not load weights for `info` (header only) and never calls exit(). */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "engine/gguf.h"
@@ -60,7 +64,7 @@ static void usage_init(FILE *f)
 static void usage_info(FILE *f)
 {
     fprintf(f,
-            "usage: slmprobe model info FILE.gguf\n"
+            "usage: slmprobe model info [--json] FILE.gguf\n"
             "\n"
             "Validates a GGUF model file (ours, or a llama.cpp F32/F16 file of arch llama or\n"
             "qwen2) without loading its weights, and prints: architecture, name, shape (hidden,\n"
@@ -69,6 +73,11 @@ static void usage_info(FILE *f)
             "per token for f32 and f16 KV, the file's dtype and the tokenizer kind.\n"
             "\n"
             "options:\n"
+            "  --json       one JSON object instead: the same model fields under \"model\", and\n"
+            "               the file's GGUF header as read: version, alignment, header and data\n"
+            "               offsets, every metadata key with its type and value (arrays whole)\n"
+            "               and every tensor's name, type, dims, offset and bytes\n"
+            "               (docs/model-format.md lists the keys)\n"
             "  -h, --help   this help\n");
 }
 
@@ -267,13 +276,288 @@ static const char *tok_kind_str(enum tok_kind k)
     return "?";
 }
 
+/* ---- model info --json ---- */
+
+#define INFO_JSON_MAX_HEADER_BYTES (1ull << 30) /* a header (metadata + tensor infos) over 1 GiB
+                                                   is refused rather than read into memory */
+/* The JSON goes to stdout in pieces of about INFO_JSON_FLUSH_BYTES; the buffer holds at most
+ * one piece plus one value, and the largest value, a string of the header as hex, is under
+ * 2 * INFO_JSON_MAX_HEADER_BYTES + 16, so the cap below is never reached. */
+#define INFO_JSON_FLUSH_BYTES (64u << 10)
+#define INFO_JSON_BUF_CAP_BYTES (4ull * INFO_JSON_MAX_HEADER_BYTES + (1u << 20))
+
+/* Writes out b's bytes when there are enough of them (all of them with force). 0, or -1 on a
+ * write error. */
+static int info_flush(struct buf *b, int force)
+{
+    if (!force && b->len < INFO_JSON_FLUSH_BYTES)
+        return 0;
+    int rc = fwrite(b->data, 1, b->len, stdout) == b->len ? 0 : -1;
+    buf_reset(b);
+    return rc;
+}
+
+static uint64_t le_u64(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* A GGUF string as JSON: a string when it is valid UTF-8, else {"hex": "..."} (JSON strings
+ * cannot carry other bytes). */
+static void json_gguf_str(struct buf *b, const char *p, uint64_t n)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    uint64_t i = 0;
+    while (i < n) {
+        size_t l = utf8_valid_len(u + i, (size_t)(n - i));
+        if (!l)
+            break;
+        i += l;
+    }
+    if (i == n) {
+        buf_json_strn(b, p, (size_t)n);
+        return;
+    }
+    buf_puts(b, "{\"hex\": \"");
+    for (uint64_t k = 0; k < n; k++)
+        buf_printf(b, "%02x", u[k]);
+    buf_puts(b, "\"}");
+}
+
+static void json_float(struct buf *b, double v, int digits)
+{
+    if (isfinite(v))
+        buf_printf(b, "%.*g", digits, v);
+    else
+        buf_puts(b, "null"); /* NaN and infinities have no JSON number */
+}
+
+/* One value of type t at p (at least the bytes gguf_parse validated); returns its size. */
+static uint64_t json_gguf_value(struct buf *b, enum gguf_type t, const unsigned char *p)
+{
+    switch (t) {
+    case GGUF_TYPE_UINT8: buf_printf(b, "%u", p[0]); return 1;
+    case GGUF_TYPE_INT8: buf_printf(b, "%d", (int8_t)p[0]); return 1;
+    case GGUF_TYPE_UINT16: buf_printf(b, "%u", (unsigned)le_u64(p, 2)); return 2;
+    case GGUF_TYPE_INT16: buf_printf(b, "%d", (int16_t)le_u64(p, 2)); return 2;
+    case GGUF_TYPE_UINT32: buf_printf(b, "%" PRIu32, (uint32_t)le_u64(p, 4)); return 4;
+    case GGUF_TYPE_INT32: buf_printf(b, "%" PRId32, (int32_t)(uint32_t)le_u64(p, 4)); return 4;
+    case GGUF_TYPE_UINT64: buf_printf(b, "%" PRIu64, le_u64(p, 8)); return 8;
+    case GGUF_TYPE_INT64: buf_printf(b, "%" PRId64, (int64_t)le_u64(p, 8)); return 8;
+    case GGUF_TYPE_BOOL: buf_puts(b, p[0] ? "true" : "false"); return 1;
+    case GGUF_TYPE_FLOAT32: {
+        uint32_t u = (uint32_t)le_u64(p, 4);
+        float f;
+        memcpy(&f, &u, sizeof f);
+        json_float(b, f, 9); /* 9 significant digits give the float back exactly */
+        return 4;
+    }
+    case GGUF_TYPE_FLOAT64: {
+        uint64_t u = le_u64(p, 8);
+        double d;
+        memcpy(&d, &u, sizeof d);
+        json_float(b, d, 17);
+        return 8;
+    }
+    case GGUF_TYPE_STRING: {
+        uint64_t n = le_u64(p, 8);
+        json_gguf_str(b, (const char *)p + 8, n);
+        return 8 + n;
+    }
+    case GGUF_TYPE_ARRAY: /* gguf_parse refuses nested arrays */
+    case GGUF_TYPE_COUNT: break;
+    }
+    buf_puts(b, "null");
+    return 0;
+}
+
+static void json_gguf_kv(struct buf *b, const struct gguf_kv *kv, int *write_failed)
+{
+    buf_puts(b, "{\"key\": ");
+    json_gguf_str(b, kv->key.ptr, kv->key.len);
+    buf_printf(b, ", \"type\": \"%s\"", gguf_type_str(kv->type));
+    if (kv->type != GGUF_TYPE_ARRAY) {
+        buf_puts(b, ", \"value\": ");
+        json_gguf_value(b, kv->type, kv->value);
+        buf_putc(b, '}');
+        return;
+    }
+    buf_printf(b, ", \"arr_type\": \"%s\", \"arr_n\": %" PRIu64 ", \"value\": [",
+               gguf_type_str(kv->arr_type), kv->arr_n);
+    const unsigned char *p = kv->value;
+    for (uint64_t i = 0; i < kv->arr_n; i++) {
+        if (i)
+            buf_puts(b, ", ");
+        p += json_gguf_value(b, kv->arr_type, p);
+        if (info_flush(b, 0) != 0)
+            *write_failed = 1;
+    }
+    buf_puts(b, "]}");
+}
+
+/* Reads the file's first bytes until gguf_parse has the whole header. 0 with g and *buf_out
+ * (free it after g), or -1 with err. */
+static int info_read_gguf(const char *path, struct gguf_file *g, unsigned char **buf_out,
+                          char *err, size_t err_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    uint64_t file_bytes = (uint64_t)sb.st_size;
+    uint64_t want = file_bytes < (1u << 20) ? file_bytes : (1u << 20);
+    unsigned char *b = NULL;
+    for (;;) {
+        free(b);
+        b = xmalloc(want ? (size_t)want : 1);
+        uint64_t got = 0;
+        while (got < want) {
+            ssize_t n = pread(fd, b + got, (size_t)(want - got), (off_t)got);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                snprintf(err, err_len, "%s: read: %s", path, n < 0 ? strerror(errno) : "short");
+                goto fail;
+            }
+            got += (uint64_t)n;
+        }
+        uint64_t need = 0;
+        enum gguf_status st = gguf_parse(g, b, want, file_bytes, &need, err, err_len);
+        if (st == GGUF_OK)
+            break;
+        if (st != GGUF_ERR_INCOMPLETE || want == file_bytes)
+            goto fail;
+        if (need > INFO_JSON_MAX_HEADER_BYTES) {
+            snprintf(err, err_len, "%s: header of %" PRIu64 " bytes or more (limit %llu)", path,
+                     need, INFO_JSON_MAX_HEADER_BYTES);
+            goto fail;
+        }
+        want = need > 2 * want ? need : 2 * want;
+        if (want > file_bytes)
+            want = file_bytes;
+    }
+    close(fd);
+    *buf_out = b;
+    return 0;
+fail:
+    free(b);
+    close(fd);
+    return -1;
+}
+
+static int info_print_json(const char *path, const struct model_file_info *info)
+{
+    struct gguf_file g;
+    unsigned char *hdr = NULL;
+    char err[512];
+    if (info_read_gguf(path, &g, &hdr, err, sizeof err) != 0) {
+        fprintf(stderr, "slmprobe model info: %s\n", err);
+        return 1;
+    }
+    const struct model_config *c = &info->cfg;
+    struct buf b;
+    buf_init(&b, 2 * INFO_JSON_FLUSH_BYTES, INFO_JSON_BUF_CAP_BYTES);
+    int write_failed = 0;
+    buf_puts(&b, "{\"file\": ");
+    buf_json_str(&b, path);
+    buf_puts(&b, ",\n \"model\": {\"arch\": ");
+    buf_json_str(&b, model_arch_name(c->arch));
+    buf_puts(&b, ", \"name\": ");
+    buf_json_str(&b, c->name);
+    buf_printf(&b,
+               ", \"hidden\": %d, \"layers\": %d, \"heads\": %d, \"kv_heads\": %d, "
+               "\"head_dim\": %d, \"ffn\": %d, \"vocab\": %d, \"context_length\": %d, "
+               "\"rope_theta\": ",
+               c->n_embd, c->n_layer, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->n_vocab,
+               c->n_ctx_train);
+    json_float(&b, c->rope_theta, 9);
+    buf_puts(&b, ", \"rms_norm_eps\": ");
+    json_float(&b, c->norm_eps, 9);
+    buf_printf(&b,
+               ", \"qkv_bias\": %s, \"tied_embeddings\": %s, \"params\": %" PRIu64
+               ", \"file_bytes\": %" PRIu64 ", \"weight_bytes\": %" PRIu64
+               ", \"kv_bytes_per_token_f32\": %" PRIu64 ", \"kv_bytes_per_token_f16\": %" PRIu64
+               ", \"file_dtype\": \"%s\", \"tokenizer_kind\": \"%s\", \"tokenizer_model\": ",
+               c->qkv_bias ? "true" : "false", c->tied_embeddings ? "true" : "false",
+               model_n_params(c), info->file_bytes, info->weight_bytes,
+               model_kv_bytes_per_token(c, 4), model_kv_bytes_per_token(c, 2),
+               model_dtype_str(info->file_dtype),
+               info->tok_kind == TOK_KIND_SLM         ? "slm"
+               : info->tok_kind == TOK_KIND_LLAMA_SPM ? "llama"
+                                                      : "gpt2");
+    buf_json_str(&b, info->tok_model);
+    buf_printf(&b,
+               ", \"bos_id\": %d, \"eos_id\": %d, \"n_tensors\": %" PRIu64
+               ", \"n_tensors_unused\": %" PRIu64 ", \"types\": {",
+               c->bos_id, c->eos_id, info->n_tensors, info->n_tensors_unused);
+    int first = 1;
+    for (uint32_t t = 0; t < MODEL_N_GGML_TYPES; t++) {
+        if (!info->type_tensors[t])
+            continue;
+        buf_printf(&b, "%s\"%s\": {\"tensors\": %" PRIu32 ", \"bytes\": %" PRIu64 "}",
+                   first ? "" : ", ", ggml_type_name(t), info->type_tensors[t],
+                   info->type_bytes[t]);
+        first = 0;
+    }
+    buf_printf(&b,
+               "}},\n \"gguf\": {\"version\": %" PRIu32 ", \"alignment\": %" PRIu32
+               ", \"n_kv\": %" PRIu64 ", \"n_tensors\": %" PRIu64 ", \"header_bytes\": %" PRIu64
+               ", \"data_offset\": %" PRIu64 ", \"file_bytes\": %" PRIu64 ",\n  \"kv\": [",
+               g.version, g.alignment, g.n_kv, g.n_tensors, g.header_bytes, g.data_offset,
+               g.file_bytes);
+    for (uint64_t i = 0; i < g.n_kv; i++) {
+        buf_puts(&b, i ? ",\n   " : "\n   ");
+        json_gguf_kv(&b, &g.kv[i], &write_failed);
+    }
+    buf_puts(&b, "],\n  \"tensors\": [");
+    for (uint64_t i = 0; i < g.n_tensors; i++) {
+        const struct gguf_tensor_info *t = &g.tensors[i];
+        const char *tn = ggml_type_name(t->type);
+        buf_puts(&b, i ? ",\n   {\"name\": " : "\n   {\"name\": ");
+        json_gguf_str(&b, t->name.ptr, t->name.len);
+        buf_printf(&b, ", \"type\": \"%s\", \"type_id\": %" PRIu32 ", \"dims\": [", tn ? tn : "?",
+                   t->type);
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            buf_printf(&b, "%s%" PRIu64, d ? ", " : "", t->ne[d]);
+        buf_printf(&b,
+                   "], \"offset\": %" PRIu64 ", \"file_offset\": %" PRIu64
+                   ", \"n_elems\": %" PRIu64 ", \"n_bytes\": %" PRIu64 "}",
+                   t->offset, t->file_offset, t->n_elems, t->n_bytes);
+        if (info_flush(&b, 0) != 0)
+            write_failed = 1;
+    }
+    buf_puts(&b, "]}}\n");
+    if (info_flush(&b, 1) != 0 || fflush(stdout) != 0)
+        write_failed = 1;
+    gguf_file_free(&g);
+    free(hdr);
+    buf_free(&b);
+    if (write_failed) {
+        fprintf(stderr, "slmprobe model info: writing to stdout: %s\n", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
+    int as_json = 0;
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i])) {
             usage_info(stdout);
             return 0;
+        }
+        if (!strcmp(argv[i], "--json")) {
+            as_json = 1;
+            continue;
         }
         if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "slmprobe model info: unknown option '%s' (see --help)\n", argv[i]);
@@ -288,7 +572,7 @@ static int cmd_info(int argc, char **argv)
     }
     if (!path) {
         fprintf(stderr, "slmprobe model info: a model file is required (usage: slmprobe model "
-                        "info FILE.gguf)\n");
+                        "info [--json] FILE.gguf)\n");
         return 2;
     }
     struct model_file_info info;
@@ -297,6 +581,8 @@ static int cmd_info(int argc, char **argv)
         fprintf(stderr, "slmprobe model info: %s\n", err);
         return 1;
     }
+    if (as_json)
+        return info_print_json(path, &info);
     const struct model_config *c = &info.cfg;
     char b[32];
     uint64_t n_params = model_n_params(c);

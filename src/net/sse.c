@@ -143,11 +143,18 @@ static enum sse_status sse_line(struct sse_parser *p, const char *line, size_t l
         if (field_len < sizeof field_copy) {
             memcpy(field_copy, line, field_len);
             field_copy[field_len] = 0;
-            struct buf v;
-            buf_init(&v, value_len + 1, value_len + 1);
-            buf_append(&v, value, value_len);
-            p->on_unknown_field(ud, field_copy, field_len, v.data, value_len);
-            buf_free(&v);
+            char value_copy[256];
+            if (value_len < sizeof value_copy) {
+                memcpy(value_copy, value, value_len);
+                value_copy[value_len] = 0;
+                p->on_unknown_field(ud, field_copy, field_len, value_copy, value_len);
+            } else {
+                struct buf v;
+                buf_init(&v, value_len + 1, value_len + 1);
+                buf_append(&v, value, value_len);
+                p->on_unknown_field(ud, field_copy, field_len, v.data, value_len);
+                buf_free(&v);
+            }
         }
     }
     return SSE_STATUS_OK;
@@ -159,6 +166,10 @@ enum sse_status sse_feed(struct sse_parser *p, const char *data, size_t len, sse
     if (p->status != SSE_STATUS_OK)
         return p->status;
     size_t i = 0;
+    /* The next '\n' at or after data + i (NULL: none left), searched again only once i has
+     * passed it: a chunk of many CR-ended lines is scanned once, not once per line. */
+    const char *nl = NULL;
+    int nl_known = 0;
     while (i < len) {
         if (p->cr_pending) {
             p->cr_pending = 0;
@@ -169,7 +180,10 @@ enum sse_status sse_feed(struct sse_parser *p, const char *data, size_t len, sse
         }
         const char *s = data + i;
         size_t rem = len - i;
-        const char *nl = memchr(s, '\n', rem);
+        if (!nl_known || (nl && nl < s)) {
+            nl = memchr(s, '\n', rem);
+            nl_known = 1;
+        }
         size_t lim = nl ? (size_t)(nl - s) : rem;
         const char *cr = memchr(s, '\r', lim);
         const char *end = cr ? cr : nl;

@@ -738,28 +738,49 @@ void logparse_feed(struct logparse *lp, const char *data, size_t len)
     logparse_feed_at(lp, data, len, 0);
 }
 
+/* Line ends are found with memchr, each terminator's position kept until the scan passes it, so
+ * a chunk is read once however its lines end; the bytes between go into lp->line in one copy. */
 void logparse_feed_at(struct logparse *lp, const char *data, size_t len, uint64_t t_ns)
 {
-    for (size_t i = 0; i < len; i++) {
-        char c = data[i];
-        if (!lp->t_line_ns && c != '\n' && c != '\r')
-            lp->t_line_ns = t_ns; /* the line's first byte */
-        if (c == '\n') {
-            if (lp->prev_cr) {
+    const char *end = data + len, *nl = NULL, *cr = NULL;
+    const char *p = data;
+    while (p < end) {
+        if (*p == '\n') {
+            if (lp->prev_cr)
                 lp->prev_cr = 0; /* CRLF: the CR already ended the line */
-                continue;
-            }
-            flush_line(lp);
-        } else if (c == '\r') {
+            else
+                flush_line(lp);
+            p++;
+            continue;
+        }
+        if (*p == '\r') {
             flush_line(lp);
             lp->prev_cr = 1;
+            p++;
             continue;
-        } else if (lp->line_len < sizeof lp->line) {
-            lp->line[lp->line_len++] = c;
-        } else {
-            lp->line_truncated = 1;
         }
+        if (!lp->t_line_ns)
+            lp->t_line_ns = t_ns; /* the line's first byte */
+        if (nl != end && (!nl || nl < p)) {
+            nl = memchr(p, '\n', (size_t)(end - p));
+            if (!nl)
+                nl = end;
+        }
+        if (cr != end && (!cr || cr < p)) {
+            cr = memchr(p, '\r', (size_t)(end - p));
+            if (!cr)
+                cr = end;
+        }
+        const char *stop = nl < cr ? nl : cr;
+        size_t n = (size_t)(stop - p), room = sizeof lp->line - lp->line_len;
+        if (n > room) {
+            lp->line_truncated = 1;
+            n = room;
+        }
+        memcpy(lp->line + lp->line_len, p, n);
+        lp->line_len += n;
         lp->prev_cr = 0;
+        p = stop;
     }
     lp->offset += len;
 }

@@ -210,6 +210,19 @@ size_t utf8_valid_len(const unsigned char *s, size_t n)
     return len;
 }
 
+/* 1 for the bytes a JSON string holds as they are: printable ASCII but '"' and '\\'. */
+static const unsigned char json_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x10 */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x20 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,  /* 0x50 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x70 */
+    /* 0x80..0xff: 0 (UTF-8, checked one sequence at a time) */
+};
+
 enum buf_status buf_json_strn(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -219,7 +232,7 @@ enum buf_status buf_json_strn(struct buf *b, const char *s, size_t n)
     size_t i = 0;
     while (i < n) {
         size_t run = i;
-        while (run < n && u[run] >= 0x20 && u[run] < 0x80 && u[run] != '"' && u[run] != '\\')
+        while (run < n && json_plain[u[run]])
             run++;
         if (run > i && buf_append(b, s + i, run - i))
             return BUF_ERR_CAP;
@@ -272,7 +285,8 @@ enum buf_status buf_json_double(struct buf *b, double v)
 {
     if (!isfinite(v))
         return buf_puts(b, "null");
-    if (v == (double)(long long)v && fabs(v) < 1e15)
+    if (fabs(v) < 1e15 && v == (double)(long long)v) /* range first: the cast of a larger
+                                                        value is undefined */
         return buf_printf(b, "%lld", (long long)v);
     return buf_printf(b, "%.9g", v);
 }
