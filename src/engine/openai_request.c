@@ -3,6 +3,7 @@
  * tree is kept in the request because stop strings are views into it. */
 #include "engine/openai_request.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,11 @@ static int get_int(const struct json *obj, const char *key, long long *out, stru
     if (json_int(v, out) == 0)
         return 1;
     double d;
-    if (json_type_of(v) == JSON_TYPE_REAL && json_num(v, &d) == 0 && d == (double)(long long)d) {
+    if (json_type_of(v) == JSON_TYPE_REAL && json_num(v, &d) == 0 && d == floor(d)) {
+        /* the range check comes before the cast: casting 1e300 to long long is undefined */
+        if (!(d >= -9.0e18 && d <= 9.0e18))
+            return perr_set(e, OPENAI_STATUS_ERR_INVALID, key, "'%s' is out of range: %g", key,
+                            d);
         *out = (long long)d;
         return 1;
     }
