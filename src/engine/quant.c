@@ -70,6 +70,29 @@ static uint16_t ld16(const unsigned char *p)
     return v;
 }
 
+int quant_validate_blocks(uint32_t type, const void *data, uint64_t n_blocks, uint64_t *bad_block)
+{
+    size_t off0, off1;
+    uint32_t be, bb;
+    if (!ggml_type_block(type, &be, &bb))
+        return 0;
+    switch (type) {
+    case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: off0 = off1 = 0; break;
+    case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: off0 = 0, off1 = 2; break;
+    case GGML_TYPE_Q6_K: off0 = off1 = 208; break;
+    default: return 0;
+    }
+    const unsigned char *p = data;
+    for (uint64_t b = 0; b < n_blocks; b++, p += bb) {
+        /* fp16 exponent all ones: inf or NaN */
+        if ((ld16(p + off0) & 0x7c00) == 0x7c00 || (ld16(p + off1) & 0x7c00) == 0x7c00) {
+            *bad_block = b;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ggml's quantize_row_q8_0_ref: d = max|x| / 127, q = round(x / d). */
 static void quantize_q8_0(const float *x, unsigned char *dst, size_t n)
 {

@@ -74,6 +74,11 @@ const char *quant_supported_list(void);
  * its block size. */
 size_t quant_row_bytes(uint32_t type, size_t n);
 
+/* Checks n_blocks blocks of a block type at data as ggml_validate_row_data does: every fp16 scale
+ * (d; dmin for Q4_K/Q5_K) finite. 0, or -1 with *bad_block = the first bad block's index.
+ * Types without block scales (F32, F16, BF16): 0. */
+int quant_validate_blocks(uint32_t type, const void *data, uint64_t n_blocks, uint64_t *bad_block);
+
 /* bf16 <-> f32 as ggml converts them (round to nearest even; NaN stays a quiet NaN). */
 uint16_t quant_f32_to_bf16(float f);
 float quant_bf16_to_f32(uint16_t h);
