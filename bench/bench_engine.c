@@ -6,7 +6,12 @@
  *   - engine prefill tokens/s at 512- and 2048-token prompts (TTFT of a max_tokens=1 request);
  *   - engine decode tokens/s at 1, 4, 16, 64 concurrent sequences;
  *   - prefix caching: a ~1,024-token shared prefix + ~32-token suffix, 32 variants, caching off vs
- *     on, sequential and at concurrency 8 (TTFT and e2e medians).
+ *     on, sequential and at concurrency 8 (TTFT and e2e medians);
+ *   - weights as stored: `model init`-style files in f16, q8_0 and q4_k_m (written to
+ *     bench/out/, loaded by mmap), each: batch-1 decode against the read-bandwidth bound (bytes
+ *     of weights as stored / bandwidth), prefill of 512 tokens against the sgemm bound, and 16
+ *     concurrent sequences against min(sgemm bound, 16 x the bandwidth bound); medians of 3.
+ * BENCH_QUICK=1 shortens everything; BENCH_STORED_ONLY=1 runs only the last part.
  * It talks to the engine through engine.h only (no HTTP), so the numbers are the engine's.
  * Writes a Markdown section to stdout and JSON to bench/out/engine.json. */
 #include <cblas.h>
@@ -193,6 +198,125 @@ static double median_of(double *v, size_t n)
     return s.p50;
 }
 
+/* Decode tokens/s of k sequences (16-token prompts, out_tokens each) over the span from the
+ * first first-token to the last finish. */
+static double decode_rate(struct engine *e, int k, int out_tokens, uint64_t seed)
+{
+    int32_t **ps = xcalloc((size_t)k, sizeof *ps);
+    int *ns = xcalloc((size_t)k, sizeof *ns);
+    for (int j = 0; j < k; j++) {
+        ns[j] = 16;
+        ps[j] = xmalloc(16 * sizeof(int32_t));
+        fill_prompt(ps[j], 16, seed + (uint64_t)j);
+    }
+    struct req_ctx *ctx = xcalloc((size_t)k, sizeof *ctx);
+    run_batch(e, ps, ns, k, k, out_tokens, ctx);
+    mono_ns first = UINT64_MAX, last = 0;
+    for (int j = 0; j < k; j++) {
+        if (ctx[j].t_first_ns < first)
+            first = ctx[j].t_first_ns;
+        if (ctx[j].t_done_ns > last)
+            last = ctx[j].t_done_ns;
+    }
+    double tps = (double)k * (out_tokens - 1) / ns_to_s(last - first);
+    for (int j = 0; j < k; j++)
+        free(ps[j]);
+    free(ps);
+    free(ns);
+    free(ctx);
+    return tps;
+}
+
+/* Prefill tokens/s of one n-token prompt (TTFT of a max_tokens=1 request). */
+static double prefill_rate(struct engine *e, int n, uint64_t seed)
+{
+    int32_t *p = xmalloc((size_t)n * sizeof *p);
+    fill_prompt(p, n, seed);
+    struct req_ctx ctx;
+    run_batch(e, &p, &n, 1, 1, 1, &ctx);
+    free(p);
+    return n / ns_to_s(ctx.t_first_ns - ctx.t_submit_ns);
+}
+
+struct stored_result {
+    enum model_dtype dtype;
+    uint64_t weight_bytes; /* as loaded: block types and f16 as stored, norms f32 */
+    double decode1, prefill512, decode16; /* medians, tokens/s */
+};
+
+/* One file of cfg in dtype: written, loaded by mmap, measured. 0 or -1. */
+static int bench_stored(const struct model_config *cfg, enum model_dtype d, int n_threads,
+                        int quick, struct stored_result *r)
+{
+    char path[256], err[512];
+    snprintf(path, sizeof path, "bench/out/bench-%s.gguf", model_dtype_str(d));
+    dir_make_all("bench/out");
+    if (model_write_gguf(cfg, 1, d, path, err, sizeof err)) {
+        fprintf(stderr, "bench: %s\n", err);
+        return -1;
+    }
+    struct model *m = model_load(path, MODEL_LOAD_MMAP, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "bench: %s\n", err);
+        return -1;
+    }
+    struct engine_config ec;
+    engine_config_defaults(&ec);
+    ec.max_model_len = 1024;
+    ec.max_num_batched_tokens = 1024;
+    ec.kv_cache_memory_bytes = (uint64_t)model_kv_bytes_per_token(cfg, 4) * 20000;
+    ec.n_threads = n_threads;
+    struct engine *e = engine_new(&ec, m, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "bench: %s\n", err);
+        model_free(m);
+        return -1;
+    }
+    engine_warmup(e);
+    engine_start(e);
+    double v1[3], vp[3], v16[3];
+    int reps = quick ? 1 : 3, out = quick ? 24 : 48;
+    for (int k = 0; k < reps; k++) {
+        v1[k] = decode_rate(e, 1, out, 7000 + (uint64_t)k);
+        vp[k] = prefill_rate(e, 512, 7100 + (uint64_t)k);
+        v16[k] = decode_rate(e, 16, out, 7200 + 100 * (uint64_t)k);
+    }
+    r->dtype = d;
+    r->weight_bytes = m->weight_bytes;
+    r->decode1 = median_of(v1, (size_t)reps);
+    r->prefill512 = median_of(vp, (size_t)reps);
+    r->decode16 = median_of(v16, (size_t)reps);
+    fprintf(stderr, "bench: %s: decode %.1f, prefill %.0f, 16 seqs %.1f tokens/s\n",
+            model_dtype_str(d), r->decode1, r->prefill512, r->decode16);
+    engine_stop(e);
+    engine_free(e);
+    model_free(m);
+    unlink(path);
+    return 0;
+}
+
+static void print_stored(const char *preset, const struct model_config *cfg,
+                         const struct stored_result *r, int n, double bw, double gf)
+{
+    double prefill_bound = gf * 1e9 / (2.0 * (double)model_n_params(cfg));
+    printf("## Weights as stored (`%s` files, mmap, medians of 3)\n\n", preset);
+    printf("Bounds from this run: batch-1 decode = %.1f GB/s read bandwidth / weight bytes as "
+           "stored; prefill and compute = %.1f GFLOP/s sgemm / 2 x params = %.0f tokens/s; 16 "
+           "sequences = min(compute bound, 16 x decode bound).\n\n", bw, gf, prefill_bound);
+    printf("| file | weight MiB | decode 1, tok/s | of bound | prefill 512, tok/s | of sgemm | "
+           "16 seqs, tok/s | of bound |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < n; i++) {
+        double db = bw * 1e9 / (double)r[i].weight_bytes;
+        double b16 = 16 * db < prefill_bound ? 16 * db : prefill_bound;
+        printf("| %s | %.1f | %.1f | %.0f%% (bound %.1f) | %.0f | %.0f%% | %.1f | %.0f%% "
+               "(bound %.0f) |\n",
+               model_dtype_str(r[i].dtype), (double)r[i].weight_bytes / 1048576.0, r[i].decode1,
+               100 * r[i].decode1 / db, db, r[i].prefill512, 100 * r[i].prefill512 / prefill_bound,
+               r[i].decode16, 100 * r[i].decode16 / b16, b16);
+    }
+    printf("\n");
+}
+
 int main(int argc, char **argv)
 {
     blas_env_reexec_if_needed(argv);
@@ -219,6 +343,19 @@ int main(int argc, char **argv)
     double gf_ffn = sgemm_gflops(512, cfg.n_ff, cfg.n_embd);
     double gf_attn = sgemm_gflops(512, cfg.n_embd, cfg.n_embd);
     double gf = gf_ffn > gf_attn ? gf_ffn : gf_attn;
+
+    static const enum model_dtype stored[3] = {MODEL_DTYPE_F16, MODEL_DTYPE_Q8_0,
+                                               MODEL_DTYPE_Q4_K_M};
+    struct stored_result sr[3];
+    int n_sr = 0;
+    for (int i = 0; i < 3; i++)
+        if (bench_stored(&cfg, stored[i], n_threads, quick, &sr[n_sr]) == 0)
+            n_sr++;
+    if (getenv("BENCH_STORED_ONLY")) {
+        print_stored(preset, &cfg, sr, n_sr, bw, gf);
+        model_free(m);
+        return 0;
+    }
     double flops_per_token = 2.0 * (double)model_n_params(&cfg);
     double decode_bound = bw * 1e9 / (double)m->weight_bytes;
     double prefill_bound = gf * 1e9 / flops_per_token;
@@ -379,6 +516,8 @@ int main(int argc, char **argv)
                    100 * pc_hit_frac[on][mode]);
     printf("\nWarm TTFT, caching off / on: sequential %.1fx, concurrency 8 %.1fx (target >= 5x).\n",
            pc_ttft[0][0] / pc_ttft[1][0], pc_ttft[0][1] / pc_ttft[1][1]);
+
+    print_stored(preset, &cfg, sr, n_sr, bw, gf);
 
     dir_make_all("bench/out");
     FILE *f = fopen("bench/out/engine.json", "w");

@@ -98,10 +98,10 @@ static void test_kquant_layouts(void)
     memset(&k5, 0, sizeof k5);
     k5.d = 0x3c00, k5.dmin = 0x3800;
     memcpy(k5.scales, k4.scales, 12);
-    k5.scales[2] = 1;            /* sc2 = 1 */
-    k5.qs[32 + 3] = 0x01;        /* value 67: low 4 bits 1 */
-    k5.qh[3] = 1 << 2;           /* value 67: fifth bit */
-    k5.qh[4] = 1 << 3;           /* value 64 + 32 + 4 = 100 (sub-block 3): fifth bit */
+    k5.scales[2] = 1;     /* sc2 = 1 */
+    k5.qs[32 + 3] = 0x01; /* value 67: low 4 bits 1 */
+    k5.qh[3] = 1 << 2;    /* value 67: fifth bit */
+    k5.qh[4] = 1 << 3;    /* value 64 + 32 + 4 = 100 (sub-block 3): fifth bit */
     CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q5_K, &k5, out, 256), 0);
     CHECK(out[67] == 17.0f);
     CHECK(out[100] == 0.0f); /* sub-block 3 scale 0 */
@@ -111,8 +111,8 @@ static void test_kquant_layouts(void)
     memset(&k6, 0, sizeof k6);
     k6.d = 0x3800;
     k6.scales[12] = -3;
-    k6.ql[64 + 5] = 0xa0;     /* high nibble 10 */
-    k6.qh[32 + 5] = 3 << 4;   /* high bits 3: q = 10 | 48 = 58 -> 26 */
+    k6.ql[64 + 5] = 0xa0;   /* high nibble 10 */
+    k6.qh[32 + 5] = 3 << 4; /* high bits 3: q = 10 | 48 = 58 -> 26 */
     CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q6_K, &k6, out, 256), 0);
     CHECK(out[128 + 64 + 5] == 0.5f * -3.0f * 26.0f);
     CHECK(out[0] == 0.0f); /* scale 0 */
@@ -160,24 +160,31 @@ static void test_dequant_random(void)
         for (int j = 0; j < 16; j++)
             w4[b * 18 + 2 + j] = (unsigned char)(frand(1.0f), g_rng >> 40);
     }
-    CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q8_0, w8, out, NB * 32), 0);
-    for (int b = 0; b < NB; b++) {
-        uint16_t dh;
-        memcpy(&dh, w8 + b * 34, 2);
-        for (int j = 0; j < 32; j++)
-            CHECK(out[b * 32 + j] == gguf_f16_to_f32(dh) * (float)(int8_t)w8[b * 34 + 2 + j]);
-    }
-    CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q4_0, w4, out, NB * 32), 0);
-    for (int b = 0; b < NB; b++) {
-        uint16_t dh;
-        memcpy(&dh, w4 + b * 18, 2);
-        float d = gguf_f16_to_f32(dh);
-        for (int j = 0; j < 32; j++) {
-            int byte = w4[b * 18 + 2 + (j % 16)];
-            int q = j < 16 ? (byte & 15) : (byte >> 4);
-            CHECK(out[b * 32 + j] == d * (float)(q - 8));
+    static const char *variants[] = {"portable", "avx512"};
+    const char *orig = quant_kernel_name();
+    for (int var = 0; var < 2; var++) {
+        if (quant_kernel_force(variants[var]) != 0)
+            continue;
+        CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q8_0, w8, out, NB * 32), 0);
+        for (int b = 0; b < NB; b++) {
+            uint16_t dh;
+            memcpy(&dh, w8 + b * 34, 2);
+            for (int j = 0; j < 32; j++)
+                CHECK(out[b * 32 + j] == gguf_f16_to_f32(dh) * (float)(int8_t)w8[b * 34 + 2 + j]);
+        }
+        CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q4_0, w4, out, NB * 32), 0);
+        for (int b = 0; b < NB; b++) {
+            uint16_t dh;
+            memcpy(&dh, w4 + b * 18, 2);
+            float d = gguf_f16_to_f32(dh);
+            for (int j = 0; j < 32; j++) {
+                int byte = w4[b * 18 + 2 + (j % 16)];
+                int q = j < 16 ? (byte & 15) : (byte >> 4);
+                CHECK(out[b * 32 + j] == d * (float)(q - 8));
+            }
         }
     }
+    quant_kernel_force(orig);
 }
 
 /* The block formats value by value, written from the ggml-common.h description (value v of the
@@ -257,27 +264,35 @@ static void test_kquant_dequant_random(void)
     enum { NB = 24 };
     unsigned char *w = malloc(NB * 210);
     float *out = malloc(NB * 256 * sizeof *out);
-    for (size_t t = 0; t < sizeof new_types / sizeof new_types[0]; t++) {
-        uint32_t type = new_types[t], be, bb;
-        ggml_type_block(type, &be, &bb);
-        for (int extreme = 0; extreme < 2; extreme++) {
-            fill_random_blocks(type, w, NB, extreme);
-            CHECK_EQ_INT(quant_dequantize_row(type, w, out, NB * be), 0);
-            int bad = 0;
-            for (int b = 0; b < NB; b++) {
-                for (uint32_t v = 0; v < be; v++) {
-                    double mag, r = ref_value(type, w + (size_t)b * bb, (int)v, &mag);
-                    double got = out[(size_t)b * be + v];
-                    /* f32 arithmetic (d * sc, * q, - dmin * m) against f64: a few roundings
-                     * of the terms' magnitude */
-                    if (!(fabs(got - r) <= 4e-7 * mag) && bad++ < 3)
-                        CHECK_MSG(0, "%s block %d value %u: %.9g vs %.9g", ggml_type_name(type),
-                                  b, v, got, r);
+    static const char *variants[] = {"portable", "avx512"}; /* the dequantisers there are */
+    const char *orig = quant_kernel_name();
+    for (int var = 0; var < 2; var++) {
+        if (quant_kernel_force(variants[var]) != 0)
+            continue;
+        for (size_t t = 0; t < sizeof new_types / sizeof new_types[0]; t++) {
+            uint32_t type = new_types[t], be, bb;
+            ggml_type_block(type, &be, &bb);
+            for (int extreme = 0; extreme < 2; extreme++) {
+                fill_random_blocks(type, w, NB, extreme);
+                CHECK_EQ_INT(quant_dequantize_row(type, w, out, NB * be), 0);
+                int bad = 0;
+                for (int b = 0; b < NB; b++) {
+                    for (uint32_t v = 0; v < be; v++) {
+                        double mag, r = ref_value(type, w + (size_t)b * bb, (int)v, &mag);
+                        double got = out[(size_t)b * be + v];
+                        /* f32 arithmetic (d * sc, * q, - dmin * m) against f64: a few roundings
+                         * of the terms' magnitude */
+                        if (!(fabs(got - r) <= 4e-7 * mag) && bad++ < 3)
+                            CHECK_MSG(0, "%s block %d value %u: %.9g vs %.9g", ggml_type_name(type),
+                                      b, v, got, r);
+                    }
                 }
+                CHECK_MSG(bad == 0, "%s %s: %d values off", variants[var], ggml_type_name(type),
+                          bad);
             }
-            CHECK_MSG(bad == 0, "%s: %d values off", ggml_type_name(type), bad);
         }
     }
+    quant_kernel_force(orig);
     free(w), free(out);
 }
 
@@ -373,8 +388,8 @@ static void check_roundtrip_k(uint32_t type, float amp, float shift)
         bound = bound * 1.0001 + 1e-30;
         double e = fabs((double)y[i] - (double)x[i]);
         if (!(e <= bound) && bad++ < 3)
-            CHECK_MSG(0, "%s value %d: %g vs %g (bound %g)", ggml_type_name(type), i,
-                      (double)y[i], (double)x[i], bound);
+            CHECK_MSG(0, "%s value %d: %g vs %g (bound %g)", ggml_type_name(type), i, (double)y[i],
+                      (double)x[i], bound);
         if (i >= 512 && e / amp > worst)
             worst = e / amp;
     }

