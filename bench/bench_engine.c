@@ -536,6 +536,18 @@ int main(int argc, char **argv)
                 pc_ttft[1][1], pc_e2e[0][0], pc_e2e[1][0], pc_e2e[0][1], pc_e2e[1][1]);
         fclose(f);
     }
+    f = fopen("bench/out/engine_stored.json", "w");
+    if (f) {
+        fprintf(f, "{\"preset\":\"%s\",\"stream_read_gbs\":%.3f,\"sgemm_gflops\":%.3f,"
+                   "\"files\":[", preset, bw, gf);
+        for (int i = 0; i < n_sr; i++)
+            fprintf(f, "%s{\"dtype\":\"%s\",\"weight_bytes\":%llu,\"decode1_tps\":%.2f,"
+                       "\"prefill512_tps\":%.1f,\"decode16_tps\":%.2f}", i ? "," : "",
+                    model_dtype_str(sr[i].dtype), (unsigned long long)sr[i].weight_bytes,
+                    sr[i].decode1, sr[i].prefill512, sr[i].decode16);
+        fprintf(f, "]}\n");
+        fclose(f);
+    }
     for (int j = 0; j < n_var; j++)
         free(ps[j]);
     free(ps);
