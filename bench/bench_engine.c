@@ -25,7 +25,9 @@
 
 #include "engine/blas_env.h"
 #include "engine/engine.h"
+#include "engine/gguf.h"
 #include "engine/model.h"
+#include "engine/quant.h"
 #include "measure/stats.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -242,7 +244,53 @@ struct stored_result {
     enum model_dtype dtype;
     uint64_t weight_bytes; /* as loaded: block types and f16 as stored, norms f32 */
     double decode1, prefill512, decode16; /* medians, tokens/s */
+    double kernel_bound; /* tokens/s the fused kernels allow with every thread busy */
 };
+
+/* Values per second one thread's fused dequantise-and-dot kernel gets through on a
+ * cache-resident 64 x n_in matrix of type (best of 50): the compute ceiling of decode. */
+static double kernel_rate(uint32_t type, size_t n_in)
+{
+    enum { ROWS = 64 };
+    size_t rb = quant_row_bytes(type, n_in);
+    float *w = xmalloc(n_in * ROWS * sizeof *w), *x = xmalloc(n_in * sizeof *x), y[ROWS];
+    unsigned char *q = xmalloc(rb * ROWS);
+    for (size_t i = 0; i < n_in * ROWS; i++)
+        w[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (size_t i = 0; i < n_in; i++)
+        x[i] = (float)(i % 13) * 0.01f;
+    for (int r = 0; r < ROWS; r++)
+        quant_quantize_row(type, w + (size_t)r * n_in, q + (size_t)r * rb, n_in);
+    double best = 1e30;
+    for (int rep = 0; rep < 50; rep++) {
+        mono_ns t0 = clock_now_ns();
+        quant_dot_rows(type, q, rb, x, y, ROWS, n_in);
+        double t = ns_to_s(clock_now_ns() - t0);
+        best = t < best ? t : best;
+    }
+    free(w), free(x), free(q);
+    return (double)(n_in * ROWS) / best;
+}
+
+/* Decode tokens/s if every matrix product ran at its type's kernel_rate on n_threads threads
+ * (the output projection included, the embedding lookup not). */
+static double kernel_bound_of(const struct model_config *cfg, enum model_dtype d, int n_threads)
+{
+    int n = model_tensors(cfg, NULL);
+    struct model_tensor_desc *t = xcalloc((size_t)n, sizeof *t);
+    model_tensors(cfg, t);
+    double rates[MODEL_N_GGML_TYPES] = {0}, s_per_token = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t type = model_tensor_type(cfg, &t[i], d);
+        if (t[i].n_dims != 2 || !strcmp(t[i].name, "token_embd.weight"))
+            continue;
+        if (!rates[type])
+            rates[type] = kernel_rate(type, (size_t)t[i].ne[0]);
+        s_per_token += (double)(t[i].ne[0] * t[i].ne[1]) / rates[type];
+    }
+    free(t);
+    return n_threads / s_per_token;
+}
 
 /* One file of cfg in dtype: written, loaded by mmap, measured. 0 or -1. */
 static int bench_stored(const struct model_config *cfg, enum model_dtype d, int n_threads,
@@ -286,6 +334,7 @@ static int bench_stored(const struct model_config *cfg, enum model_dtype d, int 
     r->decode1 = median_of(v1, (size_t)reps);
     r->prefill512 = median_of(vp, (size_t)reps);
     r->decode16 = median_of(v16, (size_t)reps);
+    r->kernel_bound = kernel_bound_of(cfg, d, n_threads);
     fprintf(stderr, "bench: %s: decode %.1f, prefill %.0f, 16 seqs %.1f tokens/s\n",
             model_dtype_str(d), r->decode1, r->prefill512, r->decode16);
     engine_stop(e);
@@ -302,17 +351,22 @@ static void print_stored(const char *preset, const struct model_config *cfg,
     printf("## Weights as stored (`%s` files, mmap, medians of 3)\n\n", preset);
     printf("Bounds from this run: batch-1 decode = %.1f GB/s read bandwidth / weight bytes as "
            "stored; prefill and compute = %.1f GFLOP/s sgemm / 2 x params = %.0f tokens/s; 16 "
-           "sequences = min(compute bound, 16 x decode bound).\n\n", bw, gf, prefill_bound);
-    printf("| file | weight MiB | decode 1, tok/s | of bound | prefill 512, tok/s | of sgemm | "
-           "16 seqs, tok/s | of bound |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+           "sequences = min(compute bound, 16 x decode bound). Kernel bound: decode tokens/s if every "
+           "matrix product ran at its type's fused-kernel speed on a cache-resident matrix (one "
+           "thread, x threads), the compute ceiling of batch-1 decode.\n\n", bw, gf,
+           prefill_bound);
+    printf("| file | weight MiB | decode 1, tok/s | of bound | kernel bound | prefill 512, tok/s "
+           "| of sgemm | 16 seqs, tok/s | of bound |\n"
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < n; i++) {
         double db = bw * 1e9 / (double)r[i].weight_bytes;
         double b16 = 16 * db < prefill_bound ? 16 * db : prefill_bound;
-        printf("| %s | %.1f | %.1f | %.0f%% (bound %.1f) | %.0f | %.0f%% | %.1f | %.0f%% "
+        printf("| %s | %.1f | %.1f | %.0f%% (bound %.1f) | %.1f | %.0f | %.0f%% | %.1f | %.0f%% "
                "(bound %.0f) |\n",
                model_dtype_str(r[i].dtype), (double)r[i].weight_bytes / 1048576.0, r[i].decode1,
-               100 * r[i].decode1 / db, db, r[i].prefill512, 100 * r[i].prefill512 / prefill_bound,
-               r[i].decode16, 100 * r[i].decode16 / b16, b16);
+               100 * r[i].decode1 / db, db, r[i].kernel_bound, r[i].prefill512,
+               100 * r[i].prefill512 / prefill_bound, r[i].decode16, 100 * r[i].decode16 / b16,
+               b16);
     }
     printf("\n");
 }
@@ -542,9 +596,10 @@ int main(int argc, char **argv)
                    "\"files\":[", preset, bw, gf);
         for (int i = 0; i < n_sr; i++)
             fprintf(f, "%s{\"dtype\":\"%s\",\"weight_bytes\":%llu,\"decode1_tps\":%.2f,"
-                       "\"prefill512_tps\":%.1f,\"decode16_tps\":%.2f}", i ? "," : "",
-                    model_dtype_str(sr[i].dtype), (unsigned long long)sr[i].weight_bytes,
-                    sr[i].decode1, sr[i].prefill512, sr[i].decode16);
+                       "\"prefill512_tps\":%.1f,\"decode16_tps\":%.2f,\"kernel_bound_tps\":%.2f}",
+                    i ? "," : "", model_dtype_str(sr[i].dtype),
+                    (unsigned long long)sr[i].weight_bytes, sr[i].decode1, sr[i].prefill512,
+                    sr[i].decode16, sr[i].kernel_bound);
         fprintf(f, "]}\n");
         fclose(f);
     }
