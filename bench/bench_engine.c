@@ -351,7 +351,8 @@ static void print_stored(const char *preset, const struct model_config *cfg,
     printf("## Weights as stored (`%s` files, mmap, medians of 3)\n\n", preset);
     printf("Bounds from this run: batch-1 decode = %.1f GB/s read bandwidth / weight bytes as "
            "stored; prefill and compute = %.1f GFLOP/s sgemm / 2 x params = %.0f tokens/s; 16 "
-           "sequences = min(compute bound, 16 x decode bound). Kernel bound: decode tokens/s if every "
+           "sequences = min(compute bound, 16 x decode bound). Kernel bound: decode tokens/s if "
+           "every "
            "matrix product ran at its type's fused-kernel speed on a cache-resident matrix (one "
            "thread, x threads), the compute ceiling of batch-1 decode.\n\n", bw, gf,
            prefill_bound);

@@ -691,7 +691,8 @@ static void check_quantised(enum model_dtype dtype, uint32_t want_type)
         for (int p = 0; p < N; p++)
             same += argmax(out + (size_t)p * V, V) == argmax(ref32 + (size_t)p * V, V);
         fprintf(stderr, "  %s against the f32 weights: max diff %.3g (max |logit| %.3g), "
-                        "argmax equal at %d/%d\n", model_dtype_str(dtype), d32, max_abs(ref32, (size_t)N * V), same, N);
+                        "argmax equal at %d/%d\n",
+                model_dtype_str(dtype), d32, max_abs(ref32, (size_t)N * V), same, N);
         free(ref32);
         model_free(m32);
     }
