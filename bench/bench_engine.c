@@ -6,7 +6,12 @@
  *   - engine prefill tokens/s at 512- and 2048-token prompts (TTFT of a max_tokens=1 request);
  *   - engine decode tokens/s at 1, 4, 16, 64 concurrent sequences;
  *   - prefix caching: a ~1,024-token shared prefix + ~32-token suffix, 32 variants, caching off vs
- *     on, sequential and at concurrency 8 (TTFT and e2e medians).
+ *     on, sequential and at concurrency 8 (TTFT and e2e medians);
+ *   - weights as stored: `model init`-style files in f16, q8_0 and q4_k_m (written to
+ *     bench/out/, loaded by mmap), each: batch-1 decode against the read-bandwidth bound (bytes
+ *     of weights as stored / bandwidth), prefill of 512 tokens against the sgemm bound, and 16
+ *     concurrent sequences against min(sgemm bound, 16 x the bandwidth bound); medians of 3.
+ * BENCH_QUICK=1 shortens everything; BENCH_STORED_ONLY=1 runs only the last part.
  * It talks to the engine through engine.h only (no HTTP), so the numbers are the engine's.
  * Writes a Markdown section to stdout and JSON to bench/out/engine.json. */
 #include <cblas.h>
@@ -20,7 +25,9 @@
 
 #include "engine/blas_env.h"
 #include "engine/engine.h"
+#include "engine/gguf.h"
 #include "engine/model.h"
+#include "engine/quant.h"
 #include "measure/stats.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -193,6 +200,178 @@ static double median_of(double *v, size_t n)
     return s.p50;
 }
 
+/* Decode tokens/s of k sequences (16-token prompts, out_tokens each) over the span from the
+ * first first-token to the last finish. */
+static double decode_rate(struct engine *e, int k, int out_tokens, uint64_t seed)
+{
+    int32_t **ps = xcalloc((size_t)k, sizeof *ps);
+    int *ns = xcalloc((size_t)k, sizeof *ns);
+    for (int j = 0; j < k; j++) {
+        ns[j] = 16;
+        ps[j] = xmalloc(16 * sizeof(int32_t));
+        fill_prompt(ps[j], 16, seed + (uint64_t)j);
+    }
+    struct req_ctx *ctx = xcalloc((size_t)k, sizeof *ctx);
+    run_batch(e, ps, ns, k, k, out_tokens, ctx);
+    mono_ns first = UINT64_MAX, last = 0;
+    for (int j = 0; j < k; j++) {
+        if (ctx[j].t_first_ns < first)
+            first = ctx[j].t_first_ns;
+        if (ctx[j].t_done_ns > last)
+            last = ctx[j].t_done_ns;
+    }
+    double tps = (double)k * (out_tokens - 1) / ns_to_s(last - first);
+    for (int j = 0; j < k; j++)
+        free(ps[j]);
+    free(ps);
+    free(ns);
+    free(ctx);
+    return tps;
+}
+
+/* Prefill tokens/s of one n-token prompt (TTFT of a max_tokens=1 request). */
+static double prefill_rate(struct engine *e, int n, uint64_t seed)
+{
+    int32_t *p = xmalloc((size_t)n * sizeof *p);
+    fill_prompt(p, n, seed);
+    struct req_ctx ctx;
+    run_batch(e, &p, &n, 1, 1, 1, &ctx);
+    free(p);
+    return n / ns_to_s(ctx.t_first_ns - ctx.t_submit_ns);
+}
+
+struct stored_result {
+    enum model_dtype dtype;
+    uint64_t weight_bytes; /* as loaded: block types and f16 as stored, norms f32 */
+    double decode1, prefill512, decode16; /* medians, tokens/s */
+    double kernel_bound; /* tokens/s the fused kernels allow with every thread busy */
+};
+
+/* Values per second one thread's fused dequantise-and-dot kernel gets through on a
+ * cache-resident 64 x n_in matrix of type (best of 50): the compute ceiling of decode. */
+static double kernel_rate(uint32_t type, size_t n_in)
+{
+    enum { ROWS = 64 };
+    size_t rb = quant_row_bytes(type, n_in);
+    float *w = xmalloc(n_in * ROWS * sizeof *w), *x = xmalloc(n_in * sizeof *x), y[ROWS];
+    unsigned char *q = xmalloc(rb * ROWS);
+    for (size_t i = 0; i < n_in * ROWS; i++)
+        w[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (size_t i = 0; i < n_in; i++)
+        x[i] = (float)(i % 13) * 0.01f;
+    for (int r = 0; r < ROWS; r++)
+        quant_quantize_row(type, w + (size_t)r * n_in, q + (size_t)r * rb, n_in);
+    double best = 1e30;
+    for (int rep = 0; rep < 50; rep++) {
+        mono_ns t0 = clock_now_ns();
+        quant_dot_rows(type, q, rb, x, y, ROWS, n_in);
+        double t = ns_to_s(clock_now_ns() - t0);
+        best = t < best ? t : best;
+    }
+    free(w), free(x), free(q);
+    return (double)(n_in * ROWS) / best;
+}
+
+/* Decode tokens/s if every matrix product ran at its type's kernel_rate on n_threads threads
+ * (the output projection included, the embedding lookup not). */
+static double kernel_bound_of(const struct model_config *cfg, enum model_dtype d, int n_threads)
+{
+    int n = model_tensors(cfg, NULL);
+    struct model_tensor_desc *t = xcalloc((size_t)n, sizeof *t);
+    model_tensors(cfg, t);
+    double rates[MODEL_N_GGML_TYPES] = {0}, s_per_token = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t type = model_tensor_type(cfg, &t[i], d);
+        if (t[i].n_dims != 2 || !strcmp(t[i].name, "token_embd.weight"))
+            continue;
+        if (!rates[type])
+            rates[type] = kernel_rate(type, (size_t)t[i].ne[0]);
+        s_per_token += (double)(t[i].ne[0] * t[i].ne[1]) / rates[type];
+    }
+    free(t);
+    return n_threads / s_per_token;
+}
+
+/* One file of cfg in dtype: written, loaded by mmap, measured. 0 or -1. */
+static int bench_stored(const struct model_config *cfg, enum model_dtype d, int n_threads,
+                        int quick, struct stored_result *r)
+{
+    char path[256], err[512];
+    snprintf(path, sizeof path, "bench/out/bench-%s.gguf", model_dtype_str(d));
+    dir_make_all("bench/out");
+    if (model_write_gguf(cfg, 1, d, path, err, sizeof err)) {
+        fprintf(stderr, "bench: %s\n", err);
+        return -1;
+    }
+    struct model *m = model_load(path, MODEL_LOAD_MMAP, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "bench: %s\n", err);
+        return -1;
+    }
+    struct engine_config ec;
+    engine_config_defaults(&ec);
+    ec.max_model_len = 1024;
+    ec.max_num_batched_tokens = 1024;
+    ec.kv_cache_memory_bytes = (uint64_t)model_kv_bytes_per_token(cfg, 4) * 20000;
+    ec.n_threads = n_threads;
+    struct engine *e = engine_new(&ec, m, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "bench: %s\n", err);
+        model_free(m);
+        return -1;
+    }
+    engine_warmup(e);
+    engine_start(e);
+    double v1[3], vp[3], v16[3];
+    int reps = quick ? 1 : 3, out = quick ? 24 : 48;
+    for (int k = 0; k < reps; k++) {
+        v1[k] = decode_rate(e, 1, out, 7000 + (uint64_t)k);
+        vp[k] = prefill_rate(e, 512, 7100 + (uint64_t)k);
+        v16[k] = decode_rate(e, 16, out, 7200 + 100 * (uint64_t)k);
+    }
+    r->dtype = d;
+    r->weight_bytes = m->weight_bytes;
+    r->decode1 = median_of(v1, (size_t)reps);
+    r->prefill512 = median_of(vp, (size_t)reps);
+    r->decode16 = median_of(v16, (size_t)reps);
+    r->kernel_bound = kernel_bound_of(cfg, d, n_threads);
+    fprintf(stderr, "bench: %s: decode %.1f, prefill %.0f, 16 seqs %.1f tokens/s\n",
+            model_dtype_str(d), r->decode1, r->prefill512, r->decode16);
+    engine_stop(e);
+    engine_free(e);
+    model_free(m);
+    unlink(path);
+    return 0;
+}
+
+static void print_stored(const char *preset, const struct model_config *cfg,
+                         const struct stored_result *r, int n, double bw, double gf)
+{
+    double prefill_bound = gf * 1e9 / (2.0 * (double)model_n_params(cfg));
+    printf("## Weights as stored (`%s` files, mmap, medians of 3)\n\n", preset);
+    printf("Bounds from this run: batch-1 decode = %.1f GB/s read bandwidth / weight bytes as "
+           "stored; prefill and compute = %.1f GFLOP/s sgemm / 2 x params = %.0f tokens/s; 16 "
+           "sequences = min(compute bound, 16 x decode bound). Kernel bound: decode tokens/s if "
+           "every "
+           "matrix product ran at its type's fused-kernel speed on a cache-resident matrix (one "
+           "thread, x threads), the compute ceiling of batch-1 decode.\n\n", bw, gf,
+           prefill_bound);
+    printf("| file | weight MiB | decode 1, tok/s | of bound | kernel bound | prefill 512, tok/s "
+           "| of sgemm | 16 seqs, tok/s | of bound |\n"
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < n; i++) {
+        double db = bw * 1e9 / (double)r[i].weight_bytes;
+        double b16 = 16 * db < prefill_bound ? 16 * db : prefill_bound;
+        printf("| %s | %.1f | %.1f | %.0f%% (bound %.1f) | %.1f | %.0f | %.0f%% | %.1f | %.0f%% "
+               "(bound %.0f) |\n",
+               model_dtype_str(r[i].dtype), (double)r[i].weight_bytes / 1048576.0, r[i].decode1,
+               100 * r[i].decode1 / db, db, r[i].kernel_bound, r[i].prefill512,
+               100 * r[i].prefill512 / prefill_bound, r[i].decode16, 100 * r[i].decode16 / b16,
+               b16);
+    }
+    printf("\n");
+}
+
 int main(int argc, char **argv)
 {
     blas_env_reexec_if_needed(argv);
@@ -219,6 +398,19 @@ int main(int argc, char **argv)
     double gf_ffn = sgemm_gflops(512, cfg.n_ff, cfg.n_embd);
     double gf_attn = sgemm_gflops(512, cfg.n_embd, cfg.n_embd);
     double gf = gf_ffn > gf_attn ? gf_ffn : gf_attn;
+
+    static const enum model_dtype stored[3] = {MODEL_DTYPE_F16, MODEL_DTYPE_Q8_0,
+                                               MODEL_DTYPE_Q4_K_M};
+    struct stored_result sr[3];
+    int n_sr = 0;
+    for (int i = 0; i < 3; i++)
+        if (bench_stored(&cfg, stored[i], n_threads, quick, &sr[n_sr]) == 0)
+            n_sr++;
+    if (getenv("BENCH_STORED_ONLY")) {
+        print_stored(preset, &cfg, sr, n_sr, bw, gf);
+        model_free(m);
+        return 0;
+    }
     double flops_per_token = 2.0 * (double)model_n_params(&cfg);
     double decode_bound = bw * 1e9 / (double)m->weight_bytes;
     double prefill_bound = gf * 1e9 / flops_per_token;
@@ -380,6 +572,8 @@ int main(int argc, char **argv)
     printf("\nWarm TTFT, caching off / on: sequential %.1fx, concurrency 8 %.1fx (target >= 5x).\n",
            pc_ttft[0][0] / pc_ttft[1][0], pc_ttft[0][1] / pc_ttft[1][1]);
 
+    print_stored(preset, &cfg, sr, n_sr, bw, gf);
+
     dir_make_all("bench/out");
     FILE *f = fopen("bench/out/engine.json", "w");
     if (f) {
@@ -395,6 +589,19 @@ int main(int argc, char **argv)
                 prefill_tps[1], decode_bound, prefill_bound, decode_tps[0], decode_tps[1],
                 decode_tps[2], decode_tps[3], pc_ttft[0][0], pc_ttft[1][0], pc_ttft[0][1],
                 pc_ttft[1][1], pc_e2e[0][0], pc_e2e[1][0], pc_e2e[0][1], pc_e2e[1][1]);
+        fclose(f);
+    }
+    f = fopen("bench/out/engine_stored.json", "w");
+    if (f) {
+        fprintf(f, "{\"preset\":\"%s\",\"stream_read_gbs\":%.3f,\"sgemm_gflops\":%.3f,"
+                   "\"files\":[", preset, bw, gf);
+        for (int i = 0; i < n_sr; i++)
+            fprintf(f, "%s{\"dtype\":\"%s\",\"weight_bytes\":%llu,\"decode1_tps\":%.2f,"
+                       "\"prefill512_tps\":%.1f,\"decode16_tps\":%.2f,\"kernel_bound_tps\":%.2f}",
+                    i ? "," : "", model_dtype_str(sr[i].dtype),
+                    (unsigned long long)sr[i].weight_bytes, sr[i].decode1, sr[i].prefill512,
+                    sr[i].decode16, sr[i].kernel_bound);
+        fprintf(f, "]}\n");
         fclose(f);
     }
     for (int j = 0; j < n_var; j++)

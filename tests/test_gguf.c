@@ -640,7 +640,8 @@ static void check_block_file(enum model_dtype dtype, uint32_t mat_type)
         CHECK(t != NULL);
         if (!t)
             continue;
-        int block = mat_type == GGML_TYPE_Q8_0 || mat_type == GGML_TYPE_Q4_0;
+        int block = mat_type == GGML_TYPE_Q8_0 || mat_type == GGML_TYPE_Q4_0 ||
+                    mat_type == GGML_TYPE_Q6_K; /* Q6_K -> Q8_0 -> F16 for 688 */
         uint32_t want = d[i].n_dims == 1              ? GGML_TYPE_F32
                         : block && d[i].ne[0] % 32 ? GGML_TYPE_F16
                                                       : mat_type;
@@ -679,6 +680,7 @@ static void test_write_block_types(void)
     check_block_file(MODEL_DTYPE_Q8_0, GGML_TYPE_Q8_0);
     check_block_file(MODEL_DTYPE_Q4_0, GGML_TYPE_Q4_0);
     check_block_file(MODEL_DTYPE_BF16, GGML_TYPE_BF16);
+    check_block_file(MODEL_DTYPE_Q6_K, GGML_TYPE_Q6_K);
     enum model_dtype dt;
     CHECK(model_dtype_parse("q8_0", &dt) == 0 && dt == MODEL_DTYPE_Q8_0);
     CHECK(model_dtype_parse("q4", &dt) == -1);
@@ -1030,6 +1032,118 @@ static void expect_reject(const unsigned char *buf, size_t len, const char *want
     CHECK_MSG(strstr(err, want) != NULL, "info error \"%s\" lacks \"%s\"", err, want);
 }
 
+/* --dtype q4_k_m on a shape that exercises every rule: 8 layers (use_more_bits picks 0, 3, 6,
+ * 7), ffn_down rows of 288 values (not a multiple of 256: Q4_K -> Q5_0, Q6_K -> Q8_0), the rest
+ * 256 (Q4_K; output.weight Q6_K). general.file_type 15; the bytes of each tensor are
+ * quant_quantize_row of model_fill_tensor's values; the loader computes on them as stored. Then
+ * the corrupt variants: truncated inside a K-quant tensor, a NaN block scale, a type we lack. */
+static void test_kquant_file(void)
+{
+    struct model_config c = {MODEL_ARCH_LLAMA, "kq", 300, 256, 8, 4, 2, 64, 288, 512,
+                             10000.0f, 1e-5f, 0, 0, 256, 257};
+    char err[512];
+    const char *path = tpath("kq.gguf");
+    CHECK(model_write_gguf(&c, 3, MODEL_DTYPE_Q4_K_M, path, err, sizeof err) == 0);
+    size_t len = 0;
+    unsigned char *buf = slurp(path, &len);
+    struct gguf_file g;
+    CHECK(buf && gguf_parse(&g, buf, len, len, NULL, err, sizeof err) == GGUF_OK);
+    int64_t ft = -1;
+    CHECK(gguf_kv_get_i64(gguf_find_kv(&g, "general.file_type"), &ft) == 0 && ft == 15);
+    int n = model_tensors(&c, NULL);
+    struct model_tensor_desc *d = calloc((size_t)n, sizeof *d);
+    model_tensors(&c, d);
+    int counts[MODEL_N_GGML_TYPES] = {0};
+    for (int i = 0; i < n; i++) {
+        const struct gguf_tensor_info *t = gguf_find_tensor(&g, d[i].name);
+        CHECK(t != NULL);
+        if (!t)
+            continue;
+        int layer = -1, more = 0;
+        if (sscanf(d[i].name, "blk.%d.", &layer) == 1)
+            more = layer == 0 || layer == 3 || layer == 6 || layer == 7;
+        uint32_t want = GGML_TYPE_Q4_K;
+        if (d[i].n_dims == 1)
+            want = GGML_TYPE_F32;
+        else if (!strcmp(d[i].name, "output.weight"))
+            want = GGML_TYPE_Q6_K;
+        else if (strstr(d[i].name, "ffn_down"))
+            want = more ? GGML_TYPE_Q8_0 : GGML_TYPE_Q5_0;
+        else if (strstr(d[i].name, "attn_v") && more)
+            want = GGML_TYPE_Q6_K;
+        CHECK_MSG(t->type == want, "%s: %s, expected %s", d[i].name, ggml_type_name(t->type),
+                  ggml_type_name(want));
+        counts[t->type]++;
+        if (t->type == GGML_TYPE_F32)
+            continue;
+        size_t ne = (size_t)(d[i].ne[0] * d[i].ne[1]);
+        float *v = malloc(ne * sizeof *v);
+        unsigned char *q = malloc(quant_row_bytes(t->type, ne));
+        model_fill_tensor(3, i, &d[i], v);
+        CHECK(quant_quantize_row(t->type, v, q, ne) == 0);
+        CHECK_MSG(t->n_bytes == quant_row_bytes(t->type, ne) &&
+                      memcmp(t->data, q, (size_t)t->n_bytes) == 0,
+                  "%s bytes differ", d[i].name);
+        free(v), free(q);
+    }
+    CHECK_EQ_INT(counts[GGML_TYPE_Q6_K], 4 + 1);
+    CHECK_EQ_INT(counts[GGML_TYPE_Q8_0], 4);
+    CHECK_EQ_INT(counts[GGML_TYPE_Q5_0], 4);
+    struct model_file_info info;
+    CHECK(model_file_info(path, &info, err, sizeof err) == 0);
+    CHECK_EQ_INT(info.file_dtype, MODEL_DTYPE_Q4_K_M);
+    CHECK_EQ_INT(info.type_tensors[GGML_TYPE_Q4_K], 8 * 6 + 1 - 4);
+    struct model *m = model_load(path, MODEL_LOAD_MMAP, err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    if (m) {
+        CHECK_EQ_INT(m->w.layers[1].m_down.type, GGML_TYPE_Q5_0);
+        CHECK_EQ_INT(m->w.layers[3].m_down.type, GGML_TYPE_Q8_0);
+        CHECK_EQ_INT(m->w.layers[3].mv.type, GGML_TYPE_Q6_K);
+        CHECK_EQ_INT(m->w.m_output.type, GGML_TYPE_Q6_K);
+        CHECK(m->w.layers[1].w_down == NULL);
+        CHECK_EQ_INT(m->file_dtype, MODEL_DTYPE_Q4_K_M);
+    }
+    model_free(m);
+
+    /* Truncated inside the last Q4_K tensor's data. */
+    const struct gguf_tensor_info *tq = gguf_find_tensor(&g, "blk.7.ffn_up.weight");
+    CHECK(tq != NULL && tq->type == GGML_TYPE_Q4_K);
+    if (tq)
+        expect_reject(buf, (size_t)(tq->file_offset + tq->n_bytes / 2),
+                      "runs past the end of the file");
+    /* A NaN super-block scale (d of block 5 of blk.2.attn_q.weight): both loaders refuse it,
+     * naming the tensor, its type and the block. */
+    const struct gguf_tensor_info *tn = gguf_find_tensor(&g, "blk.2.attn_q.weight");
+    CHECK(tn != NULL && tn->type == GGML_TYPE_Q4_K);
+    if (tn) {
+        unsigned char *bad = malloc(len);
+        memcpy(bad, buf, len);
+        bad[tn->file_offset + 5 * 144] = 0x00, bad[tn->file_offset + 5 * 144 + 1] = 0x7e;
+        spit(tpath("kq_nan.gguf"), bad, len);
+        enum model_load_format fmts[2] = {MODEL_LOAD_MMAP, MODEL_LOAD_READ};
+        for (int k = 0; k < 2; k++) {
+            err[0] = 0;
+            struct model *mb = model_load(tpath("kq_nan.gguf"), fmts[k], err, sizeof err);
+            CHECK_MSG(mb == NULL, "NaN scale accepted (%s)", k ? "read" : "mmap");
+            CHECK_MSG(strstr(err, "tensor 'blk.2.attn_q.weight' (Q4_K): block 5 of") &&
+                          strstr(err, "non-finite fp16 scale"),
+                      "error \"%s\"", err);
+            model_free(mb);
+        }
+        /* A type the runtime lacks (Q3_K: 110-byte blocks, so the data still fits). */
+        memcpy(bad, buf, len);
+        struct ti_pos p = find_tensor_info(bad, len, "blk.2.attn_q.weight");
+        put_u32(bad + p.type, GGML_TYPE_Q3_K);
+        expect_reject(bad, len, "tensor 'blk.2.attn_q.weight' has type Q3_K, which is not "
+                                "supported (supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, "
+                                "Q5_K, Q4_K)");
+        free(bad);
+    }
+    gguf_file_free(&g);
+    free(d);
+    free(buf);
+}
+
 static void test_good_file_loads(void)
 {
     struct model_config c = micro_cfg();
@@ -1238,16 +1352,18 @@ static void test_reject_quantized_type(void)
 {
     unsigned char *b = good_copy();
     struct ti_pos p = find_tensor_info(b, g_good_len, "blk.0.attn_q.weight");
-    put_u32(b + p.type, GGML_TYPE_Q4_K);
+    put_u32(b + p.type, GGML_TYPE_Q3_K);
     expect_reject(b, g_good_len,
-                  "tensor 'blk.0.attn_q.weight' has type Q4_K, which is not supported "
-                  "(supported: F32, F16, BF16, Q8_0, Q4_0)");
-    put_u32(b + p.type, GGML_TYPE_Q6_K);
-    expect_reject(b, g_good_len, "has type Q6_K, which is not supported (supported: F32");
+                  "tensor 'blk.0.attn_q.weight' has type Q3_K, which is not supported "
+                  "(supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K)");
+    put_u32(b + p.type, GGML_TYPE_Q2_K);
+    expect_reject(b, g_good_len, "has type Q2_K, which is not supported (supported: F32");
     put_u32(b + p.type, GGML_TYPE_IQ4_NL);
     expect_reject(b, g_good_len, "has type IQ4_NL, which is not supported");
-    static const uint32_t ok[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_BF16};
-    for (int k = 0; k < 3; k++) {
+    static const uint32_t ok[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_BF16,
+                                  GGML_TYPE_Q5_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
+                                  GGML_TYPE_Q6_K};
+    for (int k = 0; k < 7; k++) {
         put_u32(b + p.type, ok[k]);
         const char *path = tpath("ok_type.gguf");
         spit(path, b, g_good_len);
@@ -1522,6 +1638,7 @@ int main(void)
     TEST_RUN(test_load_f32_matches_random);
     TEST_RUN(test_load_f16_matches_random);
     TEST_RUN(test_write_block_types);
+    TEST_RUN(test_kquant_file);
     TEST_RUN(test_qwen2_bias_tied_roundtrip);
     TEST_RUN(test_read_large_header);
     TEST_RUN(test_metadata_keys);

@@ -1,6 +1,8 @@
 /* test_quant: the ggml block layouts against hand-built blocks, dequantisation against a plain
  * reference on random blocks, quantise -> dequantise round trips within each format's bound
- * (Q8_0: |err| <= d/2 per value plus 127 x the fp16 rounding of d; Q4_0: d + 8 x that),
+ * (Q8_0: |err| <= d/2 per value plus 127 x the fp16 rounding of d; Q4_0: d + 8 x that; the
+ * k-quants and Q5_0: see check_roundtrip_k), hand-built k-quant blocks, random raw blocks (extreme
+ * and negative scales) against a value-by-value reference,
  * bf16 conversion, and every fused dot variant this CPU has against the f64 reference
  * (relative 1e-5 of sum |w x|). */
 #include <stdint.h>
@@ -28,7 +30,14 @@ static void test_layouts(void)
     CHECK_EQ_INT(quant_row_bytes(GGML_TYPE_Q8_0, 64), 68);
     CHECK_EQ_INT(quant_row_bytes(GGML_TYPE_Q4_0, 64), 36);
     CHECK_EQ_INT(quant_row_bytes(GGML_TYPE_Q8_0, 33), 0);
-    CHECK_EQ_INT(quant_row_bytes(GGML_TYPE_Q4_K, 256), 0);
+    CHECK_EQ_INT(quant_row_bytes(GGML_TYPE_Q4_K, 512), 288);
+    CHECK_EQ_INT(quant_row_bytes(GGML_TYPE_Q5_K, 256), 176);
+    CHECK_EQ_INT(quant_row_bytes(GGML_TYPE_Q6_K, 256), 210);
+    CHECK_EQ_INT(quant_row_bytes(GGML_TYPE_Q5_0, 64), 44);
+    CHECK_EQ_INT(quant_row_bytes(GGML_TYPE_Q4_K, 288), 0); /* rows must be multiples of 256 */
+    CHECK_EQ_INT(quant_row_bytes(GGML_TYPE_Q6_K, 32), 0);
+    CHECK_EQ_INT(quant_row_bytes(GGML_TYPE_Q2_K, 256), 0); /* unsupported */
+    CHECK(!quant_type_supported(GGML_TYPE_Q3_K) && quant_type_supported(GGML_TYPE_Q6_K));
     uint32_t be, bb;
     CHECK(ggml_type_block(GGML_TYPE_Q8_0, &be, &bb) && be == 32 && bb == 34);
     CHECK(ggml_type_block(GGML_TYPE_Q4_0, &be, &bb) && be == 32 && bb == 18);
@@ -52,7 +61,71 @@ static void test_layouts(void)
         CHECK(out[j] == 2.0f * (float)(j - 8));
         CHECK(out[j + 16] == 2.0f * (float)(15 - j - 8));
     }
-    CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q4_K, b4, out, 256), -1);
+    CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q4_K, b4, out, 100), -1);
+    CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q3_K, b4, out, 256), -1);
+}
+
+/* Hand-built k-quant blocks: the scale packing of get_scale_min_k4 and the value order. */
+static void test_kquant_layouts(void)
+{
+    CHECK_EQ_INT(sizeof(struct quant_block_q4_k), 144);
+    CHECK_EQ_INT(sizeof(struct quant_block_q5_k), 176);
+    CHECK_EQ_INT(sizeof(struct quant_block_q6_k), 210);
+    CHECK_EQ_INT(sizeof(struct quant_block_q5_0), 22);
+    uint32_t be, bb;
+    CHECK(ggml_type_block(GGML_TYPE_Q4_K, &be, &bb) && be == 256 && bb == 144);
+    float out[256];
+    /* Q4_K: d = 1, dmin = 0.5; sub-block 1: scale 3, min 2 (low 6 bits of bytes 1 and 5);
+     * sub-block 5: scale 0x25 = 37 (low nibble of byte 9, top 2 bits from byte 1's bits 6-7),
+     * min 0x1a = 26 (high nibble of byte 9, top bits from byte 5). */
+    struct quant_block_q4_k k4;
+    memset(&k4, 0, sizeof k4);
+    k4.d = 0x3c00, k4.dmin = 0x3800;
+    k4.scales[1] = 3 | (2 << 6);  /* sc1 = 3, sc5 top bits = 2 */
+    k4.scales[5] = 2 | (1 << 6);  /* m1 = 2, m5 top bits = 1 */
+    k4.scales[9] = 5 | (10 << 4); /* sc5 = 5 | 2 << 4 = 37, m5 = 10 | 1 << 4 = 26 */
+    k4.qs[0] = 0x70;              /* value 0: 0, value 32 (sub-block 1): 7 */
+    k4.qs[64 + 3] = 0x9c;         /* value 131: 12 (sub-block 4), value 163 (5): 9 */
+    CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q4_K, &k4, out, 256), 0);
+    CHECK(out[0] == 0.0f);
+    CHECK(out[32] == 3.0f * 7.0f - 0.5f * 2.0f);
+    CHECK(out[33] == -1.0f);
+    CHECK(out[131] == 0.0f); /* sub-block 4 has scale 0, min 0 */
+    CHECK(out[163] == 37.0f * 9.0f - 0.5f * 26.0f);
+    CHECK(out[164] == -13.0f);
+    /* Q5_K: the same header; qh bit 2 of byte 3 is the fifth bit of value 64*1 + 3. */
+    struct quant_block_q5_k k5;
+    memset(&k5, 0, sizeof k5);
+    k5.d = 0x3c00, k5.dmin = 0x3800;
+    memcpy(k5.scales, k4.scales, 12);
+    k5.scales[2] = 1;     /* sc2 = 1 */
+    k5.qs[32 + 3] = 0x01; /* value 67: low 4 bits 1 */
+    k5.qh[3] = 1 << 2;    /* value 67: fifth bit */
+    k5.qh[4] = 1 << 3;    /* value 64 + 32 + 4 = 100 (sub-block 3): fifth bit */
+    CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q5_K, &k5, out, 256), 0);
+    CHECK(out[67] == 17.0f);
+    CHECK(out[100] == 0.0f); /* sub-block 3 scale 0 */
+    CHECK(out[32] == -1.0f); /* sub-block 1, code 0: -dmin * m */
+    /* Q6_K: d = 0.5; value 128 + 64 + 5 (half 1, ql high nibble, qh bits 4-5, scale 8 + 4). */
+    struct quant_block_q6_k k6;
+    memset(&k6, 0, sizeof k6);
+    k6.d = 0x3800;
+    k6.scales[12] = -3;
+    k6.ql[64 + 5] = 0xa0;   /* high nibble 10 */
+    k6.qh[32 + 5] = 3 << 4; /* high bits 3: q = 10 | 48 = 58 -> 26 */
+    CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q6_K, &k6, out, 256), 0);
+    CHECK(out[128 + 64 + 5] == 0.5f * -3.0f * 26.0f);
+    CHECK(out[0] == 0.0f); /* scale 0 */
+    /* Q5_0: d = 2; value 20 = high nibble of qs[4] | bit 20 of qh. */
+    unsigned char b5[22] = {0x00, 0x40};
+    uint32_t qh = 1u << 20 | 1u << 1;
+    memcpy(b5 + 2, &qh, 4);
+    b5[6 + 4] = 0x30;
+    b5[6 + 1] = 0x0f;
+    CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q5_0, b5, out, 32), 0);
+    CHECK(out[20] == 2.0f * (float)((3 | 16) - 16));
+    CHECK(out[1] == 2.0f * (float)((15 | 16) - 16));
+    CHECK(out[0] == -32.0f);
 }
 
 static void test_bf16(void)
@@ -87,24 +160,140 @@ static void test_dequant_random(void)
         for (int j = 0; j < 16; j++)
             w4[b * 18 + 2 + j] = (unsigned char)(frand(1.0f), g_rng >> 40);
     }
-    CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q8_0, w8, out, NB * 32), 0);
-    for (int b = 0; b < NB; b++) {
-        uint16_t dh;
-        memcpy(&dh, w8 + b * 34, 2);
-        for (int j = 0; j < 32; j++)
-            CHECK(out[b * 32 + j] == gguf_f16_to_f32(dh) * (float)(int8_t)w8[b * 34 + 2 + j]);
-    }
-    CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q4_0, w4, out, NB * 32), 0);
-    for (int b = 0; b < NB; b++) {
-        uint16_t dh;
-        memcpy(&dh, w4 + b * 18, 2);
-        float d = gguf_f16_to_f32(dh);
-        for (int j = 0; j < 32; j++) {
-            int byte = w4[b * 18 + 2 + (j % 16)];
-            int q = j < 16 ? (byte & 15) : (byte >> 4);
-            CHECK(out[b * 32 + j] == d * (float)(q - 8));
+    static const char *variants[] = {"portable", "avx512"};
+    const char *orig = quant_kernel_name();
+    for (int var = 0; var < 2; var++) {
+        if (quant_kernel_force(variants[var]) != 0)
+            continue;
+        CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q8_0, w8, out, NB * 32), 0);
+        for (int b = 0; b < NB; b++) {
+            uint16_t dh;
+            memcpy(&dh, w8 + b * 34, 2);
+            for (int j = 0; j < 32; j++)
+                CHECK(out[b * 32 + j] == gguf_f16_to_f32(dh) * (float)(int8_t)w8[b * 34 + 2 + j]);
+        }
+        CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q4_0, w4, out, NB * 32), 0);
+        for (int b = 0; b < NB; b++) {
+            uint16_t dh;
+            memcpy(&dh, w4 + b * 18, 2);
+            float d = gguf_f16_to_f32(dh);
+            for (int j = 0; j < 32; j++) {
+                int byte = w4[b * 18 + 2 + (j % 16)];
+                int q = j < 16 ? (byte & 15) : (byte >> 4);
+                CHECK(out[b * 32 + j] == d * (float)(q - 8));
+            }
         }
     }
+    quant_kernel_force(orig);
+}
+
+/* The block formats value by value, written from the ggml-common.h description (value v of the
+ * block at blk), in f64. */
+static double ref_value(uint32_t type, const unsigned char *blk, int v, double *mag)
+{
+    uint16_t h;
+    if (type == GGML_TYPE_Q5_0) {
+        uint32_t qh;
+        memcpy(&h, blk, 2);
+        memcpy(&qh, blk + 2, 4);
+        int byte = blk[6 + v % 16];
+        int q = (v < 16 ? byte & 15 : byte >> 4) | (int)((qh >> v) & 1) << 4;
+        *mag = fabs((double)gguf_f16_to_f32(h) * (q - 16));
+        return (double)gguf_f16_to_f32(h) * (q - 16);
+    }
+    if (type == GGML_TYPE_Q6_K) {
+        memcpy(&h, blk + 208, 2);
+        int half = v / 128, r = v % 128, quarter = r / 32, l = r % 32;
+        int byte = blk[64 * half + l + (quarter & 1) * 32];
+        int lo = quarter < 2 ? byte & 15 : byte >> 4;
+        int hi = (blk[128 + 32 * half + l] >> (2 * quarter)) & 3;
+        int sc = (int8_t)blk[192 + v / 16];
+        *mag = fabs((double)gguf_f16_to_f32(h) * sc * ((lo | hi << 4) - 32));
+        return (double)gguf_f16_to_f32(h) * sc * ((lo | hi << 4) - 32);
+    }
+    /* Q4_K / Q5_K */
+    uint16_t hm;
+    memcpy(&h, blk, 2);
+    memcpy(&hm, blk + 2, 2);
+    const unsigned char *s = blk + 4;
+    int j = v / 32, sc, m;
+    if (j < 4) {
+        sc = s[j] & 63, m = s[j + 4] & 63;
+    } else {
+        sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+        m = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+    }
+    int k5 = type == GGML_TYPE_Q5_K;
+    int byte = blk[(k5 ? 48 : 16) + 32 * (v / 64) + v % 32];
+    int q = (v % 64) < 32 ? byte & 15 : byte >> 4;
+    if (k5)
+        q |= ((blk[16 + v % 32] >> j) & 1) << 4;
+    *mag = fabs((double)gguf_f16_to_f32(h) * sc * q) + fabs((double)gguf_f16_to_f32(hm) * m);
+    return (double)gguf_f16_to_f32(h) * sc * q - (double)gguf_f16_to_f32(hm) * m;
+}
+
+static const uint32_t new_types[] = {GGML_TYPE_Q5_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
+                                     GGML_TYPE_Q6_K};
+
+/* Random bytes as blocks (every scale/min/code pattern), fp16 scales random including extreme
+ * magnitudes (65504, subnormals) and negative values (dmin < 0 too). */
+static void fill_random_blocks(uint32_t type, unsigned char *w, int n_blocks, int extreme)
+{
+    uint32_t be, bb;
+    ggml_type_block(type, &be, &bb);
+    for (size_t i = 0; i < (size_t)n_blocks * bb; i++)
+        w[i] = (unsigned char)(frand(1.0f), g_rng >> 40);
+    static const float ext[] = {65504.0f, -65504.0f, 6.0e-8f, -1.0e-5f, 0.0f, 1.0f};
+    for (int b = 0; b < n_blocks; b++) {
+        unsigned char *blk = w + (size_t)b * bb;
+        float d = extreme ? ext[b % 6] : frand(0.01f);
+        float dm = extreme ? ext[(b + 3) % 6] : frand(0.01f); /* either sign */
+        uint16_t hd = gguf_f32_to_f16(d), hm = gguf_f32_to_f16(dm);
+        if (type == GGML_TYPE_Q6_K) {
+            memcpy(blk + 208, &hd, 2);
+        } else {
+            memcpy(blk, &hd, 2);
+            if (type != GGML_TYPE_Q5_0)
+                memcpy(blk + 2, &hm, 2);
+        }
+    }
+}
+
+static void test_kquant_dequant_random(void)
+{
+    enum { NB = 24 };
+    unsigned char *w = malloc(NB * 210);
+    float *out = malloc(NB * 256 * sizeof *out);
+    static const char *variants[] = {"portable", "avx512"}; /* the dequantisers there are */
+    const char *orig = quant_kernel_name();
+    for (int var = 0; var < 2; var++) {
+        if (quant_kernel_force(variants[var]) != 0)
+            continue;
+        for (size_t t = 0; t < sizeof new_types / sizeof new_types[0]; t++) {
+            uint32_t type = new_types[t], be, bb;
+            ggml_type_block(type, &be, &bb);
+            for (int extreme = 0; extreme < 2; extreme++) {
+                fill_random_blocks(type, w, NB, extreme);
+                CHECK_EQ_INT(quant_dequantize_row(type, w, out, NB * be), 0);
+                int bad = 0;
+                for (int b = 0; b < NB; b++) {
+                    for (uint32_t v = 0; v < be; v++) {
+                        double mag, r = ref_value(type, w + (size_t)b * bb, (int)v, &mag);
+                        double got = out[(size_t)b * be + v];
+                        /* f32 arithmetic (d * sc, * q, - dmin * m) against f64: a few roundings
+                         * of the terms' magnitude */
+                        if (!(fabs(got - r) <= 4e-7 * mag) && bad++ < 3)
+                            CHECK_MSG(0, "%s block %d value %u: %.9g vs %.9g", ggml_type_name(type),
+                                      b, v, got, r);
+                    }
+                }
+                CHECK_MSG(bad == 0, "%s %s: %d values off", variants[var], ggml_type_name(type),
+                          bad);
+            }
+        }
+    }
+    quant_kernel_force(orig);
+    free(w), free(out);
 }
 
 /* quantise -> dequantise: each value within half a step (d/2; Q4_0: one step, the clamp at +7)
@@ -146,6 +335,82 @@ static void check_roundtrip(uint32_t type, float amp)
     free(x), free(y), free(q);
 }
 
+/* k-quants and Q5_0: each value within the bound its stored scales give (quant_k.c's min/max
+ * method): Q4_K/Q5_K half a step d*sc plus what rounding the 6-bit scale and min moves the range
+ * (nmax * d / 2 + dmin / 2); Q6_K one step (the clamp at +31) plus 32 |d| (the 8-bit scale);
+ * Q5_0 one step plus 16 x the fp16 rounding of d. */
+static void check_roundtrip_k(uint32_t type, float amp, float shift)
+{
+    enum { N = 256 * 16 };
+    uint32_t be, bb;
+    ggml_type_block(type, &be, &bb);
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    unsigned char *q = malloc(quant_row_bytes(type, N));
+    for (int i = 0; i < N; i++)
+        x[i] = frand(amp) + shift;
+    for (int i = 0; i < 256; i++)
+        x[i] = 0.0f; /* all-zero blocks dequantise to zeros */
+    for (int i = 256; i < 512; i++)
+        x[i] = (i % 32 < 16) ? frand(amp * 1e-4f) : frand(amp); /* scales of mixed sizes */
+    CHECK_EQ_INT(quant_quantize_row(type, x, q, N), 0);
+    CHECK_EQ_INT(quant_dequantize_row(type, q, y, N), 0);
+    double worst = 0.0;
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        const unsigned char *blk = q + (size_t)(i / be) * bb;
+        int v = i % (int)be;
+        uint16_t h, hm;
+        double bound;
+        if (type == GGML_TYPE_Q5_0) {
+            memcpy(&h, blk, 2);
+            float amax = 0.0f;
+            for (int j = 0; j < 32; j++)
+                amax = fmaxf(amax, fabsf(x[i - v + j]));
+            double d = amax / 16.0, dq = fabs((double)gguf_f16_to_f32(h));
+            bound = d + fabs(dq - d) * 16.0;
+        } else if (type == GGML_TYPE_Q6_K) {
+            memcpy(&h, blk + 208, 2);
+            double d = fabs((double)gguf_f16_to_f32(h));
+            double step = d * abs((int8_t)blk[192 + v / 16]);
+            bound = step + 32.0 * d;
+        } else {
+            memcpy(&h, blk, 2);
+            memcpy(&hm, blk + 2, 2);
+            double d = gguf_f16_to_f32(h), dmin = gguf_f16_to_f32(hm);
+            double mag, r = ref_value(type, blk, v, &mag);
+            (void)r;
+            int j = v / 32;
+            const unsigned char *sc = blk + 4;
+            int scj = j < 4 ? sc[j] & 63 : (sc[j + 4] & 15) | (sc[j - 4] >> 6) << 4;
+            int nmax = type == GGML_TYPE_Q4_K ? 15 : 31;
+            bound = d * scj / 2.0 + nmax * d / 2.0 + dmin / 2.0;
+        }
+        bound = bound * 1.0001 + 1e-30;
+        double e = fabs((double)y[i] - (double)x[i]);
+        if (!(e <= bound) && bad++ < 3)
+            CHECK_MSG(0, "%s value %d: %g vs %g (bound %g)", ggml_type_name(type), i, (double)y[i],
+                      (double)x[i], bound);
+        if (i >= 512 && e / amp > worst)
+            worst = e / amp;
+    }
+    CHECK_MSG(bad == 0, "%s: %d values outside the bound", ggml_type_name(type), bad);
+    for (int i = 0; i < 256; i++)
+        CHECK(y[i] == 0.0f);
+    fprintf(stderr, "  %s round trip (amp %g, shift %g): worst |err| / amp = %.4g\n",
+            ggml_type_name(type), (double)amp, (double)shift, worst);
+    free(x), free(y), free(q);
+}
+
+static void test_roundtrip_k(void)
+{
+    for (size_t t = 0; t < sizeof new_types / sizeof new_types[0]; t++) {
+        check_roundtrip_k(new_types[t], 1.0f, 0.0f);
+        check_roundtrip_k(new_types[t], 0.01f, 0.0f);
+        check_roundtrip_k(new_types[t], 0.5f, 0.6f);  /* all positive: min clamped to 0 */
+        check_roundtrip_k(new_types[t], 0.5f, -0.7f); /* all negative */
+    }
+}
+
 static void test_roundtrip(void)
 {
     check_roundtrip(GGML_TYPE_Q8_0, 1.0f);
@@ -166,10 +431,11 @@ static void test_roundtrip(void)
 /* Every kernel variant the CPU has, every supported type, against the f64 reference. */
 static void test_dot_kernels(void)
 {
-    static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16,
-                                     GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
+    static const uint32_t types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16,
+                                     GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0,
+                                     GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
     static const char *variants[] = {"portable", "avx2", "avx512"};
-    enum { N = 32 * 37, ROWS = 5 };
+    enum { N = 256 * 5, ROWS = 5 };
     float *w = malloc(N * ROWS * sizeof *w), x[N], y[ROWS];
     unsigned char *wq = malloc(N * ROWS * 4);
     for (int i = 0; i < N * ROWS; i++)
@@ -186,6 +452,12 @@ static void test_dot_kernels(void)
             size_t rb = quant_row_bytes(types[t], N);
             for (int r = 0; r < ROWS; r++)
                 quant_quantize_row(types[t], w + r * N, wq + r * rb, N);
+            uint32_t be, bb;
+            ggml_type_block(types[t], &be, &bb);
+            int new_type = types[t] == GGML_TYPE_Q5_0 ||
+                           (types[t] >= GGML_TYPE_Q4_K && types[t] <= GGML_TYPE_Q6_K);
+            if (new_type) /* the last row: raw random blocks, not the quantiser's */
+                fill_random_blocks(types[t], wq + (ROWS - 1) * rb, (int)(N / be), 0);
             quant_dot_rows(types[t], wq, rb, x, y, ROWS, N);
             for (int r = 0; r < ROWS; r++) {
                 double ref = quant_dot_ref(types[t], wq + r * rb, x, N);
@@ -211,7 +483,10 @@ int main(void)
     TEST_RUN(test_layouts);
     TEST_RUN(test_bf16);
     TEST_RUN(test_dequant_random);
+    TEST_RUN(test_kquant_layouts);
+    TEST_RUN(test_kquant_dequant_random);
     TEST_RUN(test_roundtrip);
+    TEST_RUN(test_roundtrip_k);
     TEST_RUN(test_dot_kernels);
     return TEST_DONE();
 }

@@ -88,6 +88,25 @@ static void test_eos_masking(void)
         logits[i] = (float)i;
     CHECK_EQ_INT(sampler_sample(&s, logits, V, &sp, 0, V + 3, &rng), 7);
     CHECK_EQ_INT(sampler_sample(&s, logits, V, &sp, 0, -1, &rng), 7);
+    /* The tokenizer's other end-of-generation ids are masked like EOS (min_tokens, ignore_eos);
+     * ids out of range are ignored. */
+    const int32_t eog[3] = {2, 6, V + 9};
+    sp.min_tokens = 3;
+    sp.ignore_eos = 0;
+    for (int n_gen = 0; n_gen < 5; n_gen++) {
+        for (int i = 0; i < V; i++)
+            logits[i] = (float)i * 0.1f;
+        logits[2] = 9.0f, logits[6] = 10.0f, logits[EOS] = 11.0f;
+        int32_t t = sampler_sample_eog(&s, logits, V, &sp, n_gen, EOS, eog, 3, &rng);
+        CHECK_EQ_INT(t, n_gen < 3 ? 7 : EOS);
+    }
+    sp.min_tokens = 0;
+    sp.ignore_eos = 1;
+    logits[2] = 9.0f, logits[6] = 10.0f, logits[EOS] = 11.0f;
+    CHECK_EQ_INT(sampler_sample_eog(&s, logits, V, &sp, 0, EOS, eog, 3, &rng), 7);
+    sp.ignore_eos = 0;
+    logits[2] = 9.0f, logits[6] = 10.0f, logits[EOS] = 1.0f;
+    CHECK_EQ_INT(sampler_sample_eog(&s, logits, V, &sp, 0, EOS, eog, 3, &rng), 6);
     sampler_free(&s);
 }
 

@@ -264,7 +264,7 @@ struct engine *engine_new(const struct engine_config *cfg_in, struct model *mode
     const int max_logits = cfg.max_num_seqs < cfg.max_num_batched_tokens
                                ? cfg.max_num_seqs
                                : cfg.max_num_batched_tokens;
-    uint64_t ws = forward_workspace_bytes(mc, cfg.max_num_batched_tokens, max_logits,
+    uint64_t ws = forward_workspace_bytes(model, cfg.max_num_batched_tokens, max_logits,
                                           cfg.max_model_len, cfg.n_threads) +
                   sched_scratch_bytes(cfg.max_num_seqs, cfg.max_num_batched_tokens);
     uint64_t per_token = model_kv_bytes_per_token(mc, 4);

@@ -51,6 +51,7 @@ typedef void (*lin_small_fn)(float *, const float *, const float *, int, int, in
                              int);
 static lin_small_fn lin_small_pick(void);
 static int model_has_block_types(const struct model *m);
+static int resolve_threads(int n_threads);
 #define LIN_QTILE 64 /* weight rows dequantised at a time (lin_slice_q) */
 static lin_small_fn lin_small;
 
@@ -114,15 +115,30 @@ static int resolve_threads(int n_threads)
 #endif
 }
 
-uint64_t forward_workspace_bytes(const struct model_config *c, int max_tokens, int max_logits,
+/* Floats per thread of the dequantisation scratch: LIN_QTILE rows of the widest matrix input;
+ * 0 for a model whose matrices are all f32. */
+static size_t deq_scratch_floats_of(const struct model *m)
+{
+    const struct model_config *c = &m->cfg;
+    if (!model_has_block_types(m))
+        return 0;
+    size_t max_in = (size_t)c->n_embd;
+    if ((size_t)c->n_ff > max_in)
+        max_in = (size_t)c->n_ff;
+    if ((size_t)c->n_head * (size_t)c->head_dim > max_in)
+        max_in = (size_t)c->n_head * (size_t)c->head_dim;
+    return (size_t)LIN_QTILE * max_in;
+}
+
+uint64_t forward_workspace_bytes(const struct model *m, int max_tokens, int max_logits,
                                  int max_ctx, int n_threads)
 {
-    struct ws_sizes s = ws_sizes_of(c, max_tokens, max_logits, max_ctx,
-                                    resolve_threads(n_threads));
+    const struct model_config *c = &m->cfg;
     int nt = resolve_threads(n_threads);
+    struct ws_sizes s = ws_sizes_of(c, max_tokens, max_logits, max_ctx, nt);
     uint64_t floats = (uint64_t)s.x + s.xb + s.q + s.k + s.v + s.att_out + s.hb + s.hb2 +
                       2 * (uint64_t)s.rope + s.att + s.xl + s.logits +
-                      (uint64_t)nt * s.tile_scratch;
+                      (uint64_t)nt * s.tile_scratch + (uint64_t)nt * deq_scratch_floats_of(m);
     uint64_t ints = (uint64_t)s.logit_rows + (uint64_t)max_tokens /* short_tok */ +
                     3 * (uint64_t)s.max_tiles;
     return floats * sizeof(float) + ints * sizeof(int32_t) +
@@ -188,18 +204,13 @@ struct forward *forward_new(const struct model *model, int max_tokens, int max_l
         f->rope_inv_freq[j] = pow((double)c->rope_theta, -2.0 * j / (double)c->head_dim);
 
     f->workspace_bytes =
-        forward_workspace_bytes(c, f->max_tokens, f->max_logits, f->max_ctx, f->n_threads);
+        forward_workspace_bytes(model, f->max_tokens, f->max_logits, f->max_ctx, f->n_threads);
 
-    /* Dequantisation scratch, only for a model with matrices in a block type. */
-    size_t max_in = (size_t)c->n_embd;
-    if ((size_t)c->n_ff > max_in)
-        max_in = (size_t)c->n_ff;
-    if ((size_t)c->n_head * (size_t)c->head_dim > max_in)
-        max_in = (size_t)c->n_head * (size_t)c->head_dim;
-    if (model_has_block_types(model)) {
-        f->deq_scratch_floats = (size_t)LIN_QTILE * max_in;
+    /* Dequantisation scratch, only for a model with matrices in a block type (counted in
+     * forward_workspace_bytes). */
+    f->deq_scratch_floats = deq_scratch_floats_of(model);
+    if (f->deq_scratch_floats) {
         f->deq_scratch = xcalloc((size_t)f->n_threads * f->deq_scratch_floats, sizeof(float));
-        f->workspace_bytes += (uint64_t)f->n_threads * f->deq_scratch_floats * sizeof(float);
         (void)quant_kernel_name(); /* picks the kernel before threads use it */
     }
 

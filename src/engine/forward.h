@@ -108,7 +108,7 @@ struct forward {
     double *rope_inv_freq; /* [head_dim/2] theta^(-2i/head_dim) */
     size_t tile_scratch_floats;
     int max_tiles;
-    uint64_t workspace_bytes;  /* + the dequantisation scratch of a quantised model */
+    uint64_t workspace_bytes;  /* forward_workspace_bytes: all of the above, dequant scratch too */
     float *deq_scratch;        /* [n_threads][deq_scratch_floats], or NULL (all-f32 model) */
     size_t deq_scratch_floats; /* LIN_QTILE rows of the widest matrix input */
     int n_layers_run;                         /* 0: all layers (forward_limit_layers) */
@@ -130,8 +130,10 @@ struct forward *forward_new(const struct model *model, int max_tokens, int max_l
                             int max_ctx, int n_threads);
 void forward_free(struct forward *f); /* NULL-safe */
 
-/* Bytes of the workspace forward_new allocates for these limits (without allocating). */
-uint64_t forward_workspace_bytes(const struct model_config *c, int max_tokens, int max_logits,
+/* Bytes of the workspace forward_new allocates for this model and these limits (without
+ * allocating): activations, attention scratch, and for a model with matrices in F16 or a block
+ * type the per-thread dequantisation tiles (LIN_QTILE rows of the widest matrix input). */
+uint64_t forward_workspace_bytes(const struct model *m, int max_tokens, int max_logits,
                                  int max_ctx, int n_threads);
 
 /* Runs the batch: writes each token's K/V into its sequence's block at its position in every

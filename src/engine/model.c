@@ -280,6 +280,8 @@ const char *model_dtype_str(enum model_dtype d)
     case MODEL_DTYPE_Q4_0: return "q4_0";
     case MODEL_DTYPE_Q8_0: return "q8_0";
     case MODEL_DTYPE_BF16: return "bf16";
+    case MODEL_DTYPE_Q4_K_M: return "q4_k_m";
+    case MODEL_DTYPE_Q6_K: return "q6_k";
     }
     return "?";
 }
@@ -287,7 +289,8 @@ const char *model_dtype_str(enum model_dtype d)
 int model_dtype_parse(const char *name, enum model_dtype *out)
 {
     static const enum model_dtype all[] = {MODEL_DTYPE_F32, MODEL_DTYPE_F16, MODEL_DTYPE_BF16,
-                                           MODEL_DTYPE_Q8_0, MODEL_DTYPE_Q4_0};
+                                           MODEL_DTYPE_Q8_0, MODEL_DTYPE_Q4_0,
+                                           MODEL_DTYPE_Q4_K_M, MODEL_DTYPE_Q6_K};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (strcmp(name, model_dtype_str(all[i])) == 0) {
             *out = all[i];
@@ -299,7 +302,16 @@ int model_dtype_parse(const char *name, enum model_dtype *out)
 
 const char *model_dtype_names(void)
 {
-    return "f32|f16|bf16|q8_0|q4_0";
+    return "f32|f16|bf16|q8_0|q4_0|q4_k_m|q6_k";
+}
+
+/* llama-quantize's fallback for a type whose block does not divide a row of n_in values. */
+static uint32_t kquant_fallback(uint32_t type, uint64_t n_in)
+{
+    if (n_in % QUANT_QK_K == 0)
+        return type;
+    type = type == GGML_TYPE_Q4_K ? GGML_TYPE_Q5_0 : GGML_TYPE_Q8_0;
+    return n_in % QUANT_QK8_0 ? GGML_TYPE_F16 : type;
 }
 
 uint32_t model_dtype_matrix_type(enum model_dtype d, uint64_t n_in)
@@ -309,8 +321,41 @@ uint32_t model_dtype_matrix_type(enum model_dtype d, uint64_t n_in)
     case MODEL_DTYPE_BF16: return GGML_TYPE_BF16;
     case MODEL_DTYPE_Q8_0: return n_in % QUANT_QK8_0 ? GGML_TYPE_F16 : GGML_TYPE_Q8_0;
     case MODEL_DTYPE_Q4_0: return n_in % QUANT_QK4_0 ? GGML_TYPE_F16 : GGML_TYPE_Q4_0;
+    case MODEL_DTYPE_Q4_K_M: return kquant_fallback(GGML_TYPE_Q4_K, n_in);
+    case MODEL_DTYPE_Q6_K: return kquant_fallback(GGML_TYPE_Q6_K, n_in);
     default: return GGML_TYPE_F32;
     }
+}
+
+/* llama-quant.cpp's use_more_bits. */
+static int use_more_bits(int i_layer, int n_layer)
+{
+    return i_layer < n_layer / 8 || i_layer >= 7 * n_layer / 8 ||
+           (i_layer - n_layer / 8) % 3 == 2;
+}
+
+uint32_t model_tensor_type(const struct model_config *cfg, const struct model_tensor_desc *t,
+                           enum model_dtype d)
+{
+    if (t->n_dims != 2)
+        return GGML_TYPE_F32;
+    if (d != MODEL_DTYPE_Q4_K_M)
+        return model_dtype_matrix_type(d, t->ne[0]);
+    uint64_t n_in = t->ne[0];
+    int is_output = !strcmp(t->name, "output.weight") ||
+                    (cfg->tied_embeddings && !strcmp(t->name, "token_embd.weight"));
+    if (is_output) {
+        if (n_in % QUANT_QK_K == 0)
+            return GGML_TYPE_Q6_K;
+        return n_in % QUANT_QK8_0 ? GGML_TYPE_F16 : GGML_TYPE_Q8_0;
+    }
+    int i_layer = -1;
+    uint32_t type = GGML_TYPE_Q4_K;
+    if (sscanf(t->name, "blk.%d.", &i_layer) == 1 &&
+        (strstr(t->name, ".attn_v.weight") || strstr(t->name, ".ffn_down.weight")) &&
+        use_more_bits(i_layer, cfg->n_layer))
+        type = GGML_TYPE_Q6_K;
+    return kquant_fallback(type, n_in);
 }
 
 struct model *model_new_random(const struct model_config *cfg, uint64_t seed, char *err,

@@ -25,27 +25,32 @@ enum model_arch { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2 };
 enum rope_mode { ROPE_MODE_NORM = 0, ROPE_MODE_NEOX };
 
 /* Storage type of a file's 2-D weight matrices; the values are llama.cpp's general.file_type
- * (LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q8_0, MOSTLY_BF16). */
+ * (LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q8_0, MOSTLY_Q4_K_M, MOSTLY_Q6_K,
+ * MOSTLY_BF16). */
 enum model_dtype {
     MODEL_DTYPE_F32 = 0,
     MODEL_DTYPE_F16 = 1,
     MODEL_DTYPE_Q4_0 = 2,
     MODEL_DTYPE_Q8_0 = 7,
+    MODEL_DTYPE_Q4_K_M = 15,
+    MODEL_DTYPE_Q6_K = 18,
     MODEL_DTYPE_BF16 = 32,
 };
-/* "f32", "f16", "q4_0", "q8_0", "bf16"; "?" otherwise. Static string. */
+/* "f32", "f16", "q4_0", "q8_0", "q4_k_m", "q6_k", "bf16"; "?" otherwise. Static string. */
 const char *model_dtype_str(enum model_dtype d);
 /* The name above -> *out. 0, or -1 if unknown. */
 int model_dtype_parse(const char *name, enum model_dtype *out);
-/* "f32|f16|bf16|q8_0|q4_0", for usage and errors. Static string. */
+/* "f32|f16|bf16|q8_0|q4_0|q4_k_m|q6_k", for usage and errors. Static string. */
 const char *model_dtype_names(void);
-/* ggml type of a 2-D matrix of dtype whose rows hold n_in values (a block type whose block does
- * not divide n_in falls back to F16, as llama.cpp's convert_hf_to_gguf.py does). */
+/* ggml type of a 2-D matrix of dtype whose rows hold n_in values, for the single-type dtypes
+ * (f16, bf16, q8_0, q4_0, q6_k): a block type whose block does not divide n_in falls back as
+ * llama.cpp does (Q8_0/Q4_0 -> F16 like convert_hf_to_gguf.py; Q6_K -> Q8_0 -> F16 like
+ * llama-quantize). q4_k_m: Q4_K with the same fallbacks; use model_tensor_type for the mix. */
 uint32_t model_dtype_matrix_type(enum model_dtype d, uint64_t n_in);
 
 /* A weight matrix as stored, for the forward pass: type F32 (data is const float *, 4-byte
- * aligned) or F16, Q8_0, Q4_0 (quant.h; data points into the mmap'd file, rows of
- * quant_row_bytes(type, n_in) bytes). */
+ * aligned) or F16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K (quant.h; data points into the mmap'd
+ * file, rows of quant_row_bytes(type, n_in) bytes). */
 struct weight_mat {
     const void *data;
     uint32_t type;   /* enum ggml_type */
@@ -139,6 +144,15 @@ int model_config_validate(const struct model_config *cfg, char *err, size_t err_
 
 /* Number of tensors and their descriptions in file order. descs may be NULL to count. */
 int model_tensors(const struct model_config *cfg, struct model_tensor_desc *descs);
+
+/* ggml type of tensor t in a file of dtype: 1-D tensors F32; q4_k_m follows llama-quantize's
+ * llama_tensor_get_type for LLAMA_FTYPE_MOSTLY_Q4_K_M on a dense (non-MoE, non-Falcon) model:
+ * Q4_K, except Q6_K for output.weight (token_embd.weight when tied) and for attn_v / ffn_down
+ * of the layers use_more_bits picks (the first and last eighth, and every third between);
+ * then rows not a multiple of 256 fall back Q4_K -> Q5_0, Q6_K -> Q8_0 (output.weight: Q8_0),
+ * and to F16 where 32 does not divide them either. Other dtypes: model_dtype_matrix_type. */
+uint32_t model_tensor_type(const struct model_config *cfg, const struct model_tensor_desc *t,
+                           enum model_dtype d);
 
 uint64_t model_n_params(const struct model_config *cfg);
 /* 2 x layers x KV heads x head_dim x dtype_bytes. */

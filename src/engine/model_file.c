@@ -48,9 +48,10 @@ static void add_arch_f32(struct gguf_writer *w, const char *arch, const char *su
     gguf_writer_add_f32(w, key, v);
 }
 
-static uint32_t tensor_type_for(const struct model_tensor_desc *d, enum model_dtype dtype)
+static uint32_t tensor_type_for(const struct model_config *cfg, const struct model_tensor_desc *d,
+                                enum model_dtype dtype)
 {
-    return d->n_dims == 2 ? model_dtype_matrix_type(dtype, d->ne[0]) : GGML_TYPE_F32;
+    return model_tensor_type(cfg, d, dtype);
 }
 
 /* The tokenizer keys as llama.cpp's convert script writes them. */
@@ -152,7 +153,7 @@ int model_write_gguf_tok(const struct model_config *cfg, uint64_t seed, enum mod
         if (ne > max_elems)
             max_elems = ne;
         gguf_writer_add_tensor(&w, d[i].name, (uint32_t)d[i].n_dims, d[i].ne,
-                               tensor_type_for(&d[i], dtype));
+                               tensor_type_for(cfg, &d[i], dtype));
     }
 
     size_t plen = strlen(path) + 32;
@@ -175,7 +176,7 @@ int model_write_gguf_tok(const struct model_config *cfg, uint64_t seed, enum mod
         size_t ne = (size_t)(d[i].ne[0] * d[i].ne[1]);
         model_fill_tensor(seed, i, &d[i], fbuf);
         enum gguf_status st = GGUF_OK;
-        uint32_t type = tensor_type_for(&d[i], dtype);
+        uint32_t type = tensor_type_for(cfg, &d[i], dtype);
         if (type == GGML_TYPE_F32) {
             st = gguf_writer_data(&w, fbuf, ne * sizeof *fbuf, gerr, sizeof gerr);
         } else if (type == GGML_TYPE_F16) {
@@ -595,12 +596,13 @@ static int dtype_rank_of(enum model_dtype d)
     return dtype_rank(model_dtype_matrix_type(d, QUANT_QK8_0));
 }
 
-/* A tensor the forward pass computes on as stored (mmap): a 2-D matrix of type F16, Q8_0 or
- * Q4_0. Other non-f32 tensors (bf16, 1-D f16 or quantised ones) are converted to f32 at load. */
+/* A tensor the forward pass computes on as stored (mmap): a 2-D matrix of type F16 or a block
+ * type (Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K). Other non-f32 tensors (bf16, 1-D f16 or quantised
+ * ones) are converted to f32 at load. */
 static int tensor_native(const struct model_tensor_desc *d, uint32_t type)
 {
-    return d->n_dims == 2 &&
-           (type == GGML_TYPE_F16 || type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0);
+    return d->n_dims == 2 && type != GGML_TYPE_F32 && type != GGML_TYPE_BF16 &&
+           quant_type_supported(type);
 }
 
 static int header_tensors(struct mf_header *h, char *err, size_t err_len)
@@ -619,7 +621,8 @@ static int header_tensors(struct mf_header *h, char *err, size_t err_len)
         }
         if (!quant_type_supported(t->type)) {
             snprintf(err, err_len,
-                     "tensor '%s' has type %s, which is not supported (supported: %s)", d->name, ggml_type_name(t->type), quant_supported_list());
+                     "tensor '%s' has type %s, which is not supported (supported: %s)", d->name,
+                     ggml_type_name(t->type), quant_supported_list());
             return -1;
         }
         int same = t->ne[0] == d->ne[0] && t->ne[1] == d->ne[1] && t->ne[2] == 1 &&
@@ -644,6 +647,14 @@ static int header_tensors(struct mf_header *h, char *err, size_t err_len)
                                                                              : h->file_dtype;
         h->ti[i] = t;
     }
+    /* general.file_type names the mix (q4_k_m holds Q4_K, Q6_K and fallbacks) where it is one
+     * we know; otherwise the largest matrix type above stands. */
+    int ft;
+    enum model_dtype fd;
+    if (gguf_find_kv(&h->g, "general.file_type") &&
+        meta_int(&h->g, NULL, "general.file_type", 0, -1, 0, 1 << 16, &ft, err, err_len) == 0 &&
+        model_dtype_parse(model_dtype_str((enum model_dtype)ft), &fd) == 0)
+        h->file_dtype = fd;
     /* Tensors we do not use (names are unique, every expected one was found). */
     h->n_unused = h->g.n_tensors - (uint64_t)h->n_desc;
     if (h->n_unused) {
@@ -841,10 +852,28 @@ static mono_ns touch_pages(const struct mf_header *h, float *const *ptrs, const 
     return clock_now_ns() - t1;
 }
 
+/* Tensor i's blocks (at data) have finite scales; else -1 with err naming the tensor and block. */
+static int check_blocks(const struct mf_header *h, int i, const void *data, const char *path,
+                        char *err, size_t err_len)
+{
+    const struct gguf_tensor_info *t = h->ti[i];
+    uint32_t be, bb;
+    uint64_t bad;
+    if (!ggml_type_block(t->type, &be, &bb) || be == 1)
+        return 0;
+    if (quant_validate_blocks(t->type, data, t->n_bytes / bb, &bad) == 0)
+        return 0;
+    snprintf(err, err_len, "corrupt model file %s: tensor '%s' (%s): block %" PRIu64 " of %" PRIu64
+             " has a non-finite fp16 scale", path, h->desc[i].name, ggml_type_name(t->type), bad,
+             t->n_bytes / bb);
+    return -1;
+}
+
 /* READ: every tensor pread() into m->owned as f32 (f16 converted chunk by chunk, bf16 and block
  * types read whole, then dequantised); ptrs[i] set. 0, or -1 with errno. *convert_ns += the
  * conversion time. */
-static int load_read(const struct mf_header *h, struct model *m, float **ptrs, mono_ns *convert_ns)
+static int load_read(const struct mf_header *h, struct model *m, float **ptrs, mono_ns *convert_ns,
+                     int *corrupt, const char *path, char *err, size_t err_len)
 {
     uint16_t *hbuf = xmalloc(MF_CHUNK_ELEMS * sizeof *hbuf);
     size_t off = 0;
@@ -858,6 +887,11 @@ static int load_read(const struct mf_header *h, struct model *m, float **ptrs, m
         } else if (t->type != GGML_TYPE_F16) {
             unsigned char *raw = xmalloc((size_t)t->n_bytes);
             int rrc = read_full(h->fd, raw, (size_t)t->n_bytes, t->file_offset);
+            if (!rrc && check_blocks(h, i, raw, path, err, err_len)) {
+                *corrupt = 1;
+                free(raw);
+                goto out;
+            }
             mono_ns tc = clock_now_ns();
             if (!rrc)
                 quant_dequantize_row(t->type, raw, ptrs[i], (size_t)t->n_elems);
@@ -956,6 +990,9 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
         madvise(h.map, (size_t)h.file_bytes, MADV_WILLNEED);
         m->load.open_ns = clock_now_ns() - t0;
         touch_ns = touch_pages(&h, ptrs, native);
+        for (int i = 0; i < h.n_desc; i++)
+            if (check_blocks(&h, i, h.ti[i]->data, path, err, err_len))
+                goto fail;
         mono_ns t2 = clock_now_ns();
         for (int i = 0; i < h.n_desc; i++) {
             const struct gguf_tensor_info *t = h.ti[i];
@@ -983,8 +1020,12 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
                      convert_ns > 0 ? (double)m->load.convert_bytes / (double)convert_ns : 0.0,
                      m->load.convert_threads);
     } else {
-        if (load_read(&h, m, ptrs, &convert_ns))
+        int corrupt = 0;
+        if (load_read(&h, m, ptrs, &convert_ns, &corrupt, path, err, err_len)) {
+            if (corrupt)
+                goto fail;
             goto read_fail;
+        }
         /* open_ns covers open + header + read() of the data, as model.h defines it. */
         m->load.open_ns = clock_now_ns() - t0 - convert_ns;
     }

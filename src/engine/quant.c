@@ -1,6 +1,7 @@
-/* quant: ggml block layouts (Q8_0, Q4_0) and the 2-byte float types (F16, BF16): row
- * quantisation with ggml's reference rounding, dequantisation, an f64 reference dot, and the fused
- * dequantise-and-dot kernels (AVX-512, AVX2 or portable, picked once from the CPU's features).
+/* quant: ggml block layouts (Q8_0, Q4_0 here; Q5_0 and the k-quants Q4_K, Q5_K, Q6_K in
+ * quant_k.c) and the 2-byte float types (F16, BF16): row quantisation, dequantisation, an f64
+ * reference dot, and the fused dequantise-and-dot kernels (AVX-512, AVX2 or portable, picked once
+ * from the CPU's features).
  * Block data is read with memcpy/unaligned loads: GGUF only aligns tensors, not blocks. It keeps
  * no state besides the chosen kernel and allocates nothing. */
 #include "engine/quant.h"
@@ -10,16 +11,18 @@
 #include <string.h>
 
 #include "engine/gguf.h"
+#include "engine/quant_k.h"
 
 int quant_type_supported(uint32_t type)
 {
     return type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16 ||
-           type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0;
+           type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q5_0 ||
+           type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K || type == GGML_TYPE_Q6_K;
 }
 
 const char *quant_supported_list(void)
 {
-    return "F32, F16, BF16, Q8_0, Q4_0";
+    return "F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K";
 }
 
 size_t quant_row_bytes(uint32_t type, size_t n)
@@ -31,6 +34,14 @@ size_t quant_row_bytes(uint32_t type, size_t n)
         return n % QUANT_QK8_0 ? 0 : n / QUANT_QK8_0 * sizeof(struct quant_block_q8_0);
     case GGML_TYPE_Q4_0:
         return n % QUANT_QK4_0 ? 0 : n / QUANT_QK4_0 * sizeof(struct quant_block_q4_0);
+    case GGML_TYPE_Q5_0:
+        return n % QUANT_QK5_0 ? 0 : n / QUANT_QK5_0 * sizeof(struct quant_block_q5_0);
+    case GGML_TYPE_Q4_K:
+        return n % QUANT_QK_K ? 0 : n / QUANT_QK_K * sizeof(struct quant_block_q4_k);
+    case GGML_TYPE_Q5_K:
+        return n % QUANT_QK_K ? 0 : n / QUANT_QK_K * sizeof(struct quant_block_q5_k);
+    case GGML_TYPE_Q6_K:
+        return n % QUANT_QK_K ? 0 : n / QUANT_QK_K * sizeof(struct quant_block_q6_k);
     default: return 0;
     }
 }
@@ -57,6 +68,29 @@ static uint16_t ld16(const unsigned char *p)
     uint16_t v;
     memcpy(&v, p, 2);
     return v;
+}
+
+int quant_validate_blocks(uint32_t type, const void *data, uint64_t n_blocks, uint64_t *bad_block)
+{
+    size_t off0, off1;
+    uint32_t be, bb;
+    if (!ggml_type_block(type, &be, &bb))
+        return 0;
+    switch (type) {
+    case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: off0 = off1 = 0; break;
+    case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: off0 = 0, off1 = 2; break;
+    case GGML_TYPE_Q6_K: off0 = off1 = 208; break;
+    default: return 0;
+    }
+    const unsigned char *p = data;
+    for (uint64_t b = 0; b < n_blocks; b++, p += bb) {
+        /* fp16 exponent all ones: inf or NaN */
+        if ((ld16(p + off0) & 0x7c00) == 0x7c00 || (ld16(p + off1) & 0x7c00) == 0x7c00) {
+            *bad_block = b;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* ggml's quantize_row_q8_0_ref: d = max|x| / 127, q = round(x / d). */
@@ -125,15 +159,34 @@ int quant_quantize_row(uint32_t type, const float *src, void *dst, size_t n)
         return 0;
     case GGML_TYPE_Q8_0: quantize_q8_0(src, o, n); return 0;
     case GGML_TYPE_Q4_0: quantize_q4_0(src, o, n); return 0;
+    case GGML_TYPE_Q5_0: quantk_quantize_q5_0(src, o, n); return 0;
+    case GGML_TYPE_Q4_K: quantk_quantize_q4_k(src, o, n); return 0;
+    case GGML_TYPE_Q5_K: quantk_quantize_q5_k(src, o, n); return 0;
+    case GGML_TYPE_Q6_K: quantk_quantize_q6_k(src, o, n); return 0;
     default: return -1;
     }
 }
+
+static int kernel_is_avx512(void);
+static void dequant_q8_0_avx512(const unsigned char *p, float *dst, size_t n);
+static void dequant_q4_0_avx512(const unsigned char *p, float *dst, size_t n);
 
 int quant_dequantize_row(uint32_t type, const void *src, float *dst, size_t n)
 {
     const unsigned char *p = src;
     if (!quant_row_bytes(type, n) && n)
         return -1;
+    if (kernel_is_avx512()) { /* the batch path's tiles: identical values, 16 at a time */
+        switch (type) {
+        case GGML_TYPE_Q8_0: dequant_q8_0_avx512(p, dst, n); return 0;
+        case GGML_TYPE_Q4_0: dequant_q4_0_avx512(p, dst, n); return 0;
+        case GGML_TYPE_Q5_0: quantk_dequantize_q5_0_avx512(p, dst, n); return 0;
+        case GGML_TYPE_Q4_K: quantk_dequantize_q4_k_avx512(p, dst, n); return 0;
+        case GGML_TYPE_Q5_K: quantk_dequantize_q5_k_avx512(p, dst, n); return 0;
+        case GGML_TYPE_Q6_K: quantk_dequantize_q6_k_avx512(p, dst, n); return 0;
+        default: break;
+        }
+    }
     switch (type) {
     case GGML_TYPE_F32: memcpy(dst, p, n * 4); return 0;
     case GGML_TYPE_F16:
@@ -167,6 +220,10 @@ int quant_dequantize_row(uint32_t type, const void *src, float *dst, size_t n)
             }
         }
         return 0;
+    case GGML_TYPE_Q5_0: quantk_dequantize_q5_0(p, dst, n); return 0;
+    case GGML_TYPE_Q4_K: quantk_dequantize_q4_k(p, dst, n); return 0;
+    case GGML_TYPE_Q5_K: quantk_dequantize_q5_k(p, dst, n); return 0;
+    case GGML_TYPE_Q6_K: quantk_dequantize_q6_k(p, dst, n); return 0;
     default: return -1;
     }
 }
@@ -174,8 +231,10 @@ int quant_dequantize_row(uint32_t type, const void *src, float *dst, size_t n)
 double quant_dot_ref(uint32_t type, const void *w, const float *x, size_t n)
 {
     double s = 0.0;
-    float tmp[QUANT_QK8_0];
-    size_t step = type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 ? QUANT_QK8_0 : 1;
+    float tmp[QUANT_QK_K];
+    uint32_t be = 1, bb;
+    ggml_type_block(type, &be, &bb);
+    size_t step = be;
     size_t bytes = quant_row_bytes(type, step);
     for (size_t i = 0; i + step <= n; i += step) {
         quant_dequantize_row(type, (const unsigned char *)w + i / step * bytes, tmp, step);
@@ -273,6 +332,30 @@ T512 static float dot_q4_0_avx512(const unsigned char *w, const float *x, size_t
     return _mm512_reduce_add_ps(acc);
 }
 
+T512 static void dequant_q8_0_avx512(const unsigned char *p, float *dst, size_t n)
+{
+    for (size_t b = 0; b < n / QUANT_QK8_0; b++, p += 34, dst += QUANT_QK8_0) {
+        __m512 d = _mm512_set1_ps(_cvtsh_ss(ld16(p)));
+        for (int k = 0; k < 2; k++) {
+            __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)(p + 2 + 16 * k)));
+            _mm512_storeu_ps(dst + 16 * k, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q)));
+        }
+    }
+}
+
+T512 static void dequant_q4_0_avx512(const unsigned char *p, float *dst, size_t n)
+{
+    const __m512i m15 = _mm512_set1_epi32(15), m8 = _mm512_set1_epi32(8);
+    for (size_t b = 0; b < n / QUANT_QK4_0; b++, p += 18, dst += QUANT_QK4_0) {
+        __m512 d = _mm512_set1_ps(_cvtsh_ss(ld16(p)));
+        __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(p + 2)));
+        __m512i lo = _mm512_sub_epi32(_mm512_and_si512(q, m15), m8);
+        __m512i hi = _mm512_sub_epi32(_mm512_srli_epi32(q, 4), m8);
+        _mm512_storeu_ps(dst, _mm512_mul_ps(d, _mm512_cvtepi32_ps(lo)));
+        _mm512_storeu_ps(dst + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(hi)));
+    }
+}
+
 T512 static float dot_f16_avx512(const unsigned char *w, const float *x, size_t n)
 {
     __m512 acc = _mm512_setzero_ps();
@@ -344,13 +427,16 @@ enum quant_kernel { QUANT_KERNEL_PORTABLE = 0, QUANT_KERNEL_AVX2, QUANT_KERNEL_A
 
 struct kernel_set {
     const char *name;
-    dot_fn q8_0, q4_0, f16;
+    dot_fn q8_0, q4_0, f16, q5_0, q4_k, q5_k, q6_k;
 };
 
 static const struct kernel_set kernel_sets[] = {
-    {"portable", dot_q8_0_port, dot_q4_0_port, dot_f16_port},
-    {"avx2", dot_q8_0_avx2, dot_q4_0_avx2, dot_f16_avx2},
-    {"avx512", dot_q8_0_avx512, dot_q4_0_avx512, dot_f16_avx512},
+    {"portable", dot_q8_0_port, dot_q4_0_port, dot_f16_port, quantk_dot_q5_0_port,
+     quantk_dot_q4_k_port, quantk_dot_q5_k_port, quantk_dot_q6_k_port},
+    {"avx2", dot_q8_0_avx2, dot_q4_0_avx2, dot_f16_avx2, quantk_dot_q5_0_avx2,
+     quantk_dot_q4_k_avx2, quantk_dot_q5_k_avx2, quantk_dot_q6_k_avx2},
+    {"avx512", dot_q8_0_avx512, dot_q4_0_avx512, dot_f16_avx512, quantk_dot_q5_0_avx512,
+     quantk_dot_q4_k_avx512, quantk_dot_q5_k_avx512, quantk_dot_q6_k_avx512},
 };
 
 static int kernel_available(enum quant_kernel k)
@@ -377,6 +463,11 @@ static const struct kernel_set *kernels(void)
     return &kernel_sets[kernel_chosen];
 }
 
+static int kernel_is_avx512(void)
+{
+    return kernels() == &kernel_sets[QUANT_KERNEL_AVX512];
+}
+
 const char *quant_kernel_name(void)
 {
     return kernels()->name;
@@ -399,12 +490,24 @@ void quant_dot_rows(uint32_t type, const void *w, size_t row_bytes, const float 
                     int n_rows, size_t n)
 {
     const struct kernel_set *ks = kernels();
-    dot_fn fn = type == GGML_TYPE_Q8_0 ? ks->q8_0
-              : type == GGML_TYPE_Q4_0 ? ks->q4_0
-              : type == GGML_TYPE_F16  ? ks->f16
-              : type == GGML_TYPE_BF16 ? dot_bf16_port
-                                       : dot_f32_port;
+    dot_fn fn = dot_f32_port;
+    switch (type) {
+    case GGML_TYPE_Q8_0: fn = ks->q8_0; break;
+    case GGML_TYPE_Q4_0: fn = ks->q4_0; break;
+    case GGML_TYPE_Q5_0: fn = ks->q5_0; break;
+    case GGML_TYPE_Q4_K: fn = ks->q4_k; break;
+    case GGML_TYPE_Q5_K: fn = ks->q5_k; break;
+    case GGML_TYPE_Q6_K: fn = ks->q6_k; break;
+    case GGML_TYPE_F16: fn = ks->f16; break;
+    case GGML_TYPE_BF16: fn = dot_bf16_port; break;
+    default: break;
+    }
     const unsigned char *p = w;
     for (int i = 0; i < n_rows; i++)
         y[i] = fn(p + (size_t)i * row_bytes, x, n);
 }
+
+_Static_assert(sizeof(struct quant_block_q5_0) == 22, "block_q5_0 is 22 bytes");
+_Static_assert(sizeof(struct quant_block_q4_k) == 144, "block_q4_K is 144 bytes");
+_Static_assert(sizeof(struct quant_block_q5_k) == 176, "block_q5_K is 176 bytes");
+_Static_assert(sizeof(struct quant_block_q6_k) == 210, "block_q6_K is 210 bytes");

@@ -160,12 +160,24 @@ int32_t sampler_sample(struct sampler *s, float *logits, int n_vocab,
                        const struct sampling_params *sp, int n_generated, int eos_id,
                        uint64_t *rng_state)
 {
+    return sampler_sample_eog(s, logits, n_vocab, sp, n_generated, eos_id, NULL, 0, rng_state);
+}
+
+int32_t sampler_sample_eog(struct sampler *s, float *logits, int n_vocab,
+                           const struct sampling_params *sp, int n_generated, int eos_id,
+                           const int32_t *eog, int n_eog, uint64_t *rng_state)
+{
     if (n_vocab > s->n_vocab)
         n_vocab = s->n_vocab;
     if (n_vocab < 1)
         return 0;
-    if (eos_id >= 0 && eos_id < n_vocab && (sp->ignore_eos || n_generated < sp->min_tokens))
-        logits[eos_id] = -INFINITY;
+    if (sp->ignore_eos || n_generated < sp->min_tokens) {
+        if (eos_id >= 0 && eos_id < n_vocab)
+            logits[eos_id] = -INFINITY;
+        for (int i = 0; i < n_eog; i++)
+            if (eog[i] >= 0 && eog[i] < n_vocab)
+                logits[eog[i]] = -INFINITY;
+    }
 
     if (!(sp->temperature > 0.0f))
         return argmax(logits, n_vocab);

@@ -2,9 +2,9 @@
  * greedy decoding is bit-reproducible) when temperature == 0; otherwise softmax with temperature,
  * then top-p (nucleus) over a partial selection of the largest probabilities, drawing from a
  * per-sequence RNG state (splitmix64-seeded xoshiro256**-style generator folded into one u64:
- * the state is a plain uint64_t the caller keeps with the sequence). EOS can be masked
- * (min_tokens, ignore_eos). It does no top-k, penalties or logit bias, and never allocates
- * after sampler_init. One struct sampler per engine thread (scratch is not shared).
+ * the state is a plain uint64_t the caller keeps with the sequence). EOS and the other
+ * end-of-generation tokens can be masked (min_tokens, ignore_eos). It does no top-k, penalties
+ * or logit bias, and never allocates after sampler_init. One struct sampler per engine thread (scratch is not shared).
  *
  *   struct sampler s;
  *   sampler_init(&s, n_vocab);
@@ -40,6 +40,13 @@ void sampler_free(struct sampler *s);
 int32_t sampler_sample(struct sampler *s, float *logits, int n_vocab,
                        const struct sampling_params *sp, int n_generated, int eos_id,
                        uint64_t *rng_state);
+
+/* sampler_sample with every end-of-generation id masked the same way as eos_id: eog[0..n_eog)
+ * (the tokenizer's EOG set: <|im_end|>, <|end|>, <|endoftext|>, <|eot_id|>, ...; ids outside
+ * [0, n_vocab) ignored) as well as eos_id. */
+int32_t sampler_sample_eog(struct sampler *s, float *logits, int n_vocab,
+                           const struct sampling_params *sp, int n_generated, int eos_id,
+                           const int32_t *eog, int n_eog, uint64_t *rng_state);
 
 /* RNG state from a user seed (splitmix64 mixing: nearby seeds give unrelated streams). */
 uint64_t sampler_seed_state(uint64_t seed);

@@ -393,8 +393,9 @@ int sched_step(struct sched *s)
         q->n_sched = 0;
         if (computed < q->n_tokens)
             continue; /* prefill chunk: more to come */
-        int32_t tok = sampler_sample(&s->sampler, forward_logits(s->fwd, r++), n_vocab, &q->sp,
-                                     q->n_generated, eos, &q->rng_state);
+        int32_t tok = sampler_sample_eog(&s->sampler, forward_logits(s->fwd, r++), n_vocab,
+                                         &q->sp, q->n_generated, eos, s->model->tok.eog,
+                                         s->model->tok.n_eog, &q->rng_state);
         q->tokens[q->n_tokens++] = tok;
         q->n_generated++;
         q->sampled = 1;
