@@ -49,8 +49,11 @@ static void oom_message(cudaError_t e, const char *kind, size_t bytes, const cha
 {
     size_t free_b = 0, total_b = 0;
     cudaError_t q = cudaMemGetInfo(&free_b, &total_b);
-    (void)cudaGetLastError(); /* clear the sticky-free error state of the failed call */
-    if (q == cudaSuccess)
+    (void)cudaGetLastError(); /* a failed allocation is not sticky: clear it */
+    if (e != cudaErrorMemoryAllocation)
+        snprintf(err, err_len, "allocating %zu bytes of %s memory for %s: %s: %s", bytes, kind,
+                 what, cudaGetErrorName(e), cudaGetErrorString(e));
+    else if (q == cudaSuccess)
         snprintf(err, err_len,
                  "out of %s memory: %s needs %.3f GiB (%zu bytes); the device has %.3f GiB free "
                  "of %.3f GiB (%s)",
