@@ -163,6 +163,40 @@ static void row(const char *what, int tokens, double secs, double bound)
         printf("| %s | %d | %.3f | %.0f | | |\n", what, tokens, secs * 1e3, tps);
 }
 
+/* Device time per op of one eager step (CUDA events between the ops): decode at batch 1 and
+ * 64, and a 2048-token prefill. */
+static void op_breakdown(struct bench *B)
+{
+    double ms[3][DEV_TEST_OP_COUNT];
+    const int shapes[3][2] = {{1, 1}, {N_SEQS, 1}, {1, MAX_TOKENS}}; /* sequences, tokens each */
+    char err[512];
+    for (int k = 0; k < 3; k++) {
+        int n = 0, n_seq = shapes[k][0], count = shapes[k][1];
+        for (int s = 0; s < n_seq; s++)
+            for (int i = 0; i < count; i++, n++) {
+                B->tok[n] = (i + s) % B->m->cfg.n_vocab;
+                B->pos[n] = count > 1 ? i : B->len[s];
+                B->seq[n] = s;
+                B->want[n] = i == count - 1;
+            }
+        struct forward_batch b = {n, B->tok, B->pos, B->seq, B->want, N_SEQS, B->sp};
+        if (dev_test_op_times(B->d, &B->kv, &b, ms[k], err, sizeof err) != 0) {
+            fprintf(stderr, "bench_cuda: op times: %s\n", err);
+            return;
+        }
+    }
+    printf("\nDevice time per op, one eager step (ms, CUDA events between ops):\n\n");
+    printf("| op | decode batch 1 | decode batch 64 | prefill 2048 |\n|---|---|---|---|\n");
+    double tot[3] = {0, 0, 0};
+    for (int o = 0; o < DEV_TEST_OP_COUNT; o++) {
+        printf("| %s | %.3f | %.3f | %.3f |\n", dev_test_op_name(o), ms[0][o], ms[1][o],
+               ms[2][o]);
+        for (int k = 0; k < 3; k++)
+            tot[k] += ms[k][o];
+    }
+    printf("| total | %.3f | %.3f | %.3f |\n", tot[0], tot[1], tot[2]);
+}
+
 int main(void)
 {
     const char *preset = getenv("BENCH_CUDA_PRESET") ? getenv("BENCH_CUDA_PRESET")
@@ -228,6 +262,7 @@ int main(void)
     row("prefill 4 x 512", 4 * PROMPT, t4x512, 0);
     printf("\nbatch 64 / batch 1 decode throughput: %.1fx (graphs), %.1fx (eager)\n",
            (N_SEQS / g64) / (1 / g1), (N_SEQS / e64) / (1 / e1));
+    op_breakdown(&B);
     dev_forward_free(B.d);
     model_free(B.m);
     return 0;

@@ -10,7 +10,8 @@
  * Checked: (1) logits of ragged batches (several sequences; prefill chunks through the tile
  * kernel and short ones through the decode kernel; decode tokens; blocks scattered through the
  * pool; a prefix-hit-like sequence whose first blocks are another sequence's, computed in an
- * earlier step) within TOL x max(1, max |logit|); (2) greedy tokens equal for N_GREEDY steps;
+ * earlier step) within TOL x max(1, max |logit|); (2) greedy tokens equal for N_GREEDY steps
+ * (up to a near-tie: see check_greedy);
  * (4) a CUDA graph replay bit-identical to the eager step of the same size, a padded replay
  * within the tolerance, eager/graph counters; (5) the KV pool's device bytes; (6) a KV pool
  * larger than the device's memory refused with a clear message, and the engine still usable. */
@@ -51,6 +52,7 @@ struct rig {
     struct kv_seq seqs[N_SEQ];
     struct kv_seq *sp[N_SEQ];
     double tol;
+    int greedy_steps; /* steps check_greedy ran */
 };
 
 struct step {
@@ -275,7 +277,10 @@ static int argmax(const float *x, int n)
     return best;
 }
 
-/* (2): N_GREEDY greedy tokens after a 20-token prompt, each side feeding its own picks. */
+/* (2): N_GREEDY greedy tokens after a 20-token prompt, each side feeding its own picks. They must
+ * be equal, except that a divergence at a near-tie (the CPU's margin between its pick and the
+ * GPU's pick no more than twice the step's measured max |d| of the logits, i.e. within the 16-bit
+ * error this test measures) is reported and ends the comparison: past it the contexts differ. */
 static void check_greedy(struct rig *r)
 {
     const int V = r->m->cfg.n_vocab, s = 4, n_prompt = 20;
@@ -283,7 +288,7 @@ static void check_greedy(struct rig *r)
     fill_tokens(tc, n_prompt, 999, V);
     memcpy(tg, tc, sizeof tc);
     int same = 0;
-    for (int k = 0; k <= N_GREEDY; k++) {
+    for (int k = 0; k < N_GREEDY; k++) {
         int p0 = k == 0 ? 0 : n_prompt + k - 1, cnt = k == 0 ? n_prompt : 1;
         struct step sc = {0}, sg = {0};
         step_add(&sc, s, p0, cnt, tc, 0);
@@ -295,13 +300,29 @@ static void check_greedy(struct rig *r)
             CHECK(0);
             return;
         }
-        tc[n_prompt + k] = argmax(forward_logits(r->cpu, 0), V);
-        tg[n_prompt + k] = argmax(dev_forward_logits(r->gpu, 0), V);
-        if (k < N_GREEDY)
-            same += tc[n_prompt + k] == tg[n_prompt + k];
+        const float *lc = forward_logits(r->cpu, 0), *lg = dev_forward_logits(r->gpu, 0);
+        tc[n_prompt + k] = argmax(lc, V);
+        tg[n_prompt + k] = argmax(lg, V);
+        if (tc[n_prompt + k] == tg[n_prompt + k]) {
+            same++;
+            continue;
+        }
+        double maxd = 0;
+        for (int j = 0; j < V; j++)
+            maxd = fmax(maxd, fabs((double)lc[j] - lg[j]));
+        double margin = (double)lc[tc[n_prompt + k]] - lc[tg[n_prompt + k]];
+        fprintf(stderr, "  greedy: step %d differs (CPU %d, GPU %d): CPU margin %.4g, max|d| "
+                "%.4g: %s\n", k, tc[n_prompt + k], tg[n_prompt + k], margin, maxd,
+                margin <= 2 * maxd ? "a near-tie, comparison ends" : "NOT a near-tie");
+        CHECK(margin <= 2 * maxd);
+        r->greedy_steps = k + 1;
+        break;
     }
     fprintf(stderr, "  greedy: %d of %d tokens equal\n", same, N_GREEDY);
-    CHECK_EQ_INT(same, N_GREEDY);
+    if (same < N_GREEDY)
+        CHECK(same == r->greedy_steps - 1);
+    else
+        r->greedy_steps = N_GREEDY;
 }
 
 static void check_model(struct model *m, double tol, const char *name)
@@ -313,7 +334,7 @@ static void check_model(struct model *m, double tol, const char *name)
         check_greedy(&r);
         uint64_t eager, graph;
         dev_forward_counts(r.gpu, &eager, &graph);
-        CHECK_EQ_INT(eager, 5 + N_GREEDY + 1);
+        CHECK_EQ_INT(eager, 5 + r.greedy_steps);
         CHECK_EQ_INT(graph, 0);
     } else {
         CHECK(0);

@@ -15,29 +15,6 @@
 
 #define FULL_MASK 0xffffffffu
 
-/* 8 values of T packed in 16 bytes -> f32. */
-template <typename T> __device__ __forceinline__ void unpack8(uint4 raw, float *f);
-template <> __device__ __forceinline__ void unpack8<__nv_bfloat16>(uint4 raw, float *f)
-{
-    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f[2 * i] = __uint_as_float(w[i] << 16);
-        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-}
-template <> __device__ __forceinline__ void unpack8<__half>(uint4 raw, float *f)
-{
-    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        __half2 h = *reinterpret_cast<const __half2 *>(&w[i]);
-        float2 v = __half22float2(h);
-        f[2 * i] = v.x;
-        f[2 * i + 1] = v.y;
-    }
-}
-
 /* Pool row of key position `key` of a sequence (block table bt), KV head kvh. */
 template <typename T>
 __device__ __forceinline__ const T *pool_row(const T *pool, const int32_t *bt, int key, int bs,

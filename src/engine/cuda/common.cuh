@@ -41,6 +41,29 @@ template <> __device__ __forceinline__ __half from_f32<__half>(float v)
     return __float2half_rn(v);
 }
 
+/* 8 values of T packed in 16 bytes -> f32. */
+template <typename T> __device__ __forceinline__ void unpack8(uint4 raw, float *f);
+template <> __device__ __forceinline__ void unpack8<__nv_bfloat16>(uint4 raw, float *f)
+{
+    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+template <> __device__ __forceinline__ void unpack8<__half>(uint4 raw, float *f)
+{
+    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        __half2 h = *reinterpret_cast<const __half2 *>(&w[i]);
+        float2 v = __half22float2(h);
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+    }
+}
+
 /* Dispatches a templated launch on the shape's type. */
 #define OPS_DISPATCH(dtype, KERNEL_CALL)                                                           \
     do {                                                                                           \

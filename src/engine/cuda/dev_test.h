@@ -40,6 +40,30 @@ int dev_test_attention(const struct dev_test_attn *a, uint16_t *out, int *n_tile
 int dev_test_bandwidth(size_t bytes, int iters, double *read_gbps, double *copy_gbps, char *err,
                        size_t err_len);
 
+/* Where an eager step's time goes: runs b like dev_forward_run (never by graph) with CUDA events
+ * between its ops and adds each op's device time into ms[kind] (DEV_TEST_OP_COUNT entries,
+ * zeroed first). 0, or -1 with err. */
+enum dev_test_op {
+    DEV_TEST_OP_EMBED = 0,
+    DEV_TEST_OP_NORM,
+    DEV_TEST_OP_QKV,
+    DEV_TEST_OP_ROPE,
+    DEV_TEST_OP_ATTN,
+    DEV_TEST_OP_WO,
+    DEV_TEST_OP_GATE_UP,
+    DEV_TEST_OP_SWIGLU,
+    DEV_TEST_OP_DOWN,
+    DEV_TEST_OP_LOGITS,
+    DEV_TEST_OP_COPY,
+    DEV_TEST_OP_COUNT
+};
+const char *dev_test_op_name(int kind);
+struct dev_forward;
+struct kv_cache;
+struct forward_batch;
+int dev_test_op_times(struct dev_forward *d, const struct kv_cache *kv,
+                      const struct forward_batch *b, double *ms, char *err, size_t err_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -61,6 +61,35 @@ static enum dev_dtype compute_type(const struct model *m)
     return DEV_DTYPE_BF16;
 }
 
+/* cos and sin of pos * theta^(-2j/head_dim) for every position, in f64 as forward.c computes
+ * them, rounded to f32. */
+static int upload_rope(struct dev_forward *d, char *err, size_t err_len)
+{
+    const struct model_config *c = &d->m->cfg;
+    const int hd = c->head_dim, half = hd / 2;
+    float *t = (float *)malloc((size_t)d->cfg.max_ctx * hd * sizeof(float));
+    double *f = (double *)malloc((size_t)half * sizeof(double));
+    int rc = -1;
+    if (!t || !f) {
+        snprintf(err, err_len, "out of host memory for the RoPE table");
+        goto done;
+    }
+    for (int j = 0; j < half; j++)
+        f[j] = pow((double)c->rope_theta, -2.0 * j / (double)hd);
+    for (int p = 0; p < d->cfg.max_ctx; p++)
+        for (int j = 0; j < half; j++) {
+            double a = (double)p * f[j];
+            t[(size_t)p * hd + j] = (float)cos(a);
+            t[(size_t)p * hd + half + j] = (float)sin(a);
+        }
+    rc = cu_ok(cudaMemcpy(d->rope, t, (size_t)d->cfg.max_ctx * hd * sizeof(float),
+                          cudaMemcpyHostToDevice), "cudaMemcpy (RoPE table)", err, err_len);
+done:
+    free(t);
+    free(f);
+    return rc;
+}
+
 static int alloc_workspace(struct dev_forward *d, char *err, size_t err_len)
 {
     const struct model_config *c = &d->m->cfg;
@@ -70,7 +99,6 @@ static int alloc_workspace(struct dev_forward *d, char *err, size_t err_len)
     if (wide < 2 * (size_t)c->n_ff)
         wide = 2 * (size_t)c->n_ff;
     size_t a16 = (size_t)(c->n_embd > c->n_ff ? c->n_embd : c->n_ff);
-    const int half = c->head_dim / 2;
     d->max_blocks = (d->cfg.max_ctx + d->cfg.block_size - 1) / d->cfg.block_size;
     int prof_rows = (d->cfg.max_tokens + d->cfg.max_ctx - 1) / d->cfg.max_ctx;
     d->bt_rows = d->cfg.max_seqs > prof_rows ? d->cfg.max_seqs : prof_rows;
@@ -92,8 +120,8 @@ static int alloc_workspace(struct dev_forward *d, char *err, size_t err_len)
         cu_alloc(&d->att16, T * s->q_dim * 2, "the attention output", err, err_len) ||
         cu_alloc(&d->xl, L * c->n_embd * 2, "the logits inputs", err, err_len) ||
         cu_alloc((void **)&d->logits, L * c->n_vocab * 4, "the logits", err, err_len) ||
-        cu_alloc((void **)&d->inv_freq, (size_t)half * 8, "the RoPE frequencies", err,
-                 err_len) ||
+        cu_alloc((void **)&d->rope, (size_t)d->cfg.max_ctx * c->head_dim * 4,
+                 "the RoPE table", err, err_len) ||
         cu_alloc((void **)&d->part_o, (size_t)DEV_PART_ROWS * s->q_dim * 4,
                  "the split-attention partials", err, err_len) ||
         cu_alloc((void **)&d->part_ml, (size_t)DEV_PART_ROWS * c->n_head * 2 * 4,
@@ -105,17 +133,7 @@ static int alloc_workspace(struct dev_forward *d, char *err, size_t err_len)
                       err_len) != 0)
         return -1;
     d->blas_ws_bytes = BLAS_WS_BYTES;
-    double *f = (double *)calloc((size_t)half, sizeof(double));
-    if (!f) {
-        snprintf(err, err_len, "out of host memory");
-        return -1;
-    }
-    for (int j = 0; j < half; j++)
-        f[j] = pow((double)c->rope_theta, -2.0 * j / (double)c->head_dim);
-    int rc = cu_ok(cudaMemcpy(d->inv_freq, f, (size_t)half * 8, cudaMemcpyHostToDevice),
-                   "cudaMemcpy (RoPE frequencies)", err, err_len);
-    free(f);
-    return rc;
+    return upload_rope(d, err, err_len);
 }
 
 static int setup_context(struct dev_forward *d, char *err, size_t err_len)
@@ -201,7 +219,7 @@ void dev_forward_free(struct dev_forward *d)
     if (d->st)
         (void)cudaStreamSynchronize(d->st);
     dev_graphs_free(d);
-    void *dev[] = {d->x, d->f32s, d->a16, d->q16, d->att16, d->xl, d->logits, d->inv_freq,
+    void *dev[] = {d->x, d->f32s, d->a16, d->q16, d->att16, d->xl, d->logits, d->rope,
                    d->part_o, d->part_ml, d->in_dev, d->blas_ws, d->kv_pool};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i])

@@ -58,41 +58,52 @@ static void *kv_layer(const struct dev_forward *d, int l, int which)
 }
 
 /* Every op of one step on d->st (eagerly, or into a graph being captured). */
+#define G_ARGS d->n_sm, d->st, err, err_len
 static int enqueue_step(struct dev_forward *d, const struct ops_step *b, int n_logits,
                         const int32_t *logit_rows, char *err, size_t err_len)
 {
     const struct model_config *c = &d->m->cfg;
     const struct ops_shape *s = &d->shape;
     const int n = b->n_tokens, E = c->n_embd, qkv = s->q_dim + 2 * s->kv_dim;
+    dev_mark(d, -1);
     ops_embed(s, d->w.embd, b->token, d->x, n, d->st);
+    dev_mark(d, DEV_TEST_OP_EMBED);
     for (int l = 0; l < c->n_layer; l++) {
         const struct dev_layer *L = &d->w.layers[l];
         void *kp = kv_layer(d, l, 0), *vp = kv_layer(d, l, 1);
         ops_rmsnorm(s, d->x, NULL, L->attn_norm, d->a16, n, d->st);
-        if (ops_gemm(d->blas, s->dtype, L->wqkv, d->a16, d->f32s, n, qkv, E, 0.0f, err, err_len))
+        dev_mark(d, DEV_TEST_OP_NORM);
+        if (ops_gemm(d->blas, s->dtype, L->wqkv, d->a16, d->f32s, n, qkv, E, 0.0f, G_ARGS))
             return -1;
-        ops_qkv_rope_store(s, d->f32s, L->bqkv, d->inv_freq, b, d->q16, kp, vp, d->st);
+        dev_mark(d, DEV_TEST_OP_QKV);
+        ops_qkv_rope_store(s, d->f32s, L->bqkv, d->rope, b, d->q16, kp, vp, d->st);
+        dev_mark(d, DEV_TEST_OP_ROPE);
         ops_attention(s, b, d->q16, kp, vp, d->att16, d->part_o, d->part_ml, d->st);
-        if (ops_gemm(d->blas, s->dtype, L->wo, d->att16, d->x, n, E, s->q_dim, 1.0f, err,
-                     err_len) != 0)
+        dev_mark(d, DEV_TEST_OP_ATTN);
+        if (ops_gemm(d->blas, s->dtype, L->wo, d->att16, d->x, n, E, s->q_dim, 1.0f, G_ARGS))
             return -1;
+        dev_mark(d, DEV_TEST_OP_WO);
         ops_rmsnorm(s, d->x, NULL, L->ffn_norm, d->a16, n, d->st);
-        if (ops_gemm(d->blas, s->dtype, L->wgu, d->a16, d->f32s, n, 2 * c->n_ff, E, 0.0f, err,
-                     err_len) != 0)
+        dev_mark(d, DEV_TEST_OP_NORM);
+        if (ops_gemm(d->blas, s->dtype, L->wgu, d->a16, d->f32s, n, 2 * c->n_ff, E, 0.0f, G_ARGS))
             return -1;
+        dev_mark(d, DEV_TEST_OP_GATE_UP);
         ops_swiglu(s, d->f32s, d->a16, n, d->st);
-        if (ops_gemm(d->blas, s->dtype, L->wdown, d->a16, d->x, n, E, c->n_ff, 1.0f, err,
-                     err_len) != 0)
+        dev_mark(d, DEV_TEST_OP_SWIGLU);
+        if (ops_gemm(d->blas, s->dtype, L->wdown, d->a16, d->x, n, E, c->n_ff, 1.0f, G_ARGS))
             return -1;
+        dev_mark(d, DEV_TEST_OP_DOWN);
     }
     if (n_logits > 0) {
         ops_rmsnorm(s, d->x, logit_rows, d->w.output_norm, d->xl, n_logits, d->st);
         if (ops_gemm(d->blas, s->dtype, d->w.output, d->xl, d->logits, n_logits, c->n_vocab, E,
-                     0.0f, err, err_len) != 0)
+                     0.0f, G_ARGS) != 0)
             return -1;
+        dev_mark(d, DEV_TEST_OP_LOGITS);
     }
     return cu_ok(cudaGetLastError(), "forward step: kernel launch", err, err_len);
 }
+#undef G_ARGS
 
 /* forward.c's batch_valid, plus the pool, the block size and the step tables' capacity. 1 if
  * the batch can run (*n_logits set), else 0 with the reason in d->err. */
@@ -230,6 +241,7 @@ static int copy_back(struct dev_forward *d, int n_logits)
                                        d->st), "cudaMemcpyAsync (logits)", d->err,
                        sizeof d->err) != 0)
         return -1;
+    dev_mark(d, DEV_TEST_OP_COPY);
     return cu_ok(cudaStreamSynchronize(d->st), "forward step", d->err, sizeof d->err);
 }
 
@@ -294,7 +306,7 @@ static const struct dev_graph *graph_for(struct dev_forward *d, const struct for
                                          int n_logits)
 {
     const int n = b->n_tokens;
-    if (d->n_graphs == 0 || n_logits != n || n > d->graphs[d->n_graphs - 1].size)
+    if (d->n_graphs == 0 || d->timer || n_logits != n || n > d->graphs[d->n_graphs - 1].size)
         return NULL;
     for (int s = 0; s < b->n_seqs; s++)
         d->seq_row[s] = -1;
@@ -491,4 +503,60 @@ done:
     free(seqs);
     free(sp);
     return peak;
+}
+
+/* ---- dev_test_op_times (dev_test.h) ---- */
+
+const char *dev_test_op_name(int kind)
+{
+    static const char *const names[DEV_TEST_OP_COUNT] = {
+        "embedding", "rmsnorm", "q|k|v product", "bias+rope+kv store", "attention",
+        "o product (+residual)", "gate|up product", "swiglu", "down product (+residual)",
+        "final norm + logits", "logits to host"};
+    return kind >= 0 && kind < DEV_TEST_OP_COUNT ? names[kind] : "?";
+}
+
+int dev_test_op_times(struct dev_forward *d, const struct kv_cache *kv,
+                      const struct forward_batch *b, double *ms, char *err, size_t err_len)
+{
+    struct dev_op_timer t;
+    t.cap = d->m->cfg.n_layer * 10 + 8;
+    t.n = 0;
+    t.ev = (cudaEvent_t *)calloc((size_t)t.cap, sizeof *t.ev);
+    t.kind = (int *)calloc((size_t)t.cap, sizeof *t.kind);
+    int rc = -1, made = 0;
+    for (int k = 0; k < DEV_TEST_OP_COUNT; k++)
+        ms[k] = 0;
+    if (!t.ev || !t.kind) {
+        snprintf(err, err_len, "out of host memory");
+        goto done;
+    }
+    for (; made < t.cap; made++)
+        if (cu_ok(cudaEventCreate(&t.ev[made]), "cudaEventCreate", err, err_len) != 0)
+            goto done;
+    d->timer = &t;
+    {
+        int nl = 0;
+        enum forward_status fs = dev_forward_run(d, kv, b, &nl);
+        d->timer = NULL;
+        if (fs != FORWARD_OK) {
+            snprintf(err, err_len, "%s", d->err);
+            goto done;
+        }
+    }
+    for (int i = 1; i < t.n; i++) {
+        float e = 0;
+        if (cu_ok(cudaEventElapsedTime(&e, t.ev[i - 1], t.ev[i]), "cudaEventElapsedTime", err,
+                  err_len) != 0)
+            goto done;
+        ms[t.kind[i]] += e;
+    }
+    rc = 0;
+done:
+    d->timer = NULL;
+    for (int k = 0; k < made; k++)
+        cudaEventDestroy(t.ev[k]);
+    free(t.ev);
+    free(t.kind);
+    return rc;
 }

@@ -6,6 +6,7 @@
 extern "C" {
 #include "engine/forward_dev.h"
 }
+#include "engine/cuda/dev_test.h"
 
 #include "engine/cuda/ops.cuh"
 
@@ -40,6 +41,13 @@ struct dev_graph {
     cudaGraphExec_t exec;
 };
 
+/* Per-op timing of eager steps (dev_test_op_times): events recorded between the ops. */
+struct dev_op_timer {
+    cudaEvent_t *ev;
+    int *kind;   /* enum dev_test_op of the op that ends at ev[i]; -1 for the start */
+    int n, cap;
+};
+
 struct dev_forward {
     const struct model *m;
     struct dev_forward_config cfg;
@@ -60,7 +68,7 @@ struct dev_forward {
     void *att16;     /* [max_tokens][q_dim] T */
     void *xl;        /* [max_logits][n_embd] T */
     float *logits;   /* [max_logits][n_vocab] */
-    double *inv_freq; /* [head_dim / 2] */
+    float *rope;     /* [max_ctx][head_dim]: cos then sin of each position's angles */
     float *part_o;   /* [DEV_PART_ROWS][n_head][head_dim] */
     float *part_ml;  /* [DEV_PART_ROWS][n_head][2] */
     float *logits_host; /* pinned [max_logits][n_vocab] */
@@ -86,6 +94,7 @@ struct dev_forward {
     uint64_t graph_bytes;
 
     uint64_t n_eager, n_graph;
+    struct dev_op_timer *timer; /* NULL except inside dev_test_op_times */
     char err[512];   /* the last failure of dev_forward_run */
 };
 
@@ -118,6 +127,16 @@ static inline struct step_layout layout_of(int n, int n_short, int n_tiles, int 
 }
 
 void dev_graphs_free(struct dev_forward *d);
+
+/* Records the end of an op of this kind when a timer is on (eager steps only). */
+static inline void dev_mark(struct dev_forward *d, int kind)
+{
+    struct dev_op_timer *t = d->timer;
+    if (t && t->n < t->cap) {
+        cudaEventRecord(t->ev[t->n], d->st);
+        t->kind[t->n++] = kind;
+    }
+}
 
 /* weights.cu: uploads every tensor of d->m (d->shape set). Fills st. 0, or -1 with err. */
 int dev_weights_upload(struct dev_forward *d, struct dev_load_stats *st, char *err,

@@ -67,22 +67,19 @@ void ops_rmsnorm(const struct ops_shape *s, const float *x, const int32_t *rows,
                                                                      s->n_embd, s->norm_eps)));
 }
 
-/* One CTA per token: the RoPE angles of its position into shared memory, then q heads, k heads
+/* One CTA per token: the cos/sin of its position (a row of the table) into shared memory, then q heads, k heads
  * (rotated) and v (biased) in one pass over the q|k|v row. */
 template <typename T>
-__global__ void qkv_rope_kernel(const float *qkv, const float *bias, const double *inv_freq,
+__global__ void qkv_rope_kernel(const float *qkv, const float *bias, const float *rope,
                                 const int32_t *pos, const int32_t *slot, T *q_out, T *k_pool,
                                 T *v_pool, int n_head, int n_kv, int hd, int neox)
 {
     extern __shared__ float cs_sn[]; /* [half] cos, [half] sin */
     const int i = blockIdx.x, half = hd / 2;
     const int q_dim = n_head * hd, kv_dim = n_kv * hd, width = q_dim + 2 * kv_dim;
-    for (int j = threadIdx.x; j < half; j += blockDim.x) {
-        double sn, cs;
-        sincos((double)pos[i] * inv_freq[j], &sn, &cs);
-        cs_sn[j] = (float)cs;
-        cs_sn[half + j] = (float)sn;
-    }
+    const float *rp = rope + (size_t)pos[i] * hd;
+    for (int j = threadIdx.x; j < hd; j += blockDim.x)
+        cs_sn[j] = rp[j];
     __syncthreads();
     const float *row = qkv + (size_t)i * width;
     const int sl = slot[i];
@@ -118,7 +115,7 @@ __global__ void qkv_rope_kernel(const float *qkv, const float *bias, const doubl
 }
 
 void ops_qkv_rope_store(const struct ops_shape *s, const float *qkv, const float *bias,
-                        const double *inv_freq, const struct ops_step *b, void *q_out,
+                        const float *rope, const struct ops_step *b, void *q_out,
                         void *k_pool, void *v_pool, cudaStream_t st)
 {
     if (b->n_tokens <= 0)
@@ -126,7 +123,7 @@ void ops_qkv_rope_store(const struct ops_shape *s, const float *qkv, const float
     size_t smem = (size_t)s->head_dim * sizeof(float);
     OPS_DISPATCH(s->dtype,
                  (qkv_rope_kernel<T><<<b->n_tokens, 256, smem, st>>>(
-                     qkv, bias, inv_freq, b->pos, b->slot, (T *)q_out, (T *)k_pool,
+                     qkv, bias, rope, b->pos, b->slot, (T *)q_out, (T *)k_pool,
                      (T *)v_pool, s->n_head, s->n_head_kv, s->head_dim, s->rope_neox)));
 }
 
@@ -169,9 +166,108 @@ void ops_f32_to_dtype(enum dev_dtype t, const float *src, void *dst, size_t n, c
     OPS_DISPATCH(t, (f32_to_kernel<T><<<grid_for(n, 256), 256, 0, st>>>(src, (T *)dst, n)));
 }
 
-int ops_gemm(cublasHandle_t h, enum dev_dtype t, const void *w, const void *x, float *y, int m,
-             int n_out, int n_in, float beta, char *err, size_t err_len)
+/* Small-batch products (m <= OPS_GEMV_MAX_M rows, decode): cuBLAS's kernels for a handful of
+ * columns leave much of the bandwidth unused, so each weight row is streamed once by `wpr` warps
+ * (16-byte loads, two in flight per lane) against every input row, read through the cache. The
+ * split over warps depends on n_out only and the sums run in a fixed order, so a row's result
+ * does not depend on the other rows or on timing. */
+template <typename T, int M>
+__global__ void __launch_bounds__(256)
+    gemv_kernel(const T *__restrict__ W, const T *__restrict__ x, float *y, int n_out, int n_in,
+                float beta, int wpr)
 {
+    __shared__ float red[8][M];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = 8 / wpr;
+    const int row = blockIdx.x * rpb + warp / wpr, part = warp % wpr;
+    float acc[M];
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        acc[r] = 0.0f;
+    if (row < n_out) {
+        const T *w = W + (size_t)row * n_in;
+        const int stride = 256 * wpr;
+        for (int k = (part * 32 + lane) * 8; k < n_in; k += 2 * stride) {
+            const int k1 = k + stride;
+            uint4 w0 = __ldcs(reinterpret_cast<const uint4 *>(w + k));
+            uint4 w1 = k1 < n_in ? __ldcs(reinterpret_cast<const uint4 *>(w + k1)) : make_uint4(0, 0, 0, 0);
+            float wf[8], xf[8];
+            unpack8<T>(w0, wf);
+#pragma unroll
+            for (int r = 0; r < M; r++) {
+                unpack8<T>(*reinterpret_cast<const uint4 *>(x + (size_t)r * n_in + k), xf);
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    acc[r] += wf[e] * xf[e];
+            }
+            if (k1 < n_in) {
+                unpack8<T>(w1, wf);
+#pragma unroll
+                for (int r = 0; r < M; r++) {
+                    unpack8<T>(*reinterpret_cast<const uint4 *>(x + (size_t)r * n_in + k1), xf);
+#pragma unroll
+                    for (int e = 0; e < 8; e++)
+                        acc[r] += wf[e] * xf[e];
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        for (int o = 16; o > 0; o >>= 1)
+            acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+    if (lane == 0)
+#pragma unroll
+        for (int r = 0; r < M; r++)
+            red[warp][r] = acc[r];
+    __syncthreads();
+    if (threadIdx.x < rpb * M) {
+        const int lr = threadIdx.x / M, r = threadIdx.x % M, orow = blockIdx.x * rpb + lr;
+        if (orow < n_out) {
+            float sum = 0.0f;
+            for (int p = 0; p < wpr; p++)
+                sum += red[lr * wpr + p][r];
+            float *yp = y + (size_t)r * n_out + orow;
+            *yp = beta == 0.0f ? sum : sum + beta * *yp;
+        }
+    }
+}
+
+template <typename T>
+static void gemv_launch(const void *w, const void *x, float *y, int m, int n_out, int n_in,
+                        float beta, int n_sm, cudaStream_t st)
+{
+    int wpr = 1;
+    while (wpr < 8 && (int64_t)n_out * wpr / 8 < 4 * (int64_t)n_sm)
+        wpr *= 2;
+    const int rpb = 8 / wpr, grid = (n_out + rpb - 1) / rpb;
+    const T *W = (const T *)w, *X = (const T *)x;
+#define GEMV_CASE(MM)                                                                              \
+    case MM:                                                                                       \
+        gemv_kernel<T, MM><<<grid, 256, 0, st>>>(W, X, y, n_out, n_in, beta, wpr);                \
+        break;
+    switch (m) {
+        GEMV_CASE(1)
+        GEMV_CASE(2)
+        GEMV_CASE(3)
+        GEMV_CASE(4)
+        GEMV_CASE(5)
+        GEMV_CASE(6)
+        GEMV_CASE(7)
+        GEMV_CASE(8)
+    default:
+        break;
+    }
+#undef GEMV_CASE
+}
+
+int ops_gemm(cublasHandle_t h, enum dev_dtype t, const void *w, const void *x, float *y, int m,
+             int n_out, int n_in, float beta, int n_sm, cudaStream_t st, char *err,
+             size_t err_len)
+{
+    if (m >= 1 && m <= OPS_GEMV_MAX_M && n_in % 8 == 0 && n_sm > 0) {
+        OPS_DISPATCH(t, (gemv_launch<T>(w, x, y, m, n_out, n_in, beta, n_sm, st)));
+        return 0;
+    }
     /* Row-major y = x W^T is column-major y^T = W^T(col-major view of W) x^T. */
     const float alpha = 1.0f;
     cudaDataType_t ct = dev_dtype_cuda(t);

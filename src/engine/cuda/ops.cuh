@@ -58,11 +58,12 @@ void ops_rmsnorm(const struct ops_shape *s, const float *x, const int32_t *rows,
                  void *out, int n, cudaStream_t st);
 
 /* The fused q/k/v epilogue: qkv[n][q_dim + 2 kv_dim] f32 (q, k, v side by side) plus the bias
- * (f32, same width, or NULL), RoPE at each token's position on q and k (angles in f64 from
- * inv_freq[head_dim/2], as forward.c computes them), q -> q_out[n][q_dim] as T, k and v -> the
+ * (f32, same width, or NULL), RoPE at each token's position on q and k (rope [max_ctx][head_dim]:
+ * per position head_dim/2 cosines then head_dim/2 sines, computed in f64 as forward.c computes
+ * them), q -> q_out[n][q_dim] as T, k and v -> the
  * pool arrays k_pool/v_pool ([n_slots][kv_dim] T) at slot[i] unless it is negative. */
 void ops_qkv_rope_store(const struct ops_shape *s, const float *qkv, const float *bias,
-                        const double *inv_freq, const struct ops_step *b, void *q_out,
+                        const float *rope, const struct ops_step *b, void *q_out,
                         void *k_pool, void *v_pool, cudaStream_t st);
 
 /* out[i][j] = T(silu(gu[i][j]) * gu[i][n_ff + j]), gu [n][2 n_ff] f32 (gate, then up). */
@@ -79,9 +80,13 @@ void ops_attention(const struct ops_shape *s, const struct ops_step *b, const vo
 /* dst[i] = T(src[i]), n values. */
 void ops_f32_to_dtype(enum dev_dtype t, const float *src, void *dst, size_t n, cudaStream_t st);
 
-/* y[m][n_out] = x[m][n_in] W^T + beta y through cuBLAS (W [n_out][n_in] T, x T, y f32, f32
- * accumulation, tensor ops). 0, or -1 with the cuBLAS status in err. */
+/* y[m][n_out] = x[m][n_in] W^T + beta y (W [n_out][n_in] T, x T, y f32, f32 accumulation):
+ * up to OPS_GEMV_MAX_M rows (n_in a multiple of 8) through the streaming kernel in ops.cu, larger
+ * batches through cuBLAS (tensor ops; h bound to st). n_sm: the device's multiprocessors (0: always
+ * cuBLAS). 0, or -1 with the cuBLAS status in err. */
+#define OPS_GEMV_MAX_M 8
 int ops_gemm(cublasHandle_t h, enum dev_dtype t, const void *w, const void *x, float *y, int m,
-             int n_out, int n_in, float beta, char *err, size_t err_len);
+             int n_out, int n_in, float beta, int n_sm, cudaStream_t st, char *err,
+             size_t err_len);
 
 #endif
