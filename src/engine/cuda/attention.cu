@@ -1,9 +1,10 @@
-/* attention: paged attention over the KV pool, two kernels and a combine step.
+/* attention: paged attention over the KV pool, two kernels.
  *  - decode (any token attended on its own, normally single decode tokens): one CTA per (token,
  *    KV head, key range); the CTA serves all query heads of its KV head (GQA: each K/V row is
  *    read once per group), stages chunks of keys in shared memory, keeps an online softmax per
  *    head and accumulates P V in registers (each lane a slice of head_dim). With several key
- *    ranges (flash-decoding) the unnormalised partials go through the combine kernel.
+ *    ranges (flash-decoding) each CTA leaves unnormalised partials and the last one of its
+ *    (token, KV head) to finish merges them (no separate combine launch).
  *  - prefill tiles (runs of consecutive positions of one sequence): one CTA per (tile of
  *    OPS_ATT_TILE_Q queries, query head), keys in chunks through shared memory, causal mask,
  *    online softmax; 4 threads per query row, each a quarter of head_dim.
@@ -25,9 +26,11 @@ __device__ __forceinline__ const T *pool_row(const T *pool, const int32_t *bt, i
 }
 
 template <int D> struct decode_cfg {
-    static constexpr int CH = D <= 128 ? 128 : 64; /* keys per chunk */
-    static constexpr int KS = D + 8;               /* shared row stride (elements): 16 B pad */
-    static constexpr int DPL = D / 32;             /* head dims per lane in P V */
+    static constexpr int CH = D <= 128 ? 64 : 32; /* keys per chunk (K and V staged) */
+    static constexpr int TPK = 128 / CH;          /* threads per key when scoring */
+    static constexpr int KS = D + 8 * TPK;        /* shared row stride (elements): no conflicts */
+    static constexpr int DPL = D / 32;            /* head dims per lane in P V */
+    static constexpr int NPC = D / 8 / TPK;       /* 16-byte pieces per scoring thread */
 };
 
 template <typename T, int D> static size_t decode_smem_bytes(void)
@@ -35,51 +38,54 @@ template <typename T, int D> static size_t decode_smem_bytes(void)
     typedef decode_cfg<D> C;
     return ((size_t)OPS_MAX_GROUP * D + (size_t)OPS_MAX_GROUP * C::CH + 3 * OPS_MAX_GROUP) *
                sizeof(float) +
-           (size_t)C::CH * C::KS * sizeof(T);
+           2 * (size_t)C::CH * C::KS * sizeof(T);
 }
 
-/* One chunk of keys [c0, c0 + nk) for the decode kernel: K into shared memory, scores for every
- * head of the group, the online-softmax update (mls: m[8], l[8], corr[8]), and P V into acc. */
+/* Scores of the staged keys for every head of the group, TPK threads per key -> ps. */
 template <typename T, int D>
-__device__ __forceinline__ void decode_chunk(const T *kp, const T *vp, const int32_t *bt, int c0,
-                                             int nk, int bs, int kv_dim, int kvh, int G,
-                                             float scale, float *qs, float *ps, float *mls,
-                                             T *ks, float (&acc)[OPS_MAX_GROUP][D / 32])
+__device__ __forceinline__ void decode_scores(const T *ks, const float *qs, float *ps, int nk,
+                                              int G, float scale)
 {
     typedef decode_cfg<D> C;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    constexpr int VPR = D / 8;
-    for (int e = tid; e < nk * VPR; e += blockDim.x) {
-        int r = e / VPR, v = e % VPR;
-        const T *src = pool_row(kp, bt, c0 + r, bs, kv_dim, kvh, D) + v * 8;
-        *reinterpret_cast<uint4 *>(ks + r * C::KS + v * 8) = *reinterpret_cast<const uint4 *>(src);
-    }
-    __syncthreads();
-    if (tid < C::CH) {
-        float s[OPS_MAX_GROUP];
+    const int key = threadIdx.x / C::TPK, part = threadIdx.x % C::TPK;
+    float s[OPS_MAX_GROUP];
 #pragma unroll
-        for (int g = 0; g < OPS_MAX_GROUP; g++)
-            s[g] = 0.0f;
-        if (tid < nk) {
-            const T *kr = ks + tid * C::KS;
-            for (int d = 0; d < D; d += 8) {
-                float kf[8];
-                unpack8<T>(*reinterpret_cast<const uint4 *>(kr + d), kf);
+    for (int g = 0; g < OPS_MAX_GROUP; g++)
+        s[g] = 0.0f;
+    if (key < nk) {
+        const T *kr = ks + key * C::KS;
 #pragma unroll
-                for (int g = 0; g < OPS_MAX_GROUP; g++) {
-                    if (g < G) {
-                        const float *qg = qs + g * D + d;
+        for (int i = 0; i < C::NPC; i++) {
+            const int d = (i * C::TPK + part) * 8;
+            float kf[8];
+            unpack8<T>(*reinterpret_cast<const uint4 *>(kr + d), kf);
 #pragma unroll
-                        for (int e = 0; e < 8; e++)
-                            s[g] += qg[e] * kf[e];
-                    }
+            for (int g = 0; g < OPS_MAX_GROUP; g++) {
+                if (g < G) {
+                    const float *qg = qs + g * D + d;
+#pragma unroll
+                    for (int e = 0; e < 8; e++)
+                        s[g] += qg[e] * kf[e];
                 }
             }
         }
-        for (int g = 0; g < G; g++)
-            ps[g * C::CH + tid] = tid < nk ? s[g] * scale : -INFINITY;
     }
-    __syncthreads();
+#pragma unroll
+    for (int g = 0; g < OPS_MAX_GROUP; g++) {
+        for (int o = 1; o < C::TPK; o <<= 1)
+            s[g] += __shfl_xor_sync(FULL_MASK, s[g], o);
+        if (g < G && part == 0)
+            ps[g * C::CH + key] = key < nk ? s[g] * scale : -INFINITY;
+    }
+}
+
+/* The online-softmax update of one chunk: per head, p = exp(s - m_new) into ps, and
+ * mls = m[8], l[8], corr[8]. A warp per head. */
+template <int D>
+__device__ __forceinline__ void decode_softmax(float *ps, float *mls, int nk, int G)
+{
+    typedef decode_cfg<D> C;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     for (int g = warp; g < G; g += blockDim.x / 32) {
         float mx = -INFINITY;
         for (int t = lane; t < nk; t += 32)
@@ -102,6 +108,31 @@ __device__ __forceinline__ void decode_chunk(const T *kp, const T *vp, const int
             mls[g] = m_new;
         }
     }
+}
+
+/* One chunk of keys [c0, c0 + nk) for the decode kernel: K and V rows into shared memory (all
+ * loads in flight at once), scores, the softmax update, and P V into acc (lanes over dims). */
+template <typename T, int D>
+__device__ __forceinline__ void decode_chunk(const T *kp, const T *vp, const int32_t *bt, int c0,
+                                             int nk, int bs, int kv_dim, int kvh, int G,
+                                             float scale, float *qs, float *ps, float *mls,
+                                             T *ks, T *vs, float (&acc)[OPS_MAX_GROUP][D / 32])
+{
+    typedef decode_cfg<D> C;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    constexpr int VPR = D / 8;
+    for (int e = tid; e < nk * VPR; e += blockDim.x) {
+        int r = e / VPR, v = e % VPR;
+        size_t off = (size_t)(pool_row(kp, bt, c0 + r, bs, kv_dim, kvh, D) - kp) + v * 8;
+        *reinterpret_cast<uint4 *>(ks + r * C::KS + v * 8) =
+            *reinterpret_cast<const uint4 *>(kp + off);
+        *reinterpret_cast<uint4 *>(vs + r * C::KS + v * 8) =
+            *reinterpret_cast<const uint4 *>(vp + off);
+    }
+    __syncthreads();
+    decode_scores<T, D>(ks, qs, ps, nk, G, scale);
+    __syncthreads();
+    decode_softmax<D>(ps, mls, nk, G);
     __syncthreads();
 #pragma unroll
     for (int g = 0; g < OPS_MAX_GROUP; g++) {
@@ -113,7 +144,7 @@ __device__ __forceinline__ void decode_chunk(const T *kp, const T *vp, const int
         }
     }
     for (int t = warp; t < nk; t += blockDim.x / 32) {
-        const T *vr = pool_row(vp, bt, c0 + t, bs, kv_dim, kvh, D) + lane * C::DPL;
+        const T *vr = vs + t * C::KS + lane * C::DPL;
         float vf[C::DPL];
 #pragma unroll
         for (int i = 0; i < C::DPL; i++)
@@ -128,14 +159,56 @@ __device__ __forceinline__ void decode_chunk(const T *kp, const T *vp, const int
             }
         }
     }
-    __syncthreads(); /* the next chunk overwrites ks and ps */
+    __syncthreads(); /* the next chunk overwrites ks, vs and ps */
+}
+
+/* With several key ranges: the last CTA of a (token, KV head) to finish merges every range's
+ * partials (read past L1: other multiprocessors wrote them) and resets the counter, so the next
+ * launch (or graph replay) starts from zero. */
+template <typename T>
+__device__ __forceinline__ void decode_merge(const float *part_o, const float *part_ml, int *cnt,
+                                             int ns, int n_head, int G, int D, int kvh, int ti,
+                                             T *out)
+{
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int *c = cnt + (size_t)blockIdx.x * gridDim.y + kvh;
+        last = atomicAdd(c, 1) == ns - 1;
+        if (last)
+            *c = 0;
+    }
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    for (int e = threadIdx.x; e < G * D; e += blockDim.x) {
+        int g = e / D, dd = e % D, h = kvh * G + g;
+        float M = -INFINITY, L = 0.0f, o = 0.0f;
+        for (int sp = 0; sp < ns; sp++) {
+            size_t pr = ((size_t)blockIdx.x * ns + sp) * n_head + h;
+            if (__ldcg(part_ml + pr * 2 + 1) > 0.0f)
+                M = fmaxf(M, __ldcg(part_ml + pr * 2));
+        }
+        for (int sp = 0; sp < ns; sp++) {
+            size_t pr = ((size_t)blockIdx.x * ns + sp) * n_head + h;
+            float l = __ldcg(part_ml + pr * 2 + 1);
+            if (l > 0.0f) {
+                float w = expf(__ldcg(part_ml + pr * 2) - M);
+                L += l * w;
+                o += __ldcg(part_o + pr * D + dd) * w;
+            }
+        }
+        out[(size_t)ti * n_head * D + (size_t)h * D + dd] = from_f32<T>(L > 0.0f ? o / L : 0.0f);
+    }
 }
 
 template <typename T, int D>
 __global__ void __launch_bounds__(128)
     attn_decode_kernel(const T *q, const T *kp, const T *vp, struct ops_step b, int n_head,
                        int G, int kv_dim, int bs, float scale, T *out, float *part_o,
-                       float *part_ml)
+                       float *part_ml, int *part_cnt)
 {
     typedef decode_cfg<D> C;
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -143,6 +216,7 @@ __global__ void __launch_bounds__(128)
     float *ps = qs + OPS_MAX_GROUP * D;                /* [G][CH] */
     float *mls = ps + OPS_MAX_GROUP * C::CH;           /* m, l, corr: [3][8] */
     T *ks = reinterpret_cast<T *>(mls + 3 * OPS_MAX_GROUP);
+    T *vs = ks + C::CH * C::KS;
     const int ti = b.short_tok[blockIdx.x], kvh = blockIdx.y, split = blockIdx.z;
     const int ns = gridDim.z, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int q_dim = n_head * D, ctx = b.ctx_len[ti];
@@ -166,9 +240,9 @@ __global__ void __launch_bounds__(128)
     __syncthreads();
     for (int c0 = k_lo; c0 < k_hi; c0 += C::CH)
         decode_chunk<T, D>(kp, vp, bt, c0, min(C::CH, k_hi - c0), bs, kv_dim, kvh, G, scale, qs,
-                           ps, mls, ks, acc);
+                           ps, mls, ks, vs, acc);
 
-    float *red = reinterpret_cast<float *>(ks); /* [warps][G][D] */
+    float *red = reinterpret_cast<float *>(ks); /* [warps][G][D], over ks and vs */
 #pragma unroll
     for (int g = 0; g < OPS_MAX_GROUP; g++)
         if (g < G)
@@ -194,32 +268,8 @@ __global__ void __launch_bounds__(128)
             }
         }
     }
-}
-
-/* Merges the key ranges of the decode kernel: one CTA per (token, head), one thread per dim. */
-template <typename T>
-__global__ void attn_combine_kernel(const float *part_o, const float *part_ml, struct ops_step b,
-                                    int n_head, int D, T *out)
-{
-    const int r = blockIdx.x, h = blockIdx.y, d = threadIdx.x, ns = b.n_split;
-    const int ti = b.short_tok[r];
-    float M = -INFINITY;
-    for (int s = 0; s < ns; s++) {
-        size_t pr = ((size_t)r * ns + s) * n_head + h;
-        if (part_ml[pr * 2 + 1] > 0.0f)
-            M = fmaxf(M, part_ml[pr * 2]);
-    }
-    float L = 0.0f, o = 0.0f;
-    for (int s = 0; s < ns; s++) {
-        size_t pr = ((size_t)r * ns + s) * n_head + h;
-        float l = part_ml[pr * 2 + 1];
-        if (l > 0.0f) {
-            float w = expf(part_ml[pr * 2] - M);
-            L += l * w;
-            o += part_o[pr * D + d] * w;
-        }
-    }
-    out[(size_t)ti * n_head * D + (size_t)h * D + d] = from_f32<T>(L > 0.0f ? o / L : 0.0f);
+    if (ns > 1)
+        decode_merge<T>(part_o, part_ml, part_cnt, ns, n_head, G, D, kvh, ti, out);
 }
 
 template <int D> struct prefill_cfg {
@@ -358,7 +408,7 @@ int ops_supported(int head_dim, int n_head, int n_head_kv, char *err, size_t err
 template <typename T, int D>
 static void attention_launch(const struct ops_shape *s, const struct ops_step *b, const void *q,
                              const void *kp, const void *vp, void *out, float *part_o,
-                             float *part_ml, cudaStream_t st)
+                             float *part_ml, int *part_cnt, cudaStream_t st)
 {
     const int G = s->n_head / s->n_head_kv;
     const float scale = 1.0f / sqrtf((float)D);
@@ -373,21 +423,18 @@ static void attention_launch(const struct ops_shape *s, const struct ops_step *b
         dim3 grid(b->n_short, s->n_head_kv, b->n_split);
         attn_decode_kernel<T, D><<<grid, 128, decode_smem_bytes<T, D>(), st>>>(
             (const T *)q, (const T *)kp, (const T *)vp, *b, s->n_head, G, s->kv_dim,
-            s->block_size, scale, (T *)out, part_o, part_ml);
-        if (b->n_split > 1)
-            attn_combine_kernel<T><<<dim3(b->n_short, s->n_head), D, 0, st>>>(
-                part_o, part_ml, *b, s->n_head, D, (T *)out);
+            s->block_size, scale, (T *)out, part_o, part_ml, part_cnt);
     }
 }
 
 void ops_attention(const struct ops_shape *s, const struct ops_step *b, const void *q,
                    const void *k_pool, const void *v_pool, void *out, float *part_o,
-                   float *part_ml, cudaStream_t st)
+                   float *part_ml, int *part_cnt, cudaStream_t st)
 {
 #define ATT_CASE(DD)                                                                               \
     case DD:                                                                                       \
         OPS_DISPATCH(s->dtype, (attention_launch<T, DD>(s, b, q, k_pool, v_pool, out, part_o,    \
-                                                         part_ml, st)));                          \
+                                                         part_ml, part_cnt, st)));                          \
         break;
     switch (s->head_dim) {
         ATT_CASE(64)

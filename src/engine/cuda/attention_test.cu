@@ -56,6 +56,7 @@ int dev_test_attention(const struct dev_test_attn *a, uint16_t *out, int *n_tile
     void *dq = NULL, *dk = NULL, *dv = NULL, *dout = NULL;
     int32_t *din = NULL;
     float *po = NULL, *pml = NULL;
+    int *cnt = NULL;
     if (!h) {
         snprintf(err, err_len, "out of host memory");
         return -1;
@@ -78,7 +79,11 @@ int dev_test_attention(const struct dev_test_attn *a, uint16_t *out, int *n_tile
         cu_alloc(&dv, pool_bytes, "v", err, err_len) ||
         cu_alloc((void **)&din, L.total * 4, "inputs", err, err_len) ||
         cu_alloc((void **)&po, (size_t)DEV_PART_ROWS * s.q_dim * 4, "partials", err, err_len) ||
-        cu_alloc((void **)&pml, (size_t)DEV_PART_ROWS * s.n_head * 8, "partials", err, err_len))
+        cu_alloc((void **)&pml, (size_t)DEV_PART_ROWS * s.n_head * 8, "partials", err, err_len) ||
+        cu_alloc((void **)&cnt, (size_t)DEV_PART_ROWS * s.n_head_kv * 4, "counters", err,
+                 err_len) ||
+        cu_ok(cudaMemset(cnt, 0, (size_t)DEV_PART_ROWS * s.n_head_kv * 4), "cudaMemset", err,
+              err_len))
         goto fail;
     if (cu_ok(cudaMemcpy(dq, a->q, q_bytes, cudaMemcpyHostToDevice), "cudaMemcpy", err, err_len) ||
         cu_ok(cudaMemcpy(dk, a->k_pool, pool_bytes, cudaMemcpyHostToDevice), "cudaMemcpy", err,
@@ -105,7 +110,8 @@ int dev_test_attention(const struct dev_test_attn *a, uint16_t *out, int *n_tile
         b.n_tiles = n_tiles;
         b.tile_i0 = din + L.tile_i0;
         b.tile_n = din + L.tile_n;
-        ops_attention(&s, &b, dq, dk, dv, dout, po, pml, 0);
+        ops_attention(&s, &b, dq, dk, dv, dout, po, pml, cnt, 0);
+        ops_attention(&s, &b, dq, dk, dv, dout, po, pml, cnt, 0); /* counters left at zero */
     }
     if (cu_ok(cudaGetLastError(), "attention launch", err, err_len) ||
         cu_ok(cudaDeviceSynchronize(), "attention", err, err_len) ||
@@ -122,6 +128,7 @@ fail:
     cudaFree(din);
     cudaFree(po);
     cudaFree(pml);
+    cudaFree(cnt);
     free(h);
     return rc;
 }

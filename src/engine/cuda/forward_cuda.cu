@@ -126,6 +126,8 @@ static int alloc_workspace(struct dev_forward *d, char *err, size_t err_len)
                  "the split-attention partials", err, err_len) ||
         cu_alloc((void **)&d->part_ml, (size_t)DEV_PART_ROWS * c->n_head * 2 * 4,
                  "the split-attention partials", err, err_len) ||
+        cu_alloc((void **)&d->part_cnt, (size_t)DEV_PART_ROWS * c->n_head_kv * 4,
+                 "the split-attention counters", err, err_len) ||
         cu_alloc((void **)&d->in_dev, d->in_cap * 4, "the step inputs", err, err_len) ||
         cu_alloc(&d->blas_ws, BLAS_WS_BYTES, "the cuBLAS workspace", err, err_len) ||
         cu_alloc_host((void **)&d->in_host, d->in_cap * 4, "the step inputs", err, err_len) ||
@@ -133,6 +135,9 @@ static int alloc_workspace(struct dev_forward *d, char *err, size_t err_len)
                       err_len) != 0)
         return -1;
     d->blas_ws_bytes = BLAS_WS_BYTES;
+    if (cu_ok(cudaMemset(d->part_cnt, 0, (size_t)DEV_PART_ROWS * c->n_head_kv * 4),
+              "cudaMemset (split-attention counters)", err, err_len) != 0)
+        return -1;
     return upload_rope(d, err, err_len);
 }
 
@@ -220,7 +225,7 @@ void dev_forward_free(struct dev_forward *d)
         (void)cudaStreamSynchronize(d->st);
     dev_graphs_free(d);
     void *dev[] = {d->x, d->f32s, d->a16, d->q16, d->att16, d->xl, d->logits, d->rope,
-                   d->part_o, d->part_ml, d->in_dev, d->blas_ws, d->kv_pool};
+                   d->part_o, d->part_ml, d->part_cnt, d->in_dev, d->blas_ws, d->kv_pool};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i])
             cudaFree(dev[i]);

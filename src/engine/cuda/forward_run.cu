@@ -58,12 +58,12 @@ static void *kv_layer(const struct dev_forward *d, int l, int which)
 }
 
 /* Every op of one step on d->st (eagerly, or into a graph being captured). */
-#define G_ARGS d->n_sm, d->st, err, err_len
 static int enqueue_step(struct dev_forward *d, const struct ops_step *b, int n_logits,
                         const int32_t *logit_rows, char *err, size_t err_len)
 {
     const struct model_config *c = &d->m->cfg;
     const struct ops_shape *s = &d->shape;
+    const struct ops_ctx cx = {d->blas, d->st, d->n_sm, s};
     const int n = b->n_tokens, E = c->n_embd, qkv = s->q_dim + 2 * s->kv_dim;
     dev_mark(d, -1);
     ops_embed(s, d->w.embd, b->token, d->x, n, d->st);
@@ -71,39 +71,33 @@ static int enqueue_step(struct dev_forward *d, const struct ops_step *b, int n_l
     for (int l = 0; l < c->n_layer; l++) {
         const struct dev_layer *L = &d->w.layers[l];
         void *kp = kv_layer(d, l, 0), *vp = kv_layer(d, l, 1);
-        ops_rmsnorm(s, d->x, NULL, L->attn_norm, d->a16, n, d->st);
-        dev_mark(d, DEV_TEST_OP_NORM);
-        if (ops_gemm(d->blas, s->dtype, L->wqkv, d->a16, d->f32s, n, qkv, E, 0.0f, G_ARGS))
+        if (ops_norm_gemm(&cx, d->x, NULL, L->attn_norm, d->a16, L->wqkv, d->f32s, n, qkv, err,
+                          err_len) != 0)
             return -1;
         dev_mark(d, DEV_TEST_OP_QKV);
         ops_qkv_rope_store(s, d->f32s, L->bqkv, d->rope, b, d->q16, kp, vp, d->st);
         dev_mark(d, DEV_TEST_OP_ROPE);
-        ops_attention(s, b, d->q16, kp, vp, d->att16, d->part_o, d->part_ml, d->st);
+        ops_attention(s, b, d->q16, kp, vp, d->att16, d->part_o, d->part_ml, d->part_cnt, d->st);
         dev_mark(d, DEV_TEST_OP_ATTN);
-        if (ops_gemm(d->blas, s->dtype, L->wo, d->att16, d->x, n, E, s->q_dim, 1.0f, G_ARGS))
+        if (ops_gemm(&cx, L->wo, d->att16, d->x, n, E, s->q_dim, 1.0f, err, err_len) != 0)
             return -1;
         dev_mark(d, DEV_TEST_OP_WO);
-        ops_rmsnorm(s, d->x, NULL, L->ffn_norm, d->a16, n, d->st);
-        dev_mark(d, DEV_TEST_OP_NORM);
-        if (ops_gemm(d->blas, s->dtype, L->wgu, d->a16, d->f32s, n, 2 * c->n_ff, E, 0.0f, G_ARGS))
+        if (ops_norm_gemm_swiglu(&cx, d->x, L->ffn_norm, d->a16, L->wgu, d->f32s, d->a16, n, err,
+                                 err_len) != 0)
             return -1;
         dev_mark(d, DEV_TEST_OP_GATE_UP);
-        ops_swiglu(s, d->f32s, d->a16, n, d->st);
-        dev_mark(d, DEV_TEST_OP_SWIGLU);
-        if (ops_gemm(d->blas, s->dtype, L->wdown, d->a16, d->x, n, E, c->n_ff, 1.0f, G_ARGS))
+        if (ops_gemm(&cx, L->wdown, d->a16, d->x, n, E, c->n_ff, 1.0f, err, err_len) != 0)
             return -1;
         dev_mark(d, DEV_TEST_OP_DOWN);
     }
     if (n_logits > 0) {
-        ops_rmsnorm(s, d->x, logit_rows, d->w.output_norm, d->xl, n_logits, d->st);
-        if (ops_gemm(d->blas, s->dtype, d->w.output, d->xl, d->logits, n_logits, c->n_vocab, E,
-                     0.0f, G_ARGS) != 0)
+        if (ops_norm_gemm(&cx, d->x, logit_rows, d->w.output_norm, d->xl, d->w.output, d->logits,
+                          n_logits, c->n_vocab, err, err_len) != 0)
             return -1;
         dev_mark(d, DEV_TEST_OP_LOGITS);
     }
     return cu_ok(cudaGetLastError(), "forward step: kernel launch", err, err_len);
 }
-#undef G_ARGS
 
 /* forward.c's batch_valid, plus the pool, the block size and the step tables' capacity. 1 if
  * the batch can run (*n_logits set), else 0 with the reason in d->err. */

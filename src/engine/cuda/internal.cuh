@@ -14,12 +14,13 @@ extern "C" {
 #define DEV_PART_ROWS 1024 /* (token, key range) pairs of split decode attention per step */
 
 /* One layer's weights on the device. The q, k, v projections are one [q_dim + 2 kv_dim][n_embd]
- * matrix (one product), gate and up one [2 n_ff][n_embd]. */
+ * matrix (one product), gate and up one [n_ff][2][n_embd] (gate row j, then up row j: the fused
+ * SwiGLU epilogue finds each pair in one block). */
 struct dev_layer {
     void *wqkv;        /* T */
     float *bqkv;       /* [q_dim + 2 kv_dim] f32, or NULL */
     void *wo;          /* [n_embd][q_dim] T */
-    void *wgu;         /* [2 n_ff][n_embd] T */
+    void *wgu;         /* [n_ff][2][n_embd] T */
     void *wdown;       /* [n_embd][n_ff] T */
     float *attn_norm;  /* [n_embd] f32 */
     float *ffn_norm;
@@ -71,6 +72,7 @@ struct dev_forward {
     float *rope;     /* [max_ctx][head_dim]: cos then sin of each position's angles */
     float *part_o;   /* [DEV_PART_ROWS][n_head][head_dim] */
     float *part_ml;  /* [DEV_PART_ROWS][n_head][2] */
+    int *part_cnt;   /* [DEV_PART_ROWS][n_head_kv] merge counters, zero between steps */
     float *logits_host; /* pinned [max_logits][n_vocab] */
 
     /* step inputs: one int32 buffer on each side (layout in forward_cuda.cu) */

@@ -133,7 +133,7 @@ template <typename T> __global__ void swiglu_kernel(const float *gu, T *out, int
     for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < total;
          k += (size_t)gridDim.x * blockDim.x) {
         size_t i = k / F, j = k % F;
-        float g = gu[i * 2 * F + j], u = gu[i * 2 * F + F + j];
+        float g = gu[i * 2 * F + 2 * j], u = gu[i * 2 * F + 2 * j + 1]; /* interleaved */
         out[k] = from_f32<T>(g / (1.0f + expf(-g)) * u);
     }
 }
@@ -152,33 +152,111 @@ void ops_swiglu(const struct ops_shape *s, const float *gu, void *out, int n, cu
     OPS_DISPATCH(s->dtype, (swiglu_kernel<T><<<grid, 256, 0, st>>>(gu, (T *)out, s->n_ff, n)));
 }
 
-template <typename T> __global__ void f32_to_kernel(const float *src, T *dst, size_t n)
+template <typename T>
+__global__ void f32_to_kernel(const float *src, T *dst, size_t rows, int cols, size_t pitch)
 {
+    size_t n = rows * (size_t)cols;
     for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
          k += (size_t)gridDim.x * blockDim.x)
-        dst[k] = from_f32<T>(src[k]);
+        dst[(k / cols) * pitch + k % cols] = from_f32<T>(src[k]);
 }
 
-void ops_f32_to_dtype(enum dev_dtype t, const float *src, void *dst, size_t n, cudaStream_t st)
+void ops_f32_to_dtype(enum dev_dtype t, const float *src, void *dst, size_t rows, int cols,
+                      size_t dst_pitch, cudaStream_t st)
 {
+    size_t n = rows * (size_t)cols;
     if (n == 0)
         return;
-    OPS_DISPATCH(t, (f32_to_kernel<T><<<grid_for(n, 256), 256, 0, st>>>(src, (T *)dst, n)));
+    OPS_DISPATCH(t, (f32_to_kernel<T><<<grid_for(n, 256), 256, 0, st>>>(src, (T *)dst, rows,
+                                                                         cols, dst_pitch)));
 }
 
-/* Small-batch products (m <= OPS_GEMV_MAX_M rows, decode): cuBLAS's kernels for a handful of
+/* Small-batch products (m <= OPS_GEMV_MAX_M rows: decode). cuBLAS's kernels for a handful of
  * columns leave much of the bandwidth unused, so each weight row is streamed once by `wpr` warps
  * (16-byte loads, two in flight per lane) against every input row, read through the cache. The
  * split over warps depends on n_out only and the sums run in a fixed order, so a row's result
- * does not depend on the other rows or on timing. */
-template <typename T, int M>
+ * does not depend on the other rows or on timing. Fused variants: NORM takes the f32 residual
+ * rows and applies RMSNorm on the fly (each block computes the rows' inverse RMS, and the normed
+ * values are rounded to T exactly as the unfused path stores them); SWIGLU takes the gate|up
+ * matrix with gate and up rows interleaved and writes silu(gate) * up as T. */
+template <typename T, int M, bool NORM>
+__device__ __forceinline__ void gemv_fma(float (&acc)[M], uint4 wv, const void *const (&xr)[M],
+                                         const float *nw, const float *inv, int k)
+{
+    float wf[8], xf[8];
+    unpack8<T>(wv, wf);
+    float nf[8];
+    if (NORM) {
+        float4 a = *reinterpret_cast<const float4 *>(nw + k);
+        float4 b = *reinterpret_cast<const float4 *>(nw + k + 4);
+        nf[0] = a.x, nf[1] = a.y, nf[2] = a.z, nf[3] = a.w;
+        nf[4] = b.x, nf[5] = b.y, nf[6] = b.z, nf[7] = b.w;
+    }
+#pragma unroll
+    for (int r = 0; r < M; r++) {
+        if (NORM) {
+            const float *xp = (const float *)xr[r] + k;
+            float4 a = *reinterpret_cast<const float4 *>(xp);
+            float4 b = *reinterpret_cast<const float4 *>(xp + 4);
+            float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                xf[e] = to_f32(from_f32<T>(v[e] * inv[r] * nf[e]));
+        } else {
+            unpack8<T>(*reinterpret_cast<const uint4 *>((const T *)xr[r] + k), xf);
+        }
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            acc[r] += wf[e] * xf[e];
+    }
+}
+
+/* Inverse RMS of the M input rows into inv[] (NORM). */
+template <int M>
+__device__ __forceinline__ void gemv_inv_rms(const void *const (&xr)[M], int n_in, float eps,
+                                             float *inv)
+{
+    __shared__ float part[8][M];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    float ss[M];
+#pragma unroll
+    for (int r = 0; r < M; r++) {
+        ss[r] = 0.0f;
+        const float *xp = (const float *)xr[r];
+        for (int k = threadIdx.x; k < n_in; k += blockDim.x)
+            ss[r] += xp[k] * xp[k];
+        for (int o = 16; o > 0; o >>= 1)
+            ss[r] += __shfl_xor_sync(0xffffffffu, ss[r], o);
+        if (lane == 0)
+            part[warp][r] = ss[r];
+    }
+    __syncthreads();
+    if (threadIdx.x < M) {
+        float t = 0.0f;
+        for (int w = 0; w < 8; w++)
+            t += part[w][threadIdx.x];
+        inv[threadIdx.x] = 1.0f / sqrtf(t / (float)n_in + eps);
+    }
+    __syncthreads();
+}
+
+template <typename T, int M, bool NORM, bool SWIGLU>
 __global__ void __launch_bounds__(256)
-    gemv_kernel(const T *__restrict__ W, const T *__restrict__ x, float *y, int n_out, int n_in,
-                float beta, int wpr)
+    gemv_kernel(const T *__restrict__ W, const void *__restrict__ x, const int32_t *rows,
+                const float *nw, float eps, float *y, T *out, int n_out, int n_in, float beta,
+                int wpr)
 {
     __shared__ float red[8][M];
+    __shared__ float inv[M];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = 8 / wpr;
     const int row = blockIdx.x * rpb + warp / wpr, part = warp % wpr;
+    const void *xr[M];
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        xr[r] = NORM ? (const void *)((const float *)x + (size_t)(rows ? rows[r] : r) * n_in)
+                     : (const void *)((const T *)x + (size_t)r * n_in);
+    if (NORM)
+        gemv_inv_rms<M>(xr, n_in, eps, inv);
     float acc[M];
 #pragma unroll
     for (int r = 0; r < M; r++)
@@ -189,26 +267,11 @@ __global__ void __launch_bounds__(256)
         for (int k = (part * 32 + lane) * 8; k < n_in; k += 2 * stride) {
             const int k1 = k + stride;
             uint4 w0 = __ldcs(reinterpret_cast<const uint4 *>(w + k));
-            uint4 w1 = k1 < n_in ? __ldcs(reinterpret_cast<const uint4 *>(w + k1)) : make_uint4(0, 0, 0, 0);
-            float wf[8], xf[8];
-            unpack8<T>(w0, wf);
-#pragma unroll
-            for (int r = 0; r < M; r++) {
-                unpack8<T>(*reinterpret_cast<const uint4 *>(x + (size_t)r * n_in + k), xf);
-#pragma unroll
-                for (int e = 0; e < 8; e++)
-                    acc[r] += wf[e] * xf[e];
-            }
-            if (k1 < n_in) {
-                unpack8<T>(w1, wf);
-#pragma unroll
-                for (int r = 0; r < M; r++) {
-                    unpack8<T>(*reinterpret_cast<const uint4 *>(x + (size_t)r * n_in + k1), xf);
-#pragma unroll
-                    for (int e = 0; e < 8; e++)
-                        acc[r] += wf[e] * xf[e];
-                }
-            }
+            uint4 w1 = k1 < n_in ? __ldcs(reinterpret_cast<const uint4 *>(w + k1))
+                                 : make_uint4(0, 0, 0, 0);
+            gemv_fma<T, M, NORM>(acc, w0, xr, nw, inv, k);
+            if (k1 < n_in)
+                gemv_fma<T, M, NORM>(acc, w1, xr, nw, inv, k1);
         }
     }
 #pragma unroll
@@ -220,30 +283,46 @@ __global__ void __launch_bounds__(256)
         for (int r = 0; r < M; r++)
             red[warp][r] = acc[r];
     __syncthreads();
-    if (threadIdx.x < rpb * M) {
-        const int lr = threadIdx.x / M, r = threadIdx.x % M, orow = blockIdx.x * rpb + lr;
-        if (orow < n_out) {
-            float sum = 0.0f;
-            for (int p = 0; p < wpr; p++)
-                sum += red[lr * wpr + p][r];
-            float *yp = y + (size_t)r * n_out + orow;
-            *yp = beta == 0.0f ? sum : sum + beta * *yp;
+    if (!SWIGLU) {
+        if (threadIdx.x < rpb * M) {
+            const int lr = threadIdx.x / M, r = threadIdx.x % M, orow = blockIdx.x * rpb + lr;
+            if (orow < n_out) {
+                float sum = 0.0f;
+                for (int p = 0; p < wpr; p++)
+                    sum += red[lr * wpr + p][r];
+                float *yp = y + (size_t)r * n_out + orow;
+                *yp = beta == 0.0f ? sum : sum + beta * *yp;
+            }
+        }
+    } else if (threadIdx.x < rpb / 2 * M) {
+        const int lp = threadIdx.x / M, r = threadIdx.x % M;
+        const int j = blockIdx.x * rpb / 2 + lp, n_ff = n_out / 2;
+        if (j < n_ff) {
+            float g = 0.0f, u = 0.0f;
+            for (int p = 0; p < wpr; p++) {
+                g += red[(2 * lp) * wpr + p][r];
+                u += red[(2 * lp + 1) * wpr + p][r];
+            }
+            out[(size_t)r * n_ff + j] = from_f32<T>(g / (1.0f + expf(-g)) * u);
         }
     }
 }
 
-template <typename T>
-static void gemv_launch(const void *w, const void *x, float *y, int m, int n_out, int n_in,
-                        float beta, int n_sm, cudaStream_t st)
+template <typename T, bool NORM, bool SWIGLU>
+static void gemv_launch(const void *w, const void *x, const int32_t *rows, const float *nw,
+                        float eps, float *y, void *out, int m, int n_out, int n_in, float beta,
+                        int n_sm, cudaStream_t st)
 {
     int wpr = 1;
-    while (wpr < 8 && (int64_t)n_out * wpr / 8 < 4 * (int64_t)n_sm)
+    const int max_wpr = SWIGLU ? 4 : 8; /* SWIGLU: a gate/up pair stays in one block */
+    while (wpr < max_wpr && (int64_t)n_out * wpr / 8 < 4 * (int64_t)n_sm)
         wpr *= 2;
     const int rpb = 8 / wpr, grid = (n_out + rpb - 1) / rpb;
-    const T *W = (const T *)w, *X = (const T *)x;
+    const T *W = (const T *)w;
 #define GEMV_CASE(MM)                                                                              \
     case MM:                                                                                       \
-        gemv_kernel<T, MM><<<grid, 256, 0, st>>>(W, X, y, n_out, n_in, beta, wpr);                \
+        gemv_kernel<T, MM, NORM, SWIGLU><<<grid, 256, 0, st>>>(W, x, rows, nw, eps, y, (T *)out, \
+                                                               n_out, n_in, beta, wpr);           \
         break;
     switch (m) {
         GEMV_CASE(1)
@@ -260,24 +339,70 @@ static void gemv_launch(const void *w, const void *x, float *y, int m, int n_out
 #undef GEMV_CASE
 }
 
-int ops_gemm(cublasHandle_t h, enum dev_dtype t, const void *w, const void *x, float *y, int m,
-             int n_out, int n_in, float beta, int n_sm, cudaStream_t st, char *err,
-             size_t err_len)
+static int use_gemv(const struct ops_ctx *cx, int m, int n_in)
 {
-    if (m >= 1 && m <= OPS_GEMV_MAX_M && n_in % 8 == 0 && n_sm > 0) {
-        OPS_DISPATCH(t, (gemv_launch<T>(w, x, y, m, n_out, n_in, beta, n_sm, st)));
-        return 0;
-    }
+    return m >= 1 && m <= OPS_GEMV_MAX_M && n_in % 8 == 0 && cx->n_sm > 0;
+}
+
+static int cublas_gemm(const struct ops_ctx *cx, const void *w, const void *x, float *y, int m,
+                       int n_out, int n_in, float beta, char *err, size_t err_len)
+{
     /* Row-major y = x W^T is column-major y^T = W^T(col-major view of W) x^T. */
     const float alpha = 1.0f;
-    cudaDataType_t ct = dev_dtype_cuda(t);
+    cudaDataType_t ct = dev_dtype_cuda(cx->s->dtype);
     cublasStatus_t stt =
-        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n_out, m, n_in, &alpha, w, ct, n_in, x, ct,
-                     n_in, &beta, y, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        cublasGemmEx(cx->blas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, m, n_in, &alpha, w, ct, n_in, x,
+                     ct, n_in, &beta, y, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT);
     if (stt != CUBLAS_STATUS_SUCCESS) {
         snprintf(err, err_len, "cublasGemmEx (m %d, n_out %d, n_in %d, %s): %s", m, n_out, n_in,
-                 dev_dtype_str(t), cublas_status_name(stt));
+                 dev_dtype_str(cx->s->dtype), cublas_status_name(stt));
         return -1;
     }
+    return 0;
+}
+
+int ops_gemm(const struct ops_ctx *cx, const void *w, const void *x, float *y, int m, int n_out,
+             int n_in, float beta, char *err, size_t err_len)
+{
+    if (use_gemv(cx, m, n_in)) {
+        OPS_DISPATCH(cx->s->dtype, (gemv_launch<T, false, false>(w, x, NULL, NULL, 0.0f, y, NULL,
+                                                                 m, n_out, n_in, beta, cx->n_sm,
+                                                                 cx->st)));
+        return 0;
+    }
+    return cublas_gemm(cx, w, x, y, m, n_out, n_in, beta, err, err_len);
+}
+
+int ops_norm_gemm(const struct ops_ctx *cx, const float *x, const int32_t *rows, const float *nw,
+                  void *a16, const void *w, float *y, int m, int n_out, char *err,
+                  size_t err_len)
+{
+    const int n_in = cx->s->n_embd;
+    if (use_gemv(cx, m, n_in)) {
+        OPS_DISPATCH(cx->s->dtype,
+                     (gemv_launch<T, true, false>(w, x, rows, nw, cx->s->norm_eps, y, NULL, m,
+                                                  n_out, n_in, 0.0f, cx->n_sm, cx->st)));
+        return 0;
+    }
+    ops_rmsnorm(cx->s, x, rows, nw, a16, m, cx->st);
+    return cublas_gemm(cx, w, a16, y, m, n_out, n_in, 0.0f, err, err_len);
+}
+
+int ops_norm_gemm_swiglu(const struct ops_ctx *cx, const float *x, const float *nw, void *a16,
+                         const void *wgu, float *gu, void *out, int m, char *err,
+                         size_t err_len)
+{
+    const int n_in = cx->s->n_embd, n_ff = cx->s->n_ff;
+    if (use_gemv(cx, m, n_in)) {
+        OPS_DISPATCH(cx->s->dtype,
+                     (gemv_launch<T, true, true>(wgu, x, NULL, nw, cx->s->norm_eps, NULL, out, m,
+                                                 2 * n_ff, n_in, 0.0f, cx->n_sm, cx->st)));
+        return 0;
+    }
+    ops_rmsnorm(cx->s, x, NULL, nw, a16, m, cx->st);
+    if (cublas_gemm(cx, wgu, a16, gu, m, 2 * n_ff, n_in, 0.0f, err, err_len) != 0)
+        return -1;
+    ops_swiglu(cx->s, gu, out, m, cx->st);
     return 0;
 }

@@ -66,27 +66,48 @@ void ops_qkv_rope_store(const struct ops_shape *s, const float *qkv, const float
                         const float *rope, const struct ops_step *b, void *q_out,
                         void *k_pool, void *v_pool, cudaStream_t st);
 
-/* out[i][j] = T(silu(gu[i][j]) * gu[i][n_ff + j]), gu [n][2 n_ff] f32 (gate, then up). */
+/* out[i][j] = T(silu(gu[i][2j]) * gu[i][2j + 1]), gu [n][2 n_ff] f32 (gate and up interleaved). */
 void ops_swiglu(const struct ops_shape *s, const float *gu, void *out, int n, cudaStream_t st);
 
 /* Attention of every token of the step: q [n][q_dim] T -> out [n][q_dim] T. Prefill tiles
- * (b->n_tiles) and the decode kernel over b->short_tok (b->n_split key ranges each, combined
- * through part_o [OPS part rows][n_head][head_dim] f32 and part_ml [..][n_head][2] f32 when
- * n_split > 1; part rows = n_short * n_split must fit part_rows). */
+ * (b->n_tiles) and the decode kernel over b->short_tok (b->n_split key ranges each, merged
+ * through part_o [part rows][n_head][head_dim] f32 and part_ml [..][n_head][2] f32 when
+ * n_split > 1, part rows = n_short * n_split; part_cnt [n_short][n_head_kv] int counters, zero
+ * before the call and left zero after it). */
 void ops_attention(const struct ops_shape *s, const struct ops_step *b, const void *q,
                    const void *k_pool, const void *v_pool, void *out, float *part_o,
-                   float *part_ml, cudaStream_t st);
+                   float *part_ml, int *part_cnt, cudaStream_t st);
 
-/* dst[i] = T(src[i]), n values. */
-void ops_f32_to_dtype(enum dev_dtype t, const float *src, void *dst, size_t n, cudaStream_t st);
+/* dst row r = T(src row r): rows x cols f32 (contiguous) into rows dst_pitch elements apart. */
+void ops_f32_to_dtype(enum dev_dtype t, const float *src, void *dst, size_t rows, int cols,
+                      size_t dst_pitch, cudaStream_t st);
 
-/* y[m][n_out] = x[m][n_in] W^T + beta y (W [n_out][n_in] T, x T, y f32, f32 accumulation):
- * up to OPS_GEMV_MAX_M rows (n_in a multiple of 8) through the streaming kernel in ops.cu, larger
- * batches through cuBLAS (tensor ops; h bound to st). n_sm: the device's multiprocessors (0: always
- * cuBLAS). 0, or -1 with the cuBLAS status in err. */
+/* What the matrix-product launchers need: cuBLAS bound to st, the device's multiprocessors. */
+struct ops_ctx {
+    cublasHandle_t blas;
+    cudaStream_t st;
+    int n_sm;                   /* 0: always cuBLAS */
+    const struct ops_shape *s;
+};
+
+/* y[m][n_out] = x[m][n_in] W^T + beta y (W [n_out][n_in] T, x T, y f32, f32 accumulation): up
+ * to OPS_GEMV_MAX_M rows (n_in a multiple of 8) through the streaming kernel of ops.cu, larger
+ * batches through cuBLAS (tensor ops). 0, or -1 with the cuBLAS status in err. */
 #define OPS_GEMV_MAX_M 8
-int ops_gemm(cublasHandle_t h, enum dev_dtype t, const void *w, const void *x, float *y, int m,
-             int n_out, int n_in, float beta, int n_sm, cudaStream_t st, char *err,
-             size_t err_len);
+int ops_gemm(const struct ops_ctx *cx, const void *w, const void *x, float *y, int m, int n_out,
+             int n_in, float beta, char *err, size_t err_len);
+
+/* y[m][n_out] = T(rmsnorm(x[rows ? rows[r] : r]) * nw) W^T (x f32 [.][n_embd], beta 0): fused for
+ * small m; else ops_rmsnorm into a16 ([m][n_embd] T) and cuBLAS. */
+int ops_norm_gemm(const struct ops_ctx *cx, const float *x, const int32_t *rows, const float *nw,
+                  void *a16, const void *w, float *y, int m, int n_out, char *err,
+                  size_t err_len);
+
+/* out[m][n_ff] = T(silu(g) * u) where g|u = T(rmsnorm(x) * nw) Wgu^T, Wgu [n_ff][2][n_embd]
+ * (gate row j, then up row j): fused for small m; else through a16 and gu (f32 [m][2 n_ff],
+ * interleaved like Wgu's rows) and ops_swiglu. */
+int ops_norm_gemm_swiglu(const struct ops_ctx *cx, const float *x, const float *nw, void *a16,
+                         const void *wgu, float *gu, void *out, int m, char *err,
+                         size_t err_len);
 
 #endif

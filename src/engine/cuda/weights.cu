@@ -40,10 +40,13 @@ static int stage_next(struct uploader *u, int *k)
                  u->err, u->err_len);
 }
 
-/* rows x n_in values of type at src -> T at dst (device). */
-static int upload_matrix(struct uploader *u, const void *src, uint32_t type, int rows, int n_in,
-                         void *dst)
+/* rows x n_in values of type at src -> T at dst (device), destination rows pitch elements apart
+ * (0: n_in, contiguous). */
+static int upload_rows(struct uploader *u, const void *src, uint32_t type, int rows, int n_in,
+                       void *dst, size_t pitch)
 {
+    if (pitch == 0)
+        pitch = (size_t)n_in;
     const enum dev_dtype dt = u->d->shape.dtype;
     const int as_stored = (type == GGML_TYPE_F16 && dt == DEV_DTYPE_F16) ||
                           (type == GGML_TYPE_BF16 && dt == DEV_DTYPE_BF16);
@@ -61,7 +64,7 @@ static int upload_matrix(struct uploader *u, const void *src, uint32_t type, int
         if (stage_next(u, &k) != 0)
             return -1;
         const unsigned char *s = (const unsigned char *)src + (size_t)r0 * rb;
-        unsigned char *dst_rows = (unsigned char *)dst + (size_t)r0 * n_in * 2;
+        unsigned char *dst_rows = (unsigned char *)dst + (size_t)r0 * pitch * 2;
         if (as_stored || type == GGML_TYPE_F32) {
             memcpy(u->host[k], s, (size_t)nr * rb);
         } else {
@@ -69,19 +72,29 @@ static int upload_matrix(struct uploader *u, const void *src, uint32_t type, int
                 quant_dequantize_row(type, s + (size_t)r * rb,
                                      (float *)u->host[k] + (size_t)r * n_in, (size_t)n_in);
         }
-        size_t bytes = (size_t)nr * out_row;
-        void *target = as_stored ? (void *)dst_rows : (void *)u->dev[k];
-        if (cu_ok(cudaMemcpyAsync(target, u->host[k], bytes, cudaMemcpyHostToDevice, u->d->st),
-                  "upload: cudaMemcpyAsync", u->err, u->err_len) != 0)
+        cudaError_t e;
+        if (as_stored)
+            e = cudaMemcpy2DAsync(dst_rows, pitch * 2, u->host[k], (size_t)n_in * 2,
+                                  (size_t)n_in * 2, (size_t)nr, cudaMemcpyHostToDevice, u->d->st);
+        else
+            e = cudaMemcpyAsync(u->dev[k], u->host[k], (size_t)nr * out_row,
+                                cudaMemcpyHostToDevice, u->d->st);
+        if (cu_ok(e, "upload: cudaMemcpyAsync", u->err, u->err_len) != 0)
             return -1;
         if (!as_stored)
-            ops_f32_to_dtype(dt, u->dev[k], dst_rows, (size_t)nr * n_in, u->d->st);
+            ops_f32_to_dtype(dt, u->dev[k], dst_rows, (size_t)nr, n_in, pitch, u->d->st);
         if (cu_ok(cudaEventRecord(u->done[k], u->d->st), "upload: cudaEventRecord", u->err,
                   u->err_len) != 0)
             return -1;
         u->host_bytes += (uint64_t)nr * rb;
     }
     return 0;
+}
+
+static int upload_matrix(struct uploader *u, const void *src, uint32_t type, int rows, int n_in,
+                         void *dst)
+{
+    return upload_rows(u, src, type, rows, n_in, dst, 0);
 }
 
 /* n f32 values -> dst (device, f32). */
@@ -154,8 +167,8 @@ static int upload_layer(struct uploader *u, int l)
         return -1;
     unsigned char *gu = (unsigned char *)L->wgu;
     if (upload_matrix(u, H->mo.data, H->mo.type, E, s->q_dim, L->wo) != 0 ||
-        upload_matrix(u, H->m_gate.data, H->m_gate.type, F, E, gu) != 0 ||
-        upload_matrix(u, H->m_up.data, H->m_up.type, F, E, gu + (size_t)F * E * 2) != 0 ||
+        upload_rows(u, H->m_gate.data, H->m_gate.type, F, E, gu, 2 * (size_t)E) != 0 ||
+        upload_rows(u, H->m_up.data, H->m_up.type, F, E, gu + (size_t)E * 2, 2 * (size_t)E) ||
         upload_matrix(u, H->m_down.data, H->m_down.type, E, F, L->wdown) != 0 ||
         upload_f32(u, H->attn_norm, (size_t)E, L->attn_norm) != 0 ||
         upload_f32(u, H->ffn_norm, (size_t)E, L->ffn_norm) != 0)
