@@ -162,20 +162,22 @@ __device__ __forceinline__ void decode_chunk(const T *kp, const T *vp, const int
     __syncthreads(); /* the next chunk overwrites ks, vs and ps */
 }
 
-/* With several key ranges: the last CTA of a (token, KV head) to finish merges every range's
- * partials (read past L1: other multiprocessors wrote them) and resets the counter, so the next
- * launch (or graph replay) starts from zero. */
+/* With several key ranges: the last of the n_used CTAs of a (token, KV head) to finish merges
+ * every range's partials (read past L1: other multiprocessors wrote them; per-range weights
+ * first, then one pass of independent loads per output) and resets the counter, so the next
+ * launch (or graph replay) starts from zero. Every used range holds keys, so each l > 0. */
 template <typename T>
 __device__ __forceinline__ void decode_merge(const float *part_o, const float *part_ml, int *cnt,
-                                             int ns, int n_head, int G, int D, int kvh, int ti,
-                                             T *out)
+                                             int ns, int n_used, int n_head, int G, int D,
+                                             int kvh, int ti, T *out)
 {
     __shared__ int last;
+    __shared__ float wts[OPS_MAX_GROUP][OPS_MAX_SPLIT], ls[OPS_MAX_GROUP][OPS_MAX_SPLIT];
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
         int *c = cnt + (size_t)blockIdx.x * gridDim.y + kvh;
-        last = atomicAdd(c, 1) == ns - 1;
+        last = atomicAdd(c, 1) == n_used - 1;
         if (last)
             *c = 0;
     }
@@ -183,24 +185,34 @@ __device__ __forceinline__ void decode_merge(const float *part_o, const float *p
     if (!last)
         return;
     __threadfence();
+    for (int t = threadIdx.x; t < G * n_used; t += blockDim.x) {
+        int g = t / n_used, sp = t % n_used;
+        size_t pr = ((size_t)blockIdx.x * ns + sp) * n_head + kvh * G + g;
+        wts[g][sp] = __ldcg(part_ml + pr * 2);
+        ls[g][sp] = __ldcg(part_ml + pr * 2 + 1);
+    }
+    __syncthreads();
+    if (threadIdx.x < G) {
+        const int g = threadIdx.x;
+        float M = -INFINITY, L = 0.0f;
+        for (int sp = 0; sp < n_used; sp++)
+            M = fmaxf(M, wts[g][sp]);
+        for (int sp = 0; sp < n_used; sp++) {
+            wts[g][sp] = expf(wts[g][sp] - M);
+            L += ls[g][sp] * wts[g][sp];
+        }
+        for (int sp = 0; sp < n_used; sp++)
+            wts[g][sp] /= L;
+    }
+    __syncthreads();
     for (int e = threadIdx.x; e < G * D; e += blockDim.x) {
         int g = e / D, dd = e % D, h = kvh * G + g;
-        float M = -INFINITY, L = 0.0f, o = 0.0f;
-        for (int sp = 0; sp < ns; sp++) {
-            size_t pr = ((size_t)blockIdx.x * ns + sp) * n_head + h;
-            if (__ldcg(part_ml + pr * 2 + 1) > 0.0f)
-                M = fmaxf(M, __ldcg(part_ml + pr * 2));
-        }
-        for (int sp = 0; sp < ns; sp++) {
-            size_t pr = ((size_t)blockIdx.x * ns + sp) * n_head + h;
-            float l = __ldcg(part_ml + pr * 2 + 1);
-            if (l > 0.0f) {
-                float w = expf(__ldcg(part_ml + pr * 2) - M);
-                L += l * w;
-                o += __ldcg(part_o + pr * D + dd) * w;
-            }
-        }
-        out[(size_t)ti * n_head * D + (size_t)h * D + dd] = from_f32<T>(L > 0.0f ? o / L : 0.0f);
+        const float *po = part_o + ((size_t)blockIdx.x * ns * n_head + h) * D + dd;
+        float o = 0.0f;
+#pragma unroll 4
+        for (int sp = 0; sp < n_used; sp++)
+            o += wts[g][sp] * __ldcg(po + (size_t)sp * n_head * D);
+        out[(size_t)ti * n_head * D + (size_t)h * D + dd] = from_f32<T>(o);
     }
 }
 
@@ -217,11 +229,17 @@ __global__ void __launch_bounds__(128)
     float *mls = ps + OPS_MAX_GROUP * C::CH;           /* m, l, corr: [3][8] */
     T *ks = reinterpret_cast<T *>(mls + 3 * OPS_MAX_GROUP);
     T *vs = ks + C::CH * C::KS;
+    griddep_wait();
     const int ti = b.short_tok[blockIdx.x], kvh = blockIdx.y, split = blockIdx.z;
     const int ns = gridDim.z, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int q_dim = n_head * D, ctx = b.ctx_len[ti];
+    /* Key ranges of at least one chunk: a function of ctx and ns only (eager steps and graph
+     * replays split alike). n_used <= 1: split 0 alone writes the result. */
     int per = (ctx + ns - 1) / ns;
-    per = (per + 15) & ~15;
+    per = per < C::CH ? C::CH : (per + 15) & ~15;
+    const int n_used = (ctx + per - 1) / per, direct = n_used <= 1;
+    if ((direct && split > 0) || (!direct && split >= n_used))
+        return;
     const int k_lo = split * per, k_hi = min(ctx, k_lo + per);
     const int32_t *bt = b.bt + (size_t)b.tok_row[ti] * b.bt_stride;
 
@@ -256,7 +274,7 @@ __global__ void __launch_bounds__(128)
         float o = 0.0f;
         for (int w = 0; w < nw; w++)
             o += red[(w * G + g) * D + dd];
-        if (ns == 1) {
+        if (direct) {
             float l = mls[OPS_MAX_GROUP + g];
             out[(size_t)ti * q_dim + (size_t)h * D + dd] = from_f32<T>(l > 0.0f ? o / l : 0.0f);
         } else {
@@ -268,8 +286,8 @@ __global__ void __launch_bounds__(128)
             }
         }
     }
-    if (ns > 1)
-        decode_merge<T>(part_o, part_ml, part_cnt, ns, n_head, G, D, kvh, ti, out);
+    if (!direct)
+        decode_merge<T>(part_o, part_ml, part_cnt, ns, n_used, n_head, G, D, kvh, ti, out);
 }
 
 template <int D> struct prefill_cfg {
@@ -314,6 +332,7 @@ __global__ void __launch_bounds__(128)
     typedef prefill_cfg<D> C;
     __shared__ __align__(16) T ks[C::BK * C::KS];
     __shared__ __align__(16) T vs[C::BK * C::KS];
+    griddep_wait();
     const int h = blockIdx.y, kvh = h / G, tid = threadIdx.x;
     const int i0 = b.tile_i0[blockIdx.x], nq = b.tile_n[blockIdx.x];
     const int r = tid >> 2, part = tid & 3, q_dim = n_head * D;
@@ -414,16 +433,15 @@ static void attention_launch(const struct ops_shape *s, const struct ops_step *b
     const float scale = 1.0f / sqrtf((float)D);
     if (b->n_tiles > 0) {
         dim3 grid(b->n_tiles, s->n_head);
-        attn_prefill_kernel<T, D><<<grid, 128, 0, st>>>((const T *)q, (const T *)kp,
-                                                        (const T *)vp, *b, s->n_head, G,
-                                                        s->kv_dim, s->block_size, scale,
-                                                        (T *)out);
+        launch_pdl(attn_prefill_kernel<T, D>, grid, dim3(128), 0, st, (const T *)q,
+                   (const T *)kp, (const T *)vp, *b, s->n_head, G, s->kv_dim, s->block_size,
+                   scale, (T *)out);
     }
     if (b->n_short > 0) {
         dim3 grid(b->n_short, s->n_head_kv, b->n_split);
-        attn_decode_kernel<T, D><<<grid, 128, decode_smem_bytes<T, D>(), st>>>(
-            (const T *)q, (const T *)kp, (const T *)vp, *b, s->n_head, G, s->kv_dim,
-            s->block_size, scale, (T *)out, part_o, part_ml, part_cnt);
+        launch_pdl(attn_decode_kernel<T, D>, grid, dim3(128), decode_smem_bytes<T, D>(), st,
+                   (const T *)q, (const T *)kp, (const T *)vp, *b, s->n_head, G, s->kv_dim,
+                   s->block_size, scale, (T *)out, part_o, part_ml, part_cnt);
     }
 }
 

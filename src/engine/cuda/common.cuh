@@ -64,6 +64,35 @@ template <> __device__ __forceinline__ void unpack8<__half>(uint4 raw, float *f)
     }
 }
 
+/* Programmatic dependent launch (Hopper): a kernel launched with launch_pdl may start while the
+ * previous kernel of the stream drains; it must call griddep_wait() before it reads anything the
+ * previous kernels wrote (or writes anything they read). Loads of constant data (weights) may
+ * come before it. Without the launch attribute the wait returns at once. Graph capture keeps
+ * the programmatic edges. */
+__device__ __forceinline__ void griddep_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+template <typename... KArgs, typename... Args>
+static inline void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                              cudaStream_t st, Args... args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    (void)cudaLaunchKernelEx(&cfg, kernel, args...); /* errors: cudaGetLastError per step */
+}
+
 /* Dispatches a templated launch on the shape's type. */
 #define OPS_DISPATCH(dtype, KERNEL_CALL)                                                           \
     do {                                                                                           \

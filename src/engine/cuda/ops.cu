@@ -9,6 +9,7 @@
 template <typename T>
 __global__ void embed_kernel(const T *embd, const int32_t *token, float *x, int E)
 {
+    griddep_wait();
     const T *src = embd + (size_t)token[blockIdx.x] * E;
     float *dst = x + (size_t)blockIdx.x * E;
     for (int j = threadIdx.x; j < E; j += blockDim.x)
@@ -20,8 +21,8 @@ void ops_embed(const struct ops_shape *s, const void *embd, const int32_t *token
 {
     if (n <= 0)
         return;
-    OPS_DISPATCH(s->dtype, (embed_kernel<T><<<n, 256, 0, st>>>((const T *)embd, token, x,
-                                                               s->n_embd)));
+    OPS_DISPATCH(s->dtype, (launch_pdl(embed_kernel<T>, dim3(n), dim3(256), 0, st,
+                                       (const T *)embd, token, x, s->n_embd)));
 }
 
 /* Sum over the block (blockDim.x a multiple of 32, at most 1024). */
@@ -45,6 +46,7 @@ __global__ void rmsnorm_kernel(const float *x, const int32_t *rows, const float 
                                int E, float eps)
 {
     __shared__ float red[32];
+    griddep_wait();
     int row = rows ? rows[blockIdx.x] : blockIdx.x;
     const float *xr = x + (size_t)row * E;
     float ss = 0.0f;
@@ -63,8 +65,8 @@ void ops_rmsnorm(const struct ops_shape *s, const float *x, const int32_t *rows,
     if (n <= 0)
         return;
     int threads = s->n_embd >= 4096 ? 1024 : s->n_embd >= 1024 ? 512 : 256;
-    OPS_DISPATCH(s->dtype, (rmsnorm_kernel<T><<<n, threads, 0, st>>>(x, rows, w, (T *)out,
-                                                                     s->n_embd, s->norm_eps)));
+    OPS_DISPATCH(s->dtype, (launch_pdl(rmsnorm_kernel<T>, dim3(n), dim3(threads), 0, st, x, rows,
+                                       w, (T *)out, s->n_embd, s->norm_eps)));
 }
 
 /* One CTA per token: the cos/sin of its position (a row of the table) into shared memory, then q heads, k heads
@@ -77,6 +79,7 @@ __global__ void qkv_rope_kernel(const float *qkv, const float *bias, const float
     extern __shared__ float cs_sn[]; /* [half] cos, [half] sin */
     const int i = blockIdx.x, half = hd / 2;
     const int q_dim = n_head * hd, kv_dim = n_kv * hd, width = q_dim + 2 * kv_dim;
+    griddep_wait();
     const float *rp = rope + (size_t)pos[i] * hd;
     for (int j = threadIdx.x; j < hd; j += blockDim.x)
         cs_sn[j] = rp[j];
@@ -122,13 +125,14 @@ void ops_qkv_rope_store(const struct ops_shape *s, const float *qkv, const float
         return;
     size_t smem = (size_t)s->head_dim * sizeof(float);
     OPS_DISPATCH(s->dtype,
-                 (qkv_rope_kernel<T><<<b->n_tokens, 256, smem, st>>>(
+                 (launch_pdl(qkv_rope_kernel<T>, dim3(b->n_tokens), dim3(256), smem, st,
                      qkv, bias, rope, b->pos, b->slot, (T *)q_out, (T *)k_pool,
                      (T *)v_pool, s->n_head, s->n_head_kv, s->head_dim, s->rope_neox)));
 }
 
 template <typename T> __global__ void swiglu_kernel(const float *gu, T *out, int F, int n)
 {
+    griddep_wait();
     size_t total = (size_t)n * F;
     for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < total;
          k += (size_t)gridDim.x * blockDim.x) {
@@ -149,7 +153,8 @@ void ops_swiglu(const struct ops_shape *s, const float *gu, void *out, int n, cu
     if (n <= 0)
         return;
     int grid = grid_for((size_t)n * s->n_ff, 256);
-    OPS_DISPATCH(s->dtype, (swiglu_kernel<T><<<grid, 256, 0, st>>>(gu, (T *)out, s->n_ff, n)));
+    OPS_DISPATCH(s->dtype, (launch_pdl(swiglu_kernel<T>, dim3(grid), dim3(256), 0, st, gu,
+                                       (T *)out, s->n_ff, n)));
 }
 
 template <typename T>
@@ -173,15 +178,18 @@ void ops_f32_to_dtype(enum dev_dtype t, const float *src, void *dst, size_t rows
 
 /* Small-batch products (m <= OPS_GEMV_MAX_M rows: decode). cuBLAS's kernels for a handful of
  * columns leave much of the bandwidth unused, so each weight row is streamed once by `wpr` warps
- * (16-byte loads, two in flight per lane) against every input row, read through the cache. The
- * split over warps depends on n_out only and the sums run in a fixed order, so a row's result
- * does not depend on the other rows or on timing. Fused variants: NORM takes the f32 residual
- * rows and applies RMSNorm on the fly (each block computes the rows' inverse RMS, and the normed
- * values are rounded to T exactly as the unfused path stores them); SWIGLU takes the gate|up
- * matrix with gate and up rows interleaved and writes silu(gate) * up as T. */
+ * (16-byte loads, up to four in flight per lane, the first two issued before waiting for the
+ * previous kernel: weights do not depend on it) against every input row, read through the
+ * cache. The split over warps depends on n_out only and the sums run in a fixed order, so a
+ * row's result does not depend on the other rows or on timing. Fused variants: NORM takes the
+ * f32 residual rows and applies RMSNorm on the fly: the dot products run over x * norm_w, the
+ * warps sum x^2 over the same elements, and the epilogue scales by the inverse RMS (so the normed
+ * activations are not rounded to 16 bits as in the unfused path: slightly more accurate);
+ * SWIGLU takes the gate|up matrix with gate and up rows interleaved and writes silu(gate) * up
+ * as T. */
 template <typename T, int M, bool NORM>
-__device__ __forceinline__ void gemv_fma(float (&acc)[M], uint4 wv, const void *const (&xr)[M],
-                                         const float *nw, const float *inv, int k)
+__device__ __forceinline__ void gemv_fma(float (&acc)[M], float (&ss)[M], uint4 wv,
+                                         const void *const (&xr)[M], const float *nw, int k)
 {
     float wf[8], xf[8];
     unpack8<T>(wv, wf);
@@ -200,8 +208,10 @@ __device__ __forceinline__ void gemv_fma(float (&acc)[M], uint4 wv, const void *
             float4 b = *reinterpret_cast<const float4 *>(xp + 4);
             float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
 #pragma unroll
-            for (int e = 0; e < 8; e++)
-                xf[e] = to_f32(from_f32<T>(v[e] * inv[r] * nf[e]));
+            for (int e = 0; e < 8; e++) {
+                ss[r] += v[e] * v[e];
+                xf[e] = v[e] * nf[e];
+            }
         } else {
             unpack8<T>(*reinterpret_cast<const uint4 *>((const T *)xr[r] + k), xf);
         }
@@ -211,85 +221,29 @@ __device__ __forceinline__ void gemv_fma(float (&acc)[M], uint4 wv, const void *
     }
 }
 
-/* Inverse RMS of the M input rows into inv[] (NORM). */
-template <int M>
-__device__ __forceinline__ void gemv_inv_rms(const void *const (&xr)[M], int n_in, float eps,
-                                             float *inv)
+__device__ __forceinline__ uint4 ld_weights(const void *p, bool ok)
 {
-    __shared__ float part[8][M];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    float ss[M];
-#pragma unroll
-    for (int r = 0; r < M; r++) {
-        ss[r] = 0.0f;
-        const float *xp = (const float *)xr[r];
-        for (int k = threadIdx.x; k < n_in; k += blockDim.x)
-            ss[r] += xp[k] * xp[k];
-        for (int o = 16; o > 0; o >>= 1)
-            ss[r] += __shfl_xor_sync(0xffffffffu, ss[r], o);
-        if (lane == 0)
-            part[warp][r] = ss[r];
-    }
-    __syncthreads();
-    if (threadIdx.x < M) {
-        float t = 0.0f;
-        for (int w = 0; w < 8; w++)
-            t += part[w][threadIdx.x];
-        inv[threadIdx.x] = 1.0f / sqrtf(t / (float)n_in + eps);
-    }
-    __syncthreads();
+    return ok ? __ldcs(reinterpret_cast<const uint4 *>(p)) : make_uint4(0, 0, 0, 0);
 }
 
+/* The row sums of this block's warps (red[warp][r]) -> y, or silu(gate) * up -> out. */
 template <typename T, int M, bool NORM, bool SWIGLU>
-__global__ void __launch_bounds__(256)
-    gemv_kernel(const T *__restrict__ W, const void *__restrict__ x, const int32_t *rows,
-                const float *nw, float eps, float *y, T *out, int n_out, int n_in, float beta,
-                int wpr)
+__device__ __forceinline__ void gemv_epilogue(float (&red)[8][M], float (&red_ss)[8][M],
+                                              float *y, T *out, int n_out, int n_in, float eps,
+                                              float beta, int wpr)
 {
-    __shared__ float red[8][M];
-    __shared__ float inv[M];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = 8 / wpr;
-    const int row = blockIdx.x * rpb + warp / wpr, part = warp % wpr;
-    const void *xr[M];
-#pragma unroll
-    for (int r = 0; r < M; r++)
-        xr[r] = NORM ? (const void *)((const float *)x + (size_t)(rows ? rows[r] : r) * n_in)
-                     : (const void *)((const T *)x + (size_t)r * n_in);
-    if (NORM)
-        gemv_inv_rms<M>(xr, n_in, eps, inv);
-    float acc[M];
-#pragma unroll
-    for (int r = 0; r < M; r++)
-        acc[r] = 0.0f;
-    if (row < n_out) {
-        const T *w = W + (size_t)row * n_in;
-        const int stride = 256 * wpr;
-        for (int k = (part * 32 + lane) * 8; k < n_in; k += 2 * stride) {
-            const int k1 = k + stride;
-            uint4 w0 = __ldcs(reinterpret_cast<const uint4 *>(w + k));
-            uint4 w1 = k1 < n_in ? __ldcs(reinterpret_cast<const uint4 *>(w + k1))
-                                 : make_uint4(0, 0, 0, 0);
-            gemv_fma<T, M, NORM>(acc, w0, xr, nw, inv, k);
-            if (k1 < n_in)
-                gemv_fma<T, M, NORM>(acc, w1, xr, nw, inv, k1);
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < M; r++)
-        for (int o = 16; o > 0; o >>= 1)
-            acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
-    if (lane == 0)
-#pragma unroll
-        for (int r = 0; r < M; r++)
-            red[warp][r] = acc[r];
-    __syncthreads();
+    const int rpb = 8 / wpr;
     if (!SWIGLU) {
         if (threadIdx.x < rpb * M) {
             const int lr = threadIdx.x / M, r = threadIdx.x % M, orow = blockIdx.x * rpb + lr;
             if (orow < n_out) {
-                float sum = 0.0f;
-                for (int p = 0; p < wpr; p++)
+                float sum = 0.0f, ss = 0.0f;
+                for (int p = 0; p < wpr; p++) {
                     sum += red[lr * wpr + p][r];
+                    ss += NORM ? red_ss[lr * wpr + p][r] : 0.0f;
+                }
+                if (NORM)
+                    sum *= 1.0f / sqrtf(ss / (float)n_in + eps);
                 float *yp = y + (size_t)r * n_out + orow;
                 *yp = beta == 0.0f ? sum : sum + beta * *yp;
             }
@@ -298,14 +252,71 @@ __global__ void __launch_bounds__(256)
         const int lp = threadIdx.x / M, r = threadIdx.x % M;
         const int j = blockIdx.x * rpb / 2 + lp, n_ff = n_out / 2;
         if (j < n_ff) {
-            float g = 0.0f, u = 0.0f;
+            float g = 0.0f, u = 0.0f, ss = 0.0f;
             for (int p = 0; p < wpr; p++) {
                 g += red[(2 * lp) * wpr + p][r];
                 u += red[(2 * lp + 1) * wpr + p][r];
+                ss += NORM ? red_ss[(2 * lp) * wpr + p][r] : 0.0f;
+            }
+            if (NORM) {
+                float inv = 1.0f / sqrtf(ss / (float)n_in + eps);
+                g *= inv;
+                u *= inv;
             }
             out[(size_t)r * n_ff + j] = from_f32<T>(g / (1.0f + expf(-g)) * u);
         }
     }
+}
+
+template <typename T, int M, bool NORM, bool SWIGLU>
+__global__ void __launch_bounds__(256)
+    gemv_kernel(const T *__restrict__ W, const void *__restrict__ x, const int32_t *rows,
+                const float *nw, float eps, float *y, T *out, int n_out, int n_in, float beta,
+                int wpr)
+{
+    __shared__ float red[8][M], red_ss[8][M];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = 8 / wpr;
+    const int row = blockIdx.x * rpb + warp / wpr, part = warp % wpr;
+    const bool active = row < n_out;
+    const T *w = W + (size_t)(active ? row : 0) * n_in;
+    const int stride = 256 * wpr;
+    int k = (part * 32 + lane) * 8;
+    uint4 w0 = ld_weights(w + k, active && k < n_in);
+    uint4 w1 = ld_weights(w + k + stride, active && k + stride < n_in);
+    griddep_wait(); /* x (and y, for the residual) come from the previous kernels */
+    const void *xr[M];
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        xr[r] = NORM ? (const void *)((const float *)x + (size_t)(rows ? rows[r] : r) * n_in)
+                     : (const void *)((const T *)x + (size_t)r * n_in);
+    float acc[M], ss[M];
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        acc[r] = ss[r] = 0.0f;
+    for (; active && k < n_in; k += 2 * stride) {
+        const int k1 = k + stride, k2 = k + 2 * stride, k3 = k2 + stride;
+        uint4 n0 = ld_weights(w + k2, k2 < n_in), n1 = ld_weights(w + k3, k3 < n_in);
+        gemv_fma<T, M, NORM>(acc, ss, w0, xr, nw, k);
+        if (k1 < n_in)
+            gemv_fma<T, M, NORM>(acc, ss, w1, xr, nw, k1);
+        w0 = n0;
+        w1 = n1;
+    }
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        for (int o = 16; o > 0; o >>= 1) {
+            acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+            if (NORM)
+                ss[r] += __shfl_xor_sync(0xffffffffu, ss[r], o);
+        }
+    if (lane == 0)
+#pragma unroll
+        for (int r = 0; r < M; r++) {
+            red[warp][r] = acc[r];
+            red_ss[warp][r] = ss[r];
+        }
+    __syncthreads();
+    gemv_epilogue<T, M, NORM, SWIGLU>(red, red_ss, y, out, n_out, n_in, eps, beta, wpr);
 }
 
 template <typename T, bool NORM, bool SWIGLU>
@@ -321,8 +332,8 @@ static void gemv_launch(const void *w, const void *x, const int32_t *rows, const
     const T *W = (const T *)w;
 #define GEMV_CASE(MM)                                                                              \
     case MM:                                                                                       \
-        gemv_kernel<T, MM, NORM, SWIGLU><<<grid, 256, 0, st>>>(W, x, rows, nw, eps, y, (T *)out, \
-                                                               n_out, n_in, beta, wpr);           \
+        launch_pdl(gemv_kernel<T, MM, NORM, SWIGLU>, dim3(grid), dim3(256), 0, st, W, x, rows, nw, \
+                   eps, y, (T *)out, n_out, n_in, beta, wpr);                                      \
         break;
     switch (m) {
         GEMV_CASE(1)
