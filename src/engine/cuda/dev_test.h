@@ -45,13 +45,11 @@ int dev_test_bandwidth(size_t bytes, int iters, double *read_gbps, double *copy_
  * zeroed first). 0, or -1 with err. */
 enum dev_test_op {
     DEV_TEST_OP_EMBED = 0,
-    DEV_TEST_OP_NORM,
-    DEV_TEST_OP_QKV,
+    DEV_TEST_OP_QKV,     /* RMSNorm + q/k/v product */
     DEV_TEST_OP_ROPE,
     DEV_TEST_OP_ATTN,
     DEV_TEST_OP_WO,
-    DEV_TEST_OP_GATE_UP,
-    DEV_TEST_OP_SWIGLU,
+    DEV_TEST_OP_GATE_UP, /* RMSNorm + gate/up product + SwiGLU */
     DEV_TEST_OP_DOWN,
     DEV_TEST_OP_LOGITS,
     DEV_TEST_OP_COPY,

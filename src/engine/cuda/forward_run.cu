@@ -504,9 +504,9 @@ done:
 const char *dev_test_op_name(int kind)
 {
     static const char *const names[DEV_TEST_OP_COUNT] = {
-        "embedding", "rmsnorm", "q|k|v product", "bias+rope+kv store", "attention",
-        "o product (+residual)", "gate|up product", "swiglu", "down product (+residual)",
-        "final norm + logits", "logits to host"};
+        "embedding", "rmsnorm + q/k/v product", "bias + rope + kv store", "attention",
+        "o product + residual", "rmsnorm + gate/up product + swiglu",
+        "down product + residual", "final norm + logits", "logits to host"};
     return kind >= 0 && kind < DEV_TEST_OP_COUNT ? names[kind] : "?";
 }
 
