@@ -76,7 +76,7 @@ $(LIBA): $(LIB_OBJ) $(CUDA_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/%.o: %.cu $(wildcard src/*/*.h src/engine/cuda/*.cuh)
+$(BUILD)/%.o: %.cu $(wildcard src/*/*.h src/engine/cuda/*.cuh src/engine/cuda/*.h)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 

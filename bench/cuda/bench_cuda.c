@@ -189,8 +189,7 @@ static void op_breakdown(struct bench *B)
     printf("| op | decode batch 1 | decode batch 64 | prefill 2048 |\n|---|---|---|---|\n");
     double tot[3] = {0, 0, 0};
     for (int o = 0; o < DEV_TEST_OP_COUNT; o++) {
-        printf("| %s | %.3f | %.3f | %.3f |\n", dev_test_op_name(o), ms[0][o], ms[1][o],
-               ms[2][o]);
+        printf("| %s | %.3f | %.3f | %.3f |\n", dev_test_op_name(o), ms[0][o], ms[1][o], ms[2][o]);
         for (int k = 0; k < 3; k++)
             tot[k] += ms[k][o];
     }
@@ -199,8 +198,7 @@ static void op_breakdown(struct bench *B)
 
 int main(void)
 {
-    const char *preset = getenv("BENCH_CUDA_PRESET") ? getenv("BENCH_CUDA_PRESET")
-                                                       : "qwen2.5-1.5b";
+    const char *preset = getenv("BENCH_CUDA_PRESET") ? getenv("BENCH_CUDA_PRESET") : "qwen2.5-1.5b";
     struct dev_props p;
     char err[512];
     if (dev_probe(0, &p, err, sizeof err) != 0) {
@@ -241,16 +239,18 @@ int main(void)
     printf("- device: %s, compute capability %d.%d, %.1f GiB\n", p.name, p.cc_major, p.cc_minor,
            p.total_bytes / 1073741824.0);
     printf("- HBM read bandwidth (read-only kernel, 4 GiB, best of 5): **%.0f GB/s**; "
-           "device-to-device copy %.0f GB/s (read + written)\n", rd, cp);
+           "device-to-device copy %.0f GB/s (read + written)\n",
+           rd, cp);
     printf("- weights: %.2f GB bf16 on the device (random weights generated in %.1f s); upload "
            "%.2f GB read from the host in %.2f s (%.1f GB/s, f32 converted on the GPU)\n",
-           ls.weight_bytes / 1e9, gen_s, ls.host_bytes / 1e9, ls.upload_ns / 1e9,
-           ls.upload_gbps);
+           ls.weight_bytes / 1e9, gen_s, ls.host_bytes / 1e9, ls.upload_ns / 1e9, ls.upload_gbps);
     printf("- graphs: 7 sizes (1..64) captured in %.2f s, %.1f MB; steps run eagerly %llu, by "
-           "graph replay %llu\n", cap_s, dev_forward_graph_bytes(B.d) / 1e6,
-           (unsigned long long)n_eager, (unsigned long long)n_graph);
+           "graph replay %llu\n",
+           cap_s, dev_forward_graph_bytes(B.d) / 1e6, (unsigned long long)n_eager,
+           (unsigned long long)n_graph);
     printf("- decode: context %d tokens per sequence; median of %d steps; bound = (weight bytes "
-           "+ context K/V bytes) / read bandwidth\n\n", PROMPT, N_TIMED);
+           "+ context K/V bytes) / read bandwidth\n\n",
+           PROMPT, N_TIMED);
     printf("| step | tokens | ms | tok/s | bound tok/s | of bound |\n|---|---|---|---|---|---|\n");
     double b1 = bound_tok_s(&B, &ls, 1, rd), b64 = bound_tok_s(&B, &ls, N_SEQS, rd);
     row("decode, batch 1, eager", 1, e1, b1);

@@ -120,8 +120,8 @@ static void check_config(int f16, int n_head, int n_kv, int D)
     int32_t bt[N_ROWS * BLOCKS_PER_ROW];
     for (int i = 0; i < N_ROWS * BLOCKS_PER_ROW; i++)
         bt[i] = (int32_t)((i * 29 + 7) % N_BLOCKS); /* 29 coprime with 80 */
-    struct dev_test_attn a = {f16, n_head, n_kv, D, BS, N_BLOCKS, b.n, b.pos, b.row,
-                              N_ROWS, BLOCKS_PER_ROW, bt, q, k, v, 0, 0};
+    struct dev_test_attn a = {f16,    n_head,         n_kv, D, BS, N_BLOCKS, b.n, b.pos, b.row,
+                              N_ROWS, BLOCKS_PER_ROW, bt,   q, k,  v,        0,   0};
     reference(&a, &b, ref);
     double mref = 0;
     for (size_t i = 0; i < nq; i++)
@@ -140,9 +140,11 @@ static void check_config(int f16, int n_head, int n_kv, int D)
         double md = 0;
         for (size_t i = 0; i < nq; i++)
             md = fmax(md, fabs(from16(out[i], f16) - ref[i]));
-        fprintf(stderr, "  %s heads %2d/%d D %3d %s split %d: tiles %d, decode %2d, max|d| %.2e "
-                "(tol %.2e)\n", f16 ? "f16 " : "bf16", n_head, n_kv, D,
-                a.all_decode ? "all-decode" : "planned   ", a.n_split, n_tiles, n_short, md, tol);
+        fprintf(stderr,
+                "  %s heads %2d/%d D %3d %s split %d: tiles %d, decode %2d, max|d| %.2e "
+                "(tol %.2e)\n",
+                f16 ? "f16 " : "bf16", n_head, n_kv, D, a.all_decode ? "all-decode" : "planned   ",
+                a.n_split, n_tiles, n_short, md, tol);
         CHECK_MSG(md <= tol, "max|d| %.3g > %.3g", md, tol);
         if (!a.all_decode)
             CHECK(n_tiles == 3 && n_short == 7);

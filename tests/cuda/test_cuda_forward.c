@@ -49,7 +49,7 @@ struct rig {
     struct model *m;
     struct forward *cpu;
     struct dev_forward *gpu;
-    struct kv_cache kv;              /* block tables' pool for the CPU; the GPU has its own */
+    struct kv_cache kv; /* block tables' pool for the CPU; the GPU has its own */
     struct kv_seq seqs[N_SEQ];
     struct kv_seq *sp[N_SEQ];
     double tol;
@@ -225,8 +225,8 @@ static void run_both(struct rig *r, struct step *st, const char *what)
     }
     double rel = maxd / fmax(1.0, maxa);
     g_worst = fmax(g_worst, rel);
-    fprintf(stderr, "  %-28s %3d tokens %2d rows: max|d| %.3g, max|logit| %.3g, rel %.3g\n",
-            what, st->n, nc, maxd, maxa, rel);
+    fprintf(stderr, "  %-28s %3d tokens %2d rows: max|d| %.3g, max|logit| %.3g, rel %.3g\n", what,
+            st->n, nc, maxd, maxa, rel);
     CHECK_MSG(rel <= r->tol, "%s: rel %.3g > %.3g", what, rel, r->tol);
 }
 
@@ -238,9 +238,9 @@ static void check_ragged(struct rig *r)
     for (int s = 0; s < N_SEQ; s++)
         fill_tokens(t[s], MAX_POS, 100 + s, V);
     struct step st = {0};
-    step_add(&st, 0, 0, 45, t[0], 0);  /* tiles: 32 + 13 */
-    step_add(&st, 1, 0, 7, t[1], 1);   /* short run: decode kernel, every row wants logits */
-    step_add(&st, 2, 0, 20, t[2], 0);  /* one tile */
+    step_add(&st, 0, 0, 45, t[0], 0); /* tiles: 32 + 13 */
+    step_add(&st, 1, 0, 7, t[1], 1);  /* short run: decode kernel, every row wants logits */
+    step_add(&st, 2, 0, 20, t[2], 0); /* one tile */
     run_both(r, &st, "prefill A45 B7 C20");
     memset(&st, 0, sizeof st);
     step_add(&st, 0, 45, 1, t[0], 0);
@@ -248,7 +248,7 @@ static void check_ragged(struct rig *r)
     step_add(&st, 2, 20, 1, t[2], 0);
     run_both(r, &st, "decode x3");
     memset(&st, 0, sizeof st);
-    step_add(&st, 1, 8, 33, t[1], 0);  /* chunk: tile of 32 + tile of 1 */
+    step_add(&st, 1, 8, 33, t[1], 0); /* chunk: tile of 32 + tile of 1 */
     step_add(&st, 0, 46, 1, t[0], 0);
     step_add(&st, 2, 21, 1, t[2], 0);
     run_both(r, &st, "mixed B33 + decode x2");
@@ -312,8 +312,10 @@ static void check_greedy(struct rig *r)
         for (int j = 0; j < V; j++)
             maxd = fmax(maxd, fabs((double)lc[j] - lg[j]));
         double margin = (double)lc[tc[n_prompt + k]] - lc[tg[n_prompt + k]];
-        fprintf(stderr, "  greedy: step %d differs (CPU %d, GPU %d): CPU margin %.4g, max|d| "
-                "%.4g: %s\n", k, tc[n_prompt + k], tg[n_prompt + k], margin, maxd,
+        fprintf(stderr,
+                "  greedy: step %d differs (CPU %d, GPU %d): CPU margin %.4g, max|d| "
+                "%.4g: %s\n",
+                k, tc[n_prompt + k], tg[n_prompt + k], margin, maxd,
                 margin <= 2 * maxd ? "a near-tie, comparison ends" : "NOT a near-tie");
         CHECK(margin <= 2 * maxd);
         r->greedy_steps = k + 1;
@@ -576,7 +578,6 @@ static void test_oom(void)
     model_free(m);
 }
 
-
 int main(void)
 {
     struct dev_props p;
@@ -586,8 +587,8 @@ int main(void)
         printf("0 passed, 1 failed\n");
         return 1;
     }
-    fprintf(stderr, "device: %s, cc %d.%d, %.1f GiB free of %.1f\n", p.name, p.cc_major,
-            p.cc_minor, p.free_bytes / 1073741824.0, p.total_bytes / 1073741824.0);
+    fprintf(stderr, "device: %s, cc %d.%d, %.1f GiB free of %.1f\n", p.name, p.cc_major, p.cc_minor,
+            p.free_bytes / 1073741824.0, p.total_bytes / 1073741824.0);
     TEST_RUN(test_tiny_llama);
     TEST_RUN(test_tiny_qwen2);
     TEST_RUN(test_mini_llama);

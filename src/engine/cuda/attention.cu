@@ -115,8 +115,8 @@ __device__ __forceinline__ void decode_softmax(float *ps, float *mls, int nk, in
 template <typename T, int D>
 __device__ __forceinline__ void decode_chunk(const T *kp, const T *vp, const int32_t *bt, int c0,
                                              int nk, int bs, int kv_dim, int kvh, int G,
-                                             float scale, float *qs, float *ps, float *mls,
-                                             T *ks, T *vs, float (&acc)[OPS_MAX_GROUP][D / 32])
+                                             float scale, float *qs, float *ps, float *mls, T *ks,
+                                             T *vs, float (&acc)[OPS_MAX_GROUP][D / 32])
 {
     typedef decode_cfg<D> C;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -168,8 +168,8 @@ __device__ __forceinline__ void decode_chunk(const T *kp, const T *vp, const int
  * launch (or graph replay) starts from zero. Every used range holds keys, so each l > 0. */
 template <typename T>
 __device__ __forceinline__ void decode_merge(const float *part_o, const float *part_ml, int *cnt,
-                                             int ns, int n_used, int n_head, int G, int D,
-                                             int kvh, int ti, T *out)
+                                             int ns, int n_used, int n_head, int G, int D, int kvh,
+                                             int ti, T *out)
 {
     __shared__ int last;
     __shared__ float wts[OPS_MAX_GROUP][OPS_MAX_SPLIT], ls[OPS_MAX_GROUP][OPS_MAX_SPLIT];
@@ -218,15 +218,15 @@ __device__ __forceinline__ void decode_merge(const float *part_o, const float *p
 
 template <typename T, int D>
 __global__ void __launch_bounds__(128)
-    attn_decode_kernel(const T *q, const T *kp, const T *vp, struct ops_step b, int n_head,
-                       int G, int kv_dim, int bs, float scale, T *out, float *part_o,
-                       float *part_ml, int *part_cnt)
+    attn_decode_kernel(const T *q, const T *kp, const T *vp, struct ops_step b, int n_head, int G,
+                       int kv_dim, int bs, float scale, T *out, float *part_o, float *part_ml,
+                       int *part_cnt)
 {
     typedef decode_cfg<D> C;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     float *qs = reinterpret_cast<float *>(smem_raw); /* [G][D] */
-    float *ps = qs + OPS_MAX_GROUP * D;                /* [G][CH] */
-    float *mls = ps + OPS_MAX_GROUP * C::CH;           /* m, l, corr: [3][8] */
+    float *ps = qs + OPS_MAX_GROUP * D;              /* [G][CH] */
+    float *mls = ps + OPS_MAX_GROUP * C::CH;         /* m, l, corr: [3][8] */
     T *ks = reinterpret_cast<T *>(mls + 3 * OPS_MAX_GROUP);
     T *vs = ks + C::CH * C::KS;
     griddep_wait();
@@ -257,8 +257,8 @@ __global__ void __launch_bounds__(128)
             acc[g][i] = 0.0f;
     __syncthreads();
     for (int c0 = k_lo; c0 < k_hi; c0 += C::CH)
-        decode_chunk<T, D>(kp, vp, bt, c0, min(C::CH, k_hi - c0), bs, kv_dim, kvh, G, scale, qs,
-                           ps, mls, ks, vs, acc);
+        decode_chunk<T, D>(kp, vp, bt, c0, min(C::CH, k_hi - c0), bs, kv_dim, kvh, G, scale, qs, ps,
+                           mls, ks, vs, acc);
 
     float *red = reinterpret_cast<float *>(ks); /* [warps][G][D], over ks and vs */
 #pragma unroll
@@ -326,8 +326,8 @@ __device__ __forceinline__ void prefill_scores(const T *ks, const float *qv, int
 
 template <typename T, int D>
 __global__ void __launch_bounds__(128)
-    attn_prefill_kernel(const T *q, const T *kp, const T *vp, struct ops_step b, int n_head,
-                        int G, int kv_dim, int bs, float scale, T *out)
+    attn_prefill_kernel(const T *q, const T *kp, const T *vp, struct ops_step b, int n_head, int G,
+                        int kv_dim, int bs, float scale, T *out)
 {
     typedef prefill_cfg<D> C;
     __shared__ __align__(16) T ks[C::BK * C::KS];
@@ -412,13 +412,17 @@ __global__ void __launch_bounds__(128)
 int ops_supported(int head_dim, int n_head, int n_head_kv, char *err, size_t err_len)
 {
     if (head_dim != 64 && head_dim != 96 && head_dim != 128 && head_dim != 256) {
-        snprintf(err, err_len, "the CUDA attention kernels support head_dim 64, 96, 128, 256 "
-                 "(this model: %d)", head_dim);
+        snprintf(err, err_len,
+                 "the CUDA attention kernels support head_dim 64, 96, 128, 256 "
+                 "(this model: %d)",
+                 head_dim);
         return -1;
     }
     if (n_head_kv < 1 || n_head % n_head_kv != 0 || n_head / n_head_kv > OPS_MAX_GROUP) {
-        snprintf(err, err_len, "the CUDA attention kernels support up to %d query heads per KV "
-                 "head (this model: %d heads, %d KV heads)", OPS_MAX_GROUP, n_head, n_head_kv);
+        snprintf(err, err_len,
+                 "the CUDA attention kernels support up to %d query heads per KV "
+                 "head (this model: %d heads, %d KV heads)",
+                 OPS_MAX_GROUP, n_head, n_head_kv);
         return -1;
     }
     return 0;
@@ -433,9 +437,8 @@ static void attention_launch(const struct ops_shape *s, const struct ops_step *b
     const float scale = 1.0f / sqrtf((float)D);
     if (b->n_tiles > 0) {
         dim3 grid(b->n_tiles, s->n_head);
-        launch_pdl(attn_prefill_kernel<T, D>, grid, dim3(128), 0, st, (const T *)q,
-                   (const T *)kp, (const T *)vp, *b, s->n_head, G, s->kv_dim, s->block_size,
-                   scale, (T *)out);
+        launch_pdl(attn_prefill_kernel<T, D>, grid, dim3(128), 0, st, (const T *)q, (const T *)kp,
+                   (const T *)vp, *b, s->n_head, G, s->kv_dim, s->block_size, scale, (T *)out);
     }
     if (b->n_short > 0) {
         dim3 grid(b->n_short, s->n_head_kv, b->n_split);
@@ -446,13 +449,13 @@ static void attention_launch(const struct ops_shape *s, const struct ops_step *b
 }
 
 void ops_attention(const struct ops_shape *s, const struct ops_step *b, const void *q,
-                   const void *k_pool, const void *v_pool, void *out, float *part_o,
-                   float *part_ml, int *part_cnt, cudaStream_t st)
+                   const void *k_pool, const void *v_pool, void *out, float *part_o, float *part_ml,
+                   int *part_cnt, cudaStream_t st)
 {
 #define ATT_CASE(DD)                                                                               \
     case DD:                                                                                       \
-        OPS_DISPATCH(s->dtype, (attention_launch<T, DD>(s, b, q, k_pool, v_pool, out, part_o,    \
-                                                         part_ml, part_cnt, st)));                          \
+        OPS_DISPATCH(s->dtype, (attention_launch<T, DD>(s, b, q, k_pool, v_pool, out, part_o,      \
+                                                        part_ml, part_cnt, st)));                  \
         break;
     switch (s->head_dim) {
         ATT_CASE(64)

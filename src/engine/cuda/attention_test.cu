@@ -74,7 +74,8 @@ int dev_test_attention(const struct dev_test_attn *a, uint16_t *out, int *n_tile
         snprintf(err, err_len, "n_split %d too large for %d tokens", n_split, n_short);
         goto fail;
     }
-    if (cu_alloc(&dq, q_bytes, "q", err, err_len) || cu_alloc(&dout, q_bytes, "out", err, err_len) ||
+    if (cu_alloc(&dq, q_bytes, "q", err, err_len) ||
+        cu_alloc(&dout, q_bytes, "out", err, err_len) ||
         cu_alloc(&dk, pool_bytes, "k", err, err_len) ||
         cu_alloc(&dv, pool_bytes, "v", err, err_len) ||
         cu_alloc((void **)&din, L.total * 4, "inputs", err, err_len) ||

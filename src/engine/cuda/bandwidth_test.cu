@@ -17,9 +17,9 @@ __global__ void read_kernel(const uint4 *src, size_t n, uint32_t *sink)
         sink[blockIdx.x] = acc;
 }
 
-static int time_passes(int iters, cudaEvent_t e0, cudaEvent_t e1, float *best_ms,
-                       const uint4 *src, size_t n, uint32_t *sink, void *dst, size_t bytes,
-                       int copy, char *err, size_t err_len)
+static int time_passes(int iters, cudaEvent_t e0, cudaEvent_t e1, float *best_ms, const uint4 *src,
+                       size_t n, uint32_t *sink, void *dst, size_t bytes, int copy, char *err,
+                       size_t err_len)
 {
     int n_sm = 0;
     cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, 0);

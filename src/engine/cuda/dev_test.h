@@ -45,7 +45,7 @@ int dev_test_bandwidth(size_t bytes, int iters, double *read_gbps, double *copy_
  * zeroed first). 0, or -1 with err. */
 enum dev_test_op {
     DEV_TEST_OP_EMBED = 0,
-    DEV_TEST_OP_QKV,     /* RMSNorm + q/k/v product */
+    DEV_TEST_OP_QKV, /* RMSNorm + q/k/v product */
     DEV_TEST_OP_ROPE,
     DEV_TEST_OP_ATTN,
     DEV_TEST_OP_WO,

@@ -82,8 +82,9 @@ static int upload_rope(struct dev_forward *d, char *err, size_t err_len)
             t[(size_t)p * hd + j] = (float)cos(a);
             t[(size_t)p * hd + half + j] = (float)sin(a);
         }
-    rc = cu_ok(cudaMemcpy(d->rope, t, (size_t)d->cfg.max_ctx * hd * sizeof(float),
-                          cudaMemcpyHostToDevice), "cudaMemcpy (RoPE table)", err, err_len);
+    rc = cu_ok(
+        cudaMemcpy(d->rope, t, (size_t)d->cfg.max_ctx * hd * sizeof(float), cudaMemcpyHostToDevice),
+        "cudaMemcpy (RoPE table)", err, err_len);
 done:
     free(t);
     free(f);
@@ -120,8 +121,8 @@ static int alloc_workspace(struct dev_forward *d, char *err, size_t err_len)
         cu_alloc(&d->att16, T * s->q_dim * 2, "the attention output", err, err_len) ||
         cu_alloc(&d->xl, L * c->n_embd * 2, "the logits inputs", err, err_len) ||
         cu_alloc((void **)&d->logits, L * c->n_vocab * 4, "the logits", err, err_len) ||
-        cu_alloc((void **)&d->rope, (size_t)d->cfg.max_ctx * c->head_dim * 4,
-                 "the RoPE table", err, err_len) ||
+        cu_alloc((void **)&d->rope, (size_t)d->cfg.max_ctx * c->head_dim * 4, "the RoPE table", err,
+                 err_len) ||
         cu_alloc((void **)&d->part_o, (size_t)DEV_PART_ROWS * s->q_dim * 4,
                  "the split-attention partials", err, err_len) ||
         cu_alloc((void **)&d->part_ml, (size_t)DEV_PART_ROWS * c->n_head * 2 * 4,
@@ -168,9 +169,10 @@ struct dev_forward *dev_forward_new(const struct model *m, const struct dev_forw
         return NULL;
     if (cfg->max_tokens < 1 || cfg->max_logits < 1 || cfg->max_ctx < 1 || cfg->block_size < 1 ||
         cfg->max_seqs < 1) {
-        snprintf(err, err_len, "dev_forward_new: max_tokens %d, max_logits %d, max_ctx %d, "
-                 "max_seqs %d, block_size %d must all be positive", cfg->max_tokens,
-                 cfg->max_logits, cfg->max_ctx, cfg->max_seqs, cfg->block_size);
+        snprintf(err, err_len,
+                 "dev_forward_new: max_tokens %d, max_logits %d, max_ctx %d, "
+                 "max_seqs %d, block_size %d must all be positive",
+                 cfg->max_tokens, cfg->max_logits, cfg->max_ctx, cfg->max_seqs, cfg->block_size);
         return NULL;
     }
     struct dev_forward *d = (struct dev_forward *)calloc(1, sizeof *d);
@@ -196,8 +198,8 @@ struct dev_forward *dev_forward_new(const struct model *m, const struct dev_forw
         goto fail;
     d->used_after_weights = cu_used_bytes();
     if (alloc_workspace(d, err, err_len) != 0 ||
-        cublas_ok(cublasSetWorkspace(d->blas, d->blas_ws, d->blas_ws_bytes),
-                  "cublasSetWorkspace", err, err_len) != 0)
+        cublas_ok(cublasSetWorkspace(d->blas, d->blas_ws, d->blas_ws_bytes), "cublasSetWorkspace",
+                  err, err_len) != 0)
         goto fail;
     return d;
 fail:
@@ -224,8 +226,8 @@ void dev_forward_free(struct dev_forward *d)
     if (d->st)
         (void)cudaStreamSynchronize(d->st);
     dev_graphs_free(d);
-    void *dev[] = {d->x, d->f32s, d->a16, d->q16, d->att16, d->xl, d->logits, d->rope,
-                   d->part_o, d->part_ml, d->part_cnt, d->in_dev, d->blas_ws, d->kv_pool};
+    void *dev[] = {d->x,    d->f32s,   d->a16,     d->q16,      d->att16,  d->xl,      d->logits,
+                   d->rope, d->part_o, d->part_ml, d->part_cnt, d->in_dev, d->blas_ws, d->kv_pool};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i])
             cudaFree(dev[i]);
@@ -262,8 +264,8 @@ int dev_forward_kv_alloc(struct dev_forward *d, int n_blocks, char *err, size_t 
         d->kv_blocks = 0;
         d->kv_bytes = 0;
     }
-    uint64_t bytes = (uint64_t)n_blocks * (uint64_t)d->cfg.block_size *
-                     dev_forward_kv_bytes_per_token(d);
+    uint64_t bytes =
+        (uint64_t)n_blocks * (uint64_t)d->cfg.block_size * dev_forward_kv_bytes_per_token(d);
     char what[160];
     snprintf(what, sizeof what, "the KV pool (%d blocks x %d tokens x %llu bytes per token)",
              n_blocks, d->cfg.block_size, (unsigned long long)dev_forward_kv_bytes_per_token(d));
@@ -281,8 +283,7 @@ int dev_forward_kv_alloc(struct dev_forward *d, int n_blocks, char *err, size_t 
     return 0;
 }
 
-void dev_forward_counts(const struct dev_forward *d, uint64_t *eager_steps,
-                        uint64_t *graph_steps)
+void dev_forward_counts(const struct dev_forward *d, uint64_t *eager_steps, uint64_t *graph_steps)
 {
     *eager_steps = d->n_eager;
     *graph_steps = d->n_graph;
@@ -302,4 +303,3 @@ const char *dev_forward_last_error(const struct dev_forward *d)
 {
     return d->err;
 }
-

@@ -119,10 +119,11 @@ static int batch_check(struct dev_forward *d, const struct kv_cache *kv,
     }
     if (kv->kv_dim != d->shape.kv_dim || kv->n_layer != c->n_layer ||
         kv->block_size != d->cfg.block_size || kv->n_blocks > d->kv_blocks) {
-        snprintf(err, n_err, "KV cache shape (%d layers, kv_dim %d, block %d, %d blocks) does not "
-                 "match the device pool (%d, %d, %d, %d)", kv->n_layer, kv->kv_dim,
-                 kv->block_size, kv->n_blocks, c->n_layer, d->shape.kv_dim, d->cfg.block_size,
-                 d->kv_blocks);
+        snprintf(err, n_err,
+                 "KV cache shape (%d layers, kv_dim %d, block %d, %d blocks) does not "
+                 "match the device pool (%d, %d, %d, %d)",
+                 kv->n_layer, kv->kv_dim, kv->block_size, kv->n_blocks, c->n_layer, d->shape.kv_dim,
+                 d->cfg.block_size, d->kv_blocks);
         return 0;
     }
     int nl = 0;
@@ -165,8 +166,8 @@ static int assign_rows(struct dev_forward *d, const struct forward_batch *b)
 
 /* Copies n_cols entries of each row's block table (the rest untouched: never read). 0, or -1
  * if a block id lies outside the pool. */
-static int fill_tables(struct dev_forward *d, const struct forward_batch *b, int32_t *bt,
-                       int rows, int stride)
+static int fill_tables(struct dev_forward *d, const struct forward_batch *b, int32_t *bt, int rows,
+                       int stride)
 {
     for (int r = 0; r < rows; r++) {
         const struct kv_seq *sq = b->seqs[d->row_seq[r]];
@@ -174,8 +175,10 @@ static int fill_tables(struct dev_forward *d, const struct forward_batch *b, int
         for (int k = 0; k < nb; k++) {
             int32_t id = sq->blocks[k];
             if (id < 0 || id >= d->kv_blocks) {
-                snprintf(d->err, sizeof d->err, "block table entry %d = %d outside the pool of "
-                         "%d blocks", k, id, d->kv_blocks);
+                snprintf(d->err, sizeof d->err,
+                         "block table entry %d = %d outside the pool of "
+                         "%d blocks",
+                         k, id, d->kv_blocks);
                 return -1;
             }
             bt[(size_t)r * stride + k] = id;
@@ -231,9 +234,9 @@ static void plan_attention(const struct forward_batch *b, int32_t *h, const stru
 static int copy_back(struct dev_forward *d, int n_logits)
 {
     size_t bytes = (size_t)n_logits * d->m->cfg.n_vocab * sizeof(float);
-    if (bytes && cu_ok(cudaMemcpyAsync(d->logits_host, d->logits, bytes, cudaMemcpyDeviceToHost,
-                                       d->st), "cudaMemcpyAsync (logits)", d->err,
-                       sizeof d->err) != 0)
+    if (bytes &&
+        cu_ok(cudaMemcpyAsync(d->logits_host, d->logits, bytes, cudaMemcpyDeviceToHost, d->st),
+              "cudaMemcpyAsync (logits)", d->err, sizeof d->err) != 0)
         return -1;
     dev_mark(d, DEV_TEST_OP_COPY);
     return cu_ok(cudaStreamSynchronize(d->st), "forward step", d->err, sizeof d->err);
@@ -264,8 +267,8 @@ static int run_eager(struct dev_forward *d, const struct forward_batch *b, int n
     if (cu_ok(cudaMemcpyAsync(d->in_dev, h, L.total * 4, cudaMemcpyHostToDevice, d->st),
               "cudaMemcpyAsync (step inputs)", d->err, sizeof d->err) != 0)
         return -1;
-    struct ops_step v = step_view(&L, d->in_dev, n, n_short, n_tiles, stride,
-                                  pick_split(d, n_short));
+    struct ops_step v =
+        step_view(&L, d->in_dev, n, n_short, n_tiles, stride, pick_split(d, n_short));
     if (enqueue_step(d, &v, n_logits, d->in_dev + L.logit_rows, d->err, sizeof d->err) != 0)
         return -1;
     d->n_eager++;
@@ -361,8 +364,7 @@ static int cmp_int(const void *a, const void *b)
 }
 
 /* Captures one decode step of size S (inputs all padding; replays fill them). */
-static int capture_one(struct dev_forward *d, int S, struct dev_graph *g, char *err,
-                       size_t err_len)
+static int capture_one(struct dev_forward *d, int S, struct dev_graph *g, char *err, size_t err_len)
 {
     struct step_layout L = graph_layout(d, S);
     memset(d->in_host, 0, L.total * 4);
@@ -370,8 +372,8 @@ static int capture_one(struct dev_forward *d, int S, struct dev_graph *g, char *
     int ns = pick_split(d, S);
     struct ops_step v = step_view(&L, d->in_dev, S, S, 0, d->max_blocks, ns);
     const int32_t *rows = d->in_dev + L.logit_rows;
-    if (cu_ok(cudaMemcpyAsync(d->in_dev, d->in_host, L.total * 4, cudaMemcpyHostToDevice,
-                              d->st), "cudaMemcpyAsync (graph inputs)", err, err_len) != 0 ||
+    if (cu_ok(cudaMemcpyAsync(d->in_dev, d->in_host, L.total * 4, cudaMemcpyHostToDevice, d->st),
+              "cudaMemcpyAsync (graph inputs)", err, err_len) != 0 ||
         enqueue_step(d, &v, S, rows, err, err_len) != 0 || /* warm-up: cuBLAS picks kernels */
         cu_ok(cudaStreamSynchronize(d->st), "graph warm-up step", err, err_len) != 0)
         return -1;
@@ -385,8 +387,8 @@ static int capture_one(struct dev_forward *d, int S, struct dev_graph *g, char *
     if (rc != 0)
         return -1;
     if (cu_ok(e, "cudaStreamEndCapture", err, err_len) != 0 ||
-        cu_ok(cudaGraphInstantiate(&g->exec, g->graph, 0), "cudaGraphInstantiate", err,
-              err_len) != 0 ||
+        cu_ok(cudaGraphInstantiate(&g->exec, g->graph, 0), "cudaGraphInstantiate", err, err_len) !=
+            0 ||
         cu_ok(cudaGraphUpload(g->exec, d->st), "cudaGraphUpload", err, err_len) != 0)
         return -1;
     return 0;
@@ -408,9 +410,10 @@ int dev_forward_capture_graphs(struct dev_forward *d, const int *sizes, int n_si
     limit = limit < d->bt_rows ? limit : d->bt_rows;
     for (int i = 0; i < n_sizes; i++) {
         if (sizes[i] < 1 || sizes[i] > limit || n == DEV_MAX_GRAPHS) {
-            snprintf(err, err_len, "capture graphs: size %d outside 1..%d (max_tokens, "
-                     "max_logits, max_seqs) or more than %d sizes", sizes[i], limit,
-                     DEV_MAX_GRAPHS);
+            snprintf(err, err_len,
+                     "capture graphs: size %d outside 1..%d (max_tokens, "
+                     "max_logits, max_seqs) or more than %d sizes",
+                     sizes[i], limit, DEV_MAX_GRAPHS);
             return -1;
         }
         sorted[n++] = sizes[i];
@@ -503,10 +506,15 @@ done:
 
 const char *dev_test_op_name(int kind)
 {
-    static const char *const names[DEV_TEST_OP_COUNT] = {
-        "embedding", "rmsnorm + q/k/v product", "bias + rope + kv store", "attention",
-        "o product + residual", "rmsnorm + gate/up product + swiglu",
-        "down product + residual", "final norm + logits", "logits to host"};
+    static const char *const names[DEV_TEST_OP_COUNT] = {"embedding",
+                                                         "rmsnorm + q/k/v product",
+                                                         "bias + rope + kv store",
+                                                         "attention",
+                                                         "o product + residual",
+                                                         "rmsnorm + gate/up product + swiglu",
+                                                         "down product + residual",
+                                                         "final norm + logits",
+                                                         "logits to host"};
     return kind >= 0 && kind < DEV_TEST_OP_COUNT ? names[kind] : "?";
 }
 

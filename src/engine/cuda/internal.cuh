@@ -17,27 +17,27 @@ extern "C" {
  * matrix (one product), gate and up one [n_ff][2][n_embd] (gate row j, then up row j: the fused
  * SwiGLU epilogue finds each pair in one block). */
 struct dev_layer {
-    void *wqkv;        /* T */
-    float *bqkv;       /* [q_dim + 2 kv_dim] f32, or NULL */
-    void *wo;          /* [n_embd][q_dim] T */
-    void *wgu;         /* [n_ff][2][n_embd] T */
-    void *wdown;       /* [n_embd][n_ff] T */
-    float *attn_norm;  /* [n_embd] f32 */
+    void *wqkv;       /* T */
+    float *bqkv;      /* [q_dim + 2 kv_dim] f32, or NULL */
+    void *wo;         /* [n_embd][q_dim] T */
+    void *wgu;        /* [n_ff][2][n_embd] T */
+    void *wdown;      /* [n_embd][n_ff] T */
+    float *attn_norm; /* [n_embd] f32 */
     float *ffn_norm;
 };
 
 struct dev_weights {
-    void *arena;         /* one cudaMalloc holding every tensor */
+    void *arena; /* one cudaMalloc holding every tensor */
     size_t arena_bytes;
-    void *embd;          /* [n_vocab][n_embd] T */
-    void *output;        /* [n_vocab][n_embd] T (== embd when tied) */
-    float *output_norm;  /* [n_embd] */
+    void *embd;               /* [n_vocab][n_embd] T */
+    void *output;             /* [n_vocab][n_embd] T (== embd when tied) */
+    float *output_norm;       /* [n_embd] */
     struct dev_layer *layers; /* [n_layer], host array */
 };
 
 struct dev_graph {
-    int size;              /* decode tokens (padded) */
-    int n_split;           /* decode attention key ranges it was captured with */
+    int size;    /* decode tokens (padded) */
+    int n_split; /* decode attention key ranges it was captured with */
     cudaGraph_t graph;
     cudaGraphExec_t exec;
 };
@@ -45,7 +45,7 @@ struct dev_graph {
 /* Per-op timing of eager steps (dev_test_op_times): events recorded between the ops. */
 struct dev_op_timer {
     cudaEvent_t *ev;
-    int *kind;   /* enum dev_test_op of the op that ends at ev[i]; -1 for the start */
+    int *kind; /* enum dev_test_op of the op that ends at ev[i]; -1 for the start */
     int n, cap;
 };
 
@@ -62,28 +62,28 @@ struct dev_forward {
     uint64_t used_after_weights;
 
     /* step workspace (device) */
-    float *x;        /* [max_tokens][n_embd] residual */
-    float *f32s;     /* [max_tokens][max(q_dim + 2 kv_dim, 2 n_ff)] q|k|v, then gate|up */
-    void *a16;       /* [max_tokens][max(n_embd, n_ff)] T: normed input, then SwiGLU output */
-    void *q16;       /* [max_tokens][q_dim] T */
-    void *att16;     /* [max_tokens][q_dim] T */
-    void *xl;        /* [max_logits][n_embd] T */
-    float *logits;   /* [max_logits][n_vocab] */
-    float *rope;     /* [max_ctx][head_dim]: cos then sin of each position's angles */
-    float *part_o;   /* [DEV_PART_ROWS][n_head][head_dim] */
-    float *part_ml;  /* [DEV_PART_ROWS][n_head][2] */
-    int *part_cnt;   /* [DEV_PART_ROWS][n_head_kv] merge counters, zero between steps */
+    float *x;           /* [max_tokens][n_embd] residual */
+    float *f32s;        /* [max_tokens][max(q_dim + 2 kv_dim, 2 n_ff)] q|k|v, then gate|up */
+    void *a16;          /* [max_tokens][max(n_embd, n_ff)] T: normed input, then SwiGLU output */
+    void *q16;          /* [max_tokens][q_dim] T */
+    void *att16;        /* [max_tokens][q_dim] T */
+    void *xl;           /* [max_logits][n_embd] T */
+    float *logits;      /* [max_logits][n_vocab] */
+    float *rope;        /* [max_ctx][head_dim]: cos then sin of each position's angles */
+    float *part_o;      /* [DEV_PART_ROWS][n_head][head_dim] */
+    float *part_ml;     /* [DEV_PART_ROWS][n_head][2] */
+    int *part_cnt;      /* [DEV_PART_ROWS][n_head_kv] merge counters, zero between steps */
     float *logits_host; /* pinned [max_logits][n_vocab] */
 
     /* step inputs: one int32 buffer on each side (layout in forward_cuda.cu) */
-    int32_t *in_host;   /* pinned */
+    int32_t *in_host; /* pinned */
     int32_t *in_dev;
-    size_t in_cap;      /* int32s */
-    int max_blocks;     /* block-table columns: ceil(max_ctx / block_size) */
-    int bt_rows;        /* block-table rows: sequences per step */
+    size_t in_cap;  /* int32s */
+    int max_blocks; /* block-table columns: ceil(max_ctx / block_size) */
+    int bt_rows;    /* block-table rows: sequences per step */
     int max_tiles;
-    int32_t *seq_row;   /* host [seq_cap] batch sequence -> block-table row */
-    int32_t *row_seq;   /* host [bt_rows] */
+    int32_t *seq_row; /* host [seq_cap] batch sequence -> block-table row */
+    int32_t *row_seq; /* host [bt_rows] */
     int seq_cap;
 
     /* KV pool: n_layer x {K, V} x kv_blocks x block_size x kv_dim T */
@@ -97,7 +97,7 @@ struct dev_forward {
 
     uint64_t n_eager, n_graph;
     struct dev_op_timer *timer; /* NULL except inside dev_test_op_times */
-    char err[512];   /* the last failure of dev_forward_run */
+    char err[512];              /* the last failure of dev_forward_run */
 };
 
 /* ---- step inputs: one packed int32 buffer ---- */
@@ -107,10 +107,13 @@ struct step_layout {
     size_t token, pos, slot, tok_row, ctx, short_tok, tile_i0, tile_n, logit_rows, bt, total;
 };
 
-static inline size_t up4(size_t n) { return (n + 3) & ~(size_t)3; }
+static inline size_t up4(size_t n)
+{
+    return (n + 3) & ~(size_t)3;
+}
 
 static inline struct step_layout layout_of(int n, int n_short, int n_tiles, int n_logits, int rows,
-                                    int stride)
+                                           int stride)
 {
     struct step_layout L;
     size_t o = 0;
@@ -141,8 +144,7 @@ static inline void dev_mark(struct dev_forward *d, int kind)
 }
 
 /* weights.cu: uploads every tensor of d->m (d->shape set). Fills st. 0, or -1 with err. */
-int dev_weights_upload(struct dev_forward *d, struct dev_load_stats *st, char *err,
-                       size_t err_len);
+int dev_weights_upload(struct dev_forward *d, struct dev_load_stats *st, char *err, size_t err_len);
 void dev_weights_free(struct dev_weights *w);
 
 #endif

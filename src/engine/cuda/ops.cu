@@ -16,13 +16,13 @@ __global__ void embed_kernel(const T *embd, const int32_t *token, float *x, int 
         dst[j] = to_f32(src[j]);
 }
 
-void ops_embed(const struct ops_shape *s, const void *embd, const int32_t *token, float *x,
-               int n, cudaStream_t st)
+void ops_embed(const struct ops_shape *s, const void *embd, const int32_t *token, float *x, int n,
+               cudaStream_t st)
 {
     if (n <= 0)
         return;
-    OPS_DISPATCH(s->dtype, (launch_pdl(embed_kernel<T>, dim3(n), dim3(256), 0, st,
-                                       (const T *)embd, token, x, s->n_embd)));
+    OPS_DISPATCH(s->dtype, (launch_pdl(embed_kernel<T>, dim3(n), dim3(256), 0, st, (const T *)embd,
+                                       token, x, s->n_embd)));
 }
 
 /* Sum over the block (blockDim.x a multiple of 32, at most 1024). */
@@ -42,8 +42,8 @@ __device__ __forceinline__ float block_sum(float v, float *red)
 }
 
 template <typename T>
-__global__ void rmsnorm_kernel(const float *x, const int32_t *rows, const float *w, T *out,
-                               int E, float eps)
+__global__ void rmsnorm_kernel(const float *x, const int32_t *rows, const float *w, T *out, int E,
+                               float eps)
 {
     __shared__ float red[32];
     griddep_wait();
@@ -65,12 +65,12 @@ void ops_rmsnorm(const struct ops_shape *s, const float *x, const int32_t *rows,
     if (n <= 0)
         return;
     int threads = s->n_embd >= 4096 ? 1024 : s->n_embd >= 1024 ? 512 : 256;
-    OPS_DISPATCH(s->dtype, (launch_pdl(rmsnorm_kernel<T>, dim3(n), dim3(threads), 0, st, x, rows,
-                                       w, (T *)out, s->n_embd, s->norm_eps)));
+    OPS_DISPATCH(s->dtype, (launch_pdl(rmsnorm_kernel<T>, dim3(n), dim3(threads), 0, st, x, rows, w,
+                                       (T *)out, s->n_embd, s->norm_eps)));
 }
 
-/* One CTA per token: the cos/sin of its position (a row of the table) into shared memory, then q heads, k heads
- * (rotated) and v (biased) in one pass over the q|k|v row. */
+/* One CTA per token: the cos/sin of its position (a row of the table) into shared memory, then q
+ * heads, k heads (rotated) and v (biased) in one pass over the q|k|v row. */
 template <typename T>
 __global__ void qkv_rope_kernel(const float *qkv, const float *bias, const float *rope,
                                 const int32_t *pos, const int32_t *slot, T *q_out, T *k_pool,
@@ -118,16 +118,16 @@ __global__ void qkv_rope_kernel(const float *qkv, const float *bias, const float
 }
 
 void ops_qkv_rope_store(const struct ops_shape *s, const float *qkv, const float *bias,
-                        const float *rope, const struct ops_step *b, void *q_out,
-                        void *k_pool, void *v_pool, cudaStream_t st)
+                        const float *rope, const struct ops_step *b, void *q_out, void *k_pool,
+                        void *v_pool, cudaStream_t st)
 {
     if (b->n_tokens <= 0)
         return;
     size_t smem = (size_t)s->head_dim * sizeof(float);
     OPS_DISPATCH(s->dtype,
-                 (launch_pdl(qkv_rope_kernel<T>, dim3(b->n_tokens), dim3(256), smem, st,
-                     qkv, bias, rope, b->pos, b->slot, (T *)q_out, (T *)k_pool,
-                     (T *)v_pool, s->n_head, s->n_head_kv, s->head_dim, s->rope_neox)));
+                 (launch_pdl(qkv_rope_kernel<T>, dim3(b->n_tokens), dim3(256), smem, st, qkv, bias,
+                             rope, b->pos, b->slot, (T *)q_out, (T *)k_pool, (T *)v_pool, s->n_head,
+                             s->n_head_kv, s->head_dim, s->rope_neox)));
 }
 
 template <typename T> __global__ void swiglu_kernel(const float *gu, T *out, int F, int n)
@@ -153,8 +153,8 @@ void ops_swiglu(const struct ops_shape *s, const float *gu, void *out, int n, cu
     if (n <= 0)
         return;
     int grid = grid_for((size_t)n * s->n_ff, 256);
-    OPS_DISPATCH(s->dtype, (launch_pdl(swiglu_kernel<T>, dim3(grid), dim3(256), 0, st, gu,
-                                       (T *)out, s->n_ff, n)));
+    OPS_DISPATCH(s->dtype, (launch_pdl(swiglu_kernel<T>, dim3(grid), dim3(256), 0, st, gu, (T *)out,
+                                       s->n_ff, n)));
 }
 
 template <typename T>
@@ -172,8 +172,8 @@ void ops_f32_to_dtype(enum dev_dtype t, const float *src, void *dst, size_t rows
     size_t n = rows * (size_t)cols;
     if (n == 0)
         return;
-    OPS_DISPATCH(t, (f32_to_kernel<T><<<grid_for(n, 256), 256, 0, st>>>(src, (T *)dst, rows,
-                                                                         cols, dst_pitch)));
+    OPS_DISPATCH(t, (f32_to_kernel<T>
+                     <<<grid_for(n, 256), 256, 0, st>>>(src, (T *)dst, rows, cols, dst_pitch)));
 }
 
 /* Small-batch products (m <= OPS_GEMV_MAX_M rows: decode). cuBLAS's kernels for a handful of
@@ -228,9 +228,9 @@ __device__ __forceinline__ uint4 ld_weights(const void *p, bool ok)
 
 /* The row sums of this block's warps (red[warp][r]) -> y, or silu(gate) * up -> out. */
 template <typename T, int M, bool NORM, bool SWIGLU>
-__device__ __forceinline__ void gemv_epilogue(float (&red)[8][M], float (&red_ss)[8][M],
-                                              float *y, T *out, int n_out, int n_in, float eps,
-                                              float beta, int wpr)
+__device__ __forceinline__ void gemv_epilogue(float (&red)[8][M], float (&red_ss)[8][M], float *y,
+                                              T *out, int n_out, int n_in, float eps, float beta,
+                                              int wpr)
 {
     const int rpb = 8 / wpr;
     if (!SWIGLU) {
@@ -362,9 +362,8 @@ static int cublas_gemm(const struct ops_ctx *cx, const void *w, const void *x, f
     const float alpha = 1.0f;
     cudaDataType_t ct = dev_dtype_cuda(cx->s->dtype);
     cublasStatus_t stt =
-        cublasGemmEx(cx->blas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, m, n_in, &alpha, w, ct, n_in, x,
-                     ct, n_in, &beta, y, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F,
-                     CUBLAS_GEMM_DEFAULT);
+        cublasGemmEx(cx->blas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, m, n_in, &alpha, w, ct, n_in, x, ct,
+                     n_in, &beta, y, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (stt != CUBLAS_STATUS_SUCCESS) {
         snprintf(err, err_len, "cublasGemmEx (m %d, n_out %d, n_in %d, %s): %s", m, n_out, n_in,
                  dev_dtype_str(cx->s->dtype), cublas_status_name(stt));
@@ -377,17 +376,16 @@ int ops_gemm(const struct ops_ctx *cx, const void *w, const void *x, float *y, i
              int n_in, float beta, char *err, size_t err_len)
 {
     if (use_gemv(cx, m, n_in)) {
-        OPS_DISPATCH(cx->s->dtype, (gemv_launch<T, false, false>(w, x, NULL, NULL, 0.0f, y, NULL,
-                                                                 m, n_out, n_in, beta, cx->n_sm,
-                                                                 cx->st)));
+        OPS_DISPATCH(cx->s->dtype,
+                     (gemv_launch<T, false, false>(w, x, NULL, NULL, 0.0f, y, NULL, m, n_out, n_in,
+                                                   beta, cx->n_sm, cx->st)));
         return 0;
     }
     return cublas_gemm(cx, w, x, y, m, n_out, n_in, beta, err, err_len);
 }
 
 int ops_norm_gemm(const struct ops_ctx *cx, const float *x, const int32_t *rows, const float *nw,
-                  void *a16, const void *w, float *y, int m, int n_out, char *err,
-                  size_t err_len)
+                  void *a16, const void *w, float *y, int m, int n_out, char *err, size_t err_len)
 {
     const int n_in = cx->s->n_embd;
     if (use_gemv(cx, m, n_in)) {
@@ -401,8 +399,7 @@ int ops_norm_gemm(const struct ops_ctx *cx, const float *x, const int32_t *rows,
 }
 
 int ops_norm_gemm_swiglu(const struct ops_ctx *cx, const float *x, const float *nw, void *a16,
-                         const void *wgu, float *gu, void *out, int m, char *err,
-                         size_t err_len)
+                         const void *wgu, float *gu, void *out, int m, char *err, size_t err_len)
 {
     const int n_in = cx->s->n_embd, n_ff = cx->s->n_ff;
     if (use_gemv(cx, m, n_in)) {

@@ -24,12 +24,12 @@ int ops_supported(int head_dim, int n_head, int n_head_kv, char *err, size_t err
 /* One step's token metadata in device memory (forward_cuda.cu packs and uploads it). */
 struct ops_step {
     int n_tokens;
-    const int32_t *token;     /* [n_tokens] */
-    const int32_t *pos;       /* [n_tokens] */
-    const int32_t *slot;      /* [n_tokens] block * block_size + offset, -1: no KV write */
-    const int32_t *tok_row;   /* [n_tokens] row of bt for the token's sequence */
-    const int32_t *ctx_len;   /* [n_tokens] keys the token attends to (pos + 1; 0: padding) */
-    const int32_t *bt;        /* [rows][bt_stride] block tables */
+    const int32_t *token;   /* [n_tokens] */
+    const int32_t *pos;     /* [n_tokens] */
+    const int32_t *slot;    /* [n_tokens] block * block_size + offset, -1: no KV write */
+    const int32_t *tok_row; /* [n_tokens] row of bt for the token's sequence */
+    const int32_t *ctx_len; /* [n_tokens] keys the token attends to (pos + 1; 0: padding) */
+    const int32_t *bt;      /* [rows][bt_stride] block tables */
     int bt_stride;
     int n_short;              /* tokens attended one at a time (decode kernel) */
     const int32_t *short_tok; /* [n_short] their batch indices */
@@ -46,12 +46,12 @@ struct ops_shape {
     int n_embd, n_head, n_head_kv, head_dim, n_ff;
     int q_dim, kv_dim, block_size;
     float norm_eps;
-    int rope_neox;            /* 1: NEOX pairs (j, j + head_dim/2), 0: NORM pairs (2j, 2j+1) */
+    int rope_neox; /* 1: NEOX pairs (j, j + head_dim/2), 0: NORM pairs (2j, 2j+1) */
 };
 
 /* x[i] = embd[token[i]] as f32, [n][n_embd]. */
-void ops_embed(const struct ops_shape *s, const void *embd, const int32_t *token, float *x,
-               int n, cudaStream_t st);
+void ops_embed(const struct ops_shape *s, const void *embd, const int32_t *token, float *x, int n,
+               cudaStream_t st);
 
 /* out[r] = T(rmsnorm(x[rows ? rows[r] : r]) * w), n rows of n_embd; w f32. */
 void ops_rmsnorm(const struct ops_shape *s, const float *x, const int32_t *rows, const float *w,
@@ -63,8 +63,8 @@ void ops_rmsnorm(const struct ops_shape *s, const float *x, const int32_t *rows,
  * them), q -> q_out[n][q_dim] as T, k and v -> the
  * pool arrays k_pool/v_pool ([n_slots][kv_dim] T) at slot[i] unless it is negative. */
 void ops_qkv_rope_store(const struct ops_shape *s, const float *qkv, const float *bias,
-                        const float *rope, const struct ops_step *b, void *q_out,
-                        void *k_pool, void *v_pool, cudaStream_t st);
+                        const float *rope, const struct ops_step *b, void *q_out, void *k_pool,
+                        void *v_pool, cudaStream_t st);
 
 /* out[i][j] = T(silu(gu[i][2j]) * gu[i][2j + 1]), gu [n][2 n_ff] f32 (gate and up interleaved). */
 void ops_swiglu(const struct ops_shape *s, const float *gu, void *out, int n, cudaStream_t st);
@@ -75,8 +75,8 @@ void ops_swiglu(const struct ops_shape *s, const float *gu, void *out, int n, cu
  * n_split > 1, part rows = n_short * n_split; part_cnt [n_short][n_head_kv] int counters, zero
  * before the call and left zero after it). */
 void ops_attention(const struct ops_shape *s, const struct ops_step *b, const void *q,
-                   const void *k_pool, const void *v_pool, void *out, float *part_o,
-                   float *part_ml, int *part_cnt, cudaStream_t st);
+                   const void *k_pool, const void *v_pool, void *out, float *part_o, float *part_ml,
+                   int *part_cnt, cudaStream_t st);
 
 /* dst row r = T(src row r): rows x cols f32 (contiguous) into rows dst_pitch elements apart. */
 void ops_f32_to_dtype(enum dev_dtype t, const float *src, void *dst, size_t rows, int cols,
@@ -86,7 +86,7 @@ void ops_f32_to_dtype(enum dev_dtype t, const float *src, void *dst, size_t rows
 struct ops_ctx {
     cublasHandle_t blas;
     cudaStream_t st;
-    int n_sm;                   /* 0: always cuBLAS */
+    int n_sm; /* 0: always cuBLAS */
     const struct ops_shape *s;
 };
 
@@ -100,14 +100,12 @@ int ops_gemm(const struct ops_ctx *cx, const void *w, const void *x, float *y, i
 /* y[m][n_out] = T(rmsnorm(x[rows ? rows[r] : r]) * nw) W^T (x f32 [.][n_embd], beta 0): fused for
  * small m; else ops_rmsnorm into a16 ([m][n_embd] T) and cuBLAS. */
 int ops_norm_gemm(const struct ops_ctx *cx, const float *x, const int32_t *rows, const float *nw,
-                  void *a16, const void *w, float *y, int m, int n_out, char *err,
-                  size_t err_len);
+                  void *a16, const void *w, float *y, int m, int n_out, char *err, size_t err_len);
 
 /* out[m][n_ff] = T(silu(g) * u) where g|u = T(rmsnorm(x) * nw) Wgu^T, Wgu [n_ff][2][n_embd]
  * (gate row j, then up row j): fused for small m; else through a16 and gu (f32 [m][2 n_ff],
  * interleaved like Wgu's rows) and ops_swiglu. */
 int ops_norm_gemm_swiglu(const struct ops_ctx *cx, const float *x, const float *nw, void *a16,
-                         const void *wgu, float *gu, void *out, int m, char *err,
-                         size_t err_len);
+                         const void *wgu, float *gu, void *out, int m, char *err, size_t err_len);
 
 #endif

@@ -20,24 +20,27 @@ extern "C" {
 
 struct uploader {
     struct dev_forward *d;
-    void *host[2];   /* pinned */
-    float *dev[2];   /* f32 rows before conversion */
+    void *host[2]; /* pinned */
+    float *dev[2]; /* f32 rows before conversion */
     cudaEvent_t done[2];
-    int k;           /* staging buffer of the next chunk */
+    int k; /* staging buffer of the next chunk */
     uint64_t host_bytes;
     char *err;
     size_t err_len;
 };
 
-static size_t align_up(size_t n) { return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+static size_t align_up(size_t n)
+{
+    return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
 
 /* Takes the next staging buffer, waiting until its previous copy has left it. */
 static int stage_next(struct uploader *u, int *k)
 {
     *k = u->k;
     u->k ^= 1;
-    return cu_ok(cudaEventSynchronize(u->done[*k]), "upload: waiting for a staging buffer",
-                 u->err, u->err_len);
+    return cu_ok(cudaEventSynchronize(u->done[*k]), "upload: waiting for a staging buffer", u->err,
+                 u->err_len);
 }
 
 /* rows x n_in values of type at src -> T at dst (device), destination rows pitch elements apart
@@ -52,8 +55,10 @@ static int upload_rows(struct uploader *u, const void *src, uint32_t type, int r
                           (type == GGML_TYPE_BF16 && dt == DEV_DTYPE_BF16);
     const size_t rb = quant_row_bytes(type, (size_t)n_in);
     if (rb == 0) {
-        snprintf(u->err, u->err_len, "upload: tensor type %u with rows of %d values is not "
-                 "supported (%s)", type, n_in, quant_supported_list());
+        snprintf(u->err, u->err_len,
+                 "upload: tensor type %u with rows of %d values is not "
+                 "supported (%s)",
+                 type, n_in, quant_supported_list());
         return -1;
     }
     const size_t out_row = as_stored ? 2 * (size_t)n_in : 4 * (size_t)n_in;
@@ -77,8 +82,8 @@ static int upload_rows(struct uploader *u, const void *src, uint32_t type, int r
             e = cudaMemcpy2DAsync(dst_rows, pitch * 2, u->host[k], (size_t)n_in * 2,
                                   (size_t)n_in * 2, (size_t)nr, cudaMemcpyHostToDevice, u->d->st);
         else
-            e = cudaMemcpyAsync(u->dev[k], u->host[k], (size_t)nr * out_row,
-                                cudaMemcpyHostToDevice, u->d->st);
+            e = cudaMemcpyAsync(u->dev[k], u->host[k], (size_t)nr * out_row, cudaMemcpyHostToDevice,
+                                u->d->st);
         if (cu_ok(e, "upload: cudaMemcpyAsync", u->err, u->err_len) != 0)
             return -1;
         if (!as_stored)
@@ -104,8 +109,8 @@ static int upload_f32(struct uploader *u, const float *src, size_t n, float *dst
     if (stage_next(u, &k) != 0)
         return -1;
     memcpy(u->host[k], src, n * sizeof(float));
-    if (cu_ok(cudaMemcpyAsync(dst, u->host[k], n * sizeof(float), cudaMemcpyHostToDevice,
-                              u->d->st), "upload: cudaMemcpyAsync", u->err, u->err_len) != 0 ||
+    if (cu_ok(cudaMemcpyAsync(dst, u->host[k], n * sizeof(float), cudaMemcpyHostToDevice, u->d->st),
+              "upload: cudaMemcpyAsync", u->err, u->err_len) != 0 ||
         cu_ok(cudaEventRecord(u->done[k], u->d->st), "upload: cudaEventRecord", u->err,
               u->err_len) != 0)
         return -1;
@@ -183,8 +188,8 @@ static int upload_all(struct uploader *u)
     const struct dev_weights *w = &u->d->w;
     if (upload_matrix(u, m->w.m_embd.data, m->w.m_embd.type, c->n_vocab, c->n_embd, w->embd))
         return -1;
-    if (!c->tied_embeddings && upload_matrix(u, m->w.m_output.data, m->w.m_output.type,
-                                             c->n_vocab, c->n_embd, w->output) != 0)
+    if (!c->tied_embeddings && upload_matrix(u, m->w.m_output.data, m->w.m_output.type, c->n_vocab,
+                                             c->n_embd, w->output) != 0)
         return -1;
     if (upload_f32(u, m->w.output_norm, (size_t)c->n_embd, w->output_norm) != 0)
         return -1;
@@ -195,8 +200,7 @@ static int upload_all(struct uploader *u)
                  u->err_len);
 }
 
-int dev_weights_upload(struct dev_forward *d, struct dev_load_stats *st, char *err,
-                       size_t err_len)
+int dev_weights_upload(struct dev_forward *d, struct dev_load_stats *st, char *err, size_t err_len)
 {
     struct dev_weights *w = &d->w;
     struct uploader u;
@@ -220,8 +224,8 @@ int dev_weights_upload(struct dev_forward *d, struct dev_load_stats *st, char *e
     assign_layout(d, (unsigned char *)w->arena, &total);
     for (int k = 0; k < 2; k++) {
         if (cu_alloc_host(&u.host[k], STAGE_BYTES, "the upload staging buffer", err, err_len) ||
-            cu_alloc((void **)&u.dev[k], STAGE_BYTES, "the upload staging buffer", err,
-                     err_len) != 0 ||
+            cu_alloc((void **)&u.dev[k], STAGE_BYTES, "the upload staging buffer", err, err_len) !=
+                0 ||
             cu_ok(cudaEventCreateWithFlags(&u.done[k], cudaEventDisableTiming),
                   "upload: cudaEventCreate", err, err_len) != 0)
             goto fail;
