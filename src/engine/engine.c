@@ -361,8 +361,12 @@ static int dev_load_and_profile(struct engine *e, int max_logits, struct sizing_
     in->dev_load_ns = clock_now_ns() - t_load;
     e->fwd = forward_new_dev(e->model, d, cfg->max_num_batched_tokens, max_logits,
                              cfg->max_model_len);
-    uint64_t other = ls.used_after > ls.used_before + ls.weight_bytes
-                         ? ls.used_after - ls.used_before - ls.weight_bytes
+    /* besides the weights, from the probe (context made) to the load's end: the cuBLAS handle,
+     * the stream, whatever stayed of the upload; the step workspace comes after and is in the
+     * profile's peak (forward_dev.h) */
+    const uint64_t used_at_start = p.total_bytes - p.free_bytes;
+    uint64_t other = ls.used_after > used_at_start + ls.weight_bytes
+                         ? ls.used_after - used_at_start - ls.weight_bytes
                          : 0;
     log_info("engine", "Model loading took %.4f GiB and %.6f seconds",
              (double)ls.weight_bytes / GIB, ns_to_s(cfg->host_load_ns + in->dev_load_ns));
@@ -376,7 +380,7 @@ static int dev_load_and_profile(struct engine *e, int max_logits, struct sizing_
     uint64_t peak = dev_forward_profile(d, err, err_len);
     if (peak == 0 && err[0])
         return -1;
-    *sd = (struct sizing_dev){p.total_bytes,           p.total_bytes - p.free_bytes,
+    *sd = (struct sizing_dev){p.total_bytes,           used_at_start,
                               ls.weight_bytes,         other,
                               peak,                    cfg->gpu_memory_utilization,
                               cfg->kv_cache_memory_bytes};

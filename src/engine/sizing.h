@@ -27,9 +27,10 @@ struct sizing_dev {
     uint64_t used_at_start_bytes;   /* total - free when the engine started: other processes and
                                        this process's CUDA context (vLLM V0's non-torch memory) */
     uint64_t weight_bytes;          /* the weights in device memory */
-    uint64_t load_other_bytes;      /* what the load allocated besides the weights (the step
-                                       workspace, cuBLAS handle and workspace) */
-    uint64_t activation_peak_bytes; /* the profile step's peak beyond that */
+    uint64_t load_other_bytes;      /* what the load allocated besides the weights (cuBLAS
+                                       handle, stream, what stayed of the upload) */
+    uint64_t activation_peak_bytes; /* the profile step's peak beyond the weights: the step
+                                       workspace, cuBLAS workspace, logits, activations */
     double gpu_memory_utilization;
     uint64_t kv_cache_memory_bytes; /* > 0: this is the budget, the rest is ignored (vLLM) */
 };
