@@ -1,6 +1,7 @@
 #!/bin/bash
 # The day on one H200, as it ran (docs/examples/h200/README.md): from the project's root on the GPU
-# machine, with the carried Debian packages in .device/debs and a Qwen tokenizer.json in tok/.
+# machine, with the carried Debian packages in .device/debs and a Qwen tokenizer.json (or .gz) in
+# tok/.
 # Build (make CUDA=1), the qwen2.5-1.5b model (bf16, the real Qwen vocabulary, random weights),
 # a serve --device cuda smoke check (start-up log, one completion, GPU memory), then
 # `slmprobe lab --quick` against `serve --device cuda` and a batch-1 vs 64-concurrent sweep.
@@ -44,6 +45,7 @@ nvidia-smi >"$OUTD/nvidia-smi.txt" 2>&1
 ./slmprobe env >"$OUTD/env.txt" 2>&1
 
 MODEL=$WORK/qwen2.5-1.5b-bf16.gguf
+[ -f tok/tokenizer.json ] || gunzip -k tok/tokenizer.json.gz
 if [ ! -f "$MODEL" ]; then
     say "model init: qwen2.5-1.5b bf16, Qwen vocabulary"
     ./slmprobe model init --preset qwen2.5-1.5b --dtype bf16 --tokenizer tok/tokenizer.json \
