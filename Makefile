@@ -64,7 +64,7 @@ TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 BIN      := $(if $(SANITIZER),$(BUILD)/slmprobe,slmprobe)
 
-.PHONY: all deps test tests run bench install uninstall man completion clean check-headers fmt fuzz fuzz-build
+.PHONY: all deps test tests test-cuda bench-cuda run bench install uninstall man completion clean check-headers fmt fuzz fuzz-build
 all: deps $(BIN)
 
 deps:
@@ -107,6 +107,30 @@ test: deps
 
 run-tests: tests
 	@SLMPROBE_BIN=$(abspath $(BIN)) sh tests/run.sh $(TESTS)
+
+# The CUDA backend's tests (tests/cuda/test_*.c) and benchmark (bench/cuda/bench_cuda.c), for a
+# machine with a GPU: `make CUDA=1 test-cuda`, `make CUDA=1 bench-cuda`. Built WITHOUT
+# sanitizers: ASan reserves the low shadow memory the CUDA driver maps into and reports its
+# allocations as leaks or crashes at start-up, so a sanitized binary cannot create a context.
+CUDA_TESTS := $(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(wildcard tests/cuda/test_*.c))
+CUDA_BENCH := $(BUILD)/bench/cuda/bench_cuda
+ifeq ($(CUDA),1)
+test-cuda:
+	@if [ -n "$(SANITIZER)" ]; then echo "make test-cuda: no SANITIZER (ASan and the CUDA runtime conflict)"; exit 1; fi
+	@$(MAKE) --no-print-directory -j$(NPROC) CUDA=1 $(CUDA_TESTS) $(CUDA_BENCH)
+	@fail=0; for t in $(CUDA_TESTS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+
+bench-cuda:
+	@$(MAKE) --no-print-directory -j$(NPROC) CUDA=1 $(CUDA_BENCH)
+	$(CUDA_BENCH)
+
+$(BUILD)/bench/cuda/%: bench/cuda/%.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+else
+test-cuda bench-cuda:
+	@echo "make $@ needs the CUDA backend: run \`make CUDA=1 $@\` (nvcc and cuBLAS, and a GPU to run on)"; exit 1
+endif
 
 run: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all

@@ -97,6 +97,11 @@ enum forward_status dev_forward_run(struct dev_forward *d, const struct kv_cache
 /* Logits row r of the last run, host memory, writable, [n_vocab] floats. */
 float *dev_forward_logits(struct dev_forward *d, int r);
 
+/* Why the last dev_forward_run returned FORWARD_ERR_BATCH (a bad batch, or the CUDA error that
+ * stopped the step, which is also logged); "" after a successful run. Valid until the next run.
+ * (Added after the first version of this contract; callers that ignore it lose nothing.) */
+const char *dev_forward_last_error(const struct dev_forward *d);
+
 /* Counters since creation: steps run eagerly and by graph replay. */
 void dev_forward_counts(const struct dev_forward *d, uint64_t *eager_steps,
                         uint64_t *graph_steps);

@@ -83,6 +83,12 @@ float *dev_forward_logits(struct dev_forward *d, int r)
     return NULL;
 }
 
+const char *dev_forward_last_error(const struct dev_forward *d)
+{
+    (void)d;
+    return NO_CUDA;
+}
+
 void dev_forward_counts(const struct dev_forward *d, uint64_t *eager_steps, uint64_t *graph_steps)
 {
     (void)d;
