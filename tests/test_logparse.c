@@ -45,7 +45,8 @@ static int same_info(const struct startup_info *a, const struct startup_info *b)
            a->max_concurrency_len == b->max_concurrency_len &&
            same_d(a->available_kv_gib, b->available_kv_gib) &&
            same_d(a->kv_cache_gib, b->kv_cache_gib) && same_d(a->weights_gib, b->weights_gib) &&
-           same_d(a->graph_gib, b->graph_gib) && same_d(a->kv_cache_mib, b->kv_cache_mib) &&
+           same_d(a->graph_gib, b->graph_gib) && same_d(a->upload_s, b->upload_s) &&
+           same_d(a->upload_gbps, b->upload_gbps) && same_d(a->kv_cache_mib, b->kv_cache_mib) &&
            same_d(a->kv_buffer_mib, b->kv_buffer_mib) && a->context_len == b->context_len &&
            a->n_warmup_shapes == b->n_warmup_shapes && a->warmup_skipped == b->warmup_skipped &&
            a->saw_load_start == b->saw_load_start && a->saw_model_loaded == b->saw_model_loaded &&
@@ -387,6 +388,8 @@ static void test_embedded_cuda(void)
     CHECK_NEAR(si.max_concurrency, 138.17, 1e-9);
     CHECK_NEAR(si.phase_s[STARTUP_PHASE_WARMUP_GRAPH_CAPTURE], 1.73, 1e-9);
     CHECK_NEAR(si.graph_gib, 0.35, 1e-9);
+    CHECK_NEAR(si.upload_gbps, 11.52, 1e-9);
+    CHECK_NEAR(si.upload_s, 0.536, 1e-9);
     CHECK_NEAR(si.phase_s[STARTUP_PHASE_ENGINE_INIT], 1.98, 1e-9);
     CHECK(!si.warmup_skipped);
     CHECK(si.saw_startup_complete);

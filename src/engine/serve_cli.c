@@ -471,10 +471,13 @@ int cmd_serve(int argc, char **argv)
     if (o.ec.device == ENGINE_DEVICE_CUDA) {
         /* before binding or loading anything: a CPU build or a machine without a GPU says so */
         struct dev_props p;
+        mono_ns t_probe = clock_now_ns();
         if (dev_probe(o.ec.device_ordinal, &p, err, sizeof err) != 0) {
             log_error("serve", "--device cuda: %s", err);
             return 1;
         }
+        log_info("serve", "CUDA initialised in %.3f seconds (cuda:%d, %s)",
+                 ns_to_s(clock_now_ns() - t_probe), p.ordinal, p.name);
     }
     struct model *model = NULL;
     struct engine *engine = NULL;

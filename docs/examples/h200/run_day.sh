@@ -4,7 +4,8 @@
 # tok/.
 # Build (make CUDA=1), the qwen2.5-1.5b model (bf16, the real Qwen vocabulary, random weights),
 # a serve --device cuda smoke check (start-up log, one completion, GPU memory), then
-# `slmprobe lab --quick` against `serve --device cuda` and a batch-1 vs 64-concurrent sweep.
+# `slmprobe lab --quick` against `serve --device cuda` and a concurrency sweep 1..64 (batch 1 vs
+# 64 concurrent).
 # Everything lands in $OUT (day.log, the smoke log, nvidia-smi, env, day.tgz of results/).
 # Every stage has a deadline so that the whole run ends inside DAY_BUDGET_S (default 570 s).
 set -uo pipefail
@@ -32,11 +33,13 @@ export LIBRARY_PATH=$ml:$ml/openblas-pthread
 export LD_LIBRARY_PATH=$ml:$ml/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 say "build: make CUDA=1 -j$(nproc) slmprobe"
-srcsum=$(cat Makefile $(find src -type f | sort) | sha1sum | cut -c1-16)
+# the commit shipped (a copy without .git would describe the enclosing checkout instead)
+VER=$(cat VERSION.txt 2>/dev/null || true)
+srcsum=$(cat Makefile VERSION.txt $(find src -type f | sort) 2>/dev/null | sha1sum | cut -c1-16)
 if [ -x "$WORK/slmprobe" ] && [ "$(cat "$WORK/src.sum" 2>/dev/null)" = "$srcsum" ]; then
     cp "$WORK/slmprobe" ./slmprobe && say "build: reused $WORK/slmprobe (same sources)"
 else
-    make CUDA=1 -j"$(nproc)" slmprobe >"$WORK/build.log" 2>&1 || {
+    make CUDA=1 -j"$(nproc)" ${VER:+VERSION=$VER} slmprobe >"$WORK/build.log" 2>&1 || {
         tail -40 "$WORK/build.log" | tee -a "$OUTD/day.log"; finish 1; }
     cp slmprobe "$WORK/slmprobe" && echo "$srcsum" >"$WORK/src.sum"
 fi
@@ -107,9 +110,9 @@ cp "$WORK/lab.log" results/lab_console.log 2>/dev/null
 
 left=$(( BUDGET - $(el) - 15 ))
 if [ "$left" -ge 40 ]; then
-    say "batch: concurrency 1 vs 64 (deadline ${left} s)"
+    say "batch: concurrency 1 to 64 (deadline ${left} s)"
     timeout -s INT -k 10 "$left" ./slmprobe batch --model "$MODEL" --max-model-len 4096 \
-        --modes sweep --concurrency 1,64 --rounds 2 --repeat 1 --output-len 64 \
+        --modes sweep --concurrency 1,2,4,8,16,32,64 --rounds 2 --repeat 1 --output-len 64 \
         --out results/batch64 -- --device cuda >"$WORK/batch64.log" 2>&1
     say "batch: exit $?"
     cp "$WORK/batch64.log" results/batch64/console.log 2>/dev/null
