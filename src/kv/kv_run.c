@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/model.h"
 #include "kv/kv_probe.h"
 #include "run/driver.h"
 #include "run/launch.h"
@@ -428,6 +429,13 @@ static void load_theory(const struct kv_opts *o, const struct target_config *t,
         kv_theory_from_config_json(o->model_config, o->kv_cache_dtype, th);
     } else if (t->model && strstr(t->model, ".gguf")) {
         kv_theory_from_gguf(t->model, dt, th);
+        struct model_file_info mi;
+        char err[256];
+        /* on cuda the pool holds the model's 16-bit type: bf16 for a bf16 file */
+        if (t->kind == TARGET_KIND_EMBEDDED && embedded_on_cuda(t) && dt == 2 &&
+            model_file_info(t->model, &mi, err, sizeof err) == 0 &&
+            mi.file_dtype == MODEL_DTYPE_BF16)
+            snprintf(th->dtype, sizeof th->dtype, "bf16");
     } else if (t->model && snprintf(cj, sizeof cj, "%s/config.json", t->model) > 0 &&
                access(cj, R_OK) == 0) {
         kv_theory_from_config_json(cj, o->kv_cache_dtype, th);
