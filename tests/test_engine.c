@@ -585,6 +585,34 @@ static void do_new(void *p)
         a->warm = engine_warmup(a->e);
 }
 
+/* --device cuda in a build without the CUDA backend: engine_new fails at once with the line that
+ * says how to build it, before sizing anything (no KV line is logged). With the backend (make
+ * CUDA=1) on a machine without a GPU it fails the same way with the driver's reason. */
+static void test_engine_cuda_unavailable(void)
+{
+    struct new_args a;
+    base_config(&a.cfg, 64);
+    a.cfg.device = ENGINE_DEVICE_CUDA;
+    char *log = capture_stderr(do_new, &a);
+#ifndef SLM_CUDA
+    CHECK(a.e == NULL);
+    CHECK_MSG(strstr(a.err, "built without the CUDA backend: rebuild with `make CUDA=1`") != NULL,
+              "%s", a.err);
+    CHECK(strstr(log, "Available KV cache memory") == NULL);
+#else
+    if (a.e) /* a GPU is present: the CUDA backend's own tests cover that case */
+        engine_free(a.e);
+#endif
+    free(log);
+    enum engine_device d = ENGINE_DEVICE_CPU;
+    CHECK_EQ_INT(engine_device_parse("cuda", &d), 0);
+    CHECK_EQ_INT(d, ENGINE_DEVICE_CUDA);
+    CHECK_EQ_INT(engine_device_parse("cpu", &d), 0);
+    CHECK_EQ_INT(d, ENGINE_DEVICE_CPU);
+    CHECK_EQ_INT(engine_device_parse("gpu", &d), -1);
+    CHECK_EQ_STR(engine_device_str(ENGINE_DEVICE_CUDA), "cuda");
+}
+
 static void test_engine_sizing(void)
 {
     /* Not enough KV for one max_model_len sequence: 10 blocks hold 160 tokens. */
@@ -955,6 +983,7 @@ int main(void)
     TEST_RUN(test_engine_seeded_sampling);
     TEST_RUN(test_engine_submit_errors);
     TEST_RUN(test_engine_sizing);
+    TEST_RUN(test_engine_cuda_unavailable);
     TEST_RUN(test_engine_warmup_modes);
     TEST_RUN(test_engine_stop_inflight);
     TEST_RUN(test_engine_stress);

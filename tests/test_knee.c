@@ -43,6 +43,34 @@ static void dump_rules(const struct knee_result *kr, const struct knee_rules *r)
         fprintf(stderr, "    rule %d: %s\n", i + 1, r->text[i]);
 }
 
+/* The H200 day's two levels (concurrency 1 and 64): still scaling (+35% per doubling, above
+ * twice the threshold) although p95 e2e grew more than throughput, and the added latency is
+ * mostly decoding (TPOT x 64 tokens), though TTFT grew by the larger factor. */
+static void test_two_levels_latency_words(void)
+{
+    struct knee_level lv[2] = {
+        {.load = 1, .tok_s = 466.9, .qps = 7.3, .p95_e2e_s = 0.138, .p95_ttft_ms = 4.7,
+         .p95_tpot_ms = 2.13, .goodput_frac = NAN, .goodput_rps = NAN, .waiting_mean = 0,
+         .waiting_max = 0, .n_ok = 8},
+        {.load = 64, .tok_s = 2840.3, .qps = 44.4, .p95_e2e_s = 1.452, .p95_ttft_ms = 56.4,
+         .p95_tpot_ms = 22.65, .goodput_frac = NAN, .goodput_rps = NAN, .waiting_mean = 0.07,
+         .waiting_max = 1, .n_ok = 128},
+    };
+    struct knee_config kc;
+    knee_config_defaults(&kc);
+    struct knee_result kr;
+    knee_analyze(lv, 2, &kc, &kr);
+    CHECK_EQ_INT(kr.reason, KNEE_REASON_NOT_REACHED);
+    CHECK_MSG(strstr(kr.summary, "p95 e2e grew more than throughput (10.52x against 6.08x)") !=
+                  NULL, "%s", kr.summary);
+    CHECK(strstr(kr.summary, "grew less than throughput") == NULL);
+    struct knee_rules r;
+    knee_rules_make(lv, 2, &kc, &kr, &r);
+    CHECK(has_rule(&r, "slower decoding of each token drives most of the added latency"));
+    if (!has_rule(&r, "slower decoding"))
+        dump_rules(&kr, &r);
+}
+
 static void test_classic_knee(void)
 {
     double T[6] = {100, 195, 380, 720, 760, 770};
@@ -432,6 +460,7 @@ static void test_slo_met(void)
 int main(void)
 {
     TEST_RUN(test_classic_knee);
+    TEST_RUN(test_two_levels_latency_words);
     TEST_RUN(test_latency_knee);
     TEST_RUN(test_dip_at_two);
     TEST_RUN(test_flat_curve);

@@ -806,6 +806,43 @@ static void stress_run(uint64_t seed, int block_size, int n_blocks, int caching,
     kv_free(&kv);
 }
 
+/* kv_init_meta: no host pool (the K/V live in device memory), the same bookkeeping: a shared
+ * prefix hits, released blocks come back, an invalid shape is refused. */
+static void test_meta_only(void)
+{
+    struct kv_cache kv;
+    CHECK_EQ_INT(kv_init_meta(&kv, 2, KV_DIM, 4, 6, 1, g_err, sizeof g_err), 0);
+    CHECK(kv.pool == NULL);
+    CHECK_EQ_INT(kv.pool_bytes, 0);
+    CHECK_EQ_INT(kv_available_blocks(&kv), 6);
+    int32_t a[10], b[10];
+    make_prompt(a, 10, 8, 1, 1);
+    make_prompt(b, 10, 8, 1, 2);
+    struct kv_seq s1, s2;
+    kv_seq_init(&s1, 4);
+    kv_seq_init(&s2, 4);
+    CHECK_EQ_INT(kv_seq_match_prefix(&kv, &s1, a, 10), 0);
+    CHECK_EQ_INT(kv_seq_reserve(&kv, &s1, 10), 0);
+    kv_seq_commit(&kv, &s1, a, 10);
+    CHECK_EQ_INT(kv_seq_match_prefix(&kv, &s2, b, 10), 8); /* two full blocks shared */
+    CHECK_EQ_INT(kv_seq_reserve(&kv, &s2, 10), 0);
+    kv_seq_commit(&kv, &s2, b, 10);
+    struct kv_seq *all[2] = {&s1, &s2};
+    check_inv(&kv, all, 2);
+    CHECK_EQ_INT(kv.n_used, 4); /* 2 shared + 1 tail each */
+    kv_seq_release(&kv, &s1);
+    kv_seq_release(&kv, &s2);
+    check_inv(&kv, NULL, 0);
+    CHECK_EQ_INT(kv_available_blocks(&kv), 6);
+    kv_seq_free(&s1);
+    kv_seq_free(&s2);
+    kv_free(&kv);
+    struct kv_cache bad;
+    CHECK_EQ_INT(kv_init_meta(&bad, 0, KV_DIM, 4, 6, 1, g_err, sizeof g_err), -1);
+    CHECK(strstr(g_err, "invalid shape") != NULL);
+    kv_free(&bad);
+}
+
 static void test_stress(void)
 {
     stress_run(1, 4, 40, 1, 6000);
@@ -828,6 +865,7 @@ int main(void)
     TEST_RUN(test_caching_off);
     TEST_RUN(test_duplicate_content);
     TEST_RUN(test_reset_prefix_cache);
+    TEST_RUN(test_meta_only);
     TEST_RUN(test_stress);
     return TEST_DONE();
 }

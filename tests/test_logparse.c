@@ -45,7 +45,8 @@ static int same_info(const struct startup_info *a, const struct startup_info *b)
            a->max_concurrency_len == b->max_concurrency_len &&
            same_d(a->available_kv_gib, b->available_kv_gib) &&
            same_d(a->kv_cache_gib, b->kv_cache_gib) && same_d(a->weights_gib, b->weights_gib) &&
-           same_d(a->graph_gib, b->graph_gib) && same_d(a->kv_cache_mib, b->kv_cache_mib) &&
+           same_d(a->graph_gib, b->graph_gib) && same_d(a->upload_s, b->upload_s) &&
+           same_d(a->upload_gbps, b->upload_gbps) && same_d(a->kv_cache_mib, b->kv_cache_mib) &&
            same_d(a->kv_buffer_mib, b->kv_buffer_mib) && a->context_len == b->context_len &&
            a->n_warmup_shapes == b->n_warmup_shapes && a->warmup_skipped == b->warmup_skipped &&
            a->saw_load_start == b->saw_load_start && a->saw_model_loaded == b->saw_model_loaded &&
@@ -369,6 +370,42 @@ static void test_embedded(void)
     CHECK(isnan(s2.phase_s[STARTUP_PHASE_WARMUP_GRAPH_CAPTURE]));
 }
 
+/* The embedded runtime on a GPU (serve --device cuda): its exact lines parse as vLLM's phases,
+ * weights (host read + upload) as model_load, graph capture with its GiB, and the free-memory
+ * failure as the error. */
+static void test_embedded_cuda(void)
+{
+    struct startup_info si = parse("embedded_cuda.log");
+    CHECK_EQ_INT(si.server, LOGPARSE_SERVER_VLLM);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WEIGHTS_LOAD], 2.87, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_MODEL_LOAD], 4.512345, 1e-9);
+    CHECK_NEAR(si.weights_gib, 2.8767, 1e-9);
+    CHECK_NEAR(si.available_kv_gib, 120.79, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_KV_CACHE_ALLOC], 0.012, 1e-9);
+    CHECK_NEAR(si.kv_cache_gib, 120.79, 1e-9);
+    CHECK_EQ_INT(si.kv_cache_tokens, 4527616);
+    CHECK_EQ_INT(si.max_concurrency_len, 32768);
+    CHECK_NEAR(si.max_concurrency, 138.17, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_WARMUP_GRAPH_CAPTURE], 1.73, 1e-9);
+    CHECK_NEAR(si.graph_gib, 0.35, 1e-9);
+    CHECK_NEAR(si.upload_gbps, 11.52, 1e-9);
+    CHECK_NEAR(si.upload_s, 0.536, 1e-9);
+    CHECK_NEAR(si.phase_s[STARTUP_PHASE_ENGINE_INIT], 1.98, 1e-9);
+    CHECK(!si.warmup_skipped);
+    CHECK(si.saw_startup_complete);
+    CHECK(!si.error_message[0]);
+    check_chunked("embedded_cuda.log");
+
+    struct startup_info s2;
+    startup_info_init(&s2);
+    const char *l = "ERROR 12-02 07:20:04 engine: Free memory on device (100.40/140.40 GiB) on "
+                    "startup is less than desired GPU memory utilization (0.9, 126.36 GiB). "
+                    "Decrease GPU memory utilization or reduce GPU memory used by other "
+                    "processes.";
+    logparse_line(&s2, l, strlen(l));
+    CHECK(starts_with(s2.error_message, "Free memory on device (100.40/140.40 GiB)"));
+}
+
 /* Single lines: prefixes, CRLF, a progress-bar CR, first value kept for per-rank repeats,
  * near-misses that must not match. */
 static void test_lines(void)
@@ -623,6 +660,7 @@ int main(void)
     TEST_RUN(test_unknown_timeline);
     TEST_RUN(test_sglang);
     TEST_RUN(test_embedded);
+    TEST_RUN(test_embedded_cuda);
     TEST_RUN(test_lines);
     TEST_RUN(test_follow_live);
     TEST_RUN(test_json);

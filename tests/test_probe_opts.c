@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "engine/model.h"
 #include "run/probe_opts.h"
 #include "test.h"
 #include "util/buf.h"
@@ -13,6 +14,31 @@ static int parse(int argc, char **argv, struct probe_opts *o, int *n_rest, char 
 {
     *rest = xcalloc((size_t)argc + 1, sizeof **rest);
     return probe_opts_parse(argc, argv, o, n_rest, *rest, err, err_len);
+}
+
+/* Byte-exact prompt lengths only where one byte is one token: the embedded runtime with
+ * slmprobe's own vocabulary (a file written without --tokenizer, or the default model). */
+static void test_tokens_are_bytes(void)
+{
+    struct model_config mc;
+    char err[256], path[] = "/tmp/test_probe_opts_XXXXXX";
+    CHECK_EQ_INT(model_preset("tiny", &mc), 0);
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_MSG(model_write_gguf(&mc, 1, MODEL_DTYPE_F16, path, err, sizeof err) == 0, "%s", err);
+    struct target_config t = {0};
+    t.kind = TARGET_KIND_EMBEDDED;
+    t.model = path;
+    CHECK_EQ_INT(probe_tokens_are_bytes(&t), 1);
+    t.model = NULL; /* the default model */
+    CHECK_EQ_INT(probe_tokens_are_bytes(&t), 1);
+    t.model = "/nonexistent/x.gguf";
+    CHECK_EQ_INT(probe_tokens_are_bytes(&t), 1);
+    t.kind = TARGET_KIND_VLLM;
+    t.model = path;
+    CHECK_EQ_INT(probe_tokens_are_bytes(&t), 0);
+    unlink(path);
 }
 
 static void test_defaults_embedded(void)
@@ -248,6 +274,7 @@ int main(void)
     /* The default model comes from SLMPROBE_MODEL when set (run/model_default.h): no generation. */
     setenv("SLMPROBE_MODEL", "models/default.gguf", 1);
     TEST_RUN(test_defaults_embedded);
+    TEST_RUN(test_tokens_are_bytes);
     TEST_RUN(test_vllm_full);
     TEST_RUN(test_kind_defaults);
     TEST_RUN(test_url_and_serve_cmd);

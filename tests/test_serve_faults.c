@@ -540,7 +540,8 @@ static void test_flags(void)
                                 "--threads",
                                 "--max-body-bytes",
                                 "--seed",
-                                "--drain-timeout"};
+                                "--drain-timeout",
+                                "--device"};
     for (size_t i = 0; i < sizeof documented / sizeof documented[0]; i++)
         CHECK_MSG(strstr(log, documented[i]) != NULL, "--help lacks %s", documented[i]);
     free(log);
@@ -553,6 +554,26 @@ static void test_flags(void)
     free(log);
 }
 
+/* --device: a bad value is a usage error; cuda in a build without the backend fails at once
+ * with the one line that says how to build it, before binding or loading anything. */
+static void test_device_flag(void)
+{
+    char *log;
+    const char *bad[] = {"--model", g_model, "--device", "gpu", NULL};
+    CHECK_EQ_INT(run_serve("device-bad", bad, &log), 2);
+    CHECK(strstr(log, "invalid value 'gpu' for --device: expected cpu or cuda") != NULL);
+    free(log);
+#ifndef SLM_CUDA
+    const char *cuda[] = {"--model", g_model, "--port", "0", "--device", "cuda", NULL};
+    CHECK_EQ_INT(run_serve("device-cuda", cuda, &log), 1);
+    CHECK(strstr(log, "--device cuda: this slmprobe was built without the CUDA backend: rebuild "
+                      "with `make CUDA=1`") != NULL);
+    CHECK(strstr(log, "Starting to load model") == NULL);
+    CHECK(strstr(log, "Starting vLLM API server") == NULL);
+    free(log);
+#endif
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -561,6 +582,7 @@ int main(void)
         return TEST_DONE();
     }
     TEST_RUN(test_flags);
+    TEST_RUN(test_device_flag);
     TEST_RUN(test_port_taken);
     TEST_RUN(test_kv_too_small);
     TEST_RUN(test_bad_model_file);

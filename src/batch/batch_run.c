@@ -14,6 +14,7 @@
 #include "measure/workload.h"
 #include "run/driver.h"
 #include "run/launch.h"
+#include "run/probe_opts.h"
 #include "run/session.h"
 #include "server/target.h"
 #include "server/telemetry.h"
@@ -394,7 +395,7 @@ static int workload_make(const struct batch_opts *o, const struct probe_opts *po
     enum workload_unit unit =
         o->unit >= 0
             ? (enum workload_unit)o->unit
-            : (po->target.kind == TARGET_KIND_EMBEDDED ? WORKLOAD_UNIT_BYTE : WORKLOAD_UNIT_WORD);
+            : (probe_tokens_are_bytes(&po->target) ? WORKLOAD_UNIT_BYTE : WORKLOAD_UNIT_WORD);
     if (o->prompt_file)
         return workload_init_file(w, o->prompt_file, 0, unit, o->seed, err, err_len) == WORKLOAD_OK
                    ? 0

@@ -9,6 +9,7 @@
 #include "measure/workload.h"
 #include "run/driver.h"
 #include "run/launch.h"
+#include "run/probe_opts.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -116,7 +117,7 @@ int check_run(const struct check_opts *o, struct session *s, struct check_result
     struct check_ctx cx = {.max_tokens = o->max_tokens};
     struct workload_synth syn = {
         .input_len_tokens = o->prompt_len,
-        .unit = s->po->target.kind == TARGET_KIND_EMBEDDED ? WORKLOAD_UNIT_BYTE : WORKLOAD_UNIT_WORD,
+        .unit = probe_tokens_are_bytes(&s->po->target) ? WORKLOAD_UNIT_BYTE : WORKLOAD_UNIT_WORD,
         .seed = 1};
     if (workload_init_synth(&cx.wl, &syn) != WORKLOAD_OK) {
         snprintf(r->fail_reason, sizeof r->fail_reason, "bad prompt length %d", o->prompt_len);

@@ -15,9 +15,11 @@
 #include <unistd.h>
 
 #include "engine/forward.h"
+#include "engine/forward_dev.h"
 #include "engine/kv.h"
 #include "engine/sampler.h"
 #include "engine/sched.h"
+#include "engine/sizing.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -80,6 +82,22 @@ const char *engine_finish_str(enum engine_finish f)
         return "abort";
     }
     return "unknown";
+}
+
+const char *engine_device_str(enum engine_device d)
+{
+    return d == ENGINE_DEVICE_CUDA ? "cuda" : d == ENGINE_DEVICE_CPU ? "cpu" : "unknown";
+}
+
+int engine_device_parse(const char *s, enum engine_device *out)
+{
+    if (s && !strcmp(s, "cpu"))
+        *out = ENGINE_DEVICE_CPU;
+    else if (s && !strcmp(s, "cuda"))
+        *out = ENGINE_DEVICE_CUDA;
+    else
+        return -1;
+    return 0;
 }
 
 const char *engine_warmup_mode_str(enum engine_warmup_mode m)
@@ -214,97 +232,238 @@ static void log_kv_commit(const struct kv_cache *kv)
              s > 0 ? (double)kv->pool_bytes / s / 1e9 : 0.0, s, bi->n_threads, thp);
 }
 
-struct engine *engine_new(const struct engine_config *cfg_in, struct model *model, char *err,
+/* Checks the configuration; resolves max_model_len and the thread count. 0, or -1 with err. */
+static int config_resolve(struct engine_config *cfg, const struct model_config *mc, char *err,
                           size_t err_len)
 {
-    struct engine_config cfg = *cfg_in;
-    const struct model_config *mc = &model->cfg;
-    char a[32], b[32];
-
-    if (cfg.block_size < 1 || cfg.block_size > 4096) {
-        snprintf(err, err_len, "block_size must be in [1, 4096], got %d", cfg.block_size);
-        return NULL;
+    if (cfg->block_size < 1 || cfg->block_size > 4096) {
+        snprintf(err, err_len, "block_size must be in [1, 4096], got %d", cfg->block_size);
+        return -1;
     }
-    if (cfg.max_model_len <= 0)
-        cfg.max_model_len = mc->n_ctx_train;
-    if (cfg.max_model_len > mc->n_ctx_train) {
+    if (cfg->max_model_len <= 0)
+        cfg->max_model_len = mc->n_ctx_train;
+    if (cfg->max_model_len > mc->n_ctx_train) {
         snprintf(err, err_len,
                  "User-specified max_model_len (%d) is greater than the derived max_model_len "
                  "(n_ctx_train=%d in the model's metadata)",
-                 cfg.max_model_len, mc->n_ctx_train);
-        return NULL;
+                 cfg->max_model_len, mc->n_ctx_train);
+        return -1;
     }
-    if (cfg.max_model_len < 2) {
-        snprintf(err, err_len, "max_model_len must be at least 2, got %d", cfg.max_model_len);
-        return NULL;
+    if (cfg->max_model_len < 2) {
+        snprintf(err, err_len, "max_model_len must be at least 2, got %d", cfg->max_model_len);
+        return -1;
     }
-    if (cfg.max_num_seqs < 1 || cfg.max_num_batched_tokens < 1) {
+    if (cfg->max_num_seqs < 1 || cfg->max_num_batched_tokens < 1) {
         snprintf(err, err_len, "max_num_seqs (%d) and max_num_batched_tokens (%d) must be >= 1",
-                 cfg.max_num_seqs, cfg.max_num_batched_tokens);
-        return NULL;
+                 cfg->max_num_seqs, cfg->max_num_batched_tokens);
+        return -1;
     }
-    if (cfg.kv_cache_memory_bytes == 0 &&
-        !(cfg.gpu_memory_utilization > 0.0 && cfg.gpu_memory_utilization <= 1.0)) {
+    if ((cfg->kv_cache_memory_bytes == 0 || cfg->device == ENGINE_DEVICE_CUDA) &&
+        !(cfg->gpu_memory_utilization > 0.0 && cfg->gpu_memory_utilization <= 1.0)) {
         snprintf(err, err_len, "gpu_memory_utilization must be in (0, 1], got %g",
-                 cfg.gpu_memory_utilization);
-        return NULL;
+                 cfg->gpu_memory_utilization);
+        return -1;
     }
-    if (!cfg.enable_chunked_prefill && cfg.max_num_batched_tokens < cfg.max_model_len) {
+    if (!cfg->enable_chunked_prefill && cfg->max_num_batched_tokens < cfg->max_model_len) {
         snprintf(err, err_len,
                  "max_num_batched_tokens (%d) is smaller than max_model_len (%d). This "
                  "effectively limits the maximum sequence length to max_num_batched_tokens and "
                  "makes the engine reject longer sequences. Please increase "
                  "max_num_batched_tokens, decrease max_model_len or enable chunked prefill.",
-                 cfg.max_num_batched_tokens, cfg.max_model_len);
-        return NULL;
+                 cfg->max_num_batched_tokens, cfg->max_model_len);
+        return -1;
     }
-    cfg.n_threads = resolve_threads(cfg.n_threads);
+    cfg->n_threads = cfg->device == ENGINE_DEVICE_CUDA ? 1 : resolve_threads(cfg->n_threads);
+    return 0;
+}
 
+/* --device cpu: the KV budget from the simulated device, the host workspace, the pool in host
+ * memory (committed before ready). 0, or -1 with err. */
+static int setup_cpu(struct engine *e, int max_logits, char *err, size_t err_len)
+{
+    const struct engine_config *cfg = &e->cfg;
+    const struct model_config *mc = &e->model->cfg;
+    struct engine_info *in = &e->info;
+    const int bs = cfg->block_size;
+    uint64_t ws = forward_workspace_bytes(e->model, cfg->max_num_batched_tokens, max_logits,
+                                          cfg->max_model_len, cfg->n_threads) +
+                  sched_scratch_bytes(cfg->max_num_seqs, cfg->max_num_batched_tokens);
+    uint64_t per_token = model_kv_bytes_per_token(mc, 4);
+    double budget;
+    if (cfg->kv_cache_memory_bytes > 0)
+        budget = (double)cfg->kv_cache_memory_bytes;
+    else
+        budget = cfg->gpu_memory_utilization * (double)cfg->device_memory_bytes -
+                 (double)e->model->weight_bytes - (double)ws;
+    log_info("engine", "Available KV cache memory: %.2f GiB", budget / GIB);
+    char detail[256];
+    snprintf(detail, sizeof detail,
+             "%.2f GiB x %.2f = %.2f GiB, of which weights take %.2f GiB and the step workspace "
+             "%.2f GiB",
+             (double)cfg->device_memory_bytes / GIB, cfg->gpu_memory_utilization,
+             cfg->gpu_memory_utilization * (double)cfg->device_memory_bytes / GIB,
+             (double)e->model->weight_bytes / GIB, (double)ws / GIB);
+    int n_blocks;
+    if (sizing_kv_blocks(budget, per_token * (uint64_t)bs, bs, cfg->max_model_len, detail,
+                         &n_blocks, err, err_len) != 0)
+        return -1;
+
+    /* The forward first: it sets the OpenMP team size, which the pool's parallel touch uses. */
+    e->fwd = forward_new(e->model, cfg->max_num_batched_tokens, max_logits, cfg->max_model_len,
+                         cfg->n_threads);
+    mono_ns t0 = clock_now_ns();
+    if (kv_init(&e->kv, mc->n_layer, mc->n_head_kv * mc->head_dim, bs, n_blocks,
+                cfg->enable_prefix_caching, err, err_len) != 0)
+        return -1;
+    mono_ns kv_ns = clock_now_ns() - t0;
+    log_info("engine", "KV cache allocation took %.3f seconds (%.2f GiB, %d blocks of %d tokens)",
+             ns_to_s(kv_ns), (double)e->kv.pool_bytes / GIB, n_blocks, bs);
+    log_kv_commit(&e->kv);
+    in->n_blocks = n_blocks;
+    in->kv_bytes = e->kv.pool_bytes;
+    in->kv_bytes_per_token = per_token;
+    in->workspace_bytes = ws;
+    in->device_memory_bytes = cfg->device_memory_bytes;
+    in->kv_alloc_ns = kv_ns;
+    in->kv_touch_ns = e->kv.pool_info.touch_ns;
+    in->kv_touch_threads = e->kv.pool_info.n_threads;
+    in->kv_thp_bytes = e->kv.pool_info.thp_bytes;
+    return 0;
+}
+
+/* --device cuda, first half: the device, vLLM's free-memory check, the weights uploaded, the
+ * profile step. Fills the sizing terms; e->fwd owns the device forward. 0, or -1 with err. */
+static int dev_load_and_profile(struct engine *e, int max_logits, struct sizing_dev *sd,
+                                char *err, size_t err_len)
+{
+    const struct engine_config *cfg = &e->cfg;
+    struct engine_info *in = &e->info;
+    struct dev_props p;
+    memset(&p, 0, sizeof p);
+    if (dev_probe(cfg->device_ordinal, &p, err, err_len) != 0)
+        return -1;
+    log_info("engine",
+             "Using device cuda:%d (%s, compute capability %d.%d): %.2f GiB total, %.2f GiB free",
+             p.ordinal, p.name, p.cc_major, p.cc_minor, (double)p.total_bytes / GIB,
+             (double)p.free_bytes / GIB);
+    if (sizing_check_free(p.total_bytes, p.free_bytes, cfg->gpu_memory_utilization, err,
+                          err_len) != 0)
+        return -1;
+    struct dev_forward_config dc = {cfg->device_ordinal,    cfg->max_num_batched_tokens,
+                                    max_logits,             cfg->max_model_len,
+                                    cfg->max_num_seqs,      cfg->block_size};
+    struct dev_load_stats ls;
+    memset(&ls, 0, sizeof ls);
+    mono_ns t_load = clock_now_ns();
+    struct dev_forward *d = dev_forward_new(e->model, &dc, &ls, err, err_len);
+    if (!d)
+        return -1;
+    in->dev_load_ns = clock_now_ns() - t_load;
+    e->fwd = forward_new_dev(e->model, d, cfg->max_num_batched_tokens, max_logits,
+                             cfg->max_model_len);
+    /* besides the weights, from the probe (context made) to the load's end: the cuBLAS handle,
+     * the stream, whatever stayed of the upload; the step workspace comes after and is in the
+     * profile's peak (forward_dev.h) */
+    const uint64_t used_at_start = p.total_bytes - p.free_bytes;
+    uint64_t other = ls.used_after > used_at_start + ls.weight_bytes
+                         ? ls.used_after - used_at_start - ls.weight_bytes
+                         : 0;
+    log_info("engine", "Model loading took %.4f GiB and %.6f seconds",
+             (double)ls.weight_bytes / GIB, ns_to_s(cfg->host_load_ns + in->dev_load_ns));
+    log_info("engine",
+             "Weights uploaded at %.2f GB/s (%.2f GB in %.3f s; device memory in use %.2f -> "
+             "%.2f GiB)",
+             ls.upload_gbps, (double)ls.host_bytes / 1e9, ns_to_s(ls.upload_ns),
+             (double)ls.used_before / GIB, (double)ls.used_after / GIB);
+    mono_ns t0 = clock_now_ns();
+    err[0] = '\0';
+    uint64_t peak = dev_forward_profile(d, err, err_len);
+    if (peak == 0 && err[0])
+        return -1;
+    *sd = (struct sizing_dev){p.total_bytes,           used_at_start,
+                              ls.weight_bytes,         other,
+                              peak,                    cfg->gpu_memory_utilization,
+                              cfg->kv_cache_memory_bytes};
+    log_info("engine",
+             "Memory profiling takes %.2f seconds. total_gpu_memory (%.2fGiB) x "
+             "gpu_memory_utilization (%.2f) = %.2fGiB; in use at start-up (other processes, CUDA "
+             "context) %.2fGiB; model weights take %.2fGiB; other load allocations %.2fGiB; "
+             "activation peak memory takes %.2fGiB; the rest of the memory reserved for KV Cache "
+             "is %.2fGiB.",
+             ns_to_s(clock_now_ns() - t0), (double)p.total_bytes / GIB,
+             cfg->gpu_memory_utilization, cfg->gpu_memory_utilization * (double)p.total_bytes / GIB,
+             (double)sd->used_at_start_bytes / GIB, (double)ls.weight_bytes / GIB,
+             (double)other / GIB, (double)peak / GIB, sizing_dev_kv_budget(sd) / GIB);
+    snprintf(in->device_name, sizeof in->device_name, "%s", p.name);
+    in->dev_total_bytes = p.total_bytes;
+    in->dev_used_at_start_bytes = sd->used_at_start_bytes;
+    in->dev_weight_bytes = ls.weight_bytes;
+    in->dev_load_other_bytes = other;
+    in->dev_activation_peak_bytes = peak;
+    in->dev_upload_gbps = ls.upload_gbps;
+    in->dev_upload_ns = ls.upload_ns;
+    return 0;
+}
+
+/* --device cuda: sized exactly like vLLM (docs/serve.md): the budget left after the weights,
+ * the profile's peak and what was in use at start-up; the block metadata on the host, the pool
+ * in device memory. 0, or -1 with err. */
+static int setup_dev(struct engine *e, int max_logits, char *err, size_t err_len)
+{
+    const struct engine_config *cfg = &e->cfg;
+    const struct model_config *mc = &e->model->cfg;
+    struct engine_info *in = &e->info;
+    const int bs = cfg->block_size;
+    struct sizing_dev sd;
+    if (dev_load_and_profile(e, max_logits, &sd, err, err_len) != 0)
+        return -1;
+    double budget = sizing_dev_kv_budget(&sd);
+    log_info("engine", "Available KV cache memory: %.2f GiB", budget / GIB);
+    uint64_t per_token = dev_forward_kv_bytes_per_token(e->fwd->dev);
+    char detail[320];
+    snprintf(detail, sizeof detail,
+             "%.2f GiB x %.2f = %.2f GiB, of which in use at start-up %.2f GiB, weights %.2f GiB, "
+             "other load allocations %.2f GiB, activation peak %.2f GiB",
+             (double)sd.total_bytes / GIB, sd.gpu_memory_utilization,
+             sd.gpu_memory_utilization * (double)sd.total_bytes / GIB,
+             (double)sd.used_at_start_bytes / GIB, (double)sd.weight_bytes / GIB,
+             (double)sd.load_other_bytes / GIB, (double)sd.activation_peak_bytes / GIB);
+    int n_blocks;
+    if (sizing_kv_blocks(budget, per_token * (uint64_t)bs, bs, cfg->max_model_len, detail,
+                         &n_blocks, err, err_len) != 0)
+        return -1;
+    mono_ns t0 = clock_now_ns();
+    if (kv_init_meta(&e->kv, mc->n_layer, mc->n_head_kv * mc->head_dim, bs, n_blocks,
+                     cfg->enable_prefix_caching, err, err_len) != 0 ||
+        dev_forward_kv_alloc(e->fwd->dev, n_blocks, err, err_len) != 0)
+        return -1;
+    mono_ns kv_ns = clock_now_ns() - t0;
+    uint64_t pool = per_token * (uint64_t)bs * (uint64_t)n_blocks;
+    log_info("engine",
+             "KV cache allocation took %.3f seconds (%.2f GiB, %d blocks of %d tokens, device "
+             "memory)",
+             ns_to_s(kv_ns), (double)pool / GIB, n_blocks, bs);
+    in->device = ENGINE_DEVICE_CUDA;
+    in->n_blocks = n_blocks;
+    in->kv_bytes = pool;
+    in->kv_bytes_per_token = per_token;
+    in->workspace_bytes = sd.load_other_bytes + sd.activation_peak_bytes;
+    in->device_memory_bytes = sd.total_bytes;
+    in->kv_alloc_ns = kv_ns;
+    return 0;
+}
+
+struct engine *engine_new(const struct engine_config *cfg_in, struct model *model, char *err,
+                          size_t err_len)
+{
+    struct engine_config cfg = *cfg_in;
+    char a[32], b[32];
+    if (config_resolve(&cfg, &model->cfg, err, err_len) != 0)
+        return NULL;
     const int bs = cfg.block_size;
     const int max_logits = cfg.max_num_seqs < cfg.max_num_batched_tokens
                                ? cfg.max_num_seqs
                                : cfg.max_num_batched_tokens;
-    uint64_t ws = forward_workspace_bytes(model, cfg.max_num_batched_tokens, max_logits,
-                                          cfg.max_model_len, cfg.n_threads) +
-                  sched_scratch_bytes(cfg.max_num_seqs, cfg.max_num_batched_tokens);
-    uint64_t per_token = model_kv_bytes_per_token(mc, 4);
-    uint64_t page = per_token * (uint64_t)bs;
-    double budget;
-    if (cfg.kv_cache_memory_bytes > 0)
-        budget = (double)cfg.kv_cache_memory_bytes;
-    else
-        budget = cfg.gpu_memory_utilization * (double)cfg.device_memory_bytes -
-                 (double)model->weight_bytes - (double)ws;
-    log_info("engine", "Available KV cache memory: %.2f GiB", budget / GIB);
-    if (budget <= 0) {
-        snprintf(err, err_len,
-                 "No available memory for the cache blocks. Try increasing "
-                 "`gpu_memory_utilization` when initializing the engine. (%.2f GiB x %.2f = %.2f "
-                 "GiB, of which weights take %.2f GiB and the step workspace %.2f GiB)",
-                 (double)cfg.device_memory_bytes / GIB, cfg.gpu_memory_utilization,
-                 cfg.gpu_memory_utilization * (double)cfg.device_memory_bytes / GIB,
-                 (double)model->weight_bytes / GIB, (double)ws / GIB);
-        return NULL;
-    }
-    uint64_t n_blocks64 = (uint64_t)budget / page;
-    if (n_blocks64 > (1u << 29))
-        n_blocks64 = 1u << 29;
-    uint64_t need_blocks = ((uint64_t)cfg.max_model_len + (uint64_t)bs - 1) / (uint64_t)bs;
-    if (n_blocks64 < need_blocks) {
-        uint64_t need_bytes = need_blocks * page;
-        uint64_t fit = n_blocks64 * (uint64_t)bs;
-        snprintf(err, err_len,
-                 "To serve at least one request with the model's max seq len (%d), (%.2f GiB KV "
-                 "cache is needed, which is larger than the available KV cache memory (%.2f GiB). "
-                 "Based on the available memory, the estimated maximum model length is %" PRIu64
-                 ". Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when "
-                 "initializing the engine. (needed %" PRIu64 " bytes, available %" PRIu64
-                 " bytes)",
-                 cfg.max_model_len, (double)need_bytes / GIB, budget / GIB, fit, need_bytes,
-                 (uint64_t)budget);
-        return NULL;
-    }
-    int n_blocks = (int)n_blocks64;
 
     struct engine *e = xcalloc(1, sizeof *e);
     e->cfg = cfg;
@@ -312,18 +471,9 @@ struct engine *engine_new(const struct engine_config *cfg_in, struct model *mode
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->wake, NULL);
     pthread_cond_init(&e->check_cv, NULL);
-
-    /* The forward first: it sets the OpenMP team size, which the pool's parallel touch uses. */
-    e->fwd = forward_new(model, cfg.max_num_batched_tokens, max_logits, cfg.max_model_len,
-                         cfg.n_threads);
-    mono_ns t0 = clock_now_ns();
-    if (kv_init(&e->kv, mc->n_layer, mc->n_head_kv * mc->head_dim, bs, n_blocks,
-                cfg.enable_prefix_caching, err, err_len) != 0)
+    if ((cfg.device == ENGINE_DEVICE_CUDA ? setup_dev(e, max_logits, err, err_len)
+                                          : setup_cpu(e, max_logits, err, err_len)) != 0)
         goto fail;
-    mono_ns kv_ns = clock_now_ns() - t0;
-    log_info("engine", "KV cache allocation took %.3f seconds (%.2f GiB, %d blocks of %d tokens)",
-             ns_to_s(kv_ns), (double)e->kv.pool_bytes / GIB, n_blocks, bs);
-    log_kv_commit(&e->kv);
     struct sched_config sc = {cfg.max_num_seqs, cfg.max_num_batched_tokens, cfg.max_model_len,
                               cfg.enable_chunked_prefill};
     if (sched_init(&e->sched, &sc, &e->kv, e->fwd, model) != 0) {
@@ -334,23 +484,15 @@ struct engine *engine_new(const struct engine_config *cfg_in, struct model *mode
     e->sched.before_events_ud = e;
 
     struct engine_info *in = &e->info;
+    uint64_t need_blocks = ((uint64_t)cfg.max_model_len + (uint64_t)bs - 1) / (uint64_t)bs;
     in->max_model_len = cfg.max_model_len;
     in->block_size = bs;
-    in->n_blocks = n_blocks;
-    in->kv_bytes = e->kv.pool_bytes;
-    in->kv_bytes_per_token = per_token;
-    in->workspace_bytes = ws;
-    in->kv_capacity_tokens = (uint64_t)n_blocks * (uint64_t)bs;
-    in->max_concurrency = (double)n_blocks / (double)need_blocks;
+    in->kv_capacity_tokens = (uint64_t)in->n_blocks * (uint64_t)bs;
+    in->max_concurrency = (double)in->n_blocks / (double)need_blocks;
     in->enable_prefix_caching = cfg.enable_prefix_caching;
     in->max_num_seqs = cfg.max_num_seqs;
     in->max_num_batched_tokens = cfg.max_num_batched_tokens;
     in->gpu_memory_utilization = cfg.gpu_memory_utilization;
-    in->device_memory_bytes = cfg.device_memory_bytes;
-    in->kv_alloc_ns = kv_ns;
-    in->kv_touch_ns = e->kv.pool_info.touch_ns;
-    in->kv_touch_threads = e->kv.pool_info.n_threads;
-    in->kv_thp_bytes = e->kv.pool_info.thp_bytes;
     in->warmup_mode = cfg.warmup;
 
     fmt_thousands(in->kv_capacity_tokens, a, sizeof a);
@@ -532,12 +674,48 @@ static int warmup_kernels(struct engine *e)
     return n_steps;
 }
 
+/* --device cuda: the warm-up is CUDA graph capture of decode steps at vLLM's batch sizes
+ * (sizing_graph_sizes) up to the largest decode batch (max_num_seqs, at most
+ * max_num_batched_tokens, capped at SIZING_GRAPH_MAX); larger decode batches and every step
+ * with a prefill run eagerly. A failed capture is logged and leaves every step eager. Returns the
+ * number of graphs captured. */
+static int warmup_graphs(struct engine *e)
+{
+    int sizes[SIZING_GRAPH_MAX];
+    int n = sizing_graph_sizes(max_decode_batch(e), sizes, SIZING_GRAPH_MAX);
+    if (n < 1)
+        return 0;
+    log_info("engine", "Capturing CUDA graphs (decode, FULL): %d sizes (%d..%d)", n, sizes[0],
+             sizes[n - 1]);
+    double secs = 0;
+    char err[512];
+    mono_ns t0 = clock_now_ns();
+    if (dev_forward_capture_graphs(e->fwd->dev, sizes, n, &secs, err, sizeof err) != 0) {
+        log_warn("engine", "CUDA graph capture failed: %s; every step runs eagerly", err);
+        return 0;
+    }
+    mono_ns dt = clock_now_ns() - t0;
+    uint64_t bytes = dev_forward_graph_bytes(e->fwd->dev);
+    log_info("engine", "Graph capturing finished in %.2f secs, took %.2f GiB", secs,
+             (double)bytes / GIB);
+    pthread_mutex_lock(&e->mu);
+    e->info.warmup_ns = dt;
+    e->info.n_warmup_shapes = n;
+    e->info.n_graphs = n;
+    e->info.dev_graph_bytes = bytes;
+    publish_stats_locked(e);
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
 int engine_warmup(struct engine *e)
 {
     if (e->cfg.warmup == ENGINE_WARMUP_NONE) {
         log_info("engine", "Warm-up skipped (--enforce-eager)");
         return 0;
     }
+    if (e->cfg.device == ENGINE_DEVICE_CUDA)
+        return warmup_graphs(e);
     mono_ns t0 = clock_now_ns();
     uint64_t q0 = e->kv.prefix_queries_tokens, h0 = e->kv.prefix_hits_tokens;
     uint64_t ev0 = e->kv.n_evictions;

@@ -9,7 +9,8 @@
  *   struct engine *e = engine_new(&cfg, model, err, sizeof err); // sizes + allocates the KV pool,
  *                                                               // logs the KV capacity lines
  *   engine_warmup(e);                  // cfg.warmup: each kernel path once (default), one step
- *                                      // per batch shape, or none
+ *                                      // per batch shape, or none; on cuda: CUDA graph capture
+ *                                      // (none = --enforce-eager: no graphs)
  *   engine_start(e);                   // engine thread
  *   engine_submit(e, &req, on_event, ctx);   // from any thread
  *   ...
@@ -24,6 +25,17 @@
  *   "Maximum concurrency for %s tokens per request: %.2fx"
  *   "Warm-up took %.3f seconds (%d batch shapes, --warmup %s)"  (N = forward steps run)
  *   or  "Warm-up skipped (--enforce-eager)"                (--warmup none)
+ * With --device cuda (forward_dev.h; sizing in docs/serve.md) instead of the pool lines:
+ *   "Using device cuda:%d (%s, compute capability %d.%d): %.2f GiB total, %.2f GiB free"
+ *   "Model loading took %.4f GiB and %.6f seconds"         (device weights; host read + the
+ *                                                           device load, upload included)
+ *   "Weights uploaded at %.2f GB/s (%.2f GB in %.3f s; device memory in use %.2f -> %.2f GiB)"
+ *   "Memory profiling takes %.2f seconds. ..."             (the budget's terms, in GiB)
+ *   "KV cache allocation took %.3f seconds (%.2f GiB, %d blocks of %d tokens, device memory)"
+ *   and from engine_warmup:
+ *   "Capturing CUDA graphs (decode, FULL): %d sizes (%d..%d)"
+ *   "Graph capturing finished in %.2f secs, took %.2f GiB" (vLLM prints %.0f secs)
+ *   or  "Warm-up skipped (--enforce-eager)"                (no graphs: every step eager)
  */
 #ifndef SLM_ENGINE_H
 #define SLM_ENGINE_H
@@ -48,9 +60,24 @@ const char *engine_warmup_mode_str(enum engine_warmup_mode m); /* "kernels", "sh
 /* "kernels" / "shapes" / "none" -> *out. 0, or -1 if s is none of them. */
 int engine_warmup_mode_parse(const char *s, enum engine_warmup_mode *out);
 
+/* Where the forward pass runs. */
+enum engine_device {
+    ENGINE_DEVICE_CPU = 0, /* forward.h, KV pool in host memory sized from device_memory_bytes */
+    ENGINE_DEVICE_CUDA,    /* forward_dev.h: weights, activations and KV pool in GPU memory,
+                              sized from the device's real memory (cudaMemGetInfo) */
+};
+const char *engine_device_str(enum engine_device d); /* "cpu", "cuda" */
+/* "cpu" / "cuda" -> *out. 0, or -1 if s is neither. */
+int engine_device_parse(const char *s, enum engine_device *out);
+
 struct engine_config {
+    enum engine_device device;      /* default ENGINE_DEVICE_CPU */
+    int device_ordinal;             /* CUDA device; default 0 */
+    mono_ns host_load_ns;           /* cuda: time the caller spent loading the file into host
+                                       memory; the "Model loading took" line includes it */
     int block_size;                 /* tokens per KV block; default 16 */
-    uint64_t device_memory_bytes;   /* simulated device size; default 4 GiB */
+    uint64_t device_memory_bytes;   /* simulated device size; default 4 GiB (cpu only: on cuda
+                                       the device's total memory is used) */
     double gpu_memory_utilization;  /* fraction of device_memory_bytes; default 0.9 */
     uint64_t kv_cache_memory_bytes; /* if > 0: the KV pool size, utilization ignored */
     int max_model_len;              /* 0: the model's n_ctx_train */
@@ -121,13 +148,17 @@ enum engine_status {
 const char *engine_status_str(enum engine_status st);
 
 /* Sizes the KV pool (vLLM semantics, see docs/serve.md), allocates and touches it, allocates the
- * step workspace. NULL with a message in err when it cannot (e.g. one max_model_len sequence does
+ * step workspace. On cuda (cfg.device): probes the device, checks its free memory, uploads the
+ * weights, runs the profile step, sizes the pool from the device's memory and allocates it there
+ * (forward_dev.h); fails with the reason when the build has no CUDA backend or no device. NULL with a message in err when it cannot (e.g. one max_model_len sequence does
  * not fit: the message gives needed and available bytes and the largest length that fits).
  * The model must outlive the engine. Main thread. */
 struct engine *engine_new(const struct engine_config *cfg, struct model *model, char *err,
                           size_t err_len);
 /* Runs the dummy steps cfg.warmup asks for (see enum engine_warmup_mode); leaves the KV cache and
- * its counters as they were. Before engine_start. Returns the number of forward steps run. */
+ * its counters as they were. Before engine_start. Returns the number of forward steps run. On
+ * cuda: captures the decode CUDA graphs (vLLM's sizes up to min(max_num_seqs,
+ * max_num_batched_tokens, 512), sizing.h) unless cfg.warmup is none, and returns how many. */
 int engine_warmup(struct engine *e);
 int engine_start(struct engine *e);    /* starts the engine thread; 0 or -1 */
 /* Any thread. On success *req_id_out is set and events will follow via cb(ud, ...). */
@@ -187,6 +218,20 @@ struct engine_info {
     uint64_t kv_touch_ns;         /* the pool's parallel first touch (part of kv_alloc_ns) */
     int kv_touch_threads;
     uint64_t kv_thp_bytes;        /* pool bytes backed by transparent huge pages (approx.) */
+    /* --device cuda only (zero on cpu): */
+    enum engine_device device;
+    char device_name[96];
+    uint64_t dev_total_bytes;          /* == device_memory_bytes */
+    uint64_t dev_used_at_start_bytes;  /* total - free when engine_new started */
+    uint64_t dev_weight_bytes;
+    uint64_t dev_load_other_bytes;     /* allocated by the load besides the weights */
+    uint64_t dev_activation_peak_bytes;
+    double dev_upload_gbps;
+    mono_ns dev_upload_ns;             /* host -> HBM copy (dev_load_stats) */
+    mono_ns dev_load_ns;               /* all of dev_forward_new: context, cuBLAS, upload; in the
+                                          "Model loading took" line, not in engine init */
+    int n_graphs;                      /* decode batch sizes captured as CUDA graphs */
+    uint64_t dev_graph_bytes;
 };
 void engine_get_info(struct engine *e, struct engine_info *out);
 

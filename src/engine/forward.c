@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "engine/blas_env.h"
+#include "engine/forward_dev.h"
 #include "engine/gguf.h"
 #include "engine/quant.h"
 #include "util/buf.h"
@@ -222,10 +223,24 @@ struct forward *forward_new(const struct model *model, int max_tokens, int max_l
     return f;
 }
 
+struct forward *forward_new_dev(const struct model *model, struct dev_forward *d, int max_tokens,
+                                int max_logits, int max_ctx)
+{
+    struct forward *f = xcalloc(1, sizeof *f);
+    f->model = model;
+    f->dev = d;
+    f->max_tokens = max_tokens < 1 ? 1 : max_tokens;
+    f->max_logits = max_logits < 1 ? 1 : max_logits;
+    f->max_ctx = max_ctx < 1 ? 1 : max_ctx;
+    f->n_threads = 1;
+    return f;
+}
+
 void forward_free(struct forward *f)
 {
     if (!f)
         return;
+    dev_forward_free(f->dev);
     struct run_state *s = &f->s;
     free(s->x);
     free(s->xb);
@@ -263,6 +278,8 @@ int forward_n_threads(const struct forward *f)
 
 float *forward_logits(struct forward *f, int r)
 {
+    if (f->dev)
+        return dev_forward_logits(f->dev, r);
     return f->s.logits + (size_t)r * (size_t)f->model->cfg.n_vocab;
 }
 
@@ -860,6 +877,11 @@ enum forward_status forward_run(struct forward *f, struct kv_cache *kv,
     *n_logits_out = 0;
     if (!batch_valid(f, kv, b, &n_logits, &n_ctx_sum))
         return FORWARD_ERR_BATCH;
+    if (f->dev) {
+        enum forward_status st = dev_forward_run(f->dev, kv, b, n_logits_out);
+        f->n_runs += st == FORWARD_OK;
+        return st;
+    }
 
     const int n = b->n_tokens, E = c->n_embd, hd = c->head_dim, half = hd / 2;
     const int q_dim = c->n_head * hd, kv_dim = c->n_head_kv * hd, F = c->n_ff;

@@ -98,8 +98,12 @@ enum forward_path {
 };
 const char *forward_path_str(enum forward_path p); /* "gemv", "small", "gemm", ... */
 
+struct dev_forward; /* forward_dev.h */
+
 struct forward {
     const struct model *model;
+    struct dev_forward *dev;   /* forward_new_dev: runs and logits go to the GPU (forward_dev.h);
+                                  the host workspace below is then not allocated */
     struct run_state s;
     int max_tokens;
     int max_logits;
@@ -129,6 +133,12 @@ const char *forward_status_str(enum forward_status st);
 struct forward *forward_new(const struct model *model, int max_tokens, int max_logits,
                             int max_ctx, int n_threads);
 void forward_free(struct forward *f); /* NULL-safe */
+
+/* --device cuda: a forward whose forward_run and forward_logits go to d (dev_forward_run,
+ * dev_forward_logits) after the same batch checks, with no host workspace. Takes ownership of d
+ * (forward_free frees it). forward_limit_layers has no effect on it. */
+struct forward *forward_new_dev(const struct model *model, struct dev_forward *d, int max_tokens,
+                                int max_logits, int max_ctx);
 
 /* Bytes of the workspace forward_new allocates for this model and these limits (without
  * allocating): activations, attention scratch, and for a model with matrices in F16 or a block

@@ -136,8 +136,10 @@ static void unregister_block(struct kv_cache *kv, int32_t b)
 
 /* ---- pool ---------------------------------------------------------------------------------- */
 
-int kv_init(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_blocks,
-            int enable_prefix_caching, char *err, size_t err_len)
+/* Validates the shape and sets up everything but the pool: fields, block metadata (all free),
+ * the prefix map. */
+static int kv_init_common(struct kv_cache *kv, int n_layer, int kv_dim, int block_size,
+                          int n_blocks, int enable_prefix_caching, char *err, size_t err_len)
 {
     memset(kv, 0, sizeof *kv);
     kv->free_head = kv->free_tail = kv->lru_head = kv->lru_tail = -1;
@@ -147,33 +149,11 @@ int kv_init(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_
                  kv_dim, block_size, n_blocks);
         return -1;
     }
-    size_t n_floats = 0, bytes = 0;
-    if (size_mul_ok((size_t)n_layer * 2, (size_t)n_blocks, &n_floats) != 0 ||
-        size_mul_ok(n_floats, (size_t)block_size, &n_floats) != 0 ||
-        size_mul_ok(n_floats, (size_t)kv_dim, &n_floats) != 0 ||
-        size_mul_ok(n_floats, sizeof(float), &bytes) != 0) {
-        snprintf(err, err_len,
-                 "kv: pool size overflows (n_layer %d x 2 x n_blocks %d x block_size %d x "
-                 "kv_dim %d floats)",
-                 n_layer, n_blocks, block_size, kv_dim);
-        return -1;
-    }
-    struct bigmem_info bi;
-    float *pool = bigmem_alloc(bytes, 1, &bi);
-    if (!pool) {
-        snprintf(err, err_len, "kv: cannot allocate the KV pool: %zu bytes (%.3f GiB): %s", bytes,
-                 (double)bytes / (1024.0 * 1024.0 * 1024.0), strerror(errno));
-        return -1;
-    }
-    kv->pool_info = bi; /* committed (every page written once, in parallel) and zero */
-
     kv->n_layer = n_layer;
     kv->kv_dim = kv_dim;
     kv->block_size = block_size;
     kv->n_blocks = n_blocks;
     kv->enable_prefix_caching = enable_prefix_caching ? 1 : 0;
-    kv->pool = pool;
-    kv->pool_bytes = bytes;
     kv->meta = xcalloc((size_t)n_blocks, sizeof *kv->meta);
     for (int32_t b = 0; b < n_blocks; b++) {
         kv->meta[b].where = KV_WHERE_FREE;
@@ -189,6 +169,45 @@ int kv_init(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_
     for (size_t i = 0; i < cap; i++)
         kv->map_vals[i] = KV_MAP_EMPTY;
     return 0;
+}
+
+int kv_init(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_blocks,
+            int enable_prefix_caching, char *err, size_t err_len)
+{
+    if (kv_init_common(kv, n_layer, kv_dim, block_size, n_blocks, enable_prefix_caching, err,
+                       err_len) != 0)
+        return -1;
+    size_t n_floats = 0, bytes = 0;
+    if (size_mul_ok((size_t)n_layer * 2, (size_t)n_blocks, &n_floats) != 0 ||
+        size_mul_ok(n_floats, (size_t)block_size, &n_floats) != 0 ||
+        size_mul_ok(n_floats, (size_t)kv_dim, &n_floats) != 0 ||
+        size_mul_ok(n_floats, sizeof(float), &bytes) != 0) {
+        snprintf(err, err_len,
+                 "kv: pool size overflows (n_layer %d x 2 x n_blocks %d x block_size %d x "
+                 "kv_dim %d floats)",
+                 n_layer, n_blocks, block_size, kv_dim);
+        kv_free(kv);
+        return -1;
+    }
+    struct bigmem_info bi;
+    float *pool = bigmem_alloc(bytes, 1, &bi);
+    if (!pool) {
+        snprintf(err, err_len, "kv: cannot allocate the KV pool: %zu bytes (%.3f GiB): %s", bytes,
+                 (double)bytes / (1024.0 * 1024.0 * 1024.0), strerror(errno));
+        kv_free(kv);
+        return -1;
+    }
+    kv->pool_info = bi; /* committed (every page written once, in parallel) and zero */
+    kv->pool = pool;
+    kv->pool_bytes = bytes;
+    return 0;
+}
+
+int kv_init_meta(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_blocks,
+                 int enable_prefix_caching, char *err, size_t err_len)
+{
+    return kv_init_common(kv, n_layer, kv_dim, block_size, n_blocks, enable_prefix_caching, err,
+                          err_len);
 }
 
 void kv_free(struct kv_cache *kv)

@@ -9,6 +9,7 @@
  *
  *   struct kv_cache kv;
  *   kv_init(&kv, n_layer, kv_dim, 16, n_blocks, 1);     // allocates + commits the pool
+ *   (or kv_init_meta: the same bookkeeping, the pool lives elsewhere, e.g. in GPU memory)
  *   struct kv_seq s;
  *   kv_seq_init(&s, max_blocks_per_seq);
  *   int n_cached = kv_seq_match_prefix(&kv, &s, prompt, n_prompt);   // admission: takes refs
@@ -42,7 +43,8 @@ struct kv_cache {
     int block_size;
     int n_blocks;
     int enable_prefix_caching;
-    float *pool;          /* n_layer x 2 x n_blocks x block_size x kv_dim floats */
+    float *pool;          /* n_layer x 2 x n_blocks x block_size x kv_dim floats; NULL after
+                             kv_init_meta (the pool is in device memory) */
     size_t pool_bytes;
     struct bigmem_info pool_info; /* how the pool was committed: THP, touch time, threads */
     struct kv_block_meta *meta; /* [n_blocks] */
@@ -75,6 +77,11 @@ struct kv_seq {
  * (message in err). */
 int kv_init(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_blocks,
             int enable_prefix_caching, char *err, size_t err_len);
+/* The same without a host pool (the CUDA backend holds the K/V in device memory, forward_dev.h):
+ * pool NULL, pool_bytes 0; block metadata, block tables and the prefix map as above (kv_k and
+ * kv_v must not be called). 0, or -1 (invalid shape, message in err). */
+int kv_init_meta(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_blocks,
+                 int enable_prefix_caching, char *err, size_t err_len);
 void kv_free(struct kv_cache *kv); /* NULL-safe */
 
 /* Views of one block's K or V for one layer: [block_size][kv_dim] floats. */

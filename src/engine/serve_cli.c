@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "engine/engine.h"
+#include "engine/forward_dev.h"
 #include "engine/model.h"
 #include "engine/server.h"
 #include "util/buf.h"
@@ -22,8 +23,9 @@ static void usage(FILE *f)
         f,
         "usage: slmprobe serve --model FILE.gguf [options]\n"
         "\n"
-        "Runs the embedded reference runtime: a CPU transformer engine (paged KV cache,\n"
-        "continuous batching, prefix caching) behind a vLLM-compatible HTTP API.\n"
+        "Runs the embedded reference runtime: a transformer engine on the CPU or, built with\n"
+        "`make CUDA=1`, on an NVIDIA GPU (paged KV cache, continuous batching, prefix caching)\n"
+        "behind a vLLM-compatible HTTP API.\n"
         "Sizes accept k/m/g/t (x1000) and K/M/G/T, KiB/MiB/GiB/TiB (x1024), kB/MB/GB/TB.\n"
         "\n"
         "model and API:\n"
@@ -42,12 +44,18 @@ static void usage(FILE *f)
         "                                before aborting them (default 30)\n"
         "\n"
         "engine:\n"
+        "  --device cpu|cuda             where the forward pass runs (default cpu). cuda: the\n"
+        "                                weights, activations and KV cache in GPU memory (needs\n"
+        "                                a `make CUDA=1` build), the KV cache sized from the\n"
+        "                                GPU's real memory as vLLM does (--device-memory is\n"
+        "                                ignored), CUDA graphs captured for decode batches\n"
         "  --max-model-len N             context length (default: the model's; 1k = 1000,\n"
         "                                1K = 1024)\n"
         "  --block-size N                tokens per KV block (default 16)\n"
-        "  --device-memory SIZE          simulated device memory (default 4GiB)\n"
+        "  --device-memory SIZE          simulated device memory (default 4GiB; cpu only)\n"
         "  --gpu-memory-utilization F    fraction of the device for weights + activations +\n"
-        "                                KV cache (default 0.9)\n"
+        "                                KV cache (default 0.9); on cuda the device must have\n"
+        "                                that much free at start-up\n"
         "  --kv-cache-memory-bytes SIZE  KV pool size; overrides --gpu-memory-utilization\n"
         "  --max-num-seqs N              most sequences per step (default 256)\n"
         "  --max-num-batched-tokens N    token budget per step (default 2048)\n"
@@ -60,8 +68,11 @@ static void usage(FILE *f)
         "                                one small decode batch); shapes = one step per batch\n"
         "                                shape (prefill 1, 2, 4, ... tokens, decode 2, 4, ...\n"
         "                                sequences; the analogue of CUDA graph capture);\n"
-        "                                none = no warm-up\n"
-        "  --enforce-eager               same as --warmup none\n"
+        "                                none = no warm-up. On cuda, kernels and shapes both\n"
+        "                                mean CUDA graph capture of decode batches 1, 2, 4, 8,\n"
+        "                                16, 24, ... up to --max-num-seqs (at most 512)\n"
+        "  --enforce-eager               same as --warmup none: no warm-up; on cuda no CUDA\n"
+        "                                graphs, every step runs eagerly (vLLM's flag)\n"
         "  --load-format mmap|read       how weights are loaded (default mmap)\n"
         "  --threads N                   compute threads (default: number of CPUs)\n"
         "  --seed N                      requests without a seed get seeds derived from N\n"
@@ -280,6 +291,11 @@ static const char *set_warmup(struct serve_opts *o, const char *val)
     return engine_warmup_mode_parse(val, &o->ec.warmup) != 0 ? "kernels, shapes or none" : NULL;
 }
 
+static const char *set_device(struct serve_opts *o, const char *val)
+{
+    return engine_device_parse(val, &o->ec.device) != 0 ? "cpu or cuda" : NULL;
+}
+
 static const char *set_load_format(struct serve_opts *o, const char *val)
 {
     if (!strcmp(val, "mmap"))
@@ -336,6 +352,7 @@ static const struct serve_flag serve_flags[] = {
     {"--seed", 1, set_seed},
     {"--drain-timeout", 1, set_drain_timeout},
     {"--warmup", 1, set_warmup},
+    {"--device", 1, set_device},
 };
 
 static const struct serve_flag *serve_flag_find(const char *name)
@@ -451,6 +468,17 @@ int cmd_serve(int argc, char **argv)
     log_info("serve", "slmprobe API server version %s", SLMPROBE_VERSION);
 
     char err[1024];
+    if (o.ec.device == ENGINE_DEVICE_CUDA) {
+        /* before binding or loading anything: a CPU build or a machine without a GPU says so */
+        struct dev_props p;
+        mono_ns t_probe = clock_now_ns();
+        if (dev_probe(o.ec.device_ordinal, &p, err, sizeof err) != 0) {
+            log_error("serve", "--device cuda: %s", err);
+            return 1;
+        }
+        log_info("serve", "CUDA initialised in %.3f seconds (cuda:%d, %s)",
+                 ns_to_s(clock_now_ns() - t_probe), p.ordinal, p.name);
+    }
     struct model *model = NULL;
     struct engine *engine = NULL;
     int engine_started = 0;
@@ -478,8 +506,11 @@ int cmd_serve(int argc, char **argv)
              "%.3f s, load format %s)",
              ns_to_s(t1 - t0), ns_to_s(model->load.open_ns), ns_to_s(model->load.touch_ns),
              ns_to_s(model->load.convert_ns), o.load_format == MODEL_LOAD_MMAP ? "mmap" : "read");
-    log_info("serve", "Model loading took %.4f GiB and %.6f seconds",
-             (double)model->weight_bytes / 1073741824.0, ns_to_s(t1 - t0));
+    if (o.ec.device == ENGINE_DEVICE_CUDA)
+        o.ec.host_load_ns = t1 - t0; /* engine_new logs the line once the weights are on the GPU */
+    else
+        log_info("serve", "Model loading took %.4f GiB and %.6f seconds",
+                 (double)model->weight_bytes / 1073741824.0, ns_to_s(t1 - t0));
     if (server_stop_requested(srv))
         goto stopped;
 
@@ -497,8 +528,12 @@ int cmd_serve(int argc, char **argv)
         goto out;
     }
     engine_started = 1;
+    /* as vLLM's: profile, KV cache, warm-up; on cuda the weights' upload inside engine_new
+     * belongs to "Model loading took", not here */
+    struct engine_info info;
+    engine_get_info(engine, &info);
     log_info("serve", "init engine (profile, create kv cache, warmup model) took %.2f seconds",
-             ns_to_s(clock_now_ns() - t2));
+             ns_to_s(clock_now_ns() - t2 - info.dev_load_ns));
     if (server_stop_requested(srv))
         goto stopped;
 

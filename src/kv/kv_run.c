@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/model.h"
 #include "kv/kv_probe.h"
 #include "run/driver.h"
 #include "run/launch.h"
@@ -402,17 +403,39 @@ static int row_done(const struct kv_result *r, int len, double util)
     return 0;
 }
 
+/* 1 when the embedded server is told to run on the GPU (`-- --device cuda`): its KV cache is
+ * then 16-bit, as on the other servers, not f32. */
+static int embedded_on_cuda(const struct target_config *t)
+{
+    for (int i = 0; i < t->n_extra_args; i++) {
+        const char *a = t->extra_args[i];
+        if (!strcmp(a, "--device=cuda") ||
+            (!strcmp(a, "--device") && i + 1 < t->n_extra_args &&
+             !strcmp(t->extra_args[i + 1], "cuda")))
+            return 1;
+    }
+    return 0;
+}
+
 static void load_theory(const struct kv_opts *o, const struct target_config *t,
                         struct kv_theory *th)
 {
     int dt = o->kv_cache_dtype ? kv_dtype_bytes(o->kv_cache_dtype) : 0;
-    if (t->kind != TARGET_KIND_EMBEDDED && dt <= 0)
-        dt = 2; /* f16 / bf16: the default KV dtype of vLLM, SGLang and llama.cpp */
+    if ((t->kind != TARGET_KIND_EMBEDDED || embedded_on_cuda(t)) && dt <= 0)
+        dt = 2; /* f16 / bf16: the default KV dtype of vLLM, SGLang, llama.cpp and the embedded
+                   runtime on cuda; the embedded runtime on the CPU keeps f32 */
     char cj[1100];
     if (o->model_config) {
         kv_theory_from_config_json(o->model_config, o->kv_cache_dtype, th);
     } else if (t->model && strstr(t->model, ".gguf")) {
         kv_theory_from_gguf(t->model, dt, th);
+        struct model_file_info mi;
+        char err[256];
+        /* on cuda the pool holds the model's 16-bit type: bf16 for a bf16 file */
+        if (t->kind == TARGET_KIND_EMBEDDED && embedded_on_cuda(t) && dt == 2 &&
+            model_file_info(t->model, &mi, err, sizeof err) == 0 &&
+            mi.file_dtype == MODEL_DTYPE_BF16)
+            snprintf(th->dtype, sizeof th->dtype, "bf16");
     } else if (t->model && snprintf(cj, sizeof cj, "%s/config.json", t->model) > 0 &&
                access(cj, R_OK) == 0) {
         kv_theory_from_config_json(cj, o->kv_cache_dtype, th);

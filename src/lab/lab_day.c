@@ -280,20 +280,34 @@ static void section_key_numbers(const struct lab_inputs *in, struct buf *o)
     key_kv(KV(in), o);
 }
 
-/* TTFT_cold = load_weights + runtime_warmup + other start-up + first prefill + queueing. */
-static void section_equation(const struct json *t, struct buf *o)
+/* The equation's terms. Tier 1's own latency stack (ttft.json latency_stack_ms: load_weights =
+ * model_load, else weights_load; runtime_warmup = engine_init, else its parts), so DAY.md and
+ * first_token_latency.md say the same; from the phases for a ttft.json without it. */
+struct eq_terms {
+    double total, ready, cold, load, warm, other, queue;
+    const char *load_src, *warm_src;
+};
+
+static void equation_terms(const struct json *t, struct eq_terms *q)
 {
-    buf_puts(o, "## The cold-start equation, measured\n");
-    if (!t) {
-        buf_puts(o, "Tier 1 was not run: no terms to fill.\n\n");
+    q->ready = lab_jnum(t, "repeats[0].launch_to_ready_ms");
+    q->total = lab_jnum(t, "repeats[0].launch_to_first_token_ms");
+    q->cold = lab_jnum(t, "repeats[0].cold_ttft_ms");
+    q->load = lab_jnum(t, "repeats[0].latency_stack_ms.load_weights");
+    q->warm = lab_jnum(t, "repeats[0].latency_stack_ms.runtime_warmup");
+    q->other = lab_jnum(t, "repeats[0].latency_stack_ms.other_startup");
+    q->queue = lab_jnum(t, "repeats[0].latency_stack_ms.queueing");
+    int have_ml = isfinite(lab_jnum(t, "repeats[0].phases_s.model_load"));
+    int have_ei = isfinite(lab_jnum(t, "repeats[0].phases_s.engine_init"));
+    q->load_src = lab_jstr(t, have_ml ? "repeats[0].phase_sources.model_load"
+                                      : "repeats[0].phase_sources.weights_load", "none");
+    q->warm_src = lab_jstr(t, have_ei ? "repeats[0].phase_sources.engine_init"
+                                      : "repeats[0].phase_sources.warmup_graph_capture", "none");
+    if (isfinite(q->load) || isfinite(q->warm))
         return;
-    }
-    double ready = lab_jnum(t, "repeats[0].launch_to_ready_ms");
-    double total = lab_jnum(t, "repeats[0].launch_to_first_token_ms");
-    double cold = lab_jnum(t, "repeats[0].cold_ttft_ms");
-    double w = lab_jnum(t, "repeats[0].phases_s.weights_load") * 1000;
-    if (!isfinite(w))
-        w = lab_jnum(t, "repeats[0].phases_s.model_load") * 1000;
+    q->load = lab_jnum(t, "repeats[0].phases_s.weights_load") * 1000;
+    if (!isfinite(q->load))
+        q->load = lab_jnum(t, "repeats[0].phases_s.model_load") * 1000;
     double warm = 0;
     int n_warm = 0;
     const char *warm_parts[] = {"torch_compile", "kv_cache_alloc", "warmup_graph_capture"};
@@ -306,28 +320,41 @@ static void section_equation(const struct json *t, struct buf *o)
             n_warm++;
         }
     }
-    double wm = n_warm ? warm : NAN;
-    /* everything else up to the first token: process start, API server, readiness polling and the
-     * probe's reaction to ready */
-    double other = total - cold - (isfinite(w) ? w : 0) - (isfinite(wm) ? wm : 0);
-    char a[32], b[32], c[32], d[32], e[32], f[32];
+    q->warm = n_warm ? warm : NAN;
+    q->queue = 0;
+    /* everything else up to the first token: process start, API server, readiness polling and
+     * the probe's reaction to ready */
+    q->other = q->total - q->cold - (isfinite(q->load) ? q->load : 0) -
+               (isfinite(q->warm) ? q->warm : 0);
+}
+
+/* TTFT_cold = load_weights + runtime_warmup + other start-up + first prefill + queueing. */
+static void section_equation(const struct json *t, struct buf *o)
+{
+    buf_puts(o, "## The cold-start equation, measured\n");
+    if (!t) {
+        buf_puts(o, "Tier 1 was not run: no terms to fill.\n\n");
+        return;
+    }
+    struct eq_terms q;
+    equation_terms(t, &q);
+    char a[32], b[32], c[32], d[32], e[32], f[32], g[32];
     buf_printf(o, "TTFT_cold (restart to first token) = %s ≈ load_weights %s + runtime_warmup %s "
-                  "+ other start-up %s + first_prefill %s + queueing 0 (one request, nothing "
-                  "queued)\n\n",
-               ms(total, a, sizeof a), ms(w, b, sizeof b), ms(wm, c, sizeof c),
-               ms(other, d, sizeof d), ms(cold, e, sizeof e));
+                  "+ other start-up %s + first_prefill %s + queueing %s (ready to the cold "
+                  "request sent; one request, nothing ahead of it)\n\n",
+               ms(q.total, a, sizeof a), ms(q.load, b, sizeof b), ms(q.warm, c, sizeof c),
+               ms(q.other, d, sizeof d), ms(q.cold, e, sizeof e), ms(q.queue, g, sizeof g));
     buf_printf(o, "TTFT_warm ≈ first_prefill + small scheduling overhead + queueing = %s (median "
                   "of the warm runs, one request at a time)\n\n",
                ms(lab_jnum(t, "summary.warm_ttft_p50_ms"), f, sizeof f));
-    buf_printf(o, "Where the terms come from: load_weights (%s) and runtime_warmup (%s: KV "
-                  "allocation, compilation, warm-up or graph capture) are the server's start-up "
-                  "phases (\"logged\": durations it printed; \"arrival\": differences of log-line "
-                  "arrival times; see first_token_latency.md); first_prefill is the cold request's "
-                  "TTFT measured by the probe; other start-up is the rest of the %s from restart "
-                  "to first token (of which %s to ready).\n\n",
-               lab_jstr(t, "repeats[0].phase_sources.weights_load", "none"),
-               lab_jstr(t, "repeats[0].phase_sources.warmup_graph_capture", "none"),
-               ms(total, d, sizeof d), ms(ready, e, sizeof e));
+    buf_printf(o, "Where the terms come from: load_weights (%s; on a GPU it includes the copy to "
+                  "device memory) and runtime_warmup (%s: profiling, KV allocation, compilation, "
+                  "warm-up or graph capture) are the server's start-up phases (\"logged\": "
+                  "durations it printed; \"arrival\": differences of log-line arrival times; see "
+                  "first_token_latency.md); first_prefill is the cold request's TTFT measured by "
+                  "the probe; other start-up is the rest of restart to ready (%s of the %s): "
+                  "process start, HTTP start-up, readiness polling.\n\n",
+               q.load_src, q.warm_src, ms(q.ready, e, sizeof e), ms(q.total, d, sizeof d));
 }
 
 static void observe_spikes(const struct json *t, struct buf *o)

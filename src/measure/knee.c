@@ -352,11 +352,23 @@ void knee_analyze(const struct knee_level *lv, size_t n, const struct knee_confi
         out->i_knee = u[nu - 1];
         out->reason = KNEE_REASON_NOT_REACHED;
         double g = gain_per_doubling(p, q);
-        snprintf(out->summary, sizeof out->summary,
-                 "No knee within the sweep: from %s %s to %s throughput still changed %s per "
-                 "doubling (threshold %.0f%%) and p95 e2e grew less than throughput.",
-                 name, fmt_load(cfg, p->load, a, sizeof a), fmt_load(cfg, q->load, b, sizeof b),
-                 fmt_pct_signed(g, c, sizeof c), cfg->threshold * 100.0);
+        double rT = q->tok_s / p->tok_s, rL = q->p95_e2e_s / p->p95_e2e_s;
+        int w = snprintf(out->summary, sizeof out->summary,
+                         "No knee within the sweep: from %s %s to %s throughput still changed %s "
+                         "per doubling (threshold %.0f%%) and ",
+                         name, fmt_load(cfg, p->load, a, sizeof a),
+                         fmt_load(cfg, q->load, b, sizeof b), fmt_pct_signed(g, c, sizeof c),
+                         cfg->threshold * 100.0);
+        size_t off = w > 0 && (size_t)w < sizeof out->summary ? (size_t)w : 0;
+        /* still scaling either way (stops_scaling): say which way latency went */
+        if (!(rL > rT))
+            snprintf(out->summary + off, sizeof out->summary - off,
+                     "p95 e2e grew less than throughput.");
+        else
+            snprintf(out->summary + off, sizeof out->summary - off,
+                     "p95 e2e grew more than throughput (%.2fx against %.2fx), but the gain is "
+                     "above %.0f%% per doubling.",
+                     rL, rT, KNEE_RESUME_FACTOR * cfg->threshold * 100.0);
         out->gain_per_doubling = g;
         return;
     }
@@ -623,11 +635,15 @@ void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_co
         !isnan(last->p95_tpot_ms) && first->p95_ttft_ms > 0 && first->p95_tpot_ms > 0) {
         double rt = last->p95_ttft_ms / first->p95_ttft_ms;
         double rp = last->p95_tpot_ms / first->p95_tpot_ms;
+        /* by the milliseconds each adds to e2e, not by their ratios: a TPOT that grows less
+         * than TTFT still adds more when it is paid for every output token */
+        double d_e2e_ms = (last->p95_e2e_s - first->p95_e2e_s) * 1000.0;
+        double d_ttft_ms = last->p95_ttft_ms - first->p95_ttft_ms;
         char g[24], h[24];
         const char *why;
         if (rt < 1.25 && rp < 1.25)
             why = "per-request latency stayed nearly flat across the sweep";
-        else if (rt > rp)
+        else if (d_e2e_ms > 0 ? d_ttft_ms >= 0.5 * d_e2e_ms : rt > rp)
             why = "waiting before the first token (queueing and prefill) drives most of the "
                   "added latency";
         else

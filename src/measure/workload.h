@@ -7,8 +7,9 @@
  * requests share a prefix and nothing is prefix-cached by accident (the prefix generator shares
  * exactly the prefix it says it shares, nothing more).
  *
- * Token counts: on the embedded runtime one token is one byte (tokenizer.h), so WORKLOAD_UNIT_BYTE
- * lengths are exact. For other servers WORKLOAD_UNIT_WORD writes common English words that BPE
+ * Token counts: on the embedded runtime with slmprobe's own vocabulary one token is one byte
+ * (tokenizer.h), so WORKLOAD_UNIT_BYTE lengths are exact (probe_tokens_are_bytes decides). For
+ * other servers, and an embedded model with a real vocabulary, WORKLOAD_UNIT_WORD writes common English words that BPE
  * vocabularies hold as one token each (with the leading space): lengths are approximations, and
  * the real counts must come from the server's usage (probes report those). This module never
  * tokenises and never talks to a server.

@@ -3,6 +3,8 @@
  * defaults that depend on --server are resolved at the end. No files are touched here. */
 #include "run/probe_opts.h"
 
+#include "engine/model.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -532,4 +534,17 @@ int probe_opts_parse_int_list(const char *name, const char *v, long lo, long hi,
     }
     *n_out = n;
     return 0;
+}
+
+int probe_tokens_are_bytes(const struct target_config *t)
+{
+    if (t->kind != TARGET_KIND_EMBEDDED)
+        return 0;
+    if (!t->model || !t->model[0])
+        return 1; /* the default model: slmprobe's vocabulary */
+    struct model_file_info mi;
+    char err[256];
+    if (model_file_info(t->model, &mi, err, sizeof err) != 0)
+        return 1; /* not a readable file (a --url model name): the launch or the server says */
+    return mi.tok_kind == TOK_KIND_SLM;
 }

@@ -90,4 +90,11 @@ int probe_opts_parse_double(const char *name, const char *v, double lo, double h
 int probe_opts_parse_int_list(const char *name, const char *v, long lo, long hi, int *out,
                               int cap, int *n_out, char *err, size_t err_len);
 
+/* 1 when one byte of prompt text is one token on the target: the embedded runtime with
+ * slmprobe's own byte vocabulary (its default model, or a GGUF file without a real tokenizer);
+ * 0 for other servers and for an embedded model that carries a real vocabulary (e.g. Qwen's
+ * BPE, `model init --tokenizer`), where lengths are approximate (WORKLOAD_UNIT_WORD) and the
+ * server's usage gives the real counts. Reads the GGUF header (no weights). */
+int probe_tokens_are_bytes(const struct target_config *t);
+
 #endif

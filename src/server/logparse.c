@@ -71,6 +71,8 @@ void startup_info_init(struct startup_info *si)
     si->kv_cache_gib = NAN;
     si->weights_gib = NAN;
     si->graph_gib = NAN;
+    si->upload_s = NAN;
+    si->upload_gbps = NAN;
     si->kv_cache_mib = NAN;
     si->kv_buffer_mib = NAN;
     si->context_len = -1;
@@ -383,6 +385,13 @@ static int parse_vllm(struct startup_info *si, struct span s, double t_s)
         expect(p, s.end, "GiB")) {
         set_phase(si, STARTUP_PHASE_WARMUP_GRAPH_CAPTURE, v);
         set_first_d(&si->graph_gib, w);
+        hit = 1;
+    }
+    if ((p = after(s, "Weights uploaded at ")) && (p = read_num(p, s.end, &v)) &&
+        (p = expect(p, s.end, "GB/s (")) && (p = read_num(p, s.end, &w)) &&
+        (p = expect(p, s.end, "GB in")) && read_num(p, s.end, &w)) {
+        set_first_d(&si->upload_gbps, v);
+        set_first_d(&si->upload_s, w);
         hit = 1;
     }
     if ((p = after(s, "Warm-up took ")) && (p = read_num(p, s.end, &v)) &&
@@ -934,6 +943,8 @@ enum buf_status startup_info_to_json(const struct startup_info *si, struct buf *
     json_d(out, &first, "kv_cache_gib", si->kv_cache_gib);
     json_d(out, &first, "weights_gib", si->weights_gib);
     json_d(out, &first, "graph_gib", si->graph_gib);
+    json_d(out, &first, "upload_s", si->upload_s);
+    json_d(out, &first, "upload_gbps", si->upload_gbps);
     json_d(out, &first, "kv_cache_mib", si->kv_cache_mib);
     json_d(out, &first, "kv_buffer_mib", si->kv_buffer_mib);
     json_i64(out, &first, "context_len_tokens", si->context_len);

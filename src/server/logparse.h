@@ -33,6 +33,7 @@
  *     "Maximum concurrency for N tokens per request: Xx"      -> max_concurrency(_len)
  *        (two-line form and one-line form after "GPU KV cache size: N tokens, ")
  *     "Graph capturing finished in N secs, took X GiB"        -> warmup_graph_capture, graph_gib
+ *     "Weights uploaded at X GB/s (Y GB in Z s"  (embedded cuda) -> upload_gbps, upload_s
  *     "Warm-up took X seconds (N batch shapes)"               -> warmup_graph_capture (embedded)
  *     "init engine (profile, create kv cache, warmup model) took X s[econds][ (compilation: Y s)]"
  *                                                             -> engine_init, compilation_s
@@ -141,6 +142,9 @@ struct startup_info {
     double kv_cache_gib;              /* embedded: KV pool size in the allocation line */
     double weights_gib;               /* "Model loading took X GiB" */
     double graph_gib;                 /* "Graph capturing finished ..., took X GiB" */
+    double upload_s;                  /* embedded --device cuda: "Weights uploaded at X GB/s (Y GB
+                                         in Z s; ...)" (inside model_load) */
+    double upload_gbps;               /* its X */
     double kv_cache_mib;              /* llama.cpp "llama_kv_cache: size = X MiB" */
     double kv_buffer_mib;             /* llama.cpp "KV buffer size = X MiB" (sum over buffers) */
     int64_t context_len;              /* SGLang context_len=N */

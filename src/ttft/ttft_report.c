@@ -576,6 +576,12 @@ static void startup_facts(const struct startup_info *si, struct report_section *
                           (long long)si->max_concurrency_len, si->max_concurrency);
         if (isfinite(si->weights_gib))
             report_bullet(s, "Weights in device memory: %.2f GiB", si->weights_gib);
+        if (isfinite(si->upload_s))
+            report_bullet(s, "Weights copied to device memory in %.3f s (%.2f GB/s)",
+                          si->upload_s, si->upload_gbps);
+        if (isfinite(si->graph_gib))
+            report_bullet(s, "CUDA graphs: captured in %.2f s, %.2f GiB of device memory",
+                          si->phase_s[STARTUP_PHASE_WARMUP_GRAPH_CAPTURE], si->graph_gib);
         if (si->n_warmup_shapes > 0)
             report_bullet(s, "Warm-up ran %d batch shapes", si->n_warmup_shapes);
         if (si->warmup_skipped)

@@ -15,6 +15,7 @@
 #include "measure/workload.h"
 #include "run/driver.h"
 #include "run/launch.h"
+#include "run/probe_opts.h"
 #include "server/telemetry.h"
 #include "ttft/ttft.h"
 #include "util/buf.h"
@@ -322,7 +323,7 @@ static int ctx_open(struct ttft_ctx *cx)
     const struct probe_opts *po = cx->s->po;
     if (workload_init_synth(&cx->wl,
                             &(struct workload_synth){.input_len_tokens = res->opt.prompt_len,
-                                                     .unit = po->target.kind == TARGET_KIND_EMBEDDED
+                                                     .unit = probe_tokens_are_bytes(&po->target)
                                                                  ? WORKLOAD_UNIT_BYTE
                                                                  : WORKLOAD_UNIT_WORD,
                                                      .seed = 1}) != WORKLOAD_OK) {

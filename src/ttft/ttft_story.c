@@ -192,8 +192,9 @@ static void stack_dominated(const struct ttft_stack *st, const struct ttft_repea
                          l, w,
                          v == TTFT_STORAGE_COLD ? ": page-cache fill (storage-cold) dominated"
                          : v == TTFT_STORAGE_WARM
-                             ? "; the weights were already resident, so this is mapping and "
-                               "first touch, not storage"
+                             ? "; the weights were already resident, so this is the server's "
+                               "own load work (mapping, first touch, type conversion, any copy "
+                               "to device memory), not storage"
                              : "");
     else
         report_paragraph(s, "Of the two start-up terms, runtime_warmup %s dominated load_weights %s.",
@@ -228,7 +229,16 @@ void ttft_section_stack(const struct ttft_result *res, struct report *r)
     report_table_col(t, "what", "Measured", NULL, REPORT_COL_TEXT, 0);
     stack_row(t, "storage -> DRAM (page-cache fill)", "load_weights", st.load_weights_ms,
               st.load_weights_src, rd);
-    stack_row(t, "DRAM -> device memory (HBM copy)", "(inside load_weights)", NAN, "probe", gpu);
+    if (isfinite(rr->startup.upload_s)) { /* the embedded runtime on a GPU logs its upload */
+        size_t k = strlen(gpu);
+        snprintf(gpu + k, sizeof gpu - k, "; logged upload at %.2f GB/s",
+                 rr->startup.upload_gbps);
+        stack_row(t, "DRAM -> device memory (HBM copy)", "(inside load_weights)",
+                  rr->startup.upload_s * 1000.0, "logged", gpu);
+    } else {
+        stack_row(t, "DRAM -> device memory (HBM copy)", "(inside load_weights)", NAN, "probe",
+                  gpu);
+    }
     stack_row(t, "runtime warm-up (graph capture, kernel selection)", "runtime_warmup",
               st.runtime_warmup_ms, st.runtime_warmup_src, "engine init / warm-up phases");
     stack_row(t, "process start, HTTP, readiness polling", "other_startup", st.other_startup_ms,
