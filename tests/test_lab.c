@@ -146,7 +146,9 @@ static const char *const seed_artifacts[] = {
     "concurrency_sweep.csv", "serve_slm.sh", "serve_slm_no_prefix_cache.sh",
     "serve_slm_prefix_cache.sh", "kv_scaling.sh", "lab.json", "DAY.md", "report.html",
     "first_token_latency.html", "prefix_caching_results.html", "kv_cache_scaling_notes.html",
-    "batching_benchmark.html", "ttft.json", "prefix.json", "kv.json", "batch.json"};
+    "batching_benchmark.html", "ttft.json", "prefix.json", "kv.json", "batch.json",
+    /* Tier 1 and Tier 3B launch alike: each keeps its own log */
+    "server.log", "server_batch.log"};
 
 /* Starts `slmprobe lab --quick` on the tiny model into out; returns the pid (output to log). */
 static pid_t lab_start(const char *out, const char *log, int resume)

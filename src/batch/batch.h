@@ -67,6 +67,8 @@ struct batch_opts {
     int metrics_interval_ms;
     int progress; /* -1 auto (stderr is a TTY), 0, 1 */
     int unit;     /* -1 auto: byte for the embedded runtime, word otherwise (workload.h) */
+    const char *log_name; /* the launch's log in OUT; NULL: "server.log" (lab: server_batch.log,
+                             so Tier 1's server.log is kept) */
 };
 
 void batch_opts_defaults(struct batch_opts *o);

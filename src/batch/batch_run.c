@@ -507,7 +507,7 @@ int batch_run(const struct batch_opts *o, struct session *s, struct batch_result
     snprintf(res->workload_desc, sizeof res->workload_desc, "%s", d.data ? d.data : "");
     buf_free(&d);
     struct launch L;
-    launch_init_opts(&L, s, &po->target, "server.log",
+    launch_init_opts(&L, s, &po->target, o->log_name ? o->log_name : "server.log",
                      &(struct launch_opts){.metrics_interval_ms = o->metrics_interval_ms});
     struct run_ctx x = {.o = o, .s = s, .L = &L, .w = &w};
     x.progress = o->progress != 0;

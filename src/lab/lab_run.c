@@ -110,6 +110,7 @@ static enum lab_tier_state run_batch(const struct lab_opts *o, struct session *s
 {
     struct batch_opts bo;
     batch_opts_defaults(&bo);
+    bo.log_name = "server_batch.log"; /* Tier 1 logs to server.log in the same directory */
     if (o->quick) {
         static const int quick_conc[] = {1, 2, 4, 8};
         memcpy(bo.conc, quick_conc, sizeof quick_conc);
