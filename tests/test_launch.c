@@ -137,9 +137,9 @@ static void test_launch_cold_storage(void)
         CHECK_MSG(L.read_bytes_ready < L.model_bytes / 2, "warm read %lld of %lld",
                   (long long)L.read_bytes_ready, (long long)L.model_bytes);
     launch_free(&L);
-    probe_opts_free(&po);
 
-    /* a model that is no local path: unknown residency, the reason said */
+    /* a model that is no local path: unknown residency, the reason said (cfg still borrows
+     * po's strings, so po is freed last) */
     cfg.cold_storage = 1;
     cfg.model = "Org/not-a-local-model";
     cfg.serve_cmd = (char *[]){"/bin/sh", "-c", "exit 3", NULL};
@@ -151,6 +151,7 @@ static void test_launch_cold_storage(void)
     CHECK(!L.cold_storage_done);
     CHECK_MSG(strstr(L.cold_storage_err, "not a local file") != NULL, "%s", L.cold_storage_err);
     launch_free(&L);
+    probe_opts_free(&po);
 }
 
 int main(void)
