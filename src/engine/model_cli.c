@@ -614,7 +614,8 @@ static int cmd_info(int argc, char **argv)
     printf("params            %" PRIu64 " (%s)\n", n_params, fmt_count(n_params, b, sizeof b));
     printf("file bytes        %" PRIu64 " (%s)\n", info.file_bytes,
            fmt_bytes(info.file_bytes, b, sizeof b));
-    printf("weight bytes      %" PRIu64 " (%s resident: block types as stored, others f32)\n",
+    printf("weight bytes      %" PRIu64
+           " (%s resident: F16, BF16, block-type matrices as stored, others f32)\n",
            info.weight_bytes, fmt_bytes(info.weight_bytes, b, sizeof b));
     printf("kv bytes/token    %" PRIu64 " (f32 KV), %" PRIu64 " (f16 KV)\n", kv32, kv16);
     printf("file dtype        %s\n", model_dtype_str(info.file_dtype));
