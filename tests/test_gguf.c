@@ -1410,6 +1410,55 @@ static void test_reject_quantized_type(void)
     free(b);
 }
 
+/* A llama.cpp-style mix: a BF16 matrix is computed on in the map (not owned, weight bytes 2 a
+ * value) while a 1-D BF16 norm is converted to f32 at load (owned, exactly the shifted bits), as
+ * for F16. The values are f32 bytes read as bf16: garbage, but a valid file. */
+static void test_load_bf16_mix(void)
+{
+    unsigned char *b = good_copy();
+    struct ti_pos pq = find_tensor_info(b, g_good_len, "blk.0.attn_q.weight");
+    struct ti_pos pn = find_tensor_info(b, g_good_len, "output_norm.weight");
+    put_u32(b + pq.type, GGML_TYPE_BF16);
+    put_u32(b + pn.type, GGML_TYPE_BF16);
+    const char *path = tpath("bf16_mix.gguf");
+    spit(path, b, g_good_len);
+    char err[512];
+    struct model *m = model_load(path, MODEL_LOAD_MMAP, err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    struct gguf_file g;
+    CHECK(gguf_parse(&g, b, g_good_len, g_good_len, NULL, err, sizeof err) == GGUF_OK);
+    if (m) {
+        const struct gguf_tensor_info *tq = gguf_find_tensor(&g, "blk.0.attn_q.weight");
+        const struct gguf_tensor_info *tn = gguf_find_tensor(&g, "output_norm.weight");
+        const int E = m->cfg.n_embd;
+        CHECK(m->w.layers[0].wq == NULL && m->w.layers[0].mq.type == GGML_TYPE_BF16);
+        CHECK((const unsigned char *)m->w.layers[0].mq.data >= (const unsigned char *)m->map &&
+              (const unsigned char *)m->w.layers[0].mq.data <
+                  (const unsigned char *)m->map + m->map_bytes);
+        CHECK_EQ_INT(m->owned_floats, E); /* only the norm */
+        CHECK_EQ_INT(m->load.convert_bytes, (uint64_t)E * 4);
+        CHECK_EQ_INT(m->load.convert_threads, 1);
+        CHECK_EQ_INT(m->weight_bytes, model_n_params(&m->cfg) * 4 - tq->n_elems * 2);
+        int bad = 0;
+        for (int i = 0; i < E; i++) {
+            uint16_t h;
+            memcpy(&h, (const unsigned char *)tn->data + 2 * i, 2);
+            uint32_t want = (uint32_t)h << 16, got;
+            memcpy(&got, &m->w.output_norm[i], 4);
+            bad += got != want;
+        }
+        CHECK_MSG(bad == 0, "%d norm values differ", bad);
+        float row[256], ref[256];
+        CHECK(E <= 256);
+        quant_dequantize_row(GGML_TYPE_BF16, m->w.layers[0].mq.data, row, (size_t)E);
+        quant_dequantize_row(GGML_TYPE_BF16, tq->data, ref, (size_t)E);
+        CHECK(memcmp(row, ref, (size_t)E * 4) == 0);
+    }
+    gguf_file_free(&g);
+    model_free(m);
+    free(b);
+}
+
 static void test_reject_unknown_type(void)
 {
     unsigned char *b = good_copy();
@@ -1695,6 +1744,7 @@ int main(void)
     TEST_RUN(test_reject_missing_tensor);
     TEST_RUN(test_reject_wrong_shape);
     TEST_RUN(test_reject_quantized_type);
+    TEST_RUN(test_load_bf16_mix);
     TEST_RUN(test_reject_unknown_type);
     TEST_RUN(test_reject_bad_dims);
     TEST_RUN(test_reject_bad_alignment);
