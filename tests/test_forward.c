@@ -595,8 +595,9 @@ static void test_forward_long(void)
 
 /* Weights as stored: a tiny file written with Q8_0 (or Q4_0, F16, BF16, ...) matrices, loaded by
  * mmap (the matrices stay in the map; ffn_down's 688-value rows do not divide into blocks and are
- * F16 for the block types, BF16 in a bf16 file, also used as stored), against the naive reference on the same weights dequantised (the file loaded with
- * read(), which converts every tensor to f32): within 1e-4 x max(1, max |logit|) for a prefill
+ * F16 for the block types, BF16 in a bf16 file, also used as stored), against the naive
+ * reference on the same weights dequantised (the file loaded with read(), which converts every
+ * tensor to f32): within 1e-4 x max(1, max |logit|) for a prefill
  * (dequantised tiles + sgemm / the small kernel) and decode (the fused kernel), on 2 threads.
  * Greedy decoding from the quantised model is bit-identical run to run. */
 static void check_quantised(enum model_dtype dtype, uint32_t want_type)

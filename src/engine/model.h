@@ -49,8 +49,8 @@ const char *model_dtype_names(void);
 uint32_t model_dtype_matrix_type(enum model_dtype d, uint64_t n_in);
 
 /* A weight matrix as stored, for the forward pass: type F32 (data is const float *, 4-byte
- * aligned) or F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K (quant.h; data points into the mmap'd
- * file, rows of quant_row_bytes(type, n_in) bytes). */
+ * aligned) or F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K (quant.h; data points into the
+ * mmap'd file, rows of quant_row_bytes(type, n_in) bytes). */
 struct weight_mat {
     const void *data;
     uint32_t type;   /* enum ggml_type */
@@ -196,8 +196,9 @@ int model_write_gguf_tok(const struct model_config *cfg, uint64_t seed, enum mod
  * and sizes against the file size in 64-bit arithmetic before trusting anything. MMAP: f32
  * tensors and F16/BF16/block-type matrices are used in place (struct weight_mat) and every page
  * is touched once (load.touch_ns); other tensors (1-D f16/bf16/quantised) are converted to
- * f32. READ: the file is read() into memory, every tensor as f32. NULL with err on failure (an unsupported type
- * names the tensor, its type and the supported list). Caller frees with model_free. */
+ * f32. READ: the file is read() into memory, every tensor as f32. NULL with err on failure (an
+ * unsupported type names the tensor, its type and the supported list). Caller frees with
+ * model_free. */
 struct model *model_load(const char *path, enum model_load_format fmt, char *err,
                          size_t err_len);
 
