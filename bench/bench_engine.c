@@ -7,7 +7,7 @@
  *   - engine decode tokens/s at 1, 4, 16, 64 concurrent sequences;
  *   - prefix caching: a ~1,024-token shared prefix + ~32-token suffix, 32 variants, caching off vs
  *     on, sequential and at concurrency 8 (TTFT and e2e medians);
- *   - weights as stored: `model init`-style files in f16, q8_0 and q4_k_m (written to
+ *   - weights as stored: `model init`-style files in f16, bf16, q8_0 and q4_k_m (written to
  *     bench/out/, loaded by mmap), each: batch-1 decode against the read-bandwidth bound (bytes
  *     of weights as stored / bandwidth), prefill of 512 tokens against the sgemm bound, and 16
  *     concurrent sequences against min(sgemm bound, 16 x the bandwidth bound); medians of 3.
@@ -399,11 +399,11 @@ int main(int argc, char **argv)
     double gf_attn = sgemm_gflops(512, cfg.n_embd, cfg.n_embd);
     double gf = gf_ffn > gf_attn ? gf_ffn : gf_attn;
 
-    static const enum model_dtype stored[3] = {MODEL_DTYPE_F16, MODEL_DTYPE_Q8_0,
-                                               MODEL_DTYPE_Q4_K_M};
-    struct stored_result sr[3];
+    static const enum model_dtype stored[4] = {MODEL_DTYPE_F16, MODEL_DTYPE_BF16,
+                                               MODEL_DTYPE_Q8_0, MODEL_DTYPE_Q4_K_M};
+    struct stored_result sr[4];
     int n_sr = 0;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (bench_stored(&cfg, stored[i], n_threads, quick, &sr[n_sr]) == 0)
             n_sr++;
     if (getenv("BENCH_STORED_ONLY")) {

@@ -593,10 +593,11 @@ static void test_forward_long(void)
     model_free(m);
 }
 
-/* Weights as stored: a tiny file written with Q8_0 (or Q4_0, F16) matrices, loaded by mmap (the
- * matrices stay in the map; ffn_down's 688-value rows do not divide into blocks and are F16, also
- * used as stored), against the naive reference on the same weights dequantised (the file loaded with
- * read(), which converts every tensor to f32): within 1e-4 x max(1, max |logit|) for a prefill
+/* Weights as stored: a tiny file written with Q8_0 (or Q4_0, F16, BF16, ...) matrices, loaded by
+ * mmap (the matrices stay in the map; ffn_down's 688-value rows do not divide into blocks and are
+ * F16 for the block types, BF16 in a bf16 file, also used as stored), against the naive
+ * reference on the same weights dequantised (the file loaded with read(), which converts every
+ * tensor to f32): within 1e-4 x max(1, max |logit|) for a prefill
  * (dequantised tiles + sgemm / the small kernel) and decode (the fused kernel), on 2 threads.
  * Greedy decoding from the quantised model is bit-identical run to run. */
 static void check_quantised(enum model_dtype dtype, uint32_t want_type)
@@ -620,7 +621,9 @@ static void check_quantised(enum model_dtype dtype, uint32_t want_type)
     CHECK_EQ_INT(mq->w.layers[0].mq.type, want_type);
     CHECK(mq->w.layers[0].wq == NULL);
     CHECK_EQ_INT(mq->w.m_embd.type, want_type);
-    CHECK_EQ_INT(mq->w.layers[0].m_down.type, GGML_TYPE_F16); /* the converter's fallback */
+    /* 688-value ffn_down rows: the converter's F16 fallback for block types; BF16 has none */
+    CHECK_EQ_INT(mq->w.layers[0].m_down.type,
+                 dtype == MODEL_DTYPE_BF16 ? GGML_TYPE_BF16 : GGML_TYPE_F16);
     CHECK(mq->weight_bytes < mf->weight_bytes);
     const int V = c.n_vocab, N = 60, NP = 40;
     int32_t toks[MAX_POS];
@@ -661,9 +664,10 @@ static void check_quantised(enum model_dtype dtype, uint32_t want_type)
     {
         /* q4_k_m: the mix as llama-quantize makes it. Every dtype: the logits against the
          * original f32 weights (the same seed, never quantised), i.e. quantisation error, not
-         * kernel error, within a fraction of max |logit| per dtype: f16 0.5%, q8_0 3%, q6_k 10%,
-         * q4_0 and q4_k_m 30% (measured on this model: 0.08%, 1.4%, 5.8%, 25%, 22%). Argmax
-         * agreement is printed, not checked: the random model's logits are nearly flat. */
+         * kernel error, within a fraction of max |logit| per dtype: f16 0.5%, bf16 2%, q8_0 3%,
+         * q6_k 10%, q4_0 and q4_k_m 30% (measured on this model: 0.08%, 0.65%, 1.4%, 5.8%, 25%,
+         * 22%). Argmax agreement is printed, not checked: the random model's logits are nearly
+         * flat. */
         if (dtype == MODEL_DTYPE_Q4_K_M) {
             /* use_more_bits(i, 4): layers 2 ((i - 0) % 3 == 2) and 3 (>= 7 * 4 / 8) */
             CHECK_EQ_INT(mq->w.layers[0].mv.type, GGML_TYPE_Q4_K);
@@ -680,6 +684,7 @@ static void check_quantised(enum model_dtype dtype, uint32_t want_type)
             ref_token(&r32, toks[p], p, ref32 + (size_t)p * V);
         ref_free(&r32);
         double frac = dtype == MODEL_DTYPE_F16    ? 0.005
+                    : dtype == MODEL_DTYPE_BF16   ? 0.02
                     : dtype == MODEL_DTYPE_Q8_0   ? 0.03
                     : dtype == MODEL_DTYPE_Q6_K   ? 0.1
                                                   : 0.3;
@@ -747,6 +752,11 @@ static void test_forward_q6_k(void)
 static void test_forward_f16(void)
 {
     check_quantised(MODEL_DTYPE_F16, GGML_TYPE_F16);
+}
+
+static void test_forward_bf16(void)
+{
+    check_quantised(MODEL_DTYPE_BF16, GGML_TYPE_BF16);
 }
 
 /* End to end: `slmprobe serve` on a q8_0 file (SLMPROBE_BIN) answers POST /v1/completions with
@@ -823,6 +833,7 @@ int main(void)
     TEST_RUN(test_forward_q4_k_m);
     TEST_RUN(test_forward_q6_k);
     TEST_RUN(test_forward_f16);
+    TEST_RUN(test_forward_bf16);
     TEST_RUN(test_serve_q8_0);
     return TEST_DONE();
 }

@@ -126,8 +126,10 @@ static void check_cfg_equal(const struct model_config *a, const struct model_con
 }
 
 /* Every weight of m equals ref's: exactly for f32 tensors, as f16(ref) for 2-D ones when f16. */
-static void check_weights(const struct model *m, const struct model *ref, int f16)
+/* half: 0 all f32; 1 matrices F16; 2 matrices BF16 (values rounded as the writer rounds). */
+static void check_weights(const struct model *m, const struct model *ref, int half)
 {
+    const uint32_t half_type = half == 2 ? GGML_TYPE_BF16 : GGML_TYPE_F16;
     int n = model_tensors(&ref->cfg, NULL);
     struct model_tensor_desc *d = calloc((size_t)n, sizeof *d);
     model_tensors(&ref->cfg, d);
@@ -139,21 +141,23 @@ static void check_weights(const struct model *m, const struct model *ref, int f1
     CHECK_EQ_INT(weight_mats(m, qa), n);
     for (int i = 0; i < n; i++) {
         size_t ne = (size_t)(d[i].ne[0] * d[i].ne[1]);
-        if (!pa[i] && qa[i]) { /* used as stored (F16 in the map): compare its values */
-            CHECK(qa[i]->type == GGML_TYPE_F16 && qa[i]->data != NULL);
+        if (!pa[i] && qa[i]) { /* used as stored (F16/BF16 in the map): compare its values */
+            CHECK(qa[i]->type == half_type && qa[i]->data != NULL);
             tmp[i] = malloc(ne * sizeof(float));
             CHECK(quant_dequantize_row(qa[i]->type, qa[i]->data, tmp[i], ne) == 0);
             pa[i] = tmp[i];
         }
-        if (!f16 || d[i].n_dims == 1) {
+        if (!half || d[i].n_dims == 1) {
             CHECK_MSG(memcmp(pa[i], pb[i], ne * sizeof(float)) == 0, "tensor %s differs",
                       d[i].name);
             continue;
         }
         size_t bad = 0;
         for (size_t k = 0; k < ne; k++) {
-            float want = gguf_f16_to_f32(gguf_f32_to_f16(pb[i][k]));
-            float tol = fabsf(pb[i][k]) * 0x1p-11f + 0x1p-25f;
+            float want = half == 2 ? quant_bf16_to_f32(quant_f32_to_bf16(pb[i][k]))
+                                   : gguf_f16_to_f32(gguf_f32_to_f16(pb[i][k]));
+            float tol = half == 2 ? fabsf(pb[i][k]) * 0x1p-8f
+                                  : fabsf(pb[i][k]) * 0x1p-11f + 0x1p-25f;
             if (pa[i][k] != want || fabsf(pa[i][k] - pb[i][k]) > tol)
                 bad++;
         }
@@ -533,8 +537,12 @@ static uint64_t f16_matrix_elems(const struct model_config *c)
     return e;
 }
 
+/* f16: 0 f32 file, 1 f16 file, 2 bf16 file (check_weights' half). */
 static void check_load_both(const char *path, const struct model *ref, int f16)
 {
+    const enum model_dtype want_dtype = f16 == 2 ? MODEL_DTYPE_BF16
+                                        : f16    ? MODEL_DTYPE_F16
+                                                 : MODEL_DTYPE_F32;
     char err[512];
     enum model_load_format fmts[2] = {MODEL_LOAD_MMAP, MODEL_LOAD_READ};
     struct stat st;
@@ -546,8 +554,8 @@ static void check_load_both(const char *path, const struct model *ref, int f16)
             continue;
         check_cfg_equal(&m->cfg, &ref->cfg);
         check_weights(m, ref, f16);
-        CHECK_EQ_INT(m->file_dtype, f16 ? MODEL_DTYPE_F16 : MODEL_DTYPE_F32);
-        /* mmap'd f16 matrices are used as stored (2 bytes a value), everything else is f32 */
+        CHECK_EQ_INT(m->file_dtype, want_dtype);
+        /* mmap'd f16/bf16 matrices are used as stored (2 bytes a value), everything else f32 */
         uint64_t want_bytes = model_n_params(&ref->cfg) * 4;
         if (f16 && fmts[k] == MODEL_LOAD_MMAP)
             want_bytes -= 2 * f16_matrix_elems(&ref->cfg);
@@ -561,9 +569,15 @@ static void check_load_both(const char *path, const struct model *ref, int f16)
                   (const unsigned char *)m->w.token_embd < (const unsigned char *)m->map +
                   m->map_bytes);
         } else if (fmts[k] == MODEL_LOAD_MMAP) {
-            /* f16 matrices and f32 norms all used in place: nothing converted */
-            CHECK(m->map != NULL && m->owned == NULL);
-            CHECK(m->w.layers[0].wq == NULL && m->w.layers[0].mq.type == GGML_TYPE_F16);
+            /* f16/bf16 matrices and f32 norms all used in place: nothing converted or owned */
+            uint32_t ht = f16 == 2 ? GGML_TYPE_BF16 : GGML_TYPE_F16;
+            CHECK(m->map != NULL && m->owned == NULL && m->owned_floats == 0);
+            CHECK_EQ_INT(m->load.convert_bytes, 0);
+            CHECK(m->w.layers[0].wq == NULL && m->w.layers[0].mq.type == ht);
+            CHECK(m->w.token_embd == NULL && m->w.m_embd.type == ht);
+            CHECK((const unsigned char *)m->w.m_embd.data > (const unsigned char *)m->map &&
+                  (const unsigned char *)m->w.m_embd.data <
+                      (const unsigned char *)m->map + m->map_bytes);
         } else {
             CHECK(m->map == NULL && m->owned != NULL &&
                   m->owned_floats == model_n_params(&ref->cfg));
@@ -609,6 +623,27 @@ static void test_load_f16_matches_random(void)
     if (ref)
         check_load_both(path, ref, 1);
     model_free(ref);
+}
+
+/* A bf16 file (--dtype bf16: matrices BF16, norms F32): mmap computes on the matrices in the
+ * map (nothing owned or converted; weight bytes 2 a value), read() converts all to f32; both
+ * equal the random model rounded to bf16; model info counts the same weight bytes. */
+static void test_load_bf16_as_stored(void)
+{
+    struct model_config c;
+    CHECK(model_preset("tiny", &c) == 0);
+    char err[512];
+    const char *path = tpath("lb16.gguf");
+    CHECK(model_write_gguf(&c, 7, MODEL_DTYPE_BF16, path, err, sizeof err) == 0);
+    struct model *ref = model_new_random(&c, 7, err, sizeof err);
+    CHECK(ref != NULL);
+    if (ref)
+        check_load_both(path, ref, 2);
+    model_free(ref);
+    struct model_file_info info;
+    CHECK(model_file_info(path, &info, err, sizeof err) == 0);
+    CHECK(info.file_dtype == MODEL_DTYPE_BF16);
+    CHECK_EQ_INT(info.weight_bytes, model_n_params(&c) * 4 - 2 * f16_matrix_elems(&c));
 }
 
 /* --dtype q8_0 / q4_0 / bf16: the matrices in that type (ffn_down's 688-value rows in F16, as
@@ -1375,6 +1410,55 @@ static void test_reject_quantized_type(void)
     free(b);
 }
 
+/* A llama.cpp-style mix: a BF16 matrix is computed on in the map (not owned, weight bytes 2 a
+ * value) while a 1-D BF16 norm is converted to f32 at load (owned, exactly the shifted bits), as
+ * for F16. The values are f32 bytes read as bf16: garbage, but a valid file. */
+static void test_load_bf16_mix(void)
+{
+    unsigned char *b = good_copy();
+    struct ti_pos pq = find_tensor_info(b, g_good_len, "blk.0.attn_q.weight");
+    struct ti_pos pn = find_tensor_info(b, g_good_len, "output_norm.weight");
+    put_u32(b + pq.type, GGML_TYPE_BF16);
+    put_u32(b + pn.type, GGML_TYPE_BF16);
+    const char *path = tpath("bf16_mix.gguf");
+    spit(path, b, g_good_len);
+    char err[512];
+    struct model *m = model_load(path, MODEL_LOAD_MMAP, err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    struct gguf_file g;
+    CHECK(gguf_parse(&g, b, g_good_len, g_good_len, NULL, err, sizeof err) == GGUF_OK);
+    if (m) {
+        const struct gguf_tensor_info *tq = gguf_find_tensor(&g, "blk.0.attn_q.weight");
+        const struct gguf_tensor_info *tn = gguf_find_tensor(&g, "output_norm.weight");
+        const int E = m->cfg.n_embd;
+        CHECK(m->w.layers[0].wq == NULL && m->w.layers[0].mq.type == GGML_TYPE_BF16);
+        CHECK((const unsigned char *)m->w.layers[0].mq.data >= (const unsigned char *)m->map &&
+              (const unsigned char *)m->w.layers[0].mq.data <
+                  (const unsigned char *)m->map + m->map_bytes);
+        CHECK_EQ_INT(m->owned_floats, E); /* only the norm */
+        CHECK_EQ_INT(m->load.convert_bytes, (uint64_t)E * 4);
+        CHECK_EQ_INT(m->load.convert_threads, 1);
+        CHECK_EQ_INT(m->weight_bytes, model_n_params(&m->cfg) * 4 - tq->n_elems * 2);
+        int bad = 0;
+        for (int i = 0; i < E; i++) {
+            uint16_t h;
+            memcpy(&h, (const unsigned char *)tn->data + 2 * i, 2);
+            uint32_t want = (uint32_t)h << 16, got;
+            memcpy(&got, &m->w.output_norm[i], 4);
+            bad += got != want;
+        }
+        CHECK_MSG(bad == 0, "%d norm values differ", bad);
+        float row[256], ref[256];
+        CHECK(E <= 256);
+        quant_dequantize_row(GGML_TYPE_BF16, m->w.layers[0].mq.data, row, (size_t)E);
+        quant_dequantize_row(GGML_TYPE_BF16, tq->data, ref, (size_t)E);
+        CHECK(memcmp(row, ref, (size_t)E * 4) == 0);
+    }
+    gguf_file_free(&g);
+    model_free(m);
+    free(b);
+}
+
 static void test_reject_unknown_type(void)
 {
     unsigned char *b = good_copy();
@@ -1637,6 +1721,7 @@ int main(void)
     TEST_RUN(test_write_deterministic);
     TEST_RUN(test_load_f32_matches_random);
     TEST_RUN(test_load_f16_matches_random);
+    TEST_RUN(test_load_bf16_as_stored);
     TEST_RUN(test_write_block_types);
     TEST_RUN(test_kquant_file);
     TEST_RUN(test_qwen2_bias_tied_roundtrip);
@@ -1659,6 +1744,7 @@ int main(void)
     TEST_RUN(test_reject_missing_tensor);
     TEST_RUN(test_reject_wrong_shape);
     TEST_RUN(test_reject_quantized_type);
+    TEST_RUN(test_load_bf16_mix);
     TEST_RUN(test_reject_unknown_type);
     TEST_RUN(test_reject_bad_dims);
     TEST_RUN(test_reject_bad_alignment);

@@ -4,7 +4,7 @@
  * k-quants and Q5_0: see check_roundtrip_k), hand-built k-quant blocks, random raw blocks (extreme
  * and negative scales) against a value-by-value reference,
  * bf16 conversion, and every fused dot variant this CPU has against the f64 reference
- * (relative 1e-5 of sum |w x|). */
+ * (relative 1e-5 of sum |w x|); BF16 rows as stored in detail (test_bf16_rows, test_bf16_dot). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,6 +478,101 @@ static void test_dot_kernels(void)
     free(w), free(wq);
 }
 
+/* BF16 rows as stored: the dequantiser (portable and AVX-512 tile variants) against the bit shift
+ * written out, over special bit patterns (±0, ±Inf, quiet and signalling NaNs with payloads,
+ * denormals, the largest finite) and random halves, at odd lengths and an odd address; then every
+ * dot variant against dequantise-then-dot (f64, relative 1e-5 of sum |w x|; NaN/Inf rows give
+ * NaN/Inf), and bit for bit against the same variant's F16 kernel on values both types hold
+ * exactly (the two kernels differ only in the conversion). */
+static void test_bf16_rows(void)
+{
+    enum { N = 16 * 9 + 7 };
+    static const uint16_t special[] = {0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81,
+                                       0x7fff, 0x0001, 0x8001, 0x007f, 0x0080, 0x7f7f, 0xff7f,
+                                       0x3f80, 0xbf80};
+    unsigned char *buf = malloc(N * 2 + 1), *raw = buf + 1; /* odd address */
+    float out[N], x[N];
+    for (int i = 0; i < N; i++) {
+        uint16_t h = i < (int)(sizeof special / sizeof special[0])
+                         ? special[i]
+                         : (uint16_t)(frand(1.0f), g_rng >> 48);
+        memcpy(raw + 2 * i, &h, 2);
+        x[i] = frand(1.0f);
+    }
+    static const char *variants[] = {"portable", "avx2", "avx512"};
+    const char *orig = quant_kernel_name();
+    for (int v = 0; v < 3; v++) {
+        if (quant_kernel_force(variants[v]) != 0)
+            continue;
+        for (int n = 0; n <= N; n += (n < 40 ? 1 : 37)) {
+            memset(out, 0xa5, sizeof out);
+            CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_BF16, raw, out, (size_t)n), 0);
+            int bad = 0;
+            for (int i = 0; i < n; i++) {
+                uint16_t h;
+                uint32_t want, got;
+                memcpy(&h, raw + 2 * i, 2);
+                want = (uint32_t)h << 16;
+                memcpy(&got, &out[i], 4);
+                if (got != want && bad++ < 3)
+                    CHECK_MSG(0, "%s n %d value %d: %08x vs %08x", variants[v], n, i,
+                              (unsigned)got, (unsigned)want);
+            }
+            CHECK_MSG(bad == 0, "%s n %d: %d values differ", variants[v], n, bad);
+        }
+        /* Specials in the dot: a row with an Inf (and no NaN) is Inf or NaN; with a NaN, NaN. */
+        float y;
+        quant_dot_rows(GGML_TYPE_BF16, raw, 0, x, &y, 1, N);
+        CHECK_MSG(isnan(y), "%s: dot over a NaN weight = %g", variants[v], (double)y);
+    }
+    quant_kernel_force(orig);
+    free(buf);
+}
+
+static void test_bf16_dot(void)
+{
+    enum { N = 16 * 11 + 5, ROWS = 4 };
+    static const char *variants[] = {"portable", "avx2", "avx512"};
+    unsigned char wb[ROWS * N * 2 + 1], wh[ROWS * N * 2];
+    float x[N], row[N], y[ROWS], yh[ROWS];
+    for (int i = 0; i < ROWS * N; i++) {
+        /* bf16 values with exponents f16 also covers: |v| in [2^-10, 2) or 0, 8-bit mantissas */
+        float f = frand(1.0f);
+        if (fabsf(f) < 1.0f / 1024.0f)
+            f = 0.0f;
+        uint16_t b = quant_f32_to_bf16(f), h = gguf_f32_to_f16(quant_bf16_to_f32(b));
+        CHECK(gguf_f16_to_f32(h) == quant_bf16_to_f32(b));
+        memcpy(wb + 1 + 2 * i, &b, 2);
+        memcpy(wh + 2 * i, &h, 2);
+    }
+    for (int i = 0; i < N; i++)
+        x[i] = frand(3.0f);
+    x[0] = 1e-38f; /* a denormal-adjacent input */
+    const char *orig = quant_kernel_name();
+    for (int v = 0; v < 3; v++) {
+        if (quant_kernel_force(variants[v]) != 0)
+            continue;
+        quant_dot_rows(GGML_TYPE_BF16, wb + 1, N * 2, x, y, ROWS, N);
+        quant_dot_rows(GGML_TYPE_F16, wh, N * 2, x, yh, ROWS, N);
+        for (int r = 0; r < ROWS; r++) {
+            quant_dequantize_row(GGML_TYPE_BF16, wb + 1 + (size_t)r * N * 2, row, N);
+            double ref = 0.0, mag = 0.0;
+            for (int i = 0; i < N; i++) {
+                ref += (double)row[i] * x[i];
+                mag += fabs((double)row[i] * x[i]);
+            }
+            CHECK_MSG(fabs(y[r] - ref) <= 1e-5 * mag + 1e-30, "%s row %d: %g vs %g", variants[v],
+                      r, (double)y[r], ref);
+            CHECK_MSG(memcmp(&y[r], &yh[r], 4) == 0, "%s row %d: bf16 %a vs f16 %a", variants[v],
+                      r, (double)y[r], (double)yh[r]);
+            float one;
+            quant_dot_rows(GGML_TYPE_BF16, wb + 1 + (size_t)r * N * 2, 0, x, &one, 1, N);
+            CHECK(memcmp(&one, &y[r], 4) == 0); /* a row's result does not depend on n_rows */
+        }
+    }
+    quant_kernel_force(orig);
+}
+
 int main(void)
 {
     TEST_RUN(test_layouts);
@@ -488,5 +583,7 @@ int main(void)
     TEST_RUN(test_roundtrip);
     TEST_RUN(test_roundtrip_k);
     TEST_RUN(test_dot_kernels);
+    TEST_RUN(test_bf16_rows);
+    TEST_RUN(test_bf16_dot);
     return TEST_DONE();
 }

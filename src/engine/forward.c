@@ -456,7 +456,7 @@ static void lin_slice(float *y, const float *x, const float *w, int m, int n_out
                     n_in, beta, y + lo, n_out);
 }
 
-/* Weights as stored in F16 or a block type (Q8_0, Q4_0; quant.h), output columns [lo, hi):
+/* Weights as stored in F16, BF16 or a block type (Q8_0, Q4_0, ...; quant.h), columns [lo, hi):
  *  - one input row (decode): the fused dequantise-and-dot kernel streams each weight row once,
  *    so the bytes read per token are the file's weight bytes;
  *  - more rows: tiles of LIN_QTILE weight rows are dequantised into this thread's scratch and

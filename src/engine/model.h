@@ -49,8 +49,8 @@ const char *model_dtype_names(void);
 uint32_t model_dtype_matrix_type(enum model_dtype d, uint64_t n_in);
 
 /* A weight matrix as stored, for the forward pass: type F32 (data is const float *, 4-byte
- * aligned) or F16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K (quant.h; data points into the mmap'd
- * file, rows of quant_row_bytes(type, n_in) bytes). */
+ * aligned) or F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K (quant.h; data points into the
+ * mmap'd file, rows of quant_row_bytes(type, n_in) bytes). */
 struct weight_mat {
     const void *data;
     uint32_t type;   /* enum ggml_type */
@@ -106,7 +106,7 @@ struct model_weights {
 struct model_load_stats {
     mono_ns open_ns;    /* open + validate header + mmap or read() */
     mono_ns touch_ns;   /* first touch of every weight page (mmap) */
-    mono_ns convert_ns; /* f16 -> f32 (OpenMP team, into huge-page-backed memory) */
+    mono_ns convert_ns; /* tensors not used as stored -> f32 (f16: OpenMP team; huge pages) */
     uint64_t convert_bytes;  /* f32 bytes written by the conversion */
     int convert_threads;
     uint64_t file_bytes;
@@ -194,10 +194,11 @@ int model_write_gguf_tok(const struct model_config *cfg, uint64_t seed, enum mod
 /* Loads a GGUF file (ours, or one written by llama.cpp's tools with tensors of a supported type:
  * quant_supported_list(); arch llama or qwen2). Validates magic, version, counts, tensor offsets
  * and sizes against the file size in 64-bit arithmetic before trusting anything. MMAP: f32
- * tensors and F16/Q8_0/Q4_0 matrices are used in place (struct weight_mat) and every page is
- * touched once (load.touch_ns); other tensors (bf16, 1-D f16) are converted to f32. READ: the
- * file is read() into memory, every tensor as f32. NULL with err on failure (an unsupported type
- * names the tensor, its type and the supported list). Caller frees with model_free. */
+ * tensors and F16/BF16/block-type matrices are used in place (struct weight_mat) and every page
+ * is touched once (load.touch_ns); other tensors (1-D f16/bf16/quantised) are converted to
+ * f32. READ: the file is read() into memory, every tensor as f32. NULL with err on failure (an
+ * unsupported type names the tensor, its type and the supported list). Caller frees with
+ * model_free. */
 struct model *model_load(const char *path, enum model_load_format fmt, char *err,
                          size_t err_len);
 

@@ -76,9 +76,10 @@ static void usage_info(FILE *f)
             "tensors of type F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K) without loading\n"
             "its weights, and prints: architecture, name, shape (hidden,\n"
             "layers, heads, KV heads, head dim, FFN, vocab, RoPE theta, context length),\n"
-            "parameter count, file bytes, weight bytes resident once loaded (F16 and block types\n"
-            "as stored, others f32), KV cache bytes per token for f32 and f16 KV, the file's dtype,\n"
-            "its type mix (tensors and bytes per ggml type) and the tokenizer kind.\n"
+            "parameter count, file bytes, weight bytes resident once loaded (F16, BF16 and block\n"
+            "type matrices as stored, others f32), KV cache bytes per token for f32 and f16 KV,\n"
+            "the file's dtype, its type mix (tensors and bytes per ggml type) and the tokenizer\n"
+            "kind.\n"
             "\n"
             "options:\n"
             "  --json       one JSON object instead: the same model fields under \"model\", and\n"
@@ -614,7 +615,8 @@ static int cmd_info(int argc, char **argv)
     printf("params            %" PRIu64 " (%s)\n", n_params, fmt_count(n_params, b, sizeof b));
     printf("file bytes        %" PRIu64 " (%s)\n", info.file_bytes,
            fmt_bytes(info.file_bytes, b, sizeof b));
-    printf("weight bytes      %" PRIu64 " (%s resident: block types as stored, others f32)\n",
+    printf("weight bytes      %" PRIu64
+           " (%s resident: F16, BF16, block-type matrices as stored, others f32)\n",
            info.weight_bytes, fmt_bytes(info.weight_bytes, b, sizeof b));
     printf("kv bytes/token    %" PRIu64 " (f32 KV), %" PRIu64 " (f16 KV)\n", kv32, kv16);
     printf("file dtype        %s\n", model_dtype_str(info.file_dtype));

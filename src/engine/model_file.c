@@ -1,7 +1,7 @@
 /* model_file: GGUF model files <-> struct model. Writes llama.cpp-convention files (arch llama or
  * qwen2; all F32, or mostly F16/BF16/Q8_0/Q4_0) with the default vocabulary and seeded random
  * weights, streamed tensor by tensor; loads ours or llama.cpp's files of the supported types by
- * mmap (f32 tensors and F16/Q8_0/Q4_0 matrices used in place) or read() (all f32).
+ * mmap (f32 tensors and F16/BF16/block-type matrices used in place) or read() (all f32).
  * Everything read from the file is validated (gguf.c for the container; here the metadata, every
  * expected tensor's presence, shape and type) before a single weight is touched.
  * It does not implement block formats (quant.c), apply RoPE scaling, or tokenize (tokenizer.c). */
@@ -596,13 +596,12 @@ static int dtype_rank_of(enum model_dtype d)
     return dtype_rank(model_dtype_matrix_type(d, QUANT_QK8_0));
 }
 
-/* A tensor the forward pass computes on as stored (mmap): a 2-D matrix of type F16 or a block
- * type (Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K). Other non-f32 tensors (bf16, 1-D f16 or quantised
- * ones) are converted to f32 at load. */
+/* A tensor the forward pass computes on as stored (mmap): a 2-D matrix of type F16, BF16 or a
+ * block type (Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K). Other non-f32 tensors (1-D f16/bf16 norms
+ * and biases, 1-D quantised ones) are converted to f32 at load. */
 static int tensor_native(const struct model_tensor_desc *d, uint32_t type)
 {
-    return d->n_dims == 2 && type != GGML_TYPE_F32 && type != GGML_TYPE_BF16 &&
-           quant_type_supported(type);
+    return d->n_dims == 2 && type != GGML_TYPE_F32 && quant_type_supported(type);
 }
 
 static int header_tensors(struct mf_header *h, char *err, size_t err_len)
@@ -852,6 +851,49 @@ static mono_ns touch_pages(const struct mf_header *h, float *const *ptrs, const 
     return clock_now_ns() - t1;
 }
 
+/* MMAP: the tensors not used in place (unaligned f32 copied; 1-D F16/BF16/block-type norms and
+ * biases converted to f32) into m->owned, in order, ptrs[i] set. Logs what was converted, by
+ * which types and how many threads (1: serial). Returns the time taken. */
+static mono_ns convert_owned(const struct mf_header *h, struct model *m, float **ptrs,
+                             const uint8_t *native)
+{
+    char types[64] = "";
+    size_t off = 0, tl = 0;
+    uint64_t seen = 0; /* ggml type ids named in types */
+    mono_ns t2 = clock_now_ns();
+    for (int i = 0; i < h->n_desc; i++) {
+        const struct gguf_tensor_info *t = h->ti[i];
+        if (ptrs[i] || native[i])
+            continue;
+        ptrs[i] = m->owned + off;
+        off += (size_t)t->n_elems;
+        int nt = 1;
+        if (t->type == GGML_TYPE_F32) {
+            memcpy(ptrs[i], t->data, (size_t)t->n_bytes);
+            continue;
+        }
+        if (t->type == GGML_TYPE_F16)
+            nt = convert_f16(t->data, ptrs[i], (size_t)t->n_elems);
+        else
+            quant_dequantize_row(t->type, t->data, ptrs[i], (size_t)t->n_elems);
+        m->load.convert_threads = nt > m->load.convert_threads ? nt : m->load.convert_threads;
+        m->load.convert_bytes += (uint64_t)t->n_elems * sizeof(float);
+        const char *tn = ggml_type_name(t->type);
+        if (t->type < 64 && !(seen >> t->type & 1) && tl + strlen(tn) + 3 < sizeof types) {
+            seen |= (uint64_t)1 << t->type;
+            tl += (size_t)snprintf(types + tl, sizeof types - tl, "%s%s", tl ? ", " : "", tn);
+        }
+    }
+    mono_ns ns = clock_now_ns() - t2;
+    if (m->load.convert_bytes > 0)
+        log_info("model", "%s -> f32 conversion of tensors not used as stored took %.3f seconds "
+                          "(%.2f GiB at %.2f GB/s, %d thread%s)",
+                 types, ns_to_s(ns), (double)m->load.convert_bytes / 1073741824.0,
+                 ns > 0 ? (double)m->load.convert_bytes / (double)ns : 0.0,
+                 m->load.convert_threads, m->load.convert_threads == 1 ? "" : "s");
+    return ns;
+}
+
 /* Tensor i's blocks (at data) have finite scales; else -1 with err naming the tensor and block. */
 static int check_blocks(const struct mf_header *h, int i, const void *data, const char *path,
                         char *err, size_t err_len)
@@ -943,8 +985,8 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
     types = xcalloc((size_t)h.n_desc, sizeof *types);
     datas = xcalloc((size_t)h.n_desc, sizeof *datas);
 
-    /* Which tensors live in owned memory: everything for READ; for MMAP the f16 ones and any
-     * f32 tensor that is not 4-byte aligned in the map. */
+    /* Which tensors live in owned memory: everything for READ; for MMAP the ones not computed on
+     * as stored (1-D non-f32 ones) and any f32 tensor that is not 4-byte aligned in the map. */
     uint64_t total_elems = 0, owned_elems = 0, native_elems = 0;
     for (int i = 0; i < h.n_desc; i++) {
         const struct gguf_tensor_info *t = h.ti[i];
@@ -976,7 +1018,6 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
         m->owned_floats = (size_t)owned_elems;
     }
     mono_ns convert_ns = 0, touch_ns = 0;
-    size_t off = 0;
     if (fmt == MODEL_LOAD_MMAP) {
         for (int i = 0; i < h.n_desc; i++) {
             const struct gguf_tensor_info *t = h.ti[i];
@@ -993,32 +1034,7 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
         for (int i = 0; i < h.n_desc; i++)
             if (check_blocks(&h, i, h.ti[i]->data, path, err, err_len))
                 goto fail;
-        mono_ns t2 = clock_now_ns();
-        for (int i = 0; i < h.n_desc; i++) {
-            const struct gguf_tensor_info *t = h.ti[i];
-            if (ptrs[i] || native[i])
-                continue;
-            ptrs[i] = m->owned + off;
-            if (t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_F32) {
-                quant_dequantize_row(t->type, t->data, ptrs[i], (size_t)t->n_elems);
-                m->load.convert_bytes += (uint64_t)t->n_elems * sizeof(float);
-            } else if (t->type == GGML_TYPE_F16) {
-                int nt = convert_f16(t->data, ptrs[i], (size_t)t->n_elems);
-                m->load.convert_threads = nt > m->load.convert_threads ? nt
-                                                                       : m->load.convert_threads;
-                m->load.convert_bytes += (uint64_t)t->n_elems * sizeof(float);
-            } else {
-                memcpy(ptrs[i], t->data, (size_t)t->n_bytes);
-            }
-            off += (size_t)t->n_elems;
-        }
-        convert_ns = clock_now_ns() - t2;
-        if (m->load.convert_bytes > 0)
-            log_info("model", "f16 -> f32 conversion took %.3f seconds (%.2f GiB at %.2f GB/s, "
-                              "%d threads)",
-                     ns_to_s(convert_ns), (double)m->load.convert_bytes / 1073741824.0,
-                     convert_ns > 0 ? (double)m->load.convert_bytes / (double)convert_ns : 0.0,
-                     m->load.convert_threads);
+        convert_ns = convert_owned(&h, m, ptrs, native);
     } else {
         int corrupt = 0;
         if (load_read(&h, m, ptrs, &convert_ns, &corrupt, path, err, err_len)) {

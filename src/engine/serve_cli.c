@@ -502,7 +502,7 @@ int cmd_serve(int argc, char **argv)
         goto out;
     }
     log_info("serve",
-             "Loading weights took %.2f seconds (open+map %.3f s, first touch %.3f s, f16->f32 "
+             "Loading weights took %.2f seconds (open+map %.3f s, first touch %.3f s, to f32 "
              "%.3f s, load format %s)",
              ns_to_s(t1 - t0), ns_to_s(model->load.open_ns), ns_to_s(model->load.touch_ns),
              ns_to_s(model->load.convert_ns), o.load_format == MODEL_LOAD_MMAP ? "mmap" : "read");
