@@ -376,7 +376,7 @@ static void random_row(float *l, int n, uint64_t *st)
 
 static struct sampling_params random_params(uint64_t *st)
 {
-    static const float temps[] = {0.0f, 0.05f, 0.3f, 0.7f, 1.0f, 1.0f, 1.7f, 4.0f};
+    static const float temps[] = {0.0f, 0.05f, 0.3f, 0.7f, 1.0f, 1e-40f, 1.7f, 4.0f};
     static const float tops[] = {1.0f, 1.0f, 0.99f, 0.95f, 0.9f, 0.5f, 0.1f, 1e-4f};
     struct sampling_params sp = params(temps[t_next(st) % 8], tops[t_next(st) % 8]);
     sp.min_tokens = (int)(t_next(st) % 3);
@@ -410,13 +410,14 @@ static void test_fast_equals_reference(void)
             int same_prob = 1;
             if (k == 0) {
                 /* the same probabilities, and the fast path's total is the plain index-order
-                 * double sum of them (prob zeroed before: rows that were not softmaxed) */
+                 * double sum of them, bit for bit (NaN from 1 / 1e-40 included; prob zeroed
+                 * before: rows that were not softmaxed) */
                 double sum = 0.0;
                 for (int i = 0; i < n; i++)
                     sum += ref.prob[i];
                 int i_last = (n + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK - 1;
                 same_prob = memcmp(fast.prob, ref.prob, (size_t)n * sizeof *ref.prob) == 0 &&
-                            (sum == 0.0 || fast.cum[i_last] == sum);
+                            (sum == 0.0 || memcmp(&fast.cum[i_last], &sum, sizeof sum) == 0);
             }
             if (tf != tr || r1 != r2 || !same_prob) {
                 if (n_diff++ < 5)

@@ -176,12 +176,15 @@ static int nucleus_select(int32_t *idx, const float *prob, int m, double need)
 /* prob[i] = exp((logits[i] - max_v) * inv_t) (0 for NaN) and their running sum in index order,
  * one double accumulator as always (the sum's rounding is part of the result). The running sum
  * at the end of every SAMPLER_BLOCK-wide block goes to s->cum, so that draw_blocks can find the
- * drawn block without a second scan. Returns the sum. */
+ * drawn block without a second scan. The ids with prob >= keep_min go to s->idx in index order,
+ * their count to *n_kept (keep_min = +inf: none). Returns the sum. */
 static double softmax_blocks(struct sampler *s, const float *logits, int n_vocab, float max_v,
-                             float inv_t)
+                             float inv_t, float keep_min, int *n_kept)
 {
     float *prob = s->prob;
+    int32_t *idx = s->idx;
     double sum = 0.0;
+    int m = 0;
     for (int b0 = 0, k = 0; b0 < n_vocab; b0 += SAMPLER_BLOCK, k++) {
         int b1 = b0 + SAMPLER_BLOCK < n_vocab ? b0 + SAMPLER_BLOCK : n_vocab;
         for (int i = b0; i < b1; i++) {
@@ -189,27 +192,30 @@ static double softmax_blocks(struct sampler *s, const float *logits, int n_vocab
             float p = (v == v) ? expf((v - max_v) * inv_t) : 0.0f;
             prob[i] = p;
             sum += p;
+            idx[m] = i; /* branch-free compaction: m <= i */
+            m += p >= keep_min;
         }
         s->cum[k] = sum;
     }
+    *n_kept = m;
     return sum;
 }
 
 /* Inverse CDF over prob[0..n_vocab): the first i whose running sum exceeds r, the running sum
  * being the one softmax_blocks took (adding a zero leaves a non-negative double unchanged, so
  * skipping p == 0 changes nothing). The block comes from the checkpoints, then one block is
- * scanned. r at or past the total (rounding): the last token with p > 0. */
-static int32_t draw_blocks(const struct sampler *s, int n_vocab, double r)
+ * scanned. r at or past the total (rounding, or a NaN total): the last token with p not <= 0. */
+static int32_t draw_blocks(const struct sampler *s, int n_vocab, double r, int32_t i_max)
 {
     int n_blocks = (n_vocab + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK;
     int k = 0;
     while (k < n_blocks && !(r < s->cum[k]))
         k++;
     if (k == n_blocks) {
-        for (int i = n_vocab - 1; i > 0; i--)
-            if (s->prob[i] > 0.0f)
+        for (int i = n_vocab - 1; i >= 0; i--)
+            if (!(s->prob[i] <= 0.0f)) /* NaN counts, as in the scan (0 * inf: 1 / 1e-40) */
                 return i;
-        return 0;
+        return i_max;
     }
     double cum = k > 0 ? s->cum[k - 1] : 0.0;
     int b0 = k * SAMPLER_BLOCK, b1 = b0 + SAMPLER_BLOCK < n_vocab ? b0 + SAMPLER_BLOCK : n_vocab;
@@ -255,24 +261,37 @@ int32_t sampler_sample_eog(struct sampler *s, float *logits, int n_vocab,
     if (!isfinite(max_v))
         return i_max; /* +inf dominates; all -inf/NaN: nothing to weigh */
 
-    double sum = softmax_blocks(s, logits, n_vocab, max_v, 1.0f / sp->temperature);
-    /* sum >= 1: the maximum contributes exp(0) */
-    if (!(sp->top_p < 1.0f))
-        return draw_blocks(s, n_vocab, sampler_next_uniform(rng_state) * sum);
-    float *prob = s->prob;
-
     /* Every token of the nucleus has p >= (1 - top_p) * sum / n_vocab: the tokens left outside
      * the nucleus are fewer than n_vocab and their mass exceeds (1 - top_p) * sum, and the
      * nucleus's smallest member is at least as likely as the largest of them. Prefilter with
-     * half that bound (rounding margin), then quickselect. */
-    if (!(sp->top_p > 0.0f))
-        return i_max; /* an empty nucleus is meaningless: the most likely token */
+     * half that bound (rounding margin), then quickselect. The bound needs the sum, so the
+     * softmax pass keeps the superset that passes it with sum = 1 (sum >= 1, and rounding is
+     * monotone), as a float threshold (the smallest float >= the double bound: p >= it exactly
+     * when (double)p >= the bound); the exact filter then runs over those few. */
+    const int nucleus = sp->top_p < 1.0f && sp->top_p > 0.0f;
     double top_p = sp->top_p;
+    float keep_min = INFINITY;
+    if (nucleus) {
+        double thr1 = 0.5 * (1.0 - top_p) * 1.0 / (double)n_vocab;
+        keep_min = (float)thr1;
+        if ((double)keep_min < thr1)
+            keep_min = nextafterf(keep_min, INFINITY);
+    }
+    int m0 = 0;
+    double sum = softmax_blocks(s, logits, n_vocab, max_v, 1.0f / sp->temperature, keep_min, &m0);
+    /* sum >= 1: the maximum contributes exp(0) */
+    if (!(sp->top_p < 1.0f))
+        return draw_blocks(s, n_vocab, sampler_next_uniform(rng_state) * sum, i_max);
+    if (!nucleus)
+        return i_max; /* an empty nucleus is meaningless: the most likely token */
+    const float *prob = s->prob;
     double thr = 0.5 * (1.0 - top_p) * sum / (double)n_vocab;
     int m = 0;
-    for (int i = 0; i < n_vocab; i++)
+    for (int j = 0; j < m0; j++) { /* in index order, as a full scan would keep them */
+        int32_t i = s->idx[j];
         if (prob[i] > 0.0f && prob[i] >= thr)
             s->idx[m++] = i;
+    }
     if (m == 0)
         return i_max;
     int k = nucleus_select(s->idx, prob, m, top_p * sum);
