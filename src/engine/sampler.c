@@ -1,8 +1,11 @@
 /* sampler: greedy / temperature / top-p token selection over one row of logits (see sampler.h).
- * Top-p finds the nucleus with an expected-linear quickselect on probabilities (no full sort of
- * the vocabulary); plain sampling (top_p >= 1) is one pass for the softmax and one cumulative
- * scan. It does not allocate after sampler_init and keeps no state between calls besides the
- * caller's RNG word. */
+ * Greedy is a lane-parallel max and a search for its first index. Temperature sampling is one
+ * pass (exp, the running sum with a checkpoint every SAMPLER_BLOCK tokens, and the top-p
+ * candidates above a sum-free bound), then a draw by inverse CDF that scans one block. Top-p
+ * finds the nucleus with an expected-linear quickselect over the candidates (no sort of the
+ * vocabulary). Every path returns exactly what the plain one-pass-each code did
+ * (tests/sampler_ref.h): the same expf, the same index-order double sum. It does not allocate
+ * after sampler_init and keeps no state between calls besides the caller's RNG word. */
 #include "engine/sampler.h"
 
 #include <math.h>

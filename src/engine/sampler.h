@@ -4,7 +4,8 @@
  * per-sequence RNG state (splitmix64-seeded xoshiro256**-style generator folded into one u64:
  * the state is a plain uint64_t the caller keeps with the sequence). EOS and the other
  * end-of-generation tokens can be masked (min_tokens, ignore_eos). It does no top-k, penalties
- * or logit bias, and never allocates after sampler_init. One struct sampler per engine thread (scratch is not shared).
+ * or logit bias, and never allocates after sampler_init. One struct sampler per thread (scratch
+ * is not shared); sampler_sample_rows samples a step's rows over several threads.
  *
  *   struct sampler s;
  *   sampler_init(&s, n_vocab);
