@@ -40,8 +40,8 @@ static void fill_logits(float *l, uint64_t seed)
 {
     uint64_t st = seed;
     for (int i = 0; i < N_VOCAB; i++) /* Box-Muller */
-        l[i] = (float)(2.5 * sqrt(-2.0 * log(uniform01(&st))) * cos(6.283185307179586 *
-                                                                      uniform01(&st)));
+        l[i] = (float)(2.5 * sqrt(-2.0 * log(uniform01(&st))) *
+                       cos(6.283185307179586 * uniform01(&st)));
     for (int k = 0; k < 8; k++)
         l[next_u64(&st) % N_VOCAB] += (float)(8.0 + 7.0 * uniform01(&st));
 }
@@ -132,9 +132,8 @@ int main(void)
         printf("---|");
     printf("\n");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        struct sampling_params sp = {.max_tokens = 100,
-                                     .temperature = cases[c].temperature,
-                                     .top_p = cases[c].top_p};
+        struct sampling_params sp = {
+            .max_tokens = 100, .temperature = cases[c].temperature, .top_p = cases[c].top_p};
         int32_t want[N_ROWS];
         run_step(MODE_REF, smp, 1, logits, &sp, want);
         double before = time_mode(MODE_REF, smp, 1, logits, &sp, want);

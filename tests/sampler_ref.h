@@ -29,7 +29,7 @@ static int32_t ref_argmax(const float *logits, int n)
 
 /* Draws an index from idx[0..n) with weights prob[idx[i]] (total mass `total`). */
 static int32_t ref_draw_weighted(const int32_t *idx, const float *prob, int n, double total,
-                             uint64_t *rng)
+                                 uint64_t *rng)
 {
     double r = sampler_next_uniform(rng) * total;
     double cum = 0.0;
@@ -111,8 +111,8 @@ static int ref_nucleus_select(int32_t *idx, const float *prob, int m, double nee
 }
 
 static int32_t ref_sample_eog(struct sampler *s, float *logits, int n_vocab,
-                           const struct sampling_params *sp, int n_generated, int eos_id,
-                           const int32_t *eog, int n_eog, uint64_t *rng_state)
+                              const struct sampling_params *sp, int n_generated, int eos_id,
+                              const int32_t *eog, int n_eog, uint64_t *rng_state)
 {
     if (n_vocab > s->n_vocab)
         n_vocab = s->n_vocab;

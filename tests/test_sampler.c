@@ -443,7 +443,7 @@ struct req_fixture {
     struct sampling_params sp[REQ_N];
     uint64_t rng0[REQ_N], rng[REQ_N];
     int n_gen[REQ_N];
-    int32_t want[REQ_N];      /* reference, each request alone */
+    int32_t want[REQ_N]; /* reference, each request alone */
     uint64_t want_rng[REQ_N];
 };
 

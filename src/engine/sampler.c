@@ -311,9 +311,9 @@ void sampler_sample_rows(struct sampler *samplers, int n_samplers, const struct 
     int n_threads = n_samplers < n_rows ? n_samplers : n_rows;
     if (n_threads <= 1) {
         for (int i = 0; i < n_rows; i++)
-            tokens[i] = sampler_sample_eog(&samplers[0], rows[i].logits, n_vocab, rows[i].sp,
-                                           rows[i].n_generated, eos_id, eog, n_eog,
-                                           rows[i].rng_state);
+            tokens[i] =
+                sampler_sample_eog(&samplers[0], rows[i].logits, n_vocab, rows[i].sp,
+                                   rows[i].n_generated, eos_id, eog, n_eog, rows[i].rng_state);
         return;
     }
     /* Rows cost differently (greedy vs nucleus): dynamic. Which thread takes a row changes
@@ -321,7 +321,7 @@ void sampler_sample_rows(struct sampler *samplers, int n_samplers, const struct 
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
     for (int i = 0; i < n_rows; i++) {
         struct sampler *s = &samplers[omp_get_thread_num()];
-        tokens[i] = sampler_sample_eog(s, rows[i].logits, n_vocab, rows[i].sp,
-                                       rows[i].n_generated, eos_id, eog, n_eog, rows[i].rng_state);
+        tokens[i] = sampler_sample_eog(s, rows[i].logits, n_vocab, rows[i].sp, rows[i].n_generated,
+                                       eos_id, eog, n_eog, rows[i].rng_state);
     }
 }
