@@ -4,7 +4,7 @@
  * (tests/sampler_ref.h, one row at a time: the "before"), the current per-row code on one
  * thread, and sampler_sample_rows over 1, 2, 4, .. min(nproc, 16) OpenMP threads (the
  * scheduler's path). The logits are synthetic: N(0, 2.5) with 8 peaks 8..15 above, fixed seed
- * (peaked like a language model's, not a model's own). Fastest of 9 steps, modes interleaved.
+ * (peaked like a language model's, not a model's own). Fastest of 25 steps, modes interleaved.
  * Checks every token against the reference and fails loudly on a difference. It does not time the
  * device-to-host copy of the logits. Writes a Markdown section to stdout. */
 #include <math.h>
@@ -21,7 +21,7 @@
 
 #define N_ROWS 64
 #define N_VOCAB 151936
-#define N_REPS 9
+#define N_REPS 25
 
 static uint64_t next_u64(uint64_t *s)
 {
