@@ -1,6 +1,7 @@
 /* sched: the sequence state machine and one continuous-batching step (see sched.h for the order
  * of the step and the preemption rules). Engine thread only; no locks, no allocation in a step.
- * It does not compute (forward.c), manage blocks (kv.c) or know about threads (engine.c). */
+ * It does not compute (forward.c), manage blocks (kv.c) or know about threads (engine.c); the
+ * sampler's OpenMP threads for a step's rows start and end inside sampler_sample_rows. */
 #include "engine/sched.h"
 
 #include <inttypes.h>

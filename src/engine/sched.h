@@ -23,8 +23,9 @@
  * preemption. PREFILL means running with tokens still to compute beyond the last one; DECODE
  * means all tokens but the last sampled one have K/V.
  *
- * Engine thread only: nothing here locks. It knows nothing about threads, HTTP or ids handed to
- * clients; engine.c owns those (and the fields marked "engine.c" below).
+ * Engine thread only: nothing here locks. It knows nothing about threads (beyond the sampling
+ * thread count it hands to sampler_sample_rows), HTTP or ids handed to clients; engine.c owns
+ * those (and the fields marked "engine.c" below).
  *
  *   struct sched sc;
  *   sched_init(&sc, &cfg, &kv, fwd, model);
