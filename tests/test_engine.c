@@ -471,6 +471,39 @@ static void test_engine_chunked_off(void)
     }
 }
 
+/* Seeded sampled requests (several temperatures, top_p, min_tokens) give the same tokens alone
+ * on one thread as batched on 2 and 3 threads, where the step's rows are sampled in parallel. */
+static void test_engine_sampled_batch_threads(void)
+{
+    static const float temps[NB] = {0.0f, 0.7f, 1.0f, 1.3f, 0.9f, 1.0f, 0.5f, 2.0f};
+    static const float tops[NB] = {1.0f, 0.9f, 1.0f, 0.95f, 0.5f, 0.99f, 1.0f, 0.8f};
+    bjobs_init();
+    struct job jobs[NB];
+    for (int i = 0; i < NB; i++) {
+        jobs[i] = g_bjobs[i];
+        jobs[i].sp.temperature = temps[i];
+        jobs[i].sp.top_p = tops[i];
+        jobs[i].sp.seed = 77 + (uint64_t)i;
+        jobs[i].sp.has_seed = 1;
+        jobs[i].sp.min_tokens = i % 3 == 0 ? 5 : 0;
+        jobs[i].sp.ignore_eos = i % 2;
+    }
+    struct engine_config cfg;
+    base_config(&cfg, 256);
+    struct out alone[NB], batched[NB];
+    for (int i = 0; i < NB; i++)
+        CHECK(run_jobs(&cfg, &jobs[i], 1, 1, &alone[i], NULL) == 0);
+    for (int nt = 2; nt <= 3; nt++) {
+        cfg.n_threads = nt;
+        CHECK(run_jobs(&cfg, jobs, NB, 1, batched, NULL) == 0);
+        for (int i = 0; i < NB; i++)
+            CHECK_MSG(batched[i].n == alone[i].n &&
+                          memcmp(alone[i].toks, batched[i].toks,
+                                 sizeof(int32_t) * (size_t)alone[i].n) == 0,
+                      "%d threads: request %d sampled alone differs from inside a batch", nt, i);
+    }
+}
+
 static void test_engine_seeded_sampling(void)
 {
     struct engine_config cfg;
@@ -981,6 +1014,7 @@ int main(void)
     TEST_RUN(test_engine_eviction);
     TEST_RUN(test_engine_chunked_off);
     TEST_RUN(test_engine_seeded_sampling);
+    TEST_RUN(test_engine_sampled_batch_threads);
     TEST_RUN(test_engine_submit_errors);
     TEST_RUN(test_engine_sizing);
     TEST_RUN(test_engine_cuda_unavailable);

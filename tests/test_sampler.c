@@ -1,10 +1,14 @@
-/* test_sampler: greedy, EOS masking, seeding, top-p nucleus and empirical softmax frequencies. */
+/* test_sampler: greedy, EOS masking, seeding, top-p nucleus and empirical softmax frequencies;
+ * the fast per-row paths against the sampler as it was (sampler_ref.h) on random rows; the
+ * parallel step path (sampler_sample_rows) against one row at a time, across thread counts and
+ * batch compositions. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/sampler.h"
+#include "sampler_ref.h"
 #include "test.h"
 
 static struct sampling_params params(float temperature, float top_p)
@@ -329,6 +333,179 @@ static void test_degenerate_rows(void)
     sampler_free(&s);
 }
 
+/* ---- fast paths == reference ---- */
+
+static uint64_t t_next(uint64_t *st)
+{
+    uint64_t z = (*st += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double t_unif(uint64_t *st)
+{
+    return (double)(t_next(st) >> 11) * 0x1.0p-53;
+}
+
+/* A random row: spread, ties (values on a coarse grid), -inf masks, NaN, rare +inf, peaks. */
+static void random_row(float *l, int n, uint64_t *st)
+{
+    int kind = (int)(t_next(st) % 6);
+    double spread = 0.5 + 10.0 * t_unif(st);
+    for (int i = 0; i < n; i++) {
+        double u = t_unif(st) * 2.0 - 1.0;
+        float v = (float)(spread * u * u * u);
+        if (kind == 1)
+            v = (float)(int)(v * 2.0f) * 0.5f; /* many exact ties */
+        if (kind == 2 && t_next(st) % 4 == 0)
+            v = -INFINITY;
+        if (kind == 3 && t_next(st) % 50 == 0)
+            v = NAN;
+        l[i] = v;
+    }
+    if (kind == 4)
+        for (int k = 0; k < 3; k++)
+            l[t_next(st) % (uint64_t)n] += (float)(5.0 + 10.0 * t_unif(st));
+    if (kind == 5 && t_next(st) % 8 == 0)
+        l[t_next(st) % (uint64_t)n] = INFINITY;
+    if (kind == 5 && t_next(st) % 8 == 0)
+        for (int i = 0; i < n; i++)
+            l[i] = t_next(st) % 2 ? -INFINITY : NAN;
+}
+
+static struct sampling_params random_params(uint64_t *st)
+{
+    static const float temps[] = {0.0f, 0.05f, 0.3f, 0.7f, 1.0f, 1e-40f, 1.7f, 4.0f};
+    static const float tops[] = {1.0f, 1.0f, 0.99f, 0.95f, 0.9f, 0.5f, 0.1f, 1e-4f};
+    struct sampling_params sp = params(temps[t_next(st) % 8], tops[t_next(st) % 8]);
+    sp.min_tokens = (int)(t_next(st) % 3);
+    sp.ignore_eos = t_next(st) % 10 == 0;
+    return sp;
+}
+
+static void test_fast_equals_reference(void)
+{
+    enum { V_MAX = 151936, N_ROWS = 1500 };
+    static const int sizes[] = {1, 2, 3, 7, 8, 9, 1023, 1024, 1025, 2049, 5000, 20000};
+    struct sampler fast, ref;
+    sampler_init(&fast, V_MAX);
+    sampler_init(&ref, V_MAX);
+    float *a = malloc(V_MAX * sizeof *a), *b = malloc(V_MAX * sizeof *b);
+    uint64_t st = 12345;
+    int n_diff = 0;
+    for (int row = 0; row < N_ROWS; row++) {
+        int n = row % 100 == 0 ? V_MAX : sizes[t_next(&st) % (sizeof sizes / sizeof sizes[0])];
+        random_row(a, n, &st);
+        memcpy(b, a, (size_t)n * sizeof *a);
+        struct sampling_params sp = random_params(&st);
+        int32_t eog[3] = {(int32_t)(t_next(&st) % (uint64_t)n), n + 5, -1};
+        int eos = n > 1 ? n - 1 : -1, n_gen = (int)(t_next(&st) % 3);
+        uint64_t r1 = sampler_seed_state((uint64_t)row), r2 = r1;
+        memset(fast.prob, 0, (size_t)n * sizeof *fast.prob);
+        memset(ref.prob, 0, (size_t)n * sizeof *ref.prob);
+        for (int k = 0; k < 3; k++) { /* three draws from one row: the RNG stays in step */
+            int32_t tf = sampler_sample_eog(&fast, a, n, &sp, n_gen, eos, eog, 3, &r1);
+            int32_t tr = ref_sample_eog(&ref, b, n, &sp, n_gen, eos, eog, 3, &r2);
+            int same_prob = 1;
+            if (k == 0) {
+                /* the same probabilities, and the fast path's total is the plain index-order
+                 * double sum of them, bit for bit (NaN from 1 / 1e-40 included; prob zeroed
+                 * before: rows that were not softmaxed) */
+                double sum = 0.0;
+                for (int i = 0; i < n; i++)
+                    sum += ref.prob[i];
+                int i_last = (n + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK - 1;
+                same_prob = memcmp(fast.prob, ref.prob, (size_t)n * sizeof *ref.prob) == 0 &&
+                            (sum == 0.0 || memcmp(&fast.cum[i_last], &sum, sizeof sum) == 0);
+            }
+            if (tf != tr || r1 != r2 || !same_prob) {
+                if (n_diff++ < 5)
+                    CHECK_MSG(0, "row %d (n %d, t %g, top_p %g): fast %d, reference %d", row, n,
+                              (double)sp.temperature, (double)sp.top_p, tf, tr);
+            }
+        }
+    }
+    CHECK_EQ_INT(n_diff, 0);
+    free(a);
+    free(b);
+    sampler_free(&fast);
+    sampler_free(&ref);
+}
+
+/* ---- the step path: sampler_sample_rows == one row at a time ---- */
+
+enum { REQ_N = 24, REQ_V = 3000 };
+
+struct req_fixture {
+    float pristine[REQ_N][REQ_V];
+    float work[REQ_N][REQ_V];
+    struct sampling_params sp[REQ_N];
+    uint64_t rng0[REQ_N], rng[REQ_N];
+    int n_gen[REQ_N];
+    int32_t want[REQ_N]; /* reference, each request alone */
+    uint64_t want_rng[REQ_N];
+};
+
+static void run_rows(struct req_fixture *f, struct sampler *smp, int n_threads, const int *ids,
+                     int n_ids, const int32_t *eog, int n_eog)
+{
+    struct sampler_row rows[REQ_N];
+    int32_t tok[REQ_N];
+    for (int k = 0; k < n_ids; k++) {
+        int i = ids[k];
+        memcpy(f->work[i], f->pristine[i], sizeof f->work[i]);
+        f->rng[i] = f->rng0[i];
+        rows[k] = (struct sampler_row){f->work[i], &f->sp[i], f->n_gen[i], &f->rng[i]};
+    }
+    sampler_sample_rows(smp, n_threads, rows, n_ids, REQ_V, 7, eog, n_eog, tok);
+    for (int k = 0; k < n_ids; k++) {
+        int i = ids[k];
+        CHECK_MSG(tok[k] == f->want[i] && f->rng[i] == f->want_rng[i],
+                  "%d threads, %d rows: request %d got %d, alone %d", n_threads, n_ids, i, tok[k],
+                  f->want[i]);
+    }
+}
+
+static void test_rows_parallel_equals_sequential(void)
+{
+    struct req_fixture *f = calloc(1, sizeof *f);
+    struct sampler smp[3], ref;
+    for (int t = 0; t < 3; t++)
+        sampler_init(&smp[t], REQ_V);
+    sampler_init(&ref, REQ_V);
+    const int32_t eog[2] = {11, 12};
+    uint64_t st = 99;
+    for (int i = 0; i < REQ_N; i++) {
+        random_row(f->pristine[i], REQ_V, &st);
+        f->sp[i] = random_params(&st);
+        f->n_gen[i] = (int)(t_next(&st) % 3);
+        f->rng0[i] = sampler_seed_state(1000 + (uint64_t)i);
+        memcpy(f->work[i], f->pristine[i], sizeof f->work[i]);
+        f->want_rng[i] = f->rng0[i];
+        f->want[i] = ref_sample_eog(&ref, f->work[i], REQ_V, &f->sp[i], f->n_gen[i], 7, eog, 2,
+                                    &f->want_rng[i]);
+    }
+    int all[REQ_N], odd[REQ_N / 2], rev[REQ_N], one[1] = {5};
+    for (int i = 0; i < REQ_N; i++) {
+        all[i] = i;
+        rev[i] = REQ_N - 1 - i;
+    }
+    for (int i = 0; i < REQ_N / 2; i++)
+        odd[i] = 2 * i + 1;
+    for (int nt = 1; nt <= 3; nt++) {
+        run_rows(f, smp, nt, all, REQ_N, eog, 2);
+        run_rows(f, smp, nt, odd, REQ_N / 2, eog, 2);
+        run_rows(f, smp, nt, rev, REQ_N, eog, 2);
+        run_rows(f, smp, nt, one, 1, eog, 2);
+        run_rows(f, smp, nt, all, 2, eog, 2);
+    }
+    for (int t = 0; t < 3; t++)
+        sampler_free(&smp[t]);
+    sampler_free(&ref);
+    free(f);
+}
+
 int main(void)
 {
     TEST_RUN(test_greedy_argmax_ties);
@@ -338,5 +515,7 @@ int main(void)
     TEST_RUN(test_top_p_nucleus_matches_reference);
     TEST_RUN(test_empirical_softmax);
     TEST_RUN(test_degenerate_rows);
+    TEST_RUN(test_fast_equals_reference);
+    TEST_RUN(test_rows_parallel_equals_sequential);
     return TEST_DONE();
 }

@@ -474,8 +474,14 @@ struct engine *engine_new(const struct engine_config *cfg_in, struct model *mode
     if ((cfg.device == ENGINE_DEVICE_CUDA ? setup_dev(e, max_logits, err, err_len)
                                           : setup_cpu(e, max_logits, err, err_len)) != 0)
         goto fail;
+    /* Sampling threads: on cpu the forward's OpenMP team (same size, no oversubscription); on
+     * cuda the forward runs on the device, so every online core, at most one per logits row. */
+    int n_sample =
+        cfg.device == ENGINE_DEVICE_CUDA ? resolve_threads(0) : forward_n_threads(e->fwd);
+    if (n_sample > max_logits)
+        n_sample = max_logits;
     struct sched_config sc = {cfg.max_num_seqs, cfg.max_num_batched_tokens, cfg.max_model_len,
-                              cfg.enable_chunked_prefill};
+                              cfg.enable_chunked_prefill, n_sample};
     if (sched_init(&e->sched, &sc, &e->kv, e->fwd, model) != 0) {
         snprintf(err, err_len, "scheduler: invalid limits");
         goto fail;

@@ -1,11 +1,15 @@
 /* sampler: greedy / temperature / top-p token selection over one row of logits (see sampler.h).
- * Top-p finds the nucleus with an expected-linear quickselect on probabilities (no full sort of
- * the vocabulary); plain sampling (top_p >= 1) is one pass for the softmax and one cumulative
- * scan. It does not allocate after sampler_init and keeps no state between calls besides the
- * caller's RNG word. */
+ * Greedy is a lane-parallel max and a search for its first index. Temperature sampling is one
+ * pass (exp, the running sum with a checkpoint every SAMPLER_BLOCK tokens, and the top-p
+ * candidates above a sum-free bound), then a draw by inverse CDF that scans one block. Top-p
+ * finds the nucleus with an expected-linear quickselect over the candidates (no sort of the
+ * vocabulary). Every path returns exactly what the plain one-pass-each code did
+ * (tests/sampler_ref.h): the same expf, the same index-order double sum. It does not allocate
+ * after sampler_init and keeps no state between calls besides the caller's RNG word. */
 #include "engine/sampler.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,7 @@ void sampler_init(struct sampler *s, int n_vocab)
     s->n_vocab = n_vocab;
     s->idx = xcalloc((size_t)n_vocab, sizeof *s->idx);
     s->prob = xcalloc((size_t)n_vocab, sizeof *s->prob);
+    s->cum = xcalloc((size_t)(n_vocab + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK, sizeof *s->cum);
 }
 
 void sampler_free(struct sampler *s)
@@ -28,6 +33,7 @@ void sampler_free(struct sampler *s)
         return;
     free(s->idx);
     free(s->prob);
+    free(s->cum);
     memset(s, 0, sizeof *s);
 }
 
@@ -56,21 +62,35 @@ uint64_t sampler_seed_state(uint64_t seed)
     return splitmix64_mix(seed ^ 0x5851f42d4c957f2dULL);
 }
 
-/* argmax; strict > so the lowest id wins ties; NaN never wins. All NaN: 0. */
+/* The largest non-NaN value of logits[0..n), -inf when there is none. Eight independent
+ * lanes (v > m ? v : m is maxps, NaN-ignoring): the maximum of a set does not depend on the
+ * order it is taken in, so this is exact. */
+static float max_value(const float *logits, int n)
+{
+    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                  -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            m[l] = logits[i + l] > m[l] ? logits[i + l] : m[l];
+    for (; i < n; i++)
+        m[0] = logits[i] > m[0] ? logits[i] : m[0];
+    float best = m[0];
+    for (int l = 1; l < 8; l++)
+        best = m[l] > best ? m[l] : best;
+    return best;
+}
+
+/* argmax; the lowest id wins ties; NaN never wins. All NaN: 0. The same answer as one strict-">"
+ * scan: that scan ends on the first index holding the maximum value (-0 == +0, so the first of
+ * either zero), which is what the second pass looks for. */
 static int32_t argmax(const float *logits, int n)
 {
-    int32_t best = -1;
-    float best_v = 0.0f;
-    for (int i = 0; i < n; i++) {
-        float v = logits[i];
-        if (v != v)
-            continue;
-        if (best < 0 || v > best_v) {
-            best = i;
-            best_v = v;
-        }
-    }
-    return best < 0 ? 0 : best;
+    float best = max_value(logits, n);
+    for (int i = 0; i < n; i++)
+        if (logits[i] == best)
+            return i;
+    return 0; /* every value NaN */
 }
 
 /* Draws an index from idx[0..n) with weights prob[idx[i]] (total mass `total`). */
@@ -156,6 +176,63 @@ static int nucleus_select(int32_t *idx, const float *prob, int m, double need)
     return lo < 1 ? 1 : lo;
 }
 
+/* prob[i] = exp((logits[i] - max_v) * inv_t) (0 for NaN) and their running sum in index order,
+ * one double accumulator as always (the sum's rounding is part of the result). The running sum
+ * at the end of every SAMPLER_BLOCK-wide block goes to s->cum, so that draw_blocks can find the
+ * drawn block without a second scan. The ids with prob >= keep_min go to s->idx in index order,
+ * their count to *n_kept (keep_min = +inf: none). Returns the sum. */
+static double softmax_blocks(struct sampler *s, const float *logits, int n_vocab, float max_v,
+                             float inv_t, float keep_min, int *n_kept)
+{
+    float *prob = s->prob;
+    int32_t *idx = s->idx;
+    double sum = 0.0;
+    int m = 0;
+    for (int b0 = 0, k = 0; b0 < n_vocab; b0 += SAMPLER_BLOCK, k++) {
+        int b1 = b0 + SAMPLER_BLOCK < n_vocab ? b0 + SAMPLER_BLOCK : n_vocab;
+        for (int i = b0; i < b1; i++) {
+            float v = logits[i];
+            float p = (v == v) ? expf((v - max_v) * inv_t) : 0.0f;
+            prob[i] = p;
+            sum += p;
+            idx[m] = i; /* branch-free compaction: m <= i */
+            m += p >= keep_min;
+        }
+        s->cum[k] = sum;
+    }
+    *n_kept = m;
+    return sum;
+}
+
+/* Inverse CDF over prob[0..n_vocab): the first i whose running sum exceeds r, the running sum
+ * being the one softmax_blocks took (adding a zero leaves a non-negative double unchanged, so
+ * skipping p == 0 changes nothing). The block comes from the checkpoints, then one block is
+ * scanned. r at or past the total (rounding, or a NaN total): the last token with p not <= 0. */
+static int32_t draw_blocks(const struct sampler *s, int n_vocab, double r, int32_t i_max)
+{
+    int n_blocks = (n_vocab + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK;
+    int k = 0;
+    while (k < n_blocks && !(r < s->cum[k]))
+        k++;
+    if (k == n_blocks) {
+        for (int i = n_vocab - 1; i >= 0; i--)
+            if (!(s->prob[i] <= 0.0f)) /* NaN counts, as in the scan (0 * inf: 1 / 1e-40) */
+                return i;
+        return i_max;
+    }
+    double cum = k > 0 ? s->cum[k - 1] : 0.0;
+    int b0 = k * SAMPLER_BLOCK, b1 = b0 + SAMPLER_BLOCK < n_vocab ? b0 + SAMPLER_BLOCK : n_vocab;
+    for (int i = b0; i < b1; i++) {
+        float p = s->prob[i];
+        if (p <= 0.0f)
+            continue;
+        cum += p;
+        if (r < cum)
+            return i;
+    }
+    return b1 - 1; /* unreachable: the block's running sum exceeds r */
+}
+
 int32_t sampler_sample(struct sampler *s, float *logits, int n_vocab,
                        const struct sampling_params *sp, int n_generated, int eos_id,
                        uint64_t *rng_state)
@@ -187,44 +264,37 @@ int32_t sampler_sample_eog(struct sampler *s, float *logits, int n_vocab,
     if (!isfinite(max_v))
         return i_max; /* +inf dominates; all -inf/NaN: nothing to weigh */
 
-    float inv_t = 1.0f / sp->temperature;
-    float *prob = s->prob;
-    double sum = 0.0;
-    for (int i = 0; i < n_vocab; i++) {
-        float v = logits[i];
-        float p = (v == v) ? expf((v - max_v) * inv_t) : 0.0f;
-        prob[i] = p;
-        sum += p;
-    }
-    /* sum >= 1: the maximum contributes exp(0) */
-
-    if (!(sp->top_p < 1.0f)) {
-        double r = sampler_next_uniform(rng_state) * sum;
-        double cum = 0.0;
-        int32_t last = i_max;
-        for (int i = 0; i < n_vocab; i++) {
-            if (prob[i] <= 0.0f)
-                continue;
-            cum += prob[i];
-            last = i;
-            if (r < cum)
-                return i;
-        }
-        return last;
-    }
-
     /* Every token of the nucleus has p >= (1 - top_p) * sum / n_vocab: the tokens left outside
      * the nucleus are fewer than n_vocab and their mass exceeds (1 - top_p) * sum, and the
      * nucleus's smallest member is at least as likely as the largest of them. Prefilter with
-     * half that bound (rounding margin), then quickselect. */
-    if (!(sp->top_p > 0.0f))
-        return i_max; /* an empty nucleus is meaningless: the most likely token */
+     * half that bound (rounding margin), then quickselect. The bound needs the sum, so the
+     * softmax pass keeps the superset that passes it with sum = 1 (sum >= 1, and rounding is
+     * monotone), as a float threshold (the smallest float >= the double bound: p >= it exactly
+     * when (double)p >= the bound); the exact filter then runs over those few. */
+    const int nucleus = sp->top_p < 1.0f && sp->top_p > 0.0f;
     double top_p = sp->top_p;
+    float keep_min = INFINITY;
+    if (nucleus) {
+        double thr1 = 0.5 * (1.0 - top_p) * 1.0 / (double)n_vocab;
+        keep_min = (float)thr1;
+        if ((double)keep_min < thr1)
+            keep_min = nextafterf(keep_min, INFINITY);
+    }
+    int m0 = 0;
+    double sum = softmax_blocks(s, logits, n_vocab, max_v, 1.0f / sp->temperature, keep_min, &m0);
+    /* sum >= 1: the maximum contributes exp(0) */
+    if (!(sp->top_p < 1.0f))
+        return draw_blocks(s, n_vocab, sampler_next_uniform(rng_state) * sum, i_max);
+    if (!nucleus)
+        return i_max; /* an empty nucleus is meaningless: the most likely token */
+    const float *prob = s->prob;
     double thr = 0.5 * (1.0 - top_p) * sum / (double)n_vocab;
     int m = 0;
-    for (int i = 0; i < n_vocab; i++)
+    for (int j = 0; j < m0; j++) { /* in index order, as a full scan would keep them */
+        int32_t i = s->idx[j];
         if (prob[i] > 0.0f && prob[i] >= thr)
             s->idx[m++] = i;
+    }
     if (m == 0)
         return i_max;
     int k = nucleus_select(s->idx, prob, m, top_p * sum);
@@ -232,4 +302,26 @@ int32_t sampler_sample_eog(struct sampler *s, float *logits, int n_vocab,
     for (int i = 0; i < k; i++)
         total += prob[s->idx[i]];
     return draw_weighted(s->idx, prob, k, total, rng_state);
+}
+
+void sampler_sample_rows(struct sampler *samplers, int n_samplers, const struct sampler_row *rows,
+                         int n_rows, int n_vocab, int eos_id, const int32_t *eog, int n_eog,
+                         int32_t *tokens)
+{
+    int n_threads = n_samplers < n_rows ? n_samplers : n_rows;
+    if (n_threads <= 1) {
+        for (int i = 0; i < n_rows; i++)
+            tokens[i] =
+                sampler_sample_eog(&samplers[0], rows[i].logits, n_vocab, rows[i].sp,
+                                   rows[i].n_generated, eos_id, eog, n_eog, rows[i].rng_state);
+        return;
+    }
+    /* Rows cost differently (greedy vs nucleus): dynamic. Which thread takes a row changes
+     * nothing in its result: the scratch carries nothing between calls. */
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+    for (int i = 0; i < n_rows; i++) {
+        struct sampler *s = &samplers[omp_get_thread_num()];
+        tokens[i] = sampler_sample_eog(s, rows[i].logits, n_vocab, rows[i].sp, rows[i].n_generated,
+                                       eos_id, eog, n_eog, rows[i].rng_state);
+    }
 }

@@ -1,6 +1,7 @@
 /* sched: the sequence state machine and one continuous-batching step (see sched.h for the order
  * of the step and the preemption rules). Engine thread only; no locks, no allocation in a step.
- * It does not compute (forward.c), manage blocks (kv.c) or know about threads (engine.c). */
+ * It does not compute (forward.c), manage blocks (kv.c) or know about threads (engine.c); the
+ * sampler's OpenMP threads for a step's rows start and end inside sampler_sample_rows. */
 #include "engine/sched.h"
 
 #include <inttypes.h>
@@ -69,11 +70,17 @@ int sched_init(struct sched *s, const struct sched_config *cfg, struct kv_cache 
     s->kv = kv;
     s->fwd = fwd;
     s->model = model;
-    sampler_init(&s->sampler, model->cfg.n_vocab);
+    s->n_samplers = cfg->n_sample_threads > 1 ? cfg->n_sample_threads : 1;
+    s->samplers = xcalloc((size_t)s->n_samplers, sizeof *s->samplers);
+    for (int t = 0; t < s->n_samplers; t++)
+        sampler_init(&s->samplers[t], model->cfg.n_vocab);
     size_t ns = (size_t)cfg->max_num_seqs, nt = (size_t)cfg->max_num_batched_tokens;
     s->running = xcalloc(ns, sizeof *s->running);
     s->step = xcalloc(ns, sizeof *s->step);
     s->b_seqs = xcalloc(ns, sizeof *s->b_seqs);
+    s->rows = xcalloc(ns, sizeof *s->rows);
+    s->row_seq = xcalloc(ns, sizeof *s->row_seq);
+    s->row_tok = xcalloc(ns, sizeof *s->row_tok);
     s->b_token = xcalloc(nt, sizeof *s->b_token);
     s->b_pos = xcalloc(nt, sizeof *s->b_pos);
     s->b_seq = xcalloc(nt, sizeof *s->b_seq);
@@ -101,7 +108,12 @@ void sched_free(struct sched *s)
     }
     free_list(s, s->wait_head);
     free_list(s, s->done_head);
-    sampler_free(&s->sampler);
+    for (int t = 0; t < s->n_samplers; t++)
+        sampler_free(&s->samplers[t]);
+    free(s->samplers);
+    free(s->rows);
+    free(s->row_seq);
+    free(s->row_tok);
     free(s->running);
     free(s->step);
     free(s->b_seqs);
@@ -334,6 +346,32 @@ static void finish(struct sched *s, struct seq *q, enum engine_finish why)
         s->c.finished_abort++;
 }
 
+/* 5. samples the step's rows s->rows[0..n_rows) at once, then appends each token and decides
+ * finishes in batch order (the order the rows were collected in). */
+static void sample_rows(struct sched *s, int n_rows)
+{
+    mono_ns t_sample = clock_now_ns();
+    sampler_sample_rows(s->samplers, s->n_samplers, s->rows, n_rows, s->model->cfg.n_vocab,
+                        s->model->cfg.eos_id, s->model->tok.eog, s->model->tok.n_eog,
+                        s->row_tok);
+    for (int k = 0; k < n_rows; k++) {
+        struct seq *q = s->row_seq[k];
+        int32_t tok = s->row_tok[k];
+        q->tokens[q->n_tokens++] = tok;
+        q->n_generated++;
+        q->sampled = 1;
+        s->c.generation_tokens++;
+        if (!q->t_first_token_ns)
+            q->t_first_token_ns = t_sample;
+        q->state = SEQ_STATE_DECODE;
+        if (tokenizer_is_eog(&s->model->tok, tok) && !q->sp.ignore_eos)
+            finish(s, q, ENGINE_FINISH_EOS);
+        else if (q->n_generated >= q->sp.max_tokens || q->n_tokens >= q->cap ||
+                 q->n_tokens >= s->cfg.max_model_len)
+            finish(s, q, ENGINE_FINISH_LENGTH);
+    }
+}
+
 int sched_step(struct sched *s)
 {
     mono_ns now = clock_now_ns();
@@ -382,10 +420,8 @@ int sched_step(struct sched *s)
     if (s->n_step > s->c.n_step_seqs_peak)
         s->c.n_step_seqs_peak = s->n_step;
 
-    /* 4b/5. commit new K/V (registers newly full blocks), sample where complete. */
-    const int eos = s->model->cfg.eos_id, n_vocab = s->model->cfg.n_vocab;
+    /* 4b. commit new K/V (registers newly full blocks); collect the rows to sample. */
     int r = 0;
-    mono_ns t_sample = clock_now_ns();
     for (int j = 0; j < s->n_step; j++) {
         struct seq *q = s->step[j];
         int computed = q->kv.n_computed + q->n_sched;
@@ -393,27 +429,19 @@ int sched_step(struct sched *s)
         q->n_sched = 0;
         if (computed < q->n_tokens)
             continue; /* prefill chunk: more to come */
-        int32_t tok = sampler_sample_eog(&s->sampler, forward_logits(s->fwd, r++), n_vocab,
-                                         &q->sp, q->n_generated, eos, s->model->tok.eog,
-                                         s->model->tok.n_eog, &q->rng_state);
-        q->tokens[q->n_tokens++] = tok;
-        q->n_generated++;
-        q->sampled = 1;
-        s->c.generation_tokens++;
-        if (!q->t_first_token_ns)
-            q->t_first_token_ns = t_sample;
-        q->state = SEQ_STATE_DECODE;
-        if (tokenizer_is_eog(&s->model->tok, tok) && !q->sp.ignore_eos)
-            finish(s, q, ENGINE_FINISH_EOS);
-        else if (q->n_generated >= q->sp.max_tokens || q->n_tokens >= q->cap ||
-                 q->n_tokens >= s->cfg.max_model_len)
-            finish(s, q, ENGINE_FINISH_LENGTH);
+        if (r < n_logits && r < s->cfg.max_num_seqs) {
+            s->rows[r] = (struct sampler_row){forward_logits(s->fwd, r), &q->sp, q->n_generated,
+                                              &q->rng_state};
+            s->row_seq[r] = q;
+        }
+        r++;
     }
-
     if (r != n_logits) { /* one logits row per completed sequence, by construction */
         log_error("sched", "%d logits rows for %d sampled sequences", n_logits, r);
         abort();
     }
+
+    sample_rows(s, r);
 
     /* 6. events, in batch order: one per sampled token (the last one carries the finish). */
     if (s->before_events)

@@ -13,7 +13,9 @@
  *      fit just waits; no waiting sequence is admitted in a step that preempted;
  *   4. one forward pass over the whole batch; newly full blocks are committed (prefix cache);
  *   5. a token is sampled for each sequence whose scheduled tokens complete it (end of a prompt
- *      or a decode);
+ *      or a decode): all such rows at once, over cfg.n_sample_threads OpenMP threads (each row
+ *      draws from its own RNG word, so the tokens do not depend on the thread count or on the
+ *      other rows); then, in batch order, the tokens are appended and finishes decided;
  *   6. events go to each request's callback;
  *   7. finished sequences release their blocks and move to the done list.
  *
@@ -21,8 +23,9 @@
  * preemption. PREFILL means running with tokens still to compute beyond the last one; DECODE
  * means all tokens but the last sampled one have K/V.
  *
- * Engine thread only: nothing here locks. It knows nothing about threads, HTTP or ids handed to
- * clients; engine.c owns those (and the fields marked "engine.c" below).
+ * Engine thread only: nothing here locks. It knows nothing about threads (beyond the sampling
+ * thread count it hands to sampler_sample_rows), HTTP or ids handed to clients; engine.c owns
+ * those (and the fields marked "engine.c" below).
  *
  *   struct sched sc;
  *   sched_init(&sc, &cfg, &kv, fwd, model);
@@ -98,6 +101,7 @@ struct sched_config {
     int max_num_batched_tokens;
     int max_model_len;
     int enable_chunked_prefill;
+    int n_sample_threads; /* OpenMP threads sampling a step's rows (< 1: one, the caller's) */
 };
 
 struct sched_counters {
@@ -119,7 +123,8 @@ struct sched {
     struct kv_cache *kv;
     struct forward *fwd;
     const struct model *model;
-    struct sampler sampler;
+    struct sampler *samplers;   /* [n_samplers], one scratch per sampling thread */
+    int n_samplers;
     struct seq **running;       /* [max_num_seqs], admission order */
     int n_running;
     struct seq *wait_head, *wait_tail;
@@ -133,6 +138,9 @@ struct sched {
     int32_t *b_token, *b_pos, *b_seq; /* [max_num_batched_tokens] */
     uint8_t *b_wants;
     struct kv_seq **b_seqs;     /* [max_num_seqs] */
+    struct sampler_row *rows;   /* [max_num_seqs] rows to sample this step */
+    struct seq **row_seq;       /* [max_num_seqs] the sequence of each row */
+    int32_t *row_tok;           /* [max_num_seqs] the sampled tokens */
     uint64_t admit_counter;
     struct sched_counters c;
     /* Called once per step right before its token events go out (NULL: none), so that counters
