@@ -523,16 +523,20 @@ T512 float quantk_dot_q5_0_avx512(const unsigned char *w, const float *x, size_t
 
 /* AVX-512 dequantisation for the batch path's tiles: the same arithmetic as the scalar
  * functions above (separate multiply and subtract, no FMA), so the results are identical. */
-T512 void quantk_dequantize_q4_k_avx512(const unsigned char *src, float *y, size_t n)
+/* Q4_K (block_bytes 144, quants at 16, no high bits) and Q5_K (176, quants at 48, high bits at
+ * 16) share the scale layout and the arithmetic. */
+T512 static inline __attribute__((always_inline)) void
+k45_dequantize_avx512(const unsigned char *src, float *y, size_t n, size_t block_bytes,
+                      size_t qs_off, int hb)
 {
-    for (size_t b = 0; b < n / QK; b++, src += 144, y += QK) {
+    for (size_t b = 0; b < n / QK; b++, src += block_bytes, y += QK) {
         float d = _cvtsh_ss(ld16(src)), dmin = _cvtsh_ss(ld16(src + 2));
         uint8_t sc[8], mn[8];
         k4_scales(src + 4, sc, mn);
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
             __m512i q[4];
-            k45_unpack_avx512(src + 16, src, p, 0, q);
+            k45_unpack_avx512(src + qs_off, hb ? src + 16 : src, p, hb, q);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 int j = 2 * p + k / 2;
@@ -545,26 +549,14 @@ T512 void quantk_dequantize_q4_k_avx512(const unsigned char *src, float *y, size
     }
 }
 
+T512 void quantk_dequantize_q4_k_avx512(const unsigned char *src, float *y, size_t n)
+{
+    k45_dequantize_avx512(src, y, n, 144, 16, 0);
+}
+
 T512 void quantk_dequantize_q5_k_avx512(const unsigned char *src, float *y, size_t n)
 {
-    for (size_t b = 0; b < n / QK; b++, src += 176, y += QK) {
-        float d = _cvtsh_ss(ld16(src)), dmin = _cvtsh_ss(ld16(src + 2));
-        uint8_t sc[8], mn[8];
-        k4_scales(src + 4, sc, mn);
-#pragma GCC unroll 4
-        for (int p = 0; p < 4; p++) {
-            __m512i q[4];
-            k45_unpack_avx512(src + 48, src + 16, p, 1, q);
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
-                int j = 2 * p + k / 2;
-                __m512 v = _mm512_sub_ps(
-                    _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[j]), _mm512_cvtepi32_ps(q[k])),
-                    _mm512_set1_ps(dmin * (float)mn[j]));
-                _mm512_storeu_ps(y + 64 * p + 16 * k, v);
-            }
-        }
-    }
+    k45_dequantize_avx512(src, y, n, 176, 48, 1);
 }
 
 T512 void quantk_dequantize_q6_k_avx512(const unsigned char *src, float *y, size_t n)
