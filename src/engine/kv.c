@@ -137,9 +137,9 @@ static void unregister_block(struct kv_cache *kv, int32_t b)
 /* ---- pool ---------------------------------------------------------------------------------- */
 
 /* Validates the shape and sets up everything but the pool: fields, block metadata (all free),
- * the prefix map. */
-static int kv_init_common(struct kv_cache *kv, int n_layer, int kv_dim, int block_size,
-                          int n_blocks, int enable_prefix_caching, char *err, size_t err_len)
+ * the prefix map. kv_init adds the pool. */
+int kv_init_meta(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_blocks,
+                 int enable_prefix_caching, char *err, size_t err_len)
 {
     memset(kv, 0, sizeof *kv);
     kv->free_head = kv->free_tail = kv->lru_head = kv->lru_tail = -1;
@@ -174,8 +174,8 @@ static int kv_init_common(struct kv_cache *kv, int n_layer, int kv_dim, int bloc
 int kv_init(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_blocks,
             int enable_prefix_caching, char *err, size_t err_len)
 {
-    if (kv_init_common(kv, n_layer, kv_dim, block_size, n_blocks, enable_prefix_caching, err,
-                       err_len) != 0)
+    if (kv_init_meta(kv, n_layer, kv_dim, block_size, n_blocks, enable_prefix_caching, err,
+                     err_len) != 0)
         return -1;
     size_t n_floats = 0, bytes = 0;
     if (size_mul_ok((size_t)n_layer * 2, (size_t)n_blocks, &n_floats) != 0 ||
@@ -201,13 +201,6 @@ int kv_init(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_
     kv->pool = pool;
     kv->pool_bytes = bytes;
     return 0;
-}
-
-int kv_init_meta(struct kv_cache *kv, int n_layer, int kv_dim, int block_size, int n_blocks,
-                 int enable_prefix_caching, char *err, size_t err_len)
-{
-    return kv_init_common(kv, n_layer, kv_dim, block_size, n_blocks, enable_prefix_caching, err,
-                          err_len);
 }
 
 void kv_free(struct kv_cache *kv)
