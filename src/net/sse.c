@@ -3,6 +3,7 @@
  * It does not interpret the data; see net/client.c for the OpenAI chunk handling. */
 #include "net/sse.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 const char *sse_status_str(enum sse_status st)
@@ -143,18 +144,13 @@ static enum sse_status sse_line(struct sse_parser *p, const char *line, size_t l
         if (field_len < sizeof field_copy) {
             memcpy(field_copy, line, field_len);
             field_copy[field_len] = 0;
-            char value_copy[256];
-            if (value_len < sizeof value_copy) {
-                memcpy(value_copy, value, value_len);
-                value_copy[value_len] = 0;
-                p->on_unknown_field(ud, field_copy, field_len, value_copy, value_len);
-            } else {
-                struct buf v;
-                buf_init(&v, value_len + 1, value_len + 1);
-                buf_append(&v, value, value_len);
-                p->on_unknown_field(ud, field_copy, field_len, v.data, value_len);
-                buf_free(&v);
-            }
+            char value_copy[256]; /* short values (the usual) need no allocation */
+            char *val = value_len < sizeof value_copy ? value_copy : xmalloc(value_len + 1);
+            memcpy(val, value, value_len);
+            val[value_len] = 0;
+            p->on_unknown_field(ud, field_copy, field_len, val, value_len);
+            if (val != value_copy)
+                free(val);
         }
     }
     return SSE_STATUS_OK;
