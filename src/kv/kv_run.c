@@ -407,11 +407,14 @@ static int row_done(const struct kv_result *r, int len, double util)
  * then 16-bit, as on the other servers, not f32. */
 static int embedded_on_cuda(const struct target_config *t)
 {
+    static const char flag[] = "--device";
     for (int i = 0; i < t->n_extra_args; i++) {
         const char *a = t->extra_args[i];
-        if (!strcmp(a, "--device=cuda") ||
-            (!strcmp(a, "--device") && i + 1 < t->n_extra_args &&
-             !strcmp(t->extra_args[i + 1], "cuda")))
+        int n = swept_flag(a, flag); /* 1: --device=V, 2: --device V */
+        const char *v = n == 1                            ? a + sizeof flag
+                        : n == 2 && i + 1 < t->n_extra_args ? t->extra_args[i + 1]
+                                                            : NULL;
+        if (v && !strcmp(v, "cuda"))
             return 1;
     }
     return 0;
