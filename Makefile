@@ -82,8 +82,15 @@ $(BUILD)/%.o: %.cu $(wildcard src/*/*.h src/engine/cuda/*.cuh src/engine/cuda/*.
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
+# ./slmprobe is shared by the CPU and the CUDA build: .slmprobe-flavour names the object tree the
+# binary was last linked from and changes when that does, so `make` after `make CUDA=1` (or the
+# other way round) relinks instead of keeping the other flavour's binary.
+ifeq ($(SANITIZER),)
+  $(shell [ "$$(cat .slmprobe-flavour 2>/dev/null)" = "$(BUILD)" ] || echo "$(BUILD)" > .slmprobe-flavour)
+  $(BIN): .slmprobe-flavour
+endif
 $(BIN): $(MAIN_OBJ) $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -267,6 +274,6 @@ fmt:
 	clang-format -i src/*/*.c src/*/*.h src/*.c tests/*.c tests/*.h
 
 clean:
-	rm -rf obj obj-* slmprobe
+	rm -rf obj obj-* slmprobe .slmprobe-flavour
 
 -include $(shell find obj obj-* -name '*.d' 2>/dev/null)
