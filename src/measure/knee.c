@@ -353,12 +353,12 @@ void knee_analyze(const struct knee_level *lv, size_t n, const struct knee_confi
         out->reason = KNEE_REASON_NOT_REACHED;
         double g = gain_per_doubling(p, q);
         double rT = q->tok_s / p->tok_s, rL = q->p95_e2e_s / p->p95_e2e_s;
-        int w = snprintf(out->summary, sizeof out->summary,
-                         "No knee within the sweep: from %s %s to %s throughput still changed %s "
-                         "per doubling (threshold %.0f%%) and ",
-                         name, fmt_load(cfg, p->load, a, sizeof a),
-                         fmt_load(cfg, q->load, b, sizeof b), fmt_pct_signed(g, c, sizeof c),
-                         cfg->threshold * 100.0);
+        int w =
+            snprintf(out->summary, sizeof out->summary,
+                     "No knee within the sweep: from %s %s to %s throughput still changed %s "
+                     "per doubling (threshold %.0f%%) and ",
+                     name, fmt_load(cfg, p->load, a, sizeof a), fmt_load(cfg, q->load, b, sizeof b),
+                     fmt_pct_signed(g, c, sizeof c), cfg->threshold * 100.0);
         size_t off = w > 0 && (size_t)w < sizeof out->summary ? (size_t)w : 0;
         /* still scaling either way (stops_scaling): say which way latency went */
         if (!(rL > rT))
@@ -463,35 +463,27 @@ static int failed_above(const struct knee_level *lv, size_t n, double load)
     return 0;
 }
 
-void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_config *cfg,
-                     const struct knee_result *kr, struct knee_rules *out)
+/* What every rule section reads: the usable levels in load order and the knee among them. */
+struct rules_ctx {
+    const struct knee_level *lv;
+    size_t n;
+    const struct knee_config *cfg;
+    const struct knee_result *kr;
+    const char *name;                          /* the load's name: "concurrency", "rate", ... */
+    int u[KNEE_MAX_LEVELS], nu;                /* usable levels, lowest load first */
+    int k_knee;                                /* index into u of the knee (0 when none) */
+    const struct knee_level *first, *last, *K; /* lowest, highest usable level; the knee or last */
+};
+
+/* Rule: the scaling region: lowest level up to the knee. */
+static void rules_scaling(const struct rules_ctx *x, struct knee_rules *out)
 {
-    memset(out, 0, sizeof *out);
-    const char *name = cfg->load_name ? cfg->load_name : "concurrency";
-    char a[48], b[48], c[48], d[48], e[48], f[48], cname[32];
-    int u[KNEE_MAX_LEVELS];
-    int nu = rank_usable(lv, n, u);
-
-    rule_errors(lv, n, cfg, out);
-    if (nu == 0)
-        return;
-    if (nu == 1) {
-        const struct knee_level *l = &lv[u[0]];
-        rule_add(out,
-                 "Only %s %s gave usable numbers (%s tok/s, p95 e2e %s): sweep at least two levels "
-                 "to see where throughput stops scaling.",
-                 name, fmt_load(cfg, l->load, a, sizeof a), fmt_num(l->tok_s, b, sizeof b),
-                 fmt_ms(l->p95_e2e_s * 1000.0, c, sizeof c));
-        return;
-    }
-    int k_knee = 0;
-    for (int k = 0; k < nu; k++)
-        if (u[k] == kr->i_knee)
-            k_knee = k;
-    const struct knee_level *first = &lv[u[0]], *last = &lv[u[nu - 1]];
-    const struct knee_level *K = kr->i_knee >= 0 ? &lv[kr->i_knee] : last;
-
-    /* Scaling region: lowest level up to the knee. */
+    const struct knee_config *cfg = x->cfg;
+    const char *name = x->name;
+    int k_knee = x->k_knee;
+    const struct knee_level *first = x->first;
+    const struct knee_level *K = x->K;
+    char a[48], b[48], c[48], d[48], e[48], f[48];
     if (k_knee > 0) {
         double rT = K->tok_s / first->tok_s, rL = K->p95_e2e_s / first->p95_e2e_s;
         rule_add(out,
@@ -504,8 +496,22 @@ void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_co
                  rL < 0.5 * rT ? "in this range more load is served almost for free"
                                : "batching helps, but latency pays for part of it");
     }
+}
 
-    /* Beyond the knee, or the knee not reached. */
+/* Rule: beyond the knee, or why the knee was not placed. */
+static void rules_beyond(const struct rules_ctx *x, struct knee_rules *out)
+{
+    const struct knee_level *lv = x->lv;
+    size_t n = x->n;
+    const struct knee_config *cfg = x->cfg;
+    const struct knee_result *kr = x->kr;
+    const char *name = x->name;
+    const int *u = x->u;
+    int nu = x->nu;
+    int k_knee = x->k_knee;
+    const struct knee_level *last = x->last;
+    const struct knee_level *K = x->K;
+    char a[48], b[48], c[48], d[48], e[48], f[48], cname[32];
     if (kr->knee_reached && k_knee < nu - 1) {
         double dT = last->tok_s / K->tok_s - 1.0, rL = last->p95_e2e_s / K->p95_e2e_s;
         rule_add(out,
@@ -531,8 +537,17 @@ void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_co
                  fmt_load(cfg, lv[u[nu - 2]].load, b, sizeof b),
                  fmt_load(cfg, last->load, c, sizeof c), name);
     }
+}
 
-    /* Peak and sweet spot. */
+/* Rule: peak throughput and the sweet spot. */
+static void rules_peak(const struct rules_ctx *x, struct knee_rules *out)
+{
+    const struct knee_level *lv = x->lv;
+    const struct knee_config *cfg = x->cfg;
+    const struct knee_result *kr = x->kr;
+    const char *name = x->name;
+    const struct knee_level *K = x->K;
+    char a[48], b[48], c[48], d[48], e[48];
     if (kr->i_peak >= 0) {
         const struct knee_level *P = &lv[kr->i_peak], *S = kr->i_sweet >= 0 ? &lv[kr->i_sweet] : P;
         if (kr->knee_reached && kr->i_peak != kr->i_knee)
@@ -551,8 +566,18 @@ void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_co
                      fmt_ms(S->p95_e2e_s * 1000.0, c, sizeof c), fmt_num(P->tok_s, d, sizeof d),
                      name, fmt_load(cfg, P->load, e, sizeof e));
     }
+}
 
-    /* SLO. */
+/* Rule: the highest level meeting the SLO, or the closest one. */
+static void rules_slo(const struct rules_ctx *x, struct knee_rules *out)
+{
+    const struct knee_level *lv = x->lv;
+    const struct knee_config *cfg = x->cfg;
+    const struct knee_result *kr = x->kr;
+    const char *name = x->name;
+    const int *u = x->u;
+    int nu = x->nu;
+    char a[48], b[48], c[48];
     if (cfg->slo_desc) {
         if (kr->i_slo_max >= 0) {
             const struct knee_level *M = &lv[kr->i_slo_max];
@@ -586,8 +611,18 @@ void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_co
                          fmt_load(cfg, lv[ib].load, a, sizeof a), 100.0 * lv[ib].goodput_frac);
         }
     }
+}
 
-    /* Server-side queue. */
+/* Rule: where the server starts queueing. */
+static void rules_queue(const struct rules_ctx *x, struct knee_rules *out)
+{
+    const struct knee_level *lv = x->lv;
+    const struct knee_config *cfg = x->cfg;
+    const char *name = x->name;
+    const int *u = x->u;
+    int nu = x->nu;
+    const struct knee_level *last = x->last;
+    char a[48], b[48], c[48], d[48];
     int any_w = 0, k_q = -1;
     double wmax_all = 0;
     for (int k = 0; k < nu; k++) {
@@ -629,8 +664,16 @@ void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_co
             "to %s %s at once, so its batch limit was not reached.",
             name, fmt_load(cfg, last->load, a, sizeof a));
     }
+}
 
-    /* Where the added latency comes from. */
+/* Rule: where the added latency comes from (TTFT or TPOT). */
+static void rules_latency_source(const struct rules_ctx *x, struct knee_rules *out)
+{
+    const struct knee_config *cfg = x->cfg;
+    const char *name = x->name;
+    const struct knee_level *first = x->first;
+    const struct knee_level *last = x->last;
+    char a[48], b[48], c[48], d[48], e[48], f[48], cname[32];
     if (!isnan(first->p95_ttft_ms) && !isnan(last->p95_ttft_ms) && !isnan(first->p95_tpot_ms) &&
         !isnan(last->p95_tpot_ms) && first->p95_ttft_ms > 0 && first->p95_tpot_ms > 0) {
         double rt = last->p95_ttft_ms / first->p95_ttft_ms;
@@ -655,4 +698,39 @@ void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_co
                  fmt_ratio(rp, h, sizeof h), fmt_ms(first->p95_tpot_ms, e, sizeof e),
                  fmt_ms(last->p95_tpot_ms, f, sizeof f), why);
     }
+}
+
+void knee_rules_make(const struct knee_level *lv, size_t n, const struct knee_config *cfg,
+                     const struct knee_result *kr, struct knee_rules *out)
+{
+    memset(out, 0, sizeof *out);
+    struct rules_ctx x = {.lv = lv, .n = n, .cfg = cfg, .kr = kr};
+    x.name = cfg->load_name ? cfg->load_name : "concurrency";
+    x.nu = rank_usable(lv, n, x.u);
+
+    rule_errors(lv, n, cfg, out);
+    if (x.nu == 0)
+        return;
+    if (x.nu == 1) {
+        char a[48], b[48], c[48];
+        const struct knee_level *l = &lv[x.u[0]];
+        rule_add(out,
+                 "Only %s %s gave usable numbers (%s tok/s, p95 e2e %s): sweep at least two levels "
+                 "to see where throughput stops scaling.",
+                 x.name, fmt_load(cfg, l->load, a, sizeof a), fmt_num(l->tok_s, b, sizeof b),
+                 fmt_ms(l->p95_e2e_s * 1000.0, c, sizeof c));
+        return;
+    }
+    for (int k = 0; k < x.nu; k++)
+        if (x.u[k] == kr->i_knee)
+            x.k_knee = k;
+    x.first = &lv[x.u[0]];
+    x.last = &lv[x.u[x.nu - 1]];
+    x.K = kr->i_knee >= 0 ? &lv[kr->i_knee] : x.last;
+    rules_scaling(&x, out);
+    rules_beyond(&x, out);
+    rules_peak(&x, out);
+    rules_slo(&x, out);
+    rules_queue(&x, out);
+    rules_latency_source(&x, out);
 }
