@@ -242,7 +242,7 @@ static double prefill_rate(struct engine *e, int n, uint64_t seed)
 
 struct stored_result {
     enum model_dtype dtype;
-    uint64_t weight_bytes; /* as loaded: block types and f16 as stored, norms f32 */
+    uint64_t weight_bytes;                /* as loaded: block types and f16 as stored, norms f32 */
     double decode1, prefill512, decode16; /* medians, tokens/s */
     double kernel_bound; /* tokens/s the fused kernels allow with every thread busy */
 };
@@ -354,8 +354,8 @@ static void print_stored(const char *preset, const struct model_config *cfg,
            "sequences = min(compute bound, 16 x decode bound). Kernel bound: decode tokens/s if "
            "every "
            "matrix product ran at its type's fused-kernel speed on a cache-resident matrix (one "
-           "thread, x threads), the compute ceiling of batch-1 decode.\n\n", bw, gf,
-           prefill_bound);
+           "thread, x threads), the compute ceiling of batch-1 decode.\n\n",
+           bw, gf, prefill_bound);
     printf("| file | weight MiB | decode 1, tok/s | of bound | kernel bound | prefill 512, tok/s "
            "| of sgemm | 16 seqs, tok/s | of bound |\n"
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -370,6 +370,183 @@ static void print_stored(const char *preset, const struct model_config *cfg,
                b16);
     }
     printf("\n");
+}
+
+/* The f32 engine's numbers, and this machine's limits they are set against. */
+struct engine_bench {
+    double bw, bw_copy, gf, gf_ffn, gf_attn; /* GB/s read and copy; sgemm GFLOP/s */
+    double decode_bound, prefill_bound;      /* tokens/s */
+    int prefill_lens[2];
+    double prefill_tps[2];
+    int conc[4];
+    double decode_tps[4];
+    double pc_ttft[2][2], pc_e2e[2][2], pc_hit_frac[2][2]; /* [caching][sequential, conc 8] */
+};
+
+enum { PC_VARIANTS = 32, PC_PREFIX = 1024, PC_SUFFIX = 32, PC_OUT = 16 };
+
+static struct engine *engine_for_bench(const struct model_config *cfg, struct model *m,
+                                       int n_threads, int prefix_caching)
+{
+    struct engine_config ec;
+    char err[512];
+    engine_config_defaults(&ec);
+    ec.max_model_len = 2304;
+    ec.max_num_batched_tokens = 2048;
+    ec.kv_cache_memory_bytes = (uint64_t)model_kv_bytes_per_token(cfg, 4) * 40000;
+    ec.n_threads = n_threads;
+    ec.enable_prefix_caching = prefix_caching;
+    struct engine *e = engine_new(&ec, m, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "bench: %s\n", err);
+        exit(1);
+    }
+    engine_warmup(e);
+    engine_start(e);
+    return e;
+}
+
+/* Prefill (TTFT of single requests, median of 3) and decode at 1, 4, 16 and 64 sequences. */
+static void bench_throughput(const struct model_config *cfg, struct model *m, int n_threads,
+                             int quick, struct engine_bench *b)
+{
+    struct engine *e = engine_for_bench(cfg, m, n_threads, 0);
+    for (int i = 0; i < 2; i++) {
+        int reps = quick ? 1 : 3;
+        double v[3];
+        for (int r = 0; r < reps; r++)
+            v[r] = prefill_rate(e, b->prefill_lens[i], 1000 + (uint64_t)i * 10 + (uint64_t)r);
+        b->prefill_tps[i] = median_of(v, (size_t)reps);
+    }
+    for (int i = 0; i < 4; i++)
+        b->decode_tps[i] = decode_rate(e, b->conc[i], quick ? 32 : 64, 5000 + (uint64_t)i * 100);
+    engine_stop(e);
+    engine_free(e);
+}
+
+/* Prefix caching off vs on, the same workload: a shared prefix with a suffix per variant,
+ * sequential and at concurrency 8, each after one priming request. */
+static void bench_prefix(const struct model_config *cfg, struct model *m, int n_threads, int quick,
+                         struct engine_bench *b)
+{
+    int32_t *ps[PC_VARIANTS];
+    int ns[PC_VARIANTS];
+    for (int j = 0; j < PC_VARIANTS; j++) {
+        ns[j] = PC_PREFIX + PC_SUFFIX;
+        ps[j] = xmalloc((size_t)ns[j] * sizeof(int32_t));
+        fill_prompt(ps[j], PC_PREFIX, 42); /* shared */
+        fill_prompt(ps[j] + PC_PREFIX, PC_SUFFIX, 9000 + (uint64_t)j);
+    }
+    int n_run = quick ? 8 : PC_VARIANTS;
+    for (int on = 0; on < 2; on++) {
+        struct engine *e = engine_for_bench(cfg, m, n_threads, on);
+        for (int mode = 0; mode < 2; mode++) {
+            engine_reset_prefix_cache(e);
+            /* One priming request with the shared prefix (and its own suffix) fills the cache;
+             * then every variant is measured, so all of them meet a warm cache (when on). */
+            int32_t *prime = xmalloc((size_t)(PC_PREFIX + PC_SUFFIX) * sizeof *prime);
+            int n_prime = PC_PREFIX + PC_SUFFIX;
+            fill_prompt(prime, PC_PREFIX, 42);
+            fill_prompt(prime + PC_PREFIX, PC_SUFFIX, 8999);
+            struct req_ctx prime_ctx;
+            run_batch(e, &prime, &n_prime, 1, 1, PC_OUT, &prime_ctx);
+            free(prime);
+            struct req_ctx ctx[PC_VARIANTS];
+            run_batch(e, ps, ns, n_run, mode ? 8 : 1, PC_OUT, ctx);
+            double t[PC_VARIANTS], e2[PC_VARIANTS];
+            long cached = 0, total = 0;
+            for (int j = 0; j < n_run; j++) {
+                t[j] = ns_to_ms(ctx[j].t_first_ns - ctx[j].t_submit_ns);
+                e2[j] = ns_to_ms(ctx[j].t_done_ns - ctx[j].t_submit_ns);
+                cached += ctx[j].n_cached;
+                total += ns[j];
+            }
+            b->pc_ttft[on][mode] = median_of(t, (size_t)n_run);
+            b->pc_e2e[on][mode] = median_of(e2, (size_t)n_run);
+            b->pc_hit_frac[on][mode] = total ? (double)cached / (double)total : 0;
+        }
+        engine_stop(e);
+        engine_free(e);
+    }
+    for (int j = 0; j < PC_VARIANTS; j++)
+        free(ps[j]);
+}
+
+static void print_engine(const char *preset, const struct model_config *cfg, uint64_t weight_bytes,
+                         int n_threads, const struct engine_bench *b)
+{
+    printf("## Engine (`%s`, f32, %d threads, OpenBLAS %s kernels)\n\n", preset, n_threads,
+           blas_env_core());
+    printf("Machine limits: read bandwidth %.1f GB/s (sum over 1 GiB; STREAM-style copy %.1f GB/s "
+           "counting read + write); OpenBLAS sgemm %.1f GFLOP/s (512x%dx%d: %.1f, 512x%dx%d: "
+           "%.1f). Bounds: prefill = sgemm FLOP/s / (2 x %.0fM params) = %.0f tokens/s; batch-1 "
+           "decode = read bandwidth / %.0f MiB of weights = %.1f tokens/s.\n\n",
+           b->bw, b->bw_copy, b->gf, cfg->n_ff, cfg->n_embd, b->gf_ffn, cfg->n_embd, cfg->n_embd,
+           b->gf_attn, (double)model_n_params(cfg) / 1e6, b->prefill_bound,
+           (double)weight_bytes / 1048576.0, b->decode_bound);
+    printf("| measure | tokens/s | vs bound or batch 1 |\n|---|---:|---:|\n");
+    for (int i = 0; i < 2; i++)
+        printf("| prefill, %d-token prompt | %.0f | %.0f%% of the sgemm bound |\n",
+               b->prefill_lens[i], b->prefill_tps[i], 100 * b->prefill_tps[i] / b->prefill_bound);
+    printf("| decode, 1 sequence | %.1f | %.0f%% of the bandwidth bound |\n", b->decode_tps[0],
+           100 * b->decode_tps[0] / b->decode_bound);
+    for (int i = 1; i < 4; i++)
+        printf("| decode, %d sequences | %.1f | %.1fx batch 1 |\n", b->conc[i], b->decode_tps[i],
+               b->decode_tps[i] / b->decode_tps[0]);
+    printf("\n16 sequences give %.1fx the batch-1 decode tokens/s (target >= 8x).\n\n",
+           b->decode_tps[2] / b->decode_tps[0]);
+    printf("## Prefix caching (`%s`, %d-token shared prefix + %d-token suffix, %d variants, "
+           "max_tokens %d)\n\n",
+           preset, PC_PREFIX, PC_SUFFIX, PC_VARIANTS, PC_OUT);
+    printf("| mode | caching | median TTFT ms | median e2e ms | cached share of prompt |\n"
+           "|---|---|---:|---:|---:|\n");
+    for (int mode = 0; mode < 2; mode++)
+        for (int on = 0; on < 2; on++)
+            printf("| %s | %s | %.1f | %.1f | %.0f%% |\n", mode ? "concurrency 8" : "sequential",
+                   on ? "on" : "off", b->pc_ttft[on][mode], b->pc_e2e[on][mode],
+                   100 * b->pc_hit_frac[on][mode]);
+    printf("\nWarm TTFT, caching off / on: sequential %.1fx, concurrency 8 %.1fx (target >= 5x).\n",
+           b->pc_ttft[0][0] / b->pc_ttft[1][0], b->pc_ttft[0][1] / b->pc_ttft[1][1]);
+}
+
+static void write_engine_json(const char *preset, uint64_t weight_bytes, int n_threads,
+                              const struct engine_bench *b)
+{
+    FILE *f = fopen("bench/out/engine.json", "w");
+    if (!f)
+        return;
+    fprintf(f,
+            "{\"preset\":\"%s\",\"threads\":%d,\"stream_read_gbs\":%.3f,\"sgemm_gflops\":%.3f,"
+            "\"weight_bytes\":%llu,\"prefill_tps\":{\"512\":%.1f,\"2048\":%.1f},"
+            "\"decode_bound_tps\":%.2f,\"prefill_bound_tps\":%.1f,"
+            "\"decode_tps\":{\"1\":%.2f,\"4\":%.2f,\"16\":%.2f,\"64\":%.2f},"
+            "\"prefix\":{\"seq_ttft_ms_off\":%.2f,\"seq_ttft_ms_on\":%.2f,"
+            "\"c8_ttft_ms_off\":%.2f,\"c8_ttft_ms_on\":%.2f,\"seq_e2e_ms_off\":%.2f,"
+            "\"seq_e2e_ms_on\":%.2f,\"c8_e2e_ms_off\":%.2f,\"c8_e2e_ms_on\":%.2f}}\n",
+            preset, n_threads, b->bw, b->gf, (unsigned long long)weight_bytes, b->prefill_tps[0],
+            b->prefill_tps[1], b->decode_bound, b->prefill_bound, b->decode_tps[0],
+            b->decode_tps[1], b->decode_tps[2], b->decode_tps[3], b->pc_ttft[0][0],
+            b->pc_ttft[1][0], b->pc_ttft[0][1], b->pc_ttft[1][1], b->pc_e2e[0][0], b->pc_e2e[1][0],
+            b->pc_e2e[0][1], b->pc_e2e[1][1]);
+    fclose(f);
+}
+
+static void write_stored_json(const char *preset, const struct engine_bench *b,
+                              const struct stored_result *sr, int n_sr)
+{
+    FILE *f = fopen("bench/out/engine_stored.json", "w");
+    if (!f)
+        return;
+    fprintf(f, "{\"preset\":\"%s\",\"stream_read_gbs\":%.3f,\"sgemm_gflops\":%.3f,\"files\":[",
+            preset, b->bw, b->gf);
+    for (int i = 0; i < n_sr; i++)
+        fprintf(f,
+                "%s{\"dtype\":\"%s\",\"weight_bytes\":%llu,\"decode1_tps\":%.2f,"
+                "\"prefill512_tps\":%.1f,\"decode16_tps\":%.2f,\"kernel_bound_tps\":%.2f}",
+                i ? "," : "", model_dtype_str(sr[i].dtype), (unsigned long long)sr[i].weight_bytes,
+                sr[i].decode1, sr[i].prefill512, sr[i].decode16, sr[i].kernel_bound);
+    fprintf(f, "]}\n");
+    fclose(f);
 }
 
 int main(int argc, char **argv)
@@ -393,221 +570,33 @@ int main(int argc, char **argv)
             ns_to_s(clock_now_ns() - t0), (double)m->weight_bytes / 1048576.0);
     int n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
 
-    double bw_copy = stream_copy_gbs((size_t)512 << 20);
-    double bw = stream_read_gbs((size_t)1 << 30);
-    double gf_ffn = sgemm_gflops(512, cfg.n_ff, cfg.n_embd);
-    double gf_attn = sgemm_gflops(512, cfg.n_embd, cfg.n_embd);
-    double gf = gf_ffn > gf_attn ? gf_ffn : gf_attn;
+    struct engine_bench b = {.prefill_lens = {512, 2048}, .conc = {1, 4, 16, 64}};
+    b.bw_copy = stream_copy_gbs((size_t)512 << 20);
+    b.bw = stream_read_gbs((size_t)1 << 30);
+    b.gf_ffn = sgemm_gflops(512, cfg.n_ff, cfg.n_embd);
+    b.gf_attn = sgemm_gflops(512, cfg.n_embd, cfg.n_embd);
+    b.gf = b.gf_ffn > b.gf_attn ? b.gf_ffn : b.gf_attn;
 
-    static const enum model_dtype stored[4] = {MODEL_DTYPE_F16, MODEL_DTYPE_BF16,
-                                               MODEL_DTYPE_Q8_0, MODEL_DTYPE_Q4_K_M};
+    static const enum model_dtype stored[4] = {MODEL_DTYPE_F16, MODEL_DTYPE_BF16, MODEL_DTYPE_Q8_0,
+                                               MODEL_DTYPE_Q4_K_M};
     struct stored_result sr[4];
     int n_sr = 0;
     for (int i = 0; i < 4; i++)
         if (bench_stored(&cfg, stored[i], n_threads, quick, &sr[n_sr]) == 0)
             n_sr++;
-    if (getenv("BENCH_STORED_ONLY")) {
-        print_stored(preset, &cfg, sr, n_sr, bw, gf);
-        model_free(m);
-        return 0;
+    if (!getenv("BENCH_STORED_ONLY")) {
+        b.decode_bound = b.bw * 1e9 / (double)m->weight_bytes;
+        b.prefill_bound = b.gf * 1e9 / (2.0 * (double)model_n_params(&cfg));
+        bench_throughput(&cfg, m, n_threads, quick, &b);
+        bench_prefix(&cfg, m, n_threads, quick, &b);
+        print_engine(preset, &cfg, m->weight_bytes, n_threads, &b);
     }
-    double flops_per_token = 2.0 * (double)model_n_params(&cfg);
-    double decode_bound = bw * 1e9 / (double)m->weight_bytes;
-    double prefill_bound = gf * 1e9 / flops_per_token;
-
-    struct engine_config ec;
-    engine_config_defaults(&ec);
-    ec.max_model_len = 2304;
-    ec.max_num_batched_tokens = 2048;
-    ec.kv_cache_memory_bytes = (uint64_t)model_kv_bytes_per_token(&cfg, 4) * 40000;
-    ec.n_threads = n_threads;
-    struct engine *e = engine_new(&ec, m, err, sizeof err);
-    if (!e) {
-        fprintf(stderr, "bench: %s\n", err);
-        return 1;
+    print_stored(preset, &cfg, sr, n_sr, b.bw, b.gf);
+    if (!getenv("BENCH_STORED_ONLY")) {
+        dir_make_all("bench/out");
+        write_engine_json(preset, m->weight_bytes, n_threads, &b);
+        write_stored_json(preset, &b, sr, n_sr);
     }
-    engine_warmup(e);
-    engine_start(e);
-
-    /* Prefill: TTFT of single requests (max_tokens 1), median of a few. */
-    int prefill_lens[2] = {512, 2048};
-    double prefill_tps[2];
-    for (int i = 0; i < 2; i++) {
-        int reps = quick ? 1 : 3;
-        double v[3];
-        for (int r = 0; r < reps; r++) {
-            int n = prefill_lens[i];
-            int32_t *p = xmalloc((size_t)n * sizeof *p);
-            fill_prompt(p, n, 1000 + (uint64_t)i * 10 + (uint64_t)r);
-            struct req_ctx ctx;
-            run_batch(e, &p, &n, 1, 1, 1, &ctx);
-            v[r] = n / ns_to_s(ctx.t_first_ns - ctx.t_submit_ns);
-            free(p);
-        }
-        prefill_tps[i] = median_of(v, (size_t)reps);
-    }
-
-    /* Decode: k sequences, 16-token prompts, fixed output; tokens/s over the decode phase. */
-    int conc[4] = {1, 4, 16, 64};
-    double decode_tps[4];
-    int out_tokens = quick ? 32 : 64;
-    for (int i = 0; i < 4; i++) {
-        int k = conc[i];
-        int32_t **ps = xcalloc((size_t)k, sizeof *ps);
-        int *ns = xcalloc((size_t)k, sizeof *ns);
-        for (int j = 0; j < k; j++) {
-            ns[j] = 16;
-            ps[j] = xmalloc(16 * sizeof(int32_t));
-            fill_prompt(ps[j], 16, 5000 + (uint64_t)(i * 100 + j));
-        }
-        struct req_ctx *ctx = xcalloc((size_t)k, sizeof *ctx);
-        run_batch(e, ps, ns, k, k, out_tokens, ctx);
-        mono_ns first = UINT64_MAX, last = 0;
-        for (int j = 0; j < k; j++) {
-            if (ctx[j].t_first_ns < first)
-                first = ctx[j].t_first_ns;
-            if (ctx[j].t_done_ns > last)
-                last = ctx[j].t_done_ns;
-        }
-        /* tokens after each sequence's first token, over the span from the first first-token */
-        decode_tps[i] = (double)k * (out_tokens - 1) / ns_to_s(last - first);
-        for (int j = 0; j < k; j++)
-            free(ps[j]);
-        free(ps);
-        free(ns);
-        free(ctx);
-    }
-    engine_stop(e);
-    engine_free(e);
-
-    /* Prefix caching: caching off vs on, the same workload. */
-    const int n_var = 32, prefix_len = 1024, suffix_len = 32, pc_out = 16;
-    int32_t **ps = xcalloc((size_t)n_var, sizeof *ps);
-    int *ns = xcalloc((size_t)n_var, sizeof *ns);
-    for (int j = 0; j < n_var; j++) {
-        ns[j] = prefix_len + suffix_len;
-        ps[j] = xmalloc((size_t)ns[j] * sizeof(int32_t));
-        fill_prompt(ps[j], prefix_len, 42); /* shared */
-        fill_prompt(ps[j] + prefix_len, suffix_len, 9000 + (uint64_t)j);
-    }
-    double pc_ttft[2][2], pc_e2e[2][2]; /* [caching][sequential, conc 8] */
-    double pc_hit_frac[2][2];
-    for (int on = 0; on < 2; on++) {
-        engine_config_defaults(&ec);
-        ec.max_model_len = 2304;
-        ec.kv_cache_memory_bytes = (uint64_t)model_kv_bytes_per_token(&cfg, 4) * 40000;
-        ec.n_threads = n_threads;
-        ec.enable_prefix_caching = on;
-        e = engine_new(&ec, m, err, sizeof err);
-        if (!e) {
-            fprintf(stderr, "bench: %s\n", err);
-            return 1;
-        }
-        engine_warmup(e);
-        engine_start(e);
-        for (int mode = 0; mode < 2; mode++) {
-            int c = mode ? 8 : 1;
-            engine_reset_prefix_cache(e);
-            /* One priming request with the shared prefix (and its own suffix) fills the cache;
-             * then every variant is measured, so all of them meet a warm cache (when on). */
-            int32_t *prime = xmalloc((size_t)(prefix_len + suffix_len) * sizeof *prime);
-            int n_prime = prefix_len + suffix_len;
-            fill_prompt(prime, prefix_len, 42);
-            fill_prompt(prime + prefix_len, suffix_len, 8999);
-            struct req_ctx prime_ctx;
-            run_batch(e, &prime, &n_prime, 1, 1, pc_out, &prime_ctx);
-            free(prime);
-            int n_run = quick ? 8 : n_var;
-            struct req_ctx *ctx = xcalloc((size_t)n_run, sizeof *ctx);
-            run_batch(e, ps, ns, n_run, c, pc_out, ctx);
-            double *t = xcalloc((size_t)n_run, sizeof *t), *e2 = xcalloc((size_t)n_run, sizeof *e2);
-            long cached = 0, total = 0;
-            for (int j = 0; j < n_run; j++) {
-                t[j] = ns_to_ms(ctx[j].t_first_ns - ctx[j].t_submit_ns);
-                e2[j] = ns_to_ms(ctx[j].t_done_ns - ctx[j].t_submit_ns);
-                cached += ctx[j].n_cached;
-                total += ns[j];
-            }
-            pc_ttft[on][mode] = median_of(t, (size_t)n_run);
-            pc_e2e[on][mode] = median_of(e2, (size_t)n_run);
-            pc_hit_frac[on][mode] = total ? (double)cached / (double)total : 0;
-            free(t);
-            free(e2);
-            free(ctx);
-        }
-        engine_stop(e);
-        engine_free(e);
-    }
-
-    printf("## Engine (`%s`, f32, %d threads, OpenBLAS %s kernels)\n\n", preset, n_threads,
-           blas_env_core());
-    printf("Machine limits: read bandwidth %.1f GB/s (sum over 1 GiB; STREAM-style copy %.1f GB/s "
-           "counting read + write); OpenBLAS sgemm %.1f GFLOP/s (512x%dx%d: %.1f, 512x%dx%d: "
-           "%.1f). Bounds: prefill = sgemm FLOP/s / (2 x %.0fM params) = %.0f tokens/s; batch-1 "
-           "decode = read bandwidth / %.0f MiB of weights = %.1f tokens/s.\n\n",
-           bw, bw_copy, gf, cfg.n_ff, cfg.n_embd, gf_ffn, cfg.n_embd, cfg.n_embd, gf_attn,
-           (double)model_n_params(&cfg) / 1e6, prefill_bound, (double)m->weight_bytes / 1048576.0,
-           decode_bound);
-    printf("| measure | tokens/s | vs bound or batch 1 |\n|---|---:|---:|\n");
-    for (int i = 0; i < 2; i++)
-        printf("| prefill, %d-token prompt | %.0f | %.0f%% of the sgemm bound |\n", prefill_lens[i],
-               prefill_tps[i], 100 * prefill_tps[i] / prefill_bound);
-    printf("| decode, 1 sequence | %.1f | %.0f%% of the bandwidth bound |\n", decode_tps[0],
-           100 * decode_tps[0] / decode_bound);
-    for (int i = 1; i < 4; i++)
-        printf("| decode, %d sequences | %.1f | %.1fx batch 1 |\n", conc[i], decode_tps[i],
-               decode_tps[i] / decode_tps[0]);
-    printf("\n16 sequences give %.1fx the batch-1 decode tokens/s (target >= 8x).\n\n",
-           decode_tps[2] / decode_tps[0]);
-    printf("## Prefix caching (`%s`, %d-token shared prefix + %d-token suffix, %d variants, "
-           "max_tokens %d)\n\n",
-           preset, prefix_len, suffix_len, n_var, pc_out);
-    printf("| mode | caching | median TTFT ms | median e2e ms | cached share of prompt |\n"
-           "|---|---|---:|---:|---:|\n");
-    for (int mode = 0; mode < 2; mode++)
-        for (int on = 0; on < 2; on++)
-            printf("| %s | %s | %.1f | %.1f | %.0f%% |\n", mode ? "concurrency 8" : "sequential",
-                   on ? "on" : "off", pc_ttft[on][mode], pc_e2e[on][mode],
-                   100 * pc_hit_frac[on][mode]);
-    printf("\nWarm TTFT, caching off / on: sequential %.1fx, concurrency 8 %.1fx (target >= 5x).\n",
-           pc_ttft[0][0] / pc_ttft[1][0], pc_ttft[0][1] / pc_ttft[1][1]);
-
-    print_stored(preset, &cfg, sr, n_sr, bw, gf);
-
-    dir_make_all("bench/out");
-    FILE *f = fopen("bench/out/engine.json", "w");
-    if (f) {
-        fprintf(f,
-                "{\"preset\":\"%s\",\"threads\":%d,\"stream_read_gbs\":%.3f,\"sgemm_gflops\":%.3f,"
-                "\"weight_bytes\":%llu,\"prefill_tps\":{\"512\":%.1f,\"2048\":%.1f},"
-                "\"decode_bound_tps\":%.2f,\"prefill_bound_tps\":%.1f,"
-                "\"decode_tps\":{\"1\":%.2f,\"4\":%.2f,\"16\":%.2f,\"64\":%.2f},"
-                "\"prefix\":{\"seq_ttft_ms_off\":%.2f,\"seq_ttft_ms_on\":%.2f,"
-                "\"c8_ttft_ms_off\":%.2f,\"c8_ttft_ms_on\":%.2f,\"seq_e2e_ms_off\":%.2f,"
-                "\"seq_e2e_ms_on\":%.2f,\"c8_e2e_ms_off\":%.2f,\"c8_e2e_ms_on\":%.2f}}\n",
-                preset, n_threads, bw, gf, (unsigned long long)m->weight_bytes, prefill_tps[0],
-                prefill_tps[1], decode_bound, prefill_bound, decode_tps[0], decode_tps[1],
-                decode_tps[2], decode_tps[3], pc_ttft[0][0], pc_ttft[1][0], pc_ttft[0][1],
-                pc_ttft[1][1], pc_e2e[0][0], pc_e2e[1][0], pc_e2e[0][1], pc_e2e[1][1]);
-        fclose(f);
-    }
-    f = fopen("bench/out/engine_stored.json", "w");
-    if (f) {
-        fprintf(f, "{\"preset\":\"%s\",\"stream_read_gbs\":%.3f,\"sgemm_gflops\":%.3f,"
-                   "\"files\":[", preset, bw, gf);
-        for (int i = 0; i < n_sr; i++)
-            fprintf(f, "%s{\"dtype\":\"%s\",\"weight_bytes\":%llu,\"decode1_tps\":%.2f,"
-                       "\"prefill512_tps\":%.1f,\"decode16_tps\":%.2f,\"kernel_bound_tps\":%.2f}",
-                    i ? "," : "", model_dtype_str(sr[i].dtype),
-                    (unsigned long long)sr[i].weight_bytes, sr[i].decode1, sr[i].prefill512,
-                    sr[i].decode16, sr[i].kernel_bound);
-        fprintf(f, "]}\n");
-        fclose(f);
-    }
-    for (int j = 0; j < n_var; j++)
-        free(ps[j]);
-    free(ps);
-    free(ns);
     model_free(m);
     return 0;
 }
