@@ -613,90 +613,60 @@ static void json_num(struct buf *j, const char *key, double v)
     buf_json_double(j, v);
 }
 
-int main(int argc, char **argv)
+/* What one run measured, and the conditions it ran under. */
+struct client_bench {
+    int quick, rt_on, ts_gap_us;
+    long n_cpus;
+    double load_before, load_after;
+    struct phase rq, e1, e64, e1024, tsp;
+    struct summary ts;
+    double rq_core, e1_core, e64_core, e1024_core; /* per client CPU-second */
+};
+
+/* A loopback listener and the streamer child on it (pinned to CPU 1 when there are two);
+ * the port, the child's pid and the shared stamp table come back. -1 when one is missing. */
+static int streamer_start(int rt, int *port, pid_t *pid, mono_ns **stamps, size_t stamps_bytes)
 {
-    int quick = 0, rt = 1;
-    const char *out_path = "bench/out/client.json";
-    const char *only = NULL; /* diagnostics: run one part ("req", "events", "ts"), write no file */
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick"))
-            quick = 1;
-        else if (!strcmp(argv[i], "--no-rt"))
-            rt = 0;
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
-            out_path = argv[++i];
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
-            only = argv[++i];
-        else {
-            fprintf(stderr, "usage: bench_client [--quick] [--no-rt] [--out PATH] "
-                            "[--only req|events|ts]\n");
-            return 2;
-        }
-    }
-    signal(SIGPIPE, SIG_IGN);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 4096) != 0) {
         fprintf(stderr, "bench_client: cannot listen: %s\n", strerror(errno));
-        return 1;
+        return -1;
     }
     socklen_t al = sizeof a;
     getsockname(lfd, (struct sockaddr *)&a, &al);
-    int port = ntohs(a.sin_port);
-    size_t stamps_bytes = sizeof(mono_ns) * TS_MAX_REQ * TS_MAX_EV;
-    mono_ns *stamps =
-        mmap(NULL, stamps_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (stamps == MAP_FAILED) {
+    *port = ntohs(a.sin_port);
+    *stamps = mmap(NULL, stamps_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (*stamps == MAP_FAILED) {
         fprintf(stderr, "bench_client: mmap: %s\n", strerror(errno));
-        return 1;
+        return -1;
     }
-    long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    double load_before = loadavg_1m();
-    pid_t pid = fork();
-    if (pid < 0) {
+    *pid = fork();
+    if (*pid < 0) {
         fprintf(stderr, "bench_client: fork: %s\n", strerror(errno));
-        return 1;
+        return -1;
     }
-    if (pid == 0) {
+    if (*pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (n_cpus >= 2)
+        if (sysconf(_SC_NPROCESSORS_ONLN) >= 2)
             pin_cpu(1);
         if (rt)
             set_rt();
-        streamer_run(lfd, stamps);
+        streamer_run(lfd, *stamps);
         _exit(0);
     }
     close(lfd);
-    if (n_cpus >= 2)
-        pin_cpu(0);
-    int rt_on = rt ? set_rt() : 0;
+    return 0;
+}
 
-    double secs = quick ? 0.6 : 2.0;
-    struct phase nan_phase = {NAN, NAN, NAN, 0};
-    struct phase rq = nan_phase, e1 = nan_phase, e64 = nan_phase, e1024 = nan_phase;
-    if (!only || !strcmp(only, "req"))
-        rq = closed_loop(port, 64, 1, secs);
-    if (!only || !strcmp(only, "events")) {
-        e1 = closed_loop(port, 1, 20000, secs);
-        e64 = closed_loop(port, 64, 2000, secs);
-        e1024 = closed_loop(port, 1024, 500, secs);
-    }
-    struct summary ts;
-    summary_of(NULL, 0, &ts);
-    struct phase tsp = nan_phase;
-    int ts_events = quick ? 50 : 200, ts_gap_us = 5000;
-    if (!only || !strcmp(only, "ts"))
-        tsp = ts_error(port, stamps, 256, ts_events, ts_gap_us, &ts);
-
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    double load_after = loadavg_1m();
-
-    /* Per client CPU-second: what one fully available core would sustain at this cost. */
-    double rq_core = rq.req_per_s / rq.cpu_frac;
-    double e1_core = e1.events_per_s / e1.cpu_frac, e64_core = e64.events_per_s / e64.cpu_frac,
-           e1024_core = e1024.events_per_s / e1024.cpu_frac;
-
+static void print_client(const struct client_bench *b)
+{
+    const struct phase rq = b->rq, e1 = b->e1, e64 = b->e64, e1024 = b->e1024, tsp = b->tsp;
+    const struct summary ts = b->ts;
+    double rq_core = b->rq_core, e1_core = b->e1_core, e64_core = b->e64_core,
+           e1024_core = b->e1024_core, load_before = b->load_before, load_after = b->load_after;
+    int rt_on = b->rt_on, ts_gap_us = b->ts_gap_us;
+    long n_cpus = b->n_cpus;
     printf("## Client ceiling (loopback SSE streamer, client on one core)\n\n");
     printf("Machine load average %.2f before, %.2f after; %ld CPUs; %s scheduling.\n\n",
            load_before, load_after, n_cpus, rt_on ? "SCHED_FIFO" : "normal");
@@ -737,7 +707,16 @@ int main(int argc, char **argv)
     printf("client_ceiling events_per_cpu_s_c64=%.0f\n", e64_core);
     printf("client_ceiling events_per_cpu_s_c1024=%.0f\n", e1024_core);
     printf("```\n");
+}
 
+static void write_client_json(const struct client_bench *b, const char *out_path, const char *only)
+{
+    const struct phase rq = b->rq, e1 = b->e1, e64 = b->e64, e1024 = b->e1024;
+    const struct summary ts = b->ts;
+    double rq_core = b->rq_core, e1_core = b->e1_core, e64_core = b->e64_core,
+           e1024_core = b->e1024_core, load_before = b->load_before, load_after = b->load_after;
+    int quick = b->quick, rt_on = b->rt_on, ts_gap_us = b->ts_gap_us;
+    long n_cpus = b->n_cpus;
     struct buf j;
     buf_init(&j, 1024, 1 << 16);
     char wall[32];
@@ -768,6 +747,66 @@ int main(int argc, char **argv)
     else if (file_write_all(out_path, j.data, j.len) != 0)
         fprintf(stderr, "bench_client: cannot write %s: %s\n", out_path, strerror(errno));
     buf_free(&j);
+}
+
+int main(int argc, char **argv)
+{
+    int quick = 0, rt = 1;
+    const char *out_path = "bench/out/client.json";
+    const char *only = NULL; /* diagnostics: run one part ("req", "events", "ts"), write no file */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--no-rt"))
+            rt = 0;
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out_path = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench_client [--quick] [--no-rt] [--out PATH] "
+                            "[--only req|events|ts]\n");
+            return 2;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct client_bench b = {.quick = quick, .ts_gap_us = 5000};
+    b.n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    b.load_before = loadavg_1m();
+    size_t stamps_bytes = sizeof(mono_ns) * TS_MAX_REQ * TS_MAX_EV;
+    mono_ns *stamps;
+    int port;
+    pid_t pid;
+    if (streamer_start(rt, &port, &pid, &stamps, stamps_bytes) != 0)
+        return 1;
+    if (b.n_cpus >= 2)
+        pin_cpu(0);
+    b.rt_on = rt ? set_rt() : 0;
+
+    double secs = quick ? 0.6 : 2.0;
+    struct phase nan_phase = {NAN, NAN, NAN, 0};
+    b.rq = b.e1 = b.e64 = b.e1024 = b.tsp = nan_phase;
+    if (!only || !strcmp(only, "req"))
+        b.rq = closed_loop(port, 64, 1, secs);
+    if (!only || !strcmp(only, "events")) {
+        b.e1 = closed_loop(port, 1, 20000, secs);
+        b.e64 = closed_loop(port, 64, 2000, secs);
+        b.e1024 = closed_loop(port, 1024, 500, secs);
+    }
+    summary_of(NULL, 0, &b.ts);
+    if (!only || !strcmp(only, "ts"))
+        b.tsp = ts_error(port, stamps, 256, quick ? 50 : 200, b.ts_gap_us, &b.ts);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    b.load_after = loadavg_1m();
+
+    /* Per client CPU-second: what one fully available core would sustain at this cost. */
+    b.rq_core = b.rq.req_per_s / b.rq.cpu_frac;
+    b.e1_core = b.e1.events_per_s / b.e1.cpu_frac;
+    b.e64_core = b.e64.events_per_s / b.e64.cpu_frac;
+    b.e1024_core = b.e1024.events_per_s / b.e1024.cpu_frac;
+    print_client(&b);
+    write_client_json(&b, out_path, only);
     munmap(stamps, stamps_bytes);
     return 0;
 }
