@@ -289,39 +289,52 @@ static void fill_tokens(int32_t *t, int n, uint32_t seed, int n_vocab)
     }
 }
 
-static void check_model(int qwen)
-{
-    struct model *m = make_model(qwen);
-    CHECK(m != NULL);
-    if (!m)
-        return;
-    const struct model_config *c = &m->cfg;
-    const int V = c->n_vocab;
-    const size_t rowsz = (size_t)MAX_POS * V;
-
-    /* Prompt A and two other sequences B, C. */
-    int32_t ta[MAX_POS], tbk[MAX_POS], tc[MAX_POS];
-    fill_tokens(ta, MAX_POS, 11, V);
-    fill_tokens(tbk, MAX_POS, 22, V);
-    fill_tokens(tc, MAX_POS, 33, V);
-
-    /* (d) reference logits for A at every prompt position. */
-    float *ref = xcalloc(rowsz, sizeof(float));
-    struct ref r;
-    ref_init(&r, m);
-    for (int p = 0; p < N_PROMPT; p++)
-        ref_token(&r, ta[p], p, ref + (size_t)p * V);
-    ref_free(&r);
-    double tol = 1e-4 * fmax(1.0, max_abs(ref, (size_t)N_PROMPT * V));
-
+/* One model under test: its pool, forward pass, three sequences on scattered blocks, the
+ * prompts A, B, C and A's reference logits. */
+struct fixture {
+    struct model *m;
+    int V;
+    size_t rowsz;
     struct kv_cache kv;
-    pool_init(&kv, c);
+    struct forward *f;
+    struct kv_seq sa, sb, sc;
+    struct kv_seq *seqs[3];
+    int32_t ta[MAX_POS], tbk[MAX_POS], tc[MAX_POS];
+    float *ref; /* A's reference logits at every prompt position */
+    double tol;
+    float *out_a, *out_b, *out_c;
+    struct tb b;
+};
+
+static int fixture_init(struct fixture *x, int qwen)
+{
+    memset(x, 0, sizeof *x);
+    x->m = make_model(qwen);
+    CHECK(x->m != NULL);
+    if (!x->m)
+        return -1;
+    const struct model_config *c = &x->m->cfg;
+    x->V = c->n_vocab;
+    x->rowsz = (size_t)MAX_POS * x->V;
+    fill_tokens(x->ta, MAX_POS, 11, x->V);
+    fill_tokens(x->tbk, MAX_POS, 22, x->V);
+    fill_tokens(x->tc, MAX_POS, 33, x->V);
+
+    x->ref = xcalloc(x->rowsz, sizeof(float));
+    struct ref r;
+    ref_init(&r, x->m);
+    for (int p = 0; p < N_PROMPT; p++)
+        ref_token(&r, x->ta[p], p, x->ref + (size_t)p * x->V);
+    ref_free(&r);
+    x->tol = 1e-4 * fmax(1.0, max_abs(x->ref, (size_t)N_PROMPT * x->V));
+
+    pool_init(&x->kv, c);
     /* The qwen2 run uses 2 threads (parallel loops, per-thread scratch), the llama run 1: idle
      * OpenMP workers spin, which on a busy 2-core test machine costs more than it tests. */
     int n_threads = qwen ? 2 : 1;
-    struct forward *f = forward_new(m, MAX_T, MAX_T, MAX_POS, n_threads);
-    CHECK(f->workspace_bytes > 0);
-    CHECK(f->workspace_bytes == forward_workspace_bytes(m, MAX_T, MAX_T, MAX_POS, n_threads));
+    x->f = forward_new(x->m, MAX_T, MAX_T, MAX_POS, n_threads);
+    CHECK(x->f->workspace_bytes > 0);
+    CHECK(x->f->workspace_bytes == forward_workspace_bytes(x->m, MAX_T, MAX_T, MAX_POS, n_threads));
 
     /* Block ids: a fixed scattered permutation, interleaved between sequences. */
     int32_t perm[N_BLOCKS];
@@ -333,153 +346,185 @@ static void check_model(int qwen)
     for (int s = 0; s < 3; s++)
         for (int j = 0; j < MAX_POS / BS; j++)
             ids[s][j] = perm[(j * 3 + (2 - s)) % 60];
-    struct kv_seq sa, sb, sc;
-    seq_make(&sa, ids[0]);
-    seq_make(&sb, ids[1]);
-    seq_make(&sc, ids[2]);
-    struct kv_seq *seqs[3] = {&sa, &sb, &sc};
+    seq_make(&x->sa, ids[0]);
+    seq_make(&x->sb, ids[1]);
+    seq_make(&x->sc, ids[2]);
+    x->seqs[0] = &x->sa;
+    x->seqs[1] = &x->sb;
+    x->seqs[2] = &x->sc;
+    x->out_a = xcalloc(x->rowsz, sizeof(float));
+    x->out_b = xcalloc(x->rowsz, sizeof(float));
+    x->out_c = xcalloc(x->rowsz, sizeof(float));
+    return 0;
+}
 
-    float *out_a = xcalloc(rowsz, sizeof(float)), *out_b = xcalloc(rowsz, sizeof(float));
-    float *out_c = xcalloc(rowsz, sizeof(float));
-    float *outs[3] = {out_a, NULL, NULL};
-    struct tb b = {0};
+static void fixture_free(struct fixture *x)
+{
+    free(x->ref);
+    free(x->out_a);
+    free(x->out_b);
+    free(x->out_c);
+    seq_drop(&x->sa);
+    seq_drop(&x->sb);
+    seq_drop(&x->sc);
+    free(x->kv.pool);
+    forward_free(x->f);
+    model_free(x->m);
+}
 
-    /* (a) one prefill of the whole prompt. */
-    tb_add(&b, 0, ta, 0, N_PROMPT);
-    CHECK(tb_run(f, &kv, &b, seqs, 1, outs, V) == 0);
-    double d_a = max_diff(out_a, ref, (size_t)N_PROMPT * V);
-    CHECK_MSG(d_a <= tol, "prefill vs reference: %g > %g", d_a, tol);
-    float *prefill = xmalloc(rowsz * sizeof(float));
-    memcpy(prefill, out_a, rowsz * sizeof(float));
+/* (a) one prefill, (b) token-by-token decode, and chunked prefill (chunks 7, 16, 9, 13: some
+ * end inside blocks, one on a boundary), each against the reference; d[] gets the three
+ * maximum differences. */
+static void check_alone(struct fixture *x, double d[3])
+{
+    const int V = x->V;
+    const size_t n = (size_t)N_PROMPT * V;
+    float *outs[3] = {x->out_a, NULL, NULL};
+    tb_add(&x->b, 0, x->ta, 0, N_PROMPT);
+    CHECK(tb_run(x->f, &x->kv, &x->b, x->seqs, 1, outs, V) == 0);
+    d[0] = max_diff(x->out_a, x->ref, n);
+    CHECK_MSG(d[0] <= x->tol, "prefill vs reference: %g > %g", d[0], x->tol);
+    float *prefill = xmalloc(x->rowsz * sizeof(float));
+    memcpy(prefill, x->out_a, x->rowsz * sizeof(float));
 
-    /* (b) token-by-token decode. */
-    memset(out_a, 0, rowsz * sizeof(float));
+    memset(x->out_a, 0, x->rowsz * sizeof(float));
     for (int p = 0; p < N_PROMPT; p++) {
-        tb_add(&b, 0, ta, p, 1);
-        CHECK(tb_run(f, &kv, &b, seqs, 1, outs, V) == 0);
+        tb_add(&x->b, 0, x->ta, p, 1);
+        CHECK(tb_run(x->f, &x->kv, &x->b, x->seqs, 1, outs, V) == 0);
     }
-    double d_b = max_diff(out_a, ref, (size_t)N_PROMPT * V);
-    CHECK_MSG(d_b <= tol, "decode vs reference: %g > %g", d_b, tol);
+    d[1] = max_diff(x->out_a, x->ref, n);
+    CHECK_MSG(d[1] <= x->tol, "decode vs reference: %g > %g", d[1], x->tol);
 
-    /* Chunked prefill (chunks 7, 16, 9, 13: some end inside blocks, one on a boundary) vs one
-     * prefill. */
-    memset(out_a, 0, rowsz * sizeof(float));
+    memset(x->out_a, 0, x->rowsz * sizeof(float));
     static const int chunks[] = {7, 16, 9, 13};
     for (int k = 0, p = 0; k < 4; p += chunks[k], k++) {
-        tb_add(&b, 0, ta, p, chunks[k]);
-        CHECK(tb_run(f, &kv, &b, seqs, 1, outs, V) == 0);
+        tb_add(&x->b, 0, x->ta, p, chunks[k]);
+        CHECK(tb_run(x->f, &x->kv, &x->b, x->seqs, 1, outs, V) == 0);
     }
-    double d_ch = max_diff(out_a, prefill, (size_t)N_PROMPT * V);
-    CHECK_MSG(d_ch <= tol, "chunked vs one prefill: %g > %g", d_ch, tol);
-    CHECK(max_diff(out_a, ref, (size_t)N_PROMPT * V) <= tol);
+    d[2] = max_diff(x->out_a, prefill, n);
+    CHECK_MSG(d[2] <= x->tol, "chunked vs one prefill: %g > %g", d[2], x->tol);
+    CHECK(max_diff(x->out_a, x->ref, n) <= x->tol);
+    free(prefill);
+}
 
-    /* (c) A inside batches with B and C: B is a longer prompt in chunks, then decodes; C starts
-     * later; A's prefill is split across steps and ends in decodes. Sequence slots are given in
-     * a different order than the table array to exercise the seq[] indirection. */
-    memset(out_a, 0, rowsz * sizeof(float));
-    float *outs3[3] = {out_a, out_b, out_c};
-    tb_add(&b, 1, tbk, 0, 30);
-    tb_add(&b, 0, ta, 0, 10);
-    CHECK(tb_run(f, &kv, &b, seqs, 3, outs3, V) == 0);
-    tb_add(&b, 2, tc, 0, 5);
-    tb_add(&b, 0, ta, 10, 20);
-    tb_add(&b, 1, tbk, 30, 20);
-    CHECK(tb_run(f, &kv, &b, seqs, 3, outs3, V) == 0);
-    tb_add(&b, 1, tbk, 50, 1);
-    tb_add(&b, 0, ta, 30, 12);
-    tb_add(&b, 2, tc, 5, 1);
-    CHECK(tb_run(f, &kv, &b, seqs, 3, outs3, V) == 0);
+/* (c) A inside batches with B and C: B is a longer prompt in chunks, then decodes; C starts
+ * later; A's prefill is split across steps and ends in decodes. Sequence slots are given in a
+ * different order than the table array to exercise the seq[] indirection. */
+static double check_batched(struct fixture *x)
+{
+    const int V = x->V;
+    struct tb *b = &x->b;
+    memset(x->out_a, 0, x->rowsz * sizeof(float));
+    float *outs3[3] = {x->out_a, x->out_b, x->out_c};
+    tb_add(b, 1, x->tbk, 0, 30);
+    tb_add(b, 0, x->ta, 0, 10);
+    CHECK(tb_run(x->f, &x->kv, b, x->seqs, 3, outs3, V) == 0);
+    tb_add(b, 2, x->tc, 0, 5);
+    tb_add(b, 0, x->ta, 10, 20);
+    tb_add(b, 1, x->tbk, 30, 20);
+    CHECK(tb_run(x->f, &x->kv, b, x->seqs, 3, outs3, V) == 0);
+    tb_add(b, 1, x->tbk, 50, 1);
+    tb_add(b, 0, x->ta, 30, 12);
+    tb_add(b, 2, x->tc, 5, 1);
+    CHECK(tb_run(x->f, &x->kv, b, x->seqs, 3, outs3, V) == 0);
     for (int p = 42; p < N_PROMPT; p++) {
-        tb_add(&b, 2, tc, 6 + (p - 42), 1);
-        tb_add(&b, 0, ta, p, 1);
-        tb_add(&b, 1, tbk, 51 + (p - 42), 1);
-        CHECK(tb_run(f, &kv, &b, seqs, 3, outs3, V) == 0);
+        tb_add(b, 2, x->tc, 6 + (p - 42), 1);
+        tb_add(b, 0, x->ta, p, 1);
+        tb_add(b, 1, x->tbk, 51 + (p - 42), 1);
+        CHECK(tb_run(x->f, &x->kv, b, x->seqs, 3, outs3, V) == 0);
     }
-    double d_c = max_diff(out_a, ref, (size_t)N_PROMPT * V);
-    CHECK_MSG(d_c <= tol, "batched vs reference: %g > %g", d_c, tol);
-    /* B and C too, against their own reference (first positions are enough). */
-    {
-        float *rb = xcalloc((size_t)8 * V, sizeof(float));
-        struct ref r2;
-        ref_init(&r2, m);
-        for (int p = 0; p < 8; p++)
-            ref_token(&r2, tc[p], p, rb + (size_t)p * V);
-        ref_free(&r2);
-        CHECK(max_diff(out_c, rb, (size_t)8 * V) <= tol);
-        free(rb);
-    }
+    double d = max_diff(x->out_a, x->ref, (size_t)N_PROMPT * V);
+    CHECK_MSG(d <= x->tol, "batched vs reference: %g > %g", d, x->tol);
+    /* C too, against its own reference (first positions are enough). */
+    float *rc = xcalloc((size_t)8 * V, sizeof(float));
+    struct ref r2;
+    ref_init(&r2, x->m);
+    for (int p = 0; p < 8; p++)
+        ref_token(&r2, x->tc[p], p, rc + (size_t)p * V);
+    ref_free(&r2);
+    CHECK(max_diff(x->out_c, rc, (size_t)8 * V) <= x->tol);
+    free(rc);
+    return d;
+}
 
-    /* Greedy: run to run bit-identical logits and tokens; same tokens in another batch
-     * composition. gen() prefills A's prompt (optionally alongside B), then decodes 20 tokens. */
+/* Greedy: run to run bit-identical logits and tokens; same tokens in another batch composition.
+ * Each run prefills A's prompt (the third alongside B), then decodes 20 tokens. */
+static void check_greedy(struct fixture *x)
+{
+    const int V = x->V;
     int32_t gen[3][MAX_POS];
     float *last[3];
     for (int run = 0; run < 3; run++) {
         int with_b = run == 2;
         int32_t toks[MAX_POS], btoks[MAX_POS];
-        memcpy(toks, ta, sizeof toks);
-        memcpy(btoks, tbk, sizeof btoks);
-        last[run] = xcalloc(rowsz, sizeof(float));
-        float *o3[3] = {last[run], out_b, NULL};
+        memcpy(toks, x->ta, sizeof toks);
+        memcpy(btoks, x->tbk, sizeof btoks);
+        last[run] = xcalloc(x->rowsz, sizeof(float));
+        float *o3[3] = {last[run], x->out_b, NULL};
         if (with_b)
-            tb_add(&b, 1, btoks, 0, 20);
-        tb_add(&b, 0, toks, 0, N_PROMPT);
-        CHECK(tb_run(f, &kv, &b, seqs, 3, o3, V) == 0);
+            tb_add(&x->b, 1, btoks, 0, 20);
+        tb_add(&x->b, 0, toks, 0, N_PROMPT);
+        CHECK(tb_run(x->f, &x->kv, &x->b, x->seqs, 3, o3, V) == 0);
         int nb = 20;
         for (int k = 0; k < 20; k++) {
             int p = N_PROMPT + k;
             toks[p] = argmax(last[run] + (size_t)(p - 1) * V, V);
             gen[run][k] = toks[p];
             if (with_b) {
-                btoks[nb] = argmax(out_b + (size_t)(nb - 1) * V, V);
-                tb_add(&b, 1, btoks, nb, 1);
+                btoks[nb] = argmax(x->out_b + (size_t)(nb - 1) * V, V);
+                tb_add(&x->b, 1, btoks, nb, 1);
                 nb++;
             }
-            tb_add(&b, 0, toks, p, 1);
-            CHECK(tb_run(f, &kv, &b, seqs, 3, o3, V) == 0);
+            tb_add(&x->b, 0, toks, p, 1);
+            CHECK(tb_run(x->f, &x->kv, &x->b, x->seqs, 3, o3, V) == 0);
         }
     }
     CHECK(memcmp(gen[0], gen[1], sizeof(int32_t) * 20) == 0);
-    CHECK(memcmp(last[0], last[1], rowsz * sizeof(float)) == 0);
+    CHECK(memcmp(last[0], last[1], x->rowsz * sizeof(float)) == 0);
     CHECK_MSG(memcmp(gen[0], gen[2], sizeof(int32_t) * 20) == 0,
               "greedy tokens differ alone vs batched");
     for (int run = 0; run < 3; run++)
         free(last[run]);
+}
 
-    /* Bad batches are refused: position beyond the block table, token out of range, too many
-     * tokens, bad sequence index. */
-    int32_t one_tok = 1, bad_pos = MAX_POS, zero = 0, bad_seq = 3, bad_tok = V;
+/* Bad batches are refused: position beyond the block table, token out of range, too many
+ * tokens, bad sequence index, a position past the blocks a sequence holds. */
+static void check_bad_batches(struct fixture *x)
+{
+    struct kv_seq **seqs = x->seqs;
+    int32_t one_tok = 1, bad_pos = MAX_POS, zero = 0, bad_seq = 3, bad_tok = x->V;
     uint8_t wl1 = 1;
     int nl = -1;
     struct forward_batch bb = {1, &one_tok, &bad_pos, &zero, &wl1, 1, seqs};
-    CHECK(forward_run(f, &kv, &bb, &nl) == FORWARD_ERR_BATCH);
+    CHECK(forward_run(x->f, &x->kv, &bb, &nl) == FORWARD_ERR_BATCH);
     int32_t p0 = 0;
     struct forward_batch bt = {1, &bad_tok, &p0, &zero, &wl1, 1, seqs};
-    CHECK(forward_run(f, &kv, &bt, &nl) == FORWARD_ERR_BATCH);
+    CHECK(forward_run(x->f, &x->kv, &bt, &nl) == FORWARD_ERR_BATCH);
     struct forward_batch bs_ = {1, &one_tok, &p0, &bad_seq, &wl1, 3, seqs};
-    CHECK(forward_run(f, &kv, &bs_, &nl) == FORWARD_ERR_BATCH);
+    CHECK(forward_run(x->f, &x->kv, &bs_, &nl) == FORWARD_ERR_BATCH);
     struct forward_batch bn = {MAX_T + 1, &one_tok, &p0, &zero, &wl1, 1, seqs};
-    CHECK(forward_run(f, &kv, &bn, &nl) == FORWARD_ERR_BATCH);
-    sa.n_blocks = 1; /* position 16 needs a second block */
+    CHECK(forward_run(x->f, &x->kv, &bn, &nl) == FORWARD_ERR_BATCH);
+    x->sa.n_blocks = 1; /* position 16 needs a second block */
     int32_t p16 = 16;
     struct forward_batch bsh = {1, &one_tok, &p16, &zero, &wl1, 1, seqs};
-    CHECK(forward_run(f, &kv, &bsh, &nl) == FORWARD_ERR_BATCH);
-    sa.n_blocks = sa.max_blocks;
+    CHECK(forward_run(x->f, &x->kv, &bsh, &nl) == FORWARD_ERR_BATCH);
+    x->sa.n_blocks = x->sa.max_blocks;
     CHECK_EQ_STR(forward_status_str(FORWARD_ERR_BATCH), "invalid batch");
+}
 
+static void check_model(int qwen)
+{
+    struct fixture x;
+    if (fixture_init(&x, qwen) != 0)
+        return;
+    double d[3];
+    check_alone(&x, d);
+    double d_c = check_batched(&x);
+    check_greedy(&x);
+    check_bad_batches(&x);
     fprintf(stderr, "  %s: tol %.3g, prefill %.3g, decode %.3g, chunked %.3g, batched %.3g\n",
-            qwen ? "qwen2" : "llama", tol, d_a, d_b, d_ch, d_c);
-
-    free(prefill);
-    free(ref);
-    free(out_a);
-    free(out_b);
-    free(out_c);
-    seq_drop(&sa);
-    seq_drop(&sb);
-    seq_drop(&sc);
-    free(kv.pool);
-    forward_free(f);
-    model_free(m);
+            qwen ? "qwen2" : "llama", x.tol, d[0], d[1], d[2], d_c);
+    fixture_free(&x);
 }
 
 static void test_forward_llama(void)
@@ -605,8 +650,8 @@ static void check_quantised(enum model_dtype dtype, uint32_t want_type)
     struct model_config c;
     char err[256], path[256];
     const char *tmp = getenv("TMPDIR");
-    snprintf(path, sizeof path, "%s/slm_fwd_q_%d_%ld.gguf", tmp && *tmp ? tmp : "/tmp",
-             (int)dtype, (long)getpid());
+    snprintf(path, sizeof path, "%s/slm_fwd_q_%d_%ld.gguf", tmp && *tmp ? tmp : "/tmp", (int)dtype,
+             (long)getpid());
     CHECK(model_preset("tiny", &c) == 0);
     CHECK(model_write_gguf(&c, 5, dtype, path, err, sizeof err) == 0);
     struct model *mq = model_load(path, MODEL_LOAD_MMAP, err, sizeof err);
@@ -659,8 +704,8 @@ static void check_quantised(enum model_dtype dtype, uint32_t want_type)
     double dd = max_diff(out + (size_t)NP * V, ref + (size_t)NP * V, (size_t)(N - NP) * V);
     CHECK_MSG(dp <= tol, "prefill %g > %g", dp, tol);
     CHECK_MSG(dd <= tol, "decode %g > %g", dd, tol);
-    fprintf(stderr, "  %s: prefill max diff %.3g, decode %.3g (tol %.3g)\n",
-            model_dtype_str(dtype), dp, dd, tol);
+    fprintf(stderr, "  %s: prefill max diff %.3g, decode %.3g (tol %.3g)\n", model_dtype_str(dtype),
+            dp, dd, tol);
     {
         /* q4_k_m: the mix as llama-quantize makes it. Every dtype: the logits against the
          * original f32 weights (the same seed, never quantised), i.e. quantisation error, not
@@ -684,19 +729,20 @@ static void check_quantised(enum model_dtype dtype, uint32_t want_type)
             ref_token(&r32, toks[p], p, ref32 + (size_t)p * V);
         ref_free(&r32);
         double frac = dtype == MODEL_DTYPE_F16    ? 0.005
-                    : dtype == MODEL_DTYPE_BF16   ? 0.02
-                    : dtype == MODEL_DTYPE_Q8_0   ? 0.03
-                    : dtype == MODEL_DTYPE_Q6_K   ? 0.1
+                      : dtype == MODEL_DTYPE_BF16 ? 0.02
+                      : dtype == MODEL_DTYPE_Q8_0 ? 0.03
+                      : dtype == MODEL_DTYPE_Q6_K ? 0.1
                                                   : 0.3;
         double tol32 = frac * max_abs(ref32, (size_t)N * V);
         double d32 = max_diff(out, ref32, (size_t)N * V);
-        CHECK_MSG(d32 <= tol32, "%s against the f32 weights: %g > %g", model_dtype_str(dtype),
-                  d32, tol32);
+        CHECK_MSG(d32 <= tol32, "%s against the f32 weights: %g > %g", model_dtype_str(dtype), d32,
+                  tol32);
         int same = 0;
         for (int p = 0; p < N; p++)
             same += argmax(out + (size_t)p * V, V) == argmax(ref32 + (size_t)p * V, V);
-        fprintf(stderr, "  %s against the f32 weights: max diff %.3g (max |logit| %.3g), "
-                        "argmax equal at %d/%d\n",
+        fprintf(stderr,
+                "  %s against the f32 weights: max diff %.3g (max |logit| %.3g), "
+                "argmax equal at %d/%d\n",
                 model_dtype_str(dtype), d32, max_abs(ref32, (size_t)N * V), same, N);
         free(ref32);
         model_free(m32);
@@ -770,17 +816,27 @@ static void test_serve_q8_0(void)
     snprintf(g_model, sizeof g_model, "%s/tiny.gguf", g_dir);
     char log[600];
     snprintf(log, sizeof log, "%s/init.log", g_dir);
-    char *init[] = {(char *)bin_path(), "model", "init", "--preset", "tiny", "--dtype", "q8_0",
-                    "-o", g_model, NULL};
+    char *init[] = {(char *)bin_path(), "model", "init", "--preset", "tiny",
+                    "--dtype",          "q8_0",  "-o",   g_model,    NULL};
     CHECK_EQ_INT(run_wait(init, log), 0);
     struct srv sv = {0};
     sv.port = free_port();
     snprintf(sv.log, sizeof sv.log, "%s/serve.log", g_dir);
     char port[16];
     snprintf(port, sizeof port, "%d", sv.port);
-    const char *argv[] = {bin_path(), "serve", "--model", g_model, "--port", port,
-                          "--max-model-len", "256", "--kv-cache-memory-bytes", "8MiB",
-                          "--threads", "1", NULL};
+    const char *argv[] = {bin_path(),
+                          "serve",
+                          "--model",
+                          g_model,
+                          "--port",
+                          port,
+                          "--max-model-len",
+                          "256",
+                          "--kv-cache-memory-bytes",
+                          "8MiB",
+                          "--threads",
+                          "1",
+                          NULL};
     sv.pid = fork();
     if (sv.pid == 0) {
         setpgid(0, 0);
