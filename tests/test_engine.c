@@ -16,6 +16,8 @@
 #include "engine/engine.h"
 #include "engine/forward.h"
 #include "engine/model.h"
+#include "engine/sampler.h"
+#include "engine/sched.h"
 #include "test.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -104,6 +106,31 @@ static void wait_tokens(struct out *o, int n)
     while (o->n < n && !o->done)
         pthread_cond_wait(&g_cv, &g_mu);
     pthread_mutex_unlock(&g_mu);
+}
+
+#ifdef __SANITIZE_ADDRESS__
+size_t __sanitizer_get_current_allocated_bytes(void); /* libasan: live user bytes */
+#endif
+
+/* sched_scratch_bytes against what sched_init really allocates (ASan's count of live bytes),
+ * with several sampling threads and a real vocabulary size. Without ASan there is no exact
+ * count to compare with, and the check says so. */
+static void check_sched_scratch_measured(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+    struct sched_config sc = {24, 96, 256, 1, 3};
+    struct model_config mc = g_model->cfg;
+    mc.n_vocab = 151669;
+    const struct model fake = {.cfg = mc}; /* sched_init reads only the vocabulary size */
+    struct sched s;
+    size_t before = __sanitizer_get_current_allocated_bytes();
+    CHECK(sched_init(&s, &sc, NULL, NULL, &fake) == 0);
+    size_t grew = __sanitizer_get_current_allocated_bytes() - before;
+    CHECK_EQ_INT((uint64_t)grew, sched_scratch_bytes(&sc, mc.n_vocab));
+    sched_free(&s);
+#else
+    fprintf(stderr, "  (sched_scratch_bytes vs allocations: needs ASan, skipped)\n");
+#endif
 }
 
 static void base_config(struct engine_config *c, int n_blocks)
@@ -701,7 +728,15 @@ static void test_engine_sizing(void)
         CHECK_EQ_INT(in.kv_bytes_per_token, 4096);
         CHECK_EQ_INT(in.n_warmup_shapes, 10);
         CHECK_EQ_INT(a.warm, 10);
-        CHECK(in.workspace_bytes > 0);
+        /* The workspace is the forward's plus everything the scheduler allocates: its step
+         * arrays and one sampler per sampling thread (one here: n_threads 1). */
+        struct sched_config sc = {8, 64, 256, 1, 1};
+        uint64_t ws = forward_workspace_bytes(g_model, 64, 8, 256, 1) +
+                      sched_scratch_bytes(&sc, g_model->cfg.n_vocab);
+        CHECK_EQ_INT(in.workspace_bytes, ws);
+        CHECK(sched_scratch_bytes(&sc, g_model->cfg.n_vocab) >
+              sampler_scratch_bytes(g_model->cfg.n_vocab));
+        check_sched_scratch_measured();
         char want[128];
         snprintf(want, sizeof want, "GPU KV cache size: %d,%03d tokens", in.n_blocks * 16 / 1000,
                  in.n_blocks * 16 % 1000);

@@ -173,13 +173,6 @@ static int resolve_threads(int n)
     return c > 0 ? (int)c : 1;
 }
 
-/* Scratch the scheduler allocates for its step (counted in the workspace). */
-static uint64_t sched_scratch_bytes(int max_num_seqs, int max_num_batched_tokens)
-{
-    return (uint64_t)max_num_seqs * 3 * sizeof(void *) +
-           (uint64_t)max_num_batched_tokens * (3 * sizeof(int32_t) + 1);
-}
-
 /* Publishes the stats snapshot. Under mu, on the engine thread (or with no engine thread). */
 static void publish_stats_locked(struct engine *e)
 {
@@ -277,9 +270,10 @@ static int config_resolve(struct engine_config *cfg, const struct model_config *
     return 0;
 }
 
-/* --device cpu: the KV budget from the simulated device, the host workspace, the pool in host
- * memory (committed before ready). 0, or -1 with err. */
-static int setup_cpu(struct engine *e, int max_logits, char *err, size_t err_len)
+/* --device cpu: the KV budget from the simulated device, the host workspace (the forward's and
+ * the scheduler's for sc), the pool in host memory (committed before ready). 0, or -1 with err. */
+static int setup_cpu(struct engine *e, int max_logits, const struct sched_config *sc, char *err,
+                     size_t err_len)
 {
     const struct engine_config *cfg = &e->cfg;
     const struct model_config *mc = &e->model->cfg;
@@ -287,7 +281,7 @@ static int setup_cpu(struct engine *e, int max_logits, char *err, size_t err_len
     const int bs = cfg->block_size;
     uint64_t ws = forward_workspace_bytes(e->model, cfg->max_num_batched_tokens, max_logits,
                                           cfg->max_model_len, cfg->n_threads) +
-                  sched_scratch_bytes(cfg->max_num_seqs, cfg->max_num_batched_tokens);
+                  sched_scratch_bytes(sc, mc->n_vocab);
     uint64_t per_token = model_kv_bytes_per_token(mc, 4);
     double budget;
     if (cfg->kv_cache_memory_bytes > 0)
@@ -471,17 +465,17 @@ struct engine *engine_new(const struct engine_config *cfg_in, struct model *mode
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->wake, NULL);
     pthread_cond_init(&e->check_cv, NULL);
-    if ((cfg.device == ENGINE_DEVICE_CUDA ? setup_dev(e, max_logits, err, err_len)
-                                          : setup_cpu(e, max_logits, err, err_len)) != 0)
-        goto fail;
-    /* Sampling threads: on cpu the forward's OpenMP team (same size, no oversubscription); on
-     * cuda the forward runs on the device, so every online core, at most one per logits row. */
-    int n_sample =
-        cfg.device == ENGINE_DEVICE_CUDA ? resolve_threads(0) : forward_n_threads(e->fwd);
+    /* Sampling threads: on cpu the forward's OpenMP team (cfg.n_threads, resolved: same size,
+     * no oversubscription); on cuda the forward runs on the device, so every online core; at
+     * most one per logits row. */
+    int n_sample = cfg.device == ENGINE_DEVICE_CUDA ? resolve_threads(0) : cfg.n_threads;
     if (n_sample > max_logits)
         n_sample = max_logits;
     struct sched_config sc = {cfg.max_num_seqs, cfg.max_num_batched_tokens, cfg.max_model_len,
                               cfg.enable_chunked_prefill, n_sample};
+    if ((cfg.device == ENGINE_DEVICE_CUDA ? setup_dev(e, max_logits, err, err_len)
+                                          : setup_cpu(e, max_logits, &sc, err, err_len)) != 0)
+        goto fail;
     if (sched_init(&e->sched, &sc, &e->kv, e->fwd, model) != 0) {
         snprintf(err, err_len, "scheduler: invalid limits");
         goto fail;

@@ -202,7 +202,7 @@ struct engine_info {
     int n_blocks;
     uint64_t kv_bytes;            /* pool bytes */
     uint64_t kv_bytes_per_token;
-    uint64_t workspace_bytes;
+    uint64_t workspace_bytes;     /* cpu: forward + scheduler + samplers; cuda: load + profile */
     uint64_t kv_capacity_tokens;  /* n_blocks * block_size */
     double max_concurrency;       /* n_blocks / cdiv(max_model_len, block_size) */
     int enable_prefix_caching;

@@ -27,6 +27,13 @@ void sampler_init(struct sampler *s, int n_vocab)
     s->cum = xcalloc((size_t)(n_vocab + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK, sizeof *s->cum);
 }
 
+uint64_t sampler_scratch_bytes(int n_vocab)
+{
+    uint64_t n = n_vocab < 1 ? 1 : (uint64_t)n_vocab;
+    return n * (sizeof(int32_t) + sizeof(float)) +
+           (n + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK * sizeof(double);
+}
+
 void sampler_free(struct sampler *s)
 {
     if (!s)

@@ -33,6 +33,8 @@ struct sampler {
 void sampler_init(struct sampler *s, int n_vocab);
 /* NULL-safe; leaves s zeroed. */
 void sampler_free(struct sampler *s);
+/* Bytes sampler_init allocates for n_vocab (counted in the engine's workspace). */
+uint64_t sampler_scratch_bytes(int n_vocab);
 
 /* Picks the next token from logits[n_vocab] (may be modified in place: EOS masking).
  * n_vocab must be <= the n_vocab given to sampler_init. Greedy when sp->temperature == 0

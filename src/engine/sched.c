@@ -88,6 +88,17 @@ int sched_init(struct sched *s, const struct sched_config *cfg, struct kv_cache 
     return 0;
 }
 
+uint64_t sched_scratch_bytes(const struct sched_config *cfg, int n_vocab)
+{
+    uint64_t ns = (uint64_t)cfg->max_num_seqs, nt = (uint64_t)cfg->max_num_batched_tokens;
+    uint64_t n_samplers = cfg->n_sample_threads > 1 ? (uint64_t)cfg->n_sample_threads : 1;
+    const struct sched *s = NULL; /* sizeof only: the element types of sched_init's arrays */
+    return n_samplers * (sizeof *s->samplers + sampler_scratch_bytes(n_vocab)) +
+           ns * (sizeof *s->running + sizeof *s->step + sizeof *s->b_seqs + sizeof *s->rows +
+                 sizeof *s->row_seq + sizeof *s->row_tok) +
+           nt * (sizeof *s->b_token + sizeof *s->b_pos + sizeof *s->b_seq + sizeof *s->b_wants);
+}
+
 static void free_list(struct sched *s, struct seq *q)
 {
     while (q) {

@@ -156,6 +156,9 @@ int sched_init(struct sched *s, const struct sched_config *cfg, struct kv_cache 
                struct forward *fwd, const struct model *model);
 /* Frees the scratch. Sequences still queued are released and freed without events. NULL-safe. */
 void sched_free(struct sched *s);
+/* Bytes sched_init allocates for cfg and a vocabulary of n_vocab: the step arrays and one
+ * sampler's scratch per sampling thread (counted in the engine's workspace). */
+uint64_t sched_scratch_bytes(const struct sched_config *cfg, int n_vocab);
 
 /* Appends a WAITING sequence to the back of the waiting queue. */
 void sched_add(struct sched *s, struct seq *q);
