@@ -45,8 +45,8 @@ static void spit(const char *path, const void *data, size_t len)
 static struct model_config micro_cfg(void)
 {
     /* n_embd 256 so that a Q4_K tensor (256-element blocks) is structurally valid */
-    struct model_config c = {MODEL_ARCH_LLAMA, "micro", 260, 256, 1, 4, 2, 64, 256, 128,
-                             10000.0f, 1e-5f, 0, 0, 256, 257};
+    struct model_config c = {MODEL_ARCH_LLAMA, "micro", 260, 256, 1,   4,  2, 64, 256, 128,
+                             10000.0f,         1e-5f,   0,   0,   256, 257};
     return c;
 }
 
@@ -156,8 +156,8 @@ static void check_weights(const struct model *m, const struct model *ref, int ha
         for (size_t k = 0; k < ne; k++) {
             float want = half == 2 ? quant_bf16_to_f32(quant_f32_to_bf16(pb[i][k]))
                                    : gguf_f16_to_f32(gguf_f32_to_f16(pb[i][k]));
-            float tol = half == 2 ? fabsf(pb[i][k]) * 0x1p-8f
-                                  : fabsf(pb[i][k]) * 0x1p-11f + 0x1p-25f;
+            float tol =
+                half == 2 ? fabsf(pb[i][k]) * 0x1p-8f : fabsf(pb[i][k]) * 0x1p-11f + 0x1p-25f;
             if (pa[i][k] != want || fabsf(pa[i][k] - pb[i][k]) > tol)
                 bad++;
         }
@@ -215,23 +215,23 @@ static void test_f16_exhaustive(void)
 static void test_f16_rounding(void)
 {
     /* nearest-even ties, overflow, subnormals */
-    CHECK_EQ_INT(gguf_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);              /* tie -> even */
-    CHECK_EQ_INT(gguf_f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02);          /* tie -> even up */
-    CHECK_EQ_INT(gguf_f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01);   /* above tie */
+    CHECK_EQ_INT(gguf_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);            /* tie -> even */
+    CHECK_EQ_INT(gguf_f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02);        /* tie -> even up */
+    CHECK_EQ_INT(gguf_f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01); /* above tie */
     CHECK_EQ_INT(gguf_f32_to_f16(65504.0f), 0x7bff);
     CHECK_EQ_INT(gguf_f32_to_f16(65519.99f), 0x7bff);
-    CHECK_EQ_INT(gguf_f32_to_f16(65520.0f), 0x7c00);                     /* rounds to inf */
+    CHECK_EQ_INT(gguf_f32_to_f16(65520.0f), 0x7c00); /* rounds to inf */
     CHECK_EQ_INT(gguf_f32_to_f16(1e10f), 0x7c00);
     CHECK_EQ_INT(gguf_f32_to_f16(-1e10f), 0xfc00);
     CHECK_EQ_INT(gguf_f32_to_f16(INFINITY), 0x7c00);
     CHECK_EQ_INT(gguf_f32_to_f16(-INFINITY), 0xfc00);
     CHECK((gguf_f32_to_f16(NAN) & 0x7e00) == 0x7e00);
     CHECK_EQ_INT(gguf_f32_to_f16(0x1p-24f), 0x0001);
-    CHECK_EQ_INT(gguf_f32_to_f16(0x1p-25f), 0x0000);                     /* tie -> even (0) */
+    CHECK_EQ_INT(gguf_f32_to_f16(0x1p-25f), 0x0000); /* tie -> even (0) */
     CHECK_EQ_INT(gguf_f32_to_f16(3 * 0x1p-26f), 0x0001);
-    CHECK_EQ_INT(gguf_f32_to_f16(3 * 0x1p-25f), 0x0002);                 /* 1.5 ulp -> 2 */
+    CHECK_EQ_INT(gguf_f32_to_f16(3 * 0x1p-25f), 0x0002); /* 1.5 ulp -> 2 */
     CHECK_EQ_INT(gguf_f32_to_f16(-0x1p-24f), 0x8001);
-    CHECK_EQ_INT(gguf_f32_to_f16(0x1p-14f - 0x1p-30f), 0x0400);          /* up to min normal */
+    CHECK_EQ_INT(gguf_f32_to_f16(0x1p-14f - 0x1p-30f), 0x0400); /* up to min normal */
     CHECK_EQ_INT(gguf_f32_to_f16(1e-30f), 0x0000);
     CHECK_EQ_INT(gguf_f32_to_f16(-0.0f), 0x8000);
 #ifdef __FLT16_MAX__
@@ -566,8 +566,8 @@ static void check_load_both(const char *path, const struct model *ref, int f16)
             CHECK(m->map != NULL && m->owned == NULL); /* used in place */
             CHECK(m->load.touch_ns > 0);
             CHECK((const unsigned char *)m->w.token_embd > (const unsigned char *)m->map &&
-                  (const unsigned char *)m->w.token_embd < (const unsigned char *)m->map +
-                  m->map_bytes);
+                  (const unsigned char *)m->w.token_embd <
+                      (const unsigned char *)m->map + m->map_bytes);
         } else if (fmts[k] == MODEL_LOAD_MMAP) {
             /* f16/bf16 matrices and f32 norms all used in place: nothing converted or owned */
             uint32_t ht = f16 == 2 ? GGML_TYPE_BF16 : GGML_TYPE_F16;
@@ -677,9 +677,9 @@ static void check_block_file(enum model_dtype dtype, uint32_t mat_type)
             continue;
         int block = mat_type == GGML_TYPE_Q8_0 || mat_type == GGML_TYPE_Q4_0 ||
                     mat_type == GGML_TYPE_Q6_K; /* Q6_K -> Q8_0 -> F16 for 688 */
-        uint32_t want = d[i].n_dims == 1              ? GGML_TYPE_F32
+        uint32_t want = d[i].n_dims == 1           ? GGML_TYPE_F32
                         : block && d[i].ne[0] % 32 ? GGML_TYPE_F16
-                                                      : mat_type;
+                                                   : mat_type;
         CHECK_MSG(t->type == want, "%s: %s", d[i].name, ggml_type_name(t->type));
         n_mat += want == mat_type;
         n_f16 += want == GGML_TYPE_F16 && mat_type != GGML_TYPE_F16;
@@ -723,8 +723,8 @@ static void test_write_block_types(void)
 
 static void test_qwen2_bias_tied_roundtrip(void)
 {
-    struct model_config c = {MODEL_ARCH_QWEN2, "small qwen", 300, 64, 2, 4, 2, 16, 96, 512,
-                             1000000.0f, 1e-6f, 1, 1, 256, 257};
+    struct model_config c = {MODEL_ARCH_QWEN2, "small qwen", 300, 64, 2,   4,  2, 16, 96, 512,
+                             1000000.0f,       1e-6f,        1,   1,  256, 257};
     char err[512];
     const char *path = tpath("qwen.gguf");
     CHECK(model_write_gguf(&c, 3, MODEL_DTYPE_F16, path, err, sizeof err) == 0);
@@ -746,8 +746,8 @@ static void test_qwen2_bias_tied_roundtrip(void)
 static void test_read_large_header(void)
 {
     /* A 200k vocabulary makes the header several MB: read() must grow its header buffer. */
-    struct model_config c = {MODEL_ARCH_LLAMA, "big vocab", 200000, 8, 1, 2, 1, 4, 16, 64,
-                             10000.0f, 1e-5f, 0, 0, 256, 257};
+    struct model_config c = {MODEL_ARCH_LLAMA, "big vocab", 200000, 8, 1,   2,  1, 4, 16, 64,
+                             10000.0f,         1e-5f,       0,      0, 256, 257};
     char err[512];
     const char *path = tpath("bigvocab.gguf");
     CHECK(model_write_gguf(&c, 5, MODEL_DTYPE_F32, path, err, sizeof err) == 0);
@@ -863,7 +863,7 @@ static void test_metadata_keys(void)
 static void test_llamacpp_style_file(void)
 {
     struct model_config c = {MODEL_ARCH_QWEN2, "Qwen-ish", 300, 32, 1, 2, 1, 16, 48, 1024,
-                             1000000.0f, 1e-6f, 1, 1, 0, 0};
+                             1000000.0f,       1e-6f,      1,   1,  0, 0};
     /* vocabulary: 256 byte characters (bytes_to_unicode), "Ġhi", then control tokens */
     static char texts[300][16];
     const char *tok[300];
@@ -1074,8 +1074,8 @@ static void expect_reject(const unsigned char *buf, size_t len, const char *want
  * the corrupt variants: truncated inside a K-quant tensor, a NaN block scale, a type we lack. */
 static void test_kquant_file(void)
 {
-    struct model_config c = {MODEL_ARCH_LLAMA, "kq", 300, 256, 8, 4, 2, 64, 288, 512,
-                             10000.0f, 1e-5f, 0, 0, 256, 257};
+    struct model_config c = {MODEL_ARCH_LLAMA, "kq",  300, 256, 8,   4,  2, 64, 288, 512,
+                             10000.0f,         1e-5f, 0,   0,   256, 257};
     char err[512];
     const char *path = tpath("kq.gguf");
     CHECK(model_write_gguf(&c, 3, MODEL_DTYPE_Q4_K_M, path, err, sizeof err) == 0);
@@ -1169,9 +1169,10 @@ static void test_kquant_file(void)
         memcpy(bad, buf, len);
         struct ti_pos p = find_tensor_info(bad, len, "blk.2.attn_q.weight");
         put_u32(bad + p.type, GGML_TYPE_Q3_K);
-        expect_reject(bad, len, "tensor 'blk.2.attn_q.weight' has type Q3_K, which is not "
-                                "supported (supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, "
-                                "Q5_K, Q4_K)");
+        expect_reject(bad, len,
+                      "tensor 'blk.2.attn_q.weight' has type Q3_K, which is not "
+                      "supported (supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, "
+                      "Q5_K, Q4_K)");
         free(bad);
     }
     gguf_file_free(&g);
@@ -1237,10 +1238,36 @@ static void test_reject_truncated(void)
     }
     CHECK_EQ_INT(bad, 0);
     /* As files through both loaders: a few dozen lengths, with the messages. */
-    size_t cuts[] = {0, 1, 3, 4, 7, 8, 12, 23, 24, 31, 40, 100, 1000, header / 3, header / 2,
-                     header - 200, header - 9, header - 1, header, data - 1, data, data + 1,
-                     data + 4096, g_good_len / 3, g_good_len / 2, g_good_len - 4096,
-                     g_good_len - 33, g_good_len - 32, g_good_len - 4, g_good_len - 1};
+    size_t cuts[] = {0,
+                     1,
+                     3,
+                     4,
+                     7,
+                     8,
+                     12,
+                     23,
+                     24,
+                     31,
+                     40,
+                     100,
+                     1000,
+                     header / 3,
+                     header / 2,
+                     header - 200,
+                     header - 9,
+                     header - 1,
+                     header,
+                     data - 1,
+                     data,
+                     data + 1,
+                     data + 4096,
+                     g_good_len / 3,
+                     g_good_len / 2,
+                     g_good_len - 4096,
+                     g_good_len - 33,
+                     g_good_len - 32,
+                     g_good_len - 4,
+                     g_good_len - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         const char *want = cuts[i] < header ? "" : "runs past the end of the file";
         if (cuts[i] < 4)
@@ -1395,9 +1422,8 @@ static void test_reject_quantized_type(void)
     expect_reject(b, g_good_len, "has type Q2_K, which is not supported (supported: F32");
     put_u32(b + p.type, GGML_TYPE_IQ4_NL);
     expect_reject(b, g_good_len, "has type IQ4_NL, which is not supported");
-    static const uint32_t ok[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_BF16,
-                                  GGML_TYPE_Q5_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
-                                  GGML_TYPE_Q6_K};
+    static const uint32_t ok[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_BF16, GGML_TYPE_Q5_0,
+                                  GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
     for (int k = 0; k < 7; k++) {
         put_u32(b + p.type, ok[k]);
         const char *path = tpath("ok_type.gguf");
@@ -1598,8 +1624,8 @@ static void test_cli(void)
     CHECK_EQ_INT(rc, 0);
     CHECK(strstr(o.data, "arch              llama") && strstr(o.data, "hidden            256") &&
           strstr(o.data, "kv heads          2") && strstr(o.data, "vocab             1024") &&
-          strstr(o.data, "rope theta        10000") &&
-          strstr(o.data, "context length    2048") && strstr(o.data, "file dtype        f16") &&
+          strstr(o.data, "rope theta        10000") && strstr(o.data, "context length    2048") &&
+          strstr(o.data, "file dtype        f16") &&
           strstr(o.data, "kv bytes/token    4096 (f32 KV), 2048 (f16 KV)") &&
           strstr(o.data, "weight bytes      6857728") && strstr(o.data, "tokenizer"));
     char qpath[600];
@@ -1685,6 +1711,59 @@ static void test_cli(void)
     buf_free(&e);
 }
 
+/* model info names the file type by general.file_type, as llama.cpp does, including mixes this
+ * runtime has no writer for (17: q5_k_m); a value llama.cpp does not define is "unknown"; a file
+ * without the key is named by the type holding most of its bytes. */
+static void test_cli_file_type(void)
+{
+    struct buf o, e;
+    buf_init(&o, 256, 1 << 20);
+    buf_init(&e, 256, 1 << 20);
+    int rc;
+    unsigned char *b = good_copy();
+    size_t k = find_gguf_str(b, g_good_len, "general.file_type");
+    size_t v = k + 8 + strlen("general.file_type") + 4; /* past the name and the type tag */
+    char path[512]; /* tpath's buffer is reused by run_cli */
+    snprintf(path, sizeof path, "%s", tpath("file_type.gguf"));
+    static const struct {
+        uint32_t ft;
+        const char *text, *json;
+    } cases[] = {
+        {17, "file dtype        q5_k_m (general.file_type 17)", "\"file_type\": 17"},
+        {30, "file dtype        iq4_xs (general.file_type 30)", "\"file_dtype\": \"iq4_xs\""},
+        {99, "file dtype        unknown (general.file_type 99, not a llama.cpp file type)",
+         "\"file_dtype\": \"unknown\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        put_u32(b + v, cases[i].ft);
+        spit(path, b, g_good_len);
+        CLI("info", path);
+        CHECK_MSG(rc == 0 && strstr(o.data, cases[i].text), "%s%s", o.data, e.data);
+        CLI("info", "--json", path);
+        CHECK_MSG(rc == 0 && strstr(o.data, cases[i].json), "%s%s", o.data, e.data);
+    }
+    memcpy(b + k + 8, "general.file_typX", 17); /* the key is gone */
+    spit(path, b, g_good_len);
+    CLI("info", path);
+    CHECK_MSG(rc == 0 && strstr(o.data, "file dtype        f32 (no general.file_type: the type "
+                                        "of most weight bytes)"),
+              "%s%s", o.data, e.data);
+    CLI("info", "--json", path);
+    CHECK_MSG(rc == 0 && strstr(o.data, "\"file_type\": null"), "%s", o.data);
+    CHECK(model_file_type_name(15) && !strcmp(model_file_type_name(15), "q4_k_m"));
+    CHECK(model_file_type_name(5) == NULL && model_file_type_name(-1) == NULL &&
+          model_file_type_name(39) == NULL);
+    /* the names it shares with model_dtype_str are the same names */
+    static const enum model_dtype mine[] = {MODEL_DTYPE_F32,  MODEL_DTYPE_F16,    MODEL_DTYPE_Q4_0,
+                                            MODEL_DTYPE_Q8_0, MODEL_DTYPE_Q4_K_M, MODEL_DTYPE_Q6_K,
+                                            MODEL_DTYPE_BF16};
+    for (size_t i = 0; i < sizeof mine / sizeof mine[0]; i++)
+        CHECK_EQ_STR(model_file_type_name((int)mine[i]), model_dtype_str(mine[i]));
+    free(b);
+    buf_free(&o);
+    buf_free(&e);
+}
+
 static void rm_tree(const char *path)
 {
     DIR *d = opendir(path);
@@ -1751,6 +1830,7 @@ int main(void)
     TEST_RUN(test_reject_bad_metadata);
     TEST_RUN(test_reject_not_a_file);
     TEST_RUN(test_cli);
+    TEST_RUN(test_cli_file_type);
     free(g_good);
     rm_tree(g_dir);
     return TEST_DONE();

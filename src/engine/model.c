@@ -21,20 +21,26 @@ struct preset {
 
 /* Shapes of the real models (config.json of each), plus two for tests and benchmarks. */
 static const struct preset presets[] = {
-    {"tiny", {MODEL_ARCH_LLAMA, "slmprobe-tiny", 1024, 256, 4, 4, 2, 64, 688, 2048, 10000.0f,
-              1e-5f, 0, 0, 256, 257}},
+    {"tiny",
+     {MODEL_ARCH_LLAMA, "slmprobe-tiny", 1024, 256, 4, 4, 2, 64, 688, 2048, 10000.0f, 1e-5f, 0, 0,
+      256, 257}},
     /* ~28M params (111 MB f32): larger than the CPU caches, so decode is bandwidth-bound and
      * batching pays as on real models, yet quick enough for tests under ASan. */
-    {"mini", {MODEL_ARCH_LLAMA, "slmprobe-mini", 4096, 512, 8, 8, 4, 64, 1408, 2048, 10000.0f,
-              1e-5f, 0, 0, 256, 257}},
-    {"small", {MODEL_ARCH_LLAMA, "slmprobe-small", 32000, 1024, 12, 16, 4, 64, 2816, 4096,
-               10000.0f, 1e-5f, 0, 0, 256, 257}},
-    {"qwen2.5-0.5b", {MODEL_ARCH_QWEN2, "Qwen2.5-0.5B (random weights)", 151936, 896, 24, 14, 2,
-                      64, 4864, 32768, 1000000.0f, 1e-6f, 1, 1, 256, 257}},
-    {"qwen2.5-1.5b", {MODEL_ARCH_QWEN2, "Qwen2.5-1.5B (random weights)", 151936, 1536, 28, 12, 2,
-                      128, 8960, 32768, 1000000.0f, 1e-6f, 1, 1, 256, 257}},
-    {"phi-3-mini", {MODEL_ARCH_LLAMA, "Phi-3-mini-4k (random weights)", 32064, 3072, 32, 32, 32,
-                    96, 8192, 4096, 10000.0f, 1e-5f, 0, 0, 256, 257}},
+    {"mini",
+     {MODEL_ARCH_LLAMA, "slmprobe-mini", 4096, 512, 8, 8, 4, 64, 1408, 2048, 10000.0f, 1e-5f, 0, 0,
+      256, 257}},
+    {"small",
+     {MODEL_ARCH_LLAMA, "slmprobe-small", 32000, 1024, 12, 16, 4, 64, 2816, 4096, 10000.0f, 1e-5f,
+      0, 0, 256, 257}},
+    {"qwen2.5-0.5b",
+     {MODEL_ARCH_QWEN2, "Qwen2.5-0.5B (random weights)", 151936, 896, 24, 14, 2, 64, 4864, 32768,
+      1000000.0f, 1e-6f, 1, 1, 256, 257}},
+    {"qwen2.5-1.5b",
+     {MODEL_ARCH_QWEN2, "Qwen2.5-1.5B (random weights)", 151936, 1536, 28, 12, 2, 128, 8960, 32768,
+      1000000.0f, 1e-6f, 1, 1, 256, 257}},
+    {"phi-3-mini",
+     {MODEL_ARCH_LLAMA, "Phi-3-mini-4k (random weights)", 32064, 3072, 32, 32, 32, 96, 8192, 4096,
+      10000.0f, 1e-5f, 0, 0, 256, 257}},
 };
 
 int model_preset(const char *name, struct model_config *out)
@@ -275,22 +281,50 @@ void model_bind_types(struct model *m, const void *const *data, const uint32_t *
 const char *model_dtype_str(enum model_dtype d)
 {
     switch (d) {
-    case MODEL_DTYPE_F32: return "f32";
-    case MODEL_DTYPE_F16: return "f16";
-    case MODEL_DTYPE_Q4_0: return "q4_0";
-    case MODEL_DTYPE_Q8_0: return "q8_0";
-    case MODEL_DTYPE_BF16: return "bf16";
-    case MODEL_DTYPE_Q4_K_M: return "q4_k_m";
-    case MODEL_DTYPE_Q6_K: return "q6_k";
+    case MODEL_DTYPE_F32:
+        return "f32";
+    case MODEL_DTYPE_F16:
+        return "f16";
+    case MODEL_DTYPE_Q4_0:
+        return "q4_0";
+    case MODEL_DTYPE_Q8_0:
+        return "q8_0";
+    case MODEL_DTYPE_BF16:
+        return "bf16";
+    case MODEL_DTYPE_Q4_K_M:
+        return "q4_k_m";
+    case MODEL_DTYPE_Q6_K:
+        return "q6_k";
     }
     return "?";
 }
 
+const char *model_file_type_name(int file_type)
+{
+    /* llama.h's enum llama_ftype. 33-35 (Q4_0_4_4, Q4_0_4_8, Q4_0_8_8) were removed from
+     * llama.cpp and are named as it last named them; 5 and 6 (the old Q4_2, Q4_3) are not. */
+    static const char *const names[] = {
+        [0] = "f32",           [1] = "f16",       [2] = "q4_0",    [3] = "q4_1",
+        [4] = "q4_1_some_f16", [7] = "q8_0",      [8] = "q5_0",    [9] = "q5_1",
+        [10] = "q2_k",         [11] = "q3_k_s",   [12] = "q3_k_m", [13] = "q3_k_l",
+        [14] = "q4_k_s",       [15] = "q4_k_m",   [16] = "q5_k_s", [17] = "q5_k_m",
+        [18] = "q6_k",         [19] = "iq2_xxs",  [20] = "iq2_xs", [21] = "q2_k_s",
+        [22] = "iq3_xs",       [23] = "iq3_xxs",  [24] = "iq1_s",  [25] = "iq4_nl",
+        [26] = "iq3_s",        [27] = "iq3_m",    [28] = "iq2_s",  [29] = "iq2_m",
+        [30] = "iq4_xs",       [31] = "iq1_m",    [32] = "bf16",   [33] = "q4_0_4_4",
+        [34] = "q4_0_4_8",     [35] = "q4_0_8_8", [36] = "tq1_0",  [37] = "tq2_0",
+        [38] = "mxfp4_moe",
+    };
+    if (file_type < 0 || file_type >= (int)(sizeof names / sizeof names[0]))
+        return NULL;
+    return names[file_type];
+}
+
 int model_dtype_parse(const char *name, enum model_dtype *out)
 {
-    static const enum model_dtype all[] = {MODEL_DTYPE_F32, MODEL_DTYPE_F16, MODEL_DTYPE_BF16,
-                                           MODEL_DTYPE_Q8_0, MODEL_DTYPE_Q4_0,
-                                           MODEL_DTYPE_Q4_K_M, MODEL_DTYPE_Q6_K};
+    static const enum model_dtype all[] = {MODEL_DTYPE_F32,  MODEL_DTYPE_F16,  MODEL_DTYPE_BF16,
+                                           MODEL_DTYPE_Q8_0, MODEL_DTYPE_Q4_0, MODEL_DTYPE_Q4_K_M,
+                                           MODEL_DTYPE_Q6_K};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (strcmp(name, model_dtype_str(all[i])) == 0) {
             *out = all[i];
@@ -317,21 +351,27 @@ static uint32_t kquant_fallback(uint32_t type, uint64_t n_in)
 uint32_t model_dtype_matrix_type(enum model_dtype d, uint64_t n_in)
 {
     switch (d) {
-    case MODEL_DTYPE_F16: return GGML_TYPE_F16;
-    case MODEL_DTYPE_BF16: return GGML_TYPE_BF16;
-    case MODEL_DTYPE_Q8_0: return n_in % QUANT_QK8_0 ? GGML_TYPE_F16 : GGML_TYPE_Q8_0;
-    case MODEL_DTYPE_Q4_0: return n_in % QUANT_QK4_0 ? GGML_TYPE_F16 : GGML_TYPE_Q4_0;
-    case MODEL_DTYPE_Q4_K_M: return kquant_fallback(GGML_TYPE_Q4_K, n_in);
-    case MODEL_DTYPE_Q6_K: return kquant_fallback(GGML_TYPE_Q6_K, n_in);
-    default: return GGML_TYPE_F32;
+    case MODEL_DTYPE_F16:
+        return GGML_TYPE_F16;
+    case MODEL_DTYPE_BF16:
+        return GGML_TYPE_BF16;
+    case MODEL_DTYPE_Q8_0:
+        return n_in % QUANT_QK8_0 ? GGML_TYPE_F16 : GGML_TYPE_Q8_0;
+    case MODEL_DTYPE_Q4_0:
+        return n_in % QUANT_QK4_0 ? GGML_TYPE_F16 : GGML_TYPE_Q4_0;
+    case MODEL_DTYPE_Q4_K_M:
+        return kquant_fallback(GGML_TYPE_Q4_K, n_in);
+    case MODEL_DTYPE_Q6_K:
+        return kquant_fallback(GGML_TYPE_Q6_K, n_in);
+    default:
+        return GGML_TYPE_F32;
     }
 }
 
 /* llama-quant.cpp's use_more_bits. */
 static int use_more_bits(int i_layer, int n_layer)
 {
-    return i_layer < n_layer / 8 || i_layer >= 7 * n_layer / 8 ||
-           (i_layer - n_layer / 8) % 3 == 2;
+    return i_layer < n_layer / 8 || i_layer >= 7 * n_layer / 8 || (i_layer - n_layer / 8) % 3 == 2;
 }
 
 uint32_t model_tensor_type(const struct model_config *cfg, const struct model_tensor_desc *t,

@@ -40,6 +40,11 @@ enum model_dtype {
 const char *model_dtype_str(enum model_dtype d);
 /* The name above -> *out. 0, or -1 if unknown. */
 int model_dtype_parse(const char *name, enum model_dtype *out);
+/* llama.cpp's name of a general.file_type value (its llama_ftype, lower case: 17 -> "q5_k_m",
+ * 30 -> "iq4_xs"), the names model_dtype_str gives for the dtypes it shares; NULL for a value
+ * llama.cpp does not define. Names the files users download, including mixes this runtime
+ * cannot compute on. Static string. */
+const char *model_file_type_name(int file_type);
 /* "f32|f16|bf16|q8_0|q4_0|q4_k_m|q6_k", for usage and errors. Static string. */
 const char *model_dtype_names(void);
 /* ggml type of a 2-D matrix of dtype whose rows hold n_in values, for the single-type dtypes
@@ -210,6 +215,7 @@ struct model *model_load(const char *path, enum model_load_format fmt, char *err
 struct model_file_info {
     struct model_config cfg;
     enum model_dtype file_dtype;
+    int file_type;             /* general.file_type (llama.cpp's llama_ftype), -1 when absent */
     enum tok_kind tok_kind;
     char tok_model[16];        /* tokenizer.ggml.model as written in the file */
     uint32_t gguf_version;

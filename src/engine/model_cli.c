@@ -1,6 +1,7 @@
 /* model_cli: `slmprobe model init|info|presets`, creating GGUF model files with random weights
  * from a preset and describing model files. Results go to stdout, errors to stderr; exit 0 ok,
  * 1 failure, 2 usage. It does not load weights for `info` (header only) and never calls exit(). */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -20,15 +21,14 @@
 
 static void usage_model(FILE *f)
 {
-    fprintf(f,
-            "usage: slmprobe model <subcommand> [options]\n"
-            "\n"
-            "subcommands:\n"
-            "  init      write a GGUF model file with random weights from a preset\n"
-            "  info      describe a GGUF model file (shape, sizes, tokenizer)\n"
-            "  presets   list the presets and their shapes\n"
-            "\n"
-            "Run 'slmprobe model <subcommand> --help' for its options.\n");
+    fprintf(f, "usage: slmprobe model <subcommand> [options]\n"
+               "\n"
+               "subcommands:\n"
+               "  init      write a GGUF model file with random weights from a preset\n"
+               "  info      describe a GGUF model file (shape, sizes, tokenizer)\n"
+               "  presets   list the presets and their shapes\n"
+               "\n"
+               "Run 'slmprobe model <subcommand> --help' for its options.\n");
 }
 
 static void usage_init(FILE *f)
@@ -78,8 +78,8 @@ static void usage_info(FILE *f)
             "layers, heads, KV heads, head dim, FFN, vocab, RoPE theta, context length),\n"
             "parameter count, file bytes, weight bytes resident once loaded (F16, BF16 and block\n"
             "type matrices as stored, others f32), KV cache bytes per token for f32 and f16 KV,\n"
-            "the file's dtype, its type mix (tensors and bytes per ggml type) and the tokenizer\n"
-            "kind.\n"
+            "the file's dtype (llama.cpp's name of general.file_type: q4_k_m, q5_k_m, ...),\n"
+            "its type mix (tensors and bytes per ggml type) and the tokenizer kind.\n"
             "\n"
             "options:\n"
             "  --json       one JSON object instead: the same model fields under \"model\", and\n"
@@ -249,8 +249,8 @@ static int cmd_init(int argc, char **argv)
         cfg.bos_id = vocab.bos_id;
         cfg.eos_id = vocab.eos_id;
     }
-    int wrc = model_write_gguf_tok(&cfg, seed, dtype, tok_path ? &vocab : NULL, out, err,
-                                   sizeof err);
+    int wrc =
+        model_write_gguf_tok(&cfg, seed, dtype, tok_path ? &vocab : NULL, out, err, sizeof err);
     tokenizer_free(&vocab);
     if (wrc != 0) {
         fprintf(stderr, "slmprobe model init: %s\n", err);
@@ -278,17 +278,21 @@ static int cmd_init(int argc, char **argv)
 static const char *tok_kind_str(enum tok_kind k)
 {
     switch (k) {
-    case TOK_KIND_SLM: return "slmprobe byte-level (ids 0..255 are bytes)";
-    case TOK_KIND_LLAMA_SPM: return "llama SentencePiece BPE (scores, byte fallback)";
-    case TOK_KIND_GPT2: return "gpt2 byte-level BPE (merges, pre-tokenizer)";
+    case TOK_KIND_SLM:
+        return "slmprobe byte-level (ids 0..255 are bytes)";
+    case TOK_KIND_LLAMA_SPM:
+        return "llama SentencePiece BPE (scores, byte fallback)";
+    case TOK_KIND_GPT2:
+        return "gpt2 byte-level BPE (merges, pre-tokenizer)";
     }
     return "?";
 }
 
 /* ---- model info --json ---- */
 
-#define INFO_JSON_MAX_HEADER_BYTES (1ull << 30) /* a header (metadata + tensor infos) over 1 GiB
-                                                   is refused rather than read into memory */
+#define INFO_JSON_MAX_HEADER_BYTES                                                                 \
+    (1ull << 30) /* a header (metadata + tensor infos) over 1 GiB                                  \
+                    is refused rather than read into memory */
 /* The JSON goes to stdout in pieces of about INFO_JSON_FLUSH_BYTES; the buffer holds at most
  * one piece plus one value, and the largest value, a string of the header as hex, is under
  * 2 * INFO_JSON_MAX_HEADER_BYTES + 16, so the cap below is never reached. */
@@ -348,15 +352,33 @@ static void json_float(struct buf *b, double v, int digits)
 static uint64_t json_gguf_value(struct buf *b, enum gguf_type t, const unsigned char *p)
 {
     switch (t) {
-    case GGUF_TYPE_UINT8: buf_printf(b, "%u", p[0]); return 1;
-    case GGUF_TYPE_INT8: buf_printf(b, "%d", (int8_t)p[0]); return 1;
-    case GGUF_TYPE_UINT16: buf_printf(b, "%u", (unsigned)le_u64(p, 2)); return 2;
-    case GGUF_TYPE_INT16: buf_printf(b, "%d", (int16_t)le_u64(p, 2)); return 2;
-    case GGUF_TYPE_UINT32: buf_printf(b, "%" PRIu32, (uint32_t)le_u64(p, 4)); return 4;
-    case GGUF_TYPE_INT32: buf_printf(b, "%" PRId32, (int32_t)(uint32_t)le_u64(p, 4)); return 4;
-    case GGUF_TYPE_UINT64: buf_printf(b, "%" PRIu64, le_u64(p, 8)); return 8;
-    case GGUF_TYPE_INT64: buf_printf(b, "%" PRId64, (int64_t)le_u64(p, 8)); return 8;
-    case GGUF_TYPE_BOOL: buf_puts(b, p[0] ? "true" : "false"); return 1;
+    case GGUF_TYPE_UINT8:
+        buf_printf(b, "%u", p[0]);
+        return 1;
+    case GGUF_TYPE_INT8:
+        buf_printf(b, "%d", (int8_t)p[0]);
+        return 1;
+    case GGUF_TYPE_UINT16:
+        buf_printf(b, "%u", (unsigned)le_u64(p, 2));
+        return 2;
+    case GGUF_TYPE_INT16:
+        buf_printf(b, "%d", (int16_t)le_u64(p, 2));
+        return 2;
+    case GGUF_TYPE_UINT32:
+        buf_printf(b, "%" PRIu32, (uint32_t)le_u64(p, 4));
+        return 4;
+    case GGUF_TYPE_INT32:
+        buf_printf(b, "%" PRId32, (int32_t)(uint32_t)le_u64(p, 4));
+        return 4;
+    case GGUF_TYPE_UINT64:
+        buf_printf(b, "%" PRIu64, le_u64(p, 8));
+        return 8;
+    case GGUF_TYPE_INT64:
+        buf_printf(b, "%" PRId64, (int64_t)le_u64(p, 8));
+        return 8;
+    case GGUF_TYPE_BOOL:
+        buf_puts(b, p[0] ? "true" : "false");
+        return 1;
     case GGUF_TYPE_FLOAT32: {
         uint32_t u = (uint32_t)le_u64(p, 4);
         float f;
@@ -377,7 +399,8 @@ static uint64_t json_gguf_value(struct buf *b, enum gguf_type t, const unsigned 
         return 8 + n;
     }
     case GGUF_TYPE_ARRAY: /* gguf_parse refuses nested arrays */
-    case GGUF_TYPE_COUNT: break;
+    case GGUF_TYPE_COUNT:
+        break;
     }
     buf_puts(b, "null");
     return 0;
@@ -409,8 +432,8 @@ static void json_gguf_kv(struct buf *b, const struct gguf_kv *kv, int *write_fai
 
 /* Reads the file's first bytes until gguf_parse has the whole header. 0 with g and *buf_out
  * (free it after g), or -1 with err. */
-static int info_read_gguf(const char *path, struct gguf_file *g, unsigned char **buf_out,
-                          char *err, size_t err_len)
+static int info_read_gguf(const char *path, struct gguf_file *g, unsigned char **buf_out, char *err,
+                          size_t err_len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
@@ -461,6 +484,29 @@ fail:
     return -1;
 }
 
+/* The file's type label: llama.cpp's name of general.file_type (q5_k_m, iq4_xs, ...), or,
+ * without the key, the type holding most of the weight bytes (f32 norms and all). buf holds
+ * the label when it is not a static string; *why says where it came from. */
+static const char *file_type_label(const struct model_file_info *info, char *buf, size_t n,
+                                   char *why, size_t why_len)
+{
+    if (info->file_type >= 0) {
+        const char *name = model_file_type_name(info->file_type);
+        snprintf(why, why_len, "general.file_type %d%s", info->file_type,
+                 name ? "" : ", not a llama.cpp file type");
+        return name ? name : "unknown";
+    }
+    uint32_t best = 0;
+    for (uint32_t t = 1; t < MODEL_N_GGML_TYPES; t++)
+        if (info->type_bytes[t] > info->type_bytes[best])
+            best = t;
+    snprintf(buf, n, "%s", ggml_type_name(best));
+    for (char *c = buf; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    snprintf(why, why_len, "no general.file_type: the type of most weight bytes");
+    return buf;
+}
+
 static int info_print_json(const char *path, const struct model_file_info *info)
 {
     struct gguf_file g;
@@ -471,6 +517,7 @@ static int info_print_json(const char *path, const struct model_file_info *info)
         return 1;
     }
     const struct model_config *c = &info->cfg;
+    char label[32], why[96];
     struct buf b;
     buf_init(&b, 2 * INFO_JSON_FLUSH_BYTES, INFO_JSON_BUF_CAP_BYTES);
     int write_failed = 0;
@@ -497,11 +544,15 @@ static int info_print_json(const char *path, const struct model_file_info *info)
                c->qkv_bias ? "true" : "false", c->tied_embeddings ? "true" : "false",
                model_n_params(c), info->file_bytes, info->weight_bytes,
                model_kv_bytes_per_token(c, 4), model_kv_bytes_per_token(c, 2),
-               model_dtype_str(info->file_dtype),
+               file_type_label(info, label, sizeof label, why, sizeof why),
                info->tok_kind == TOK_KIND_SLM         ? "slm"
                : info->tok_kind == TOK_KIND_LLAMA_SPM ? "llama"
                                                       : "gpt2");
     buf_json_str(&b, info->tok_model);
+    if (info->file_type >= 0)
+        buf_printf(&b, ", \"file_type\": %d", info->file_type);
+    else
+        buf_puts(&b, ", \"file_type\": null");
     buf_printf(&b,
                ", \"bos_id\": %d, \"eos_id\": %d, \"n_tensors\": %" PRIu64
                ", \"n_tensors_unused\": %" PRIu64 ", \"types\": {",
@@ -536,8 +587,8 @@ static int info_print_json(const char *path, const struct model_file_info *info)
         for (uint32_t d = 0; d < t->n_dims; d++)
             buf_printf(&b, "%s%" PRIu64, d ? ", " : "", t->ne[d]);
         buf_printf(&b,
-                   "], \"offset\": %" PRIu64 ", \"file_offset\": %" PRIu64
-                   ", \"n_elems\": %" PRIu64 ", \"n_bytes\": %" PRIu64 "}",
+                   "], \"offset\": %" PRIu64 ", \"file_offset\": %" PRIu64 ", \"n_elems\": %" PRIu64
+                   ", \"n_bytes\": %" PRIu64 "}",
                    t->offset, t->file_offset, t->n_elems, t->n_bytes);
         if (info_flush(&b, 0) != 0)
             write_failed = 1;
@@ -619,7 +670,9 @@ static int cmd_info(int argc, char **argv)
            " (%s resident: F16, BF16, block-type matrices as stored, others f32)\n",
            info.weight_bytes, fmt_bytes(info.weight_bytes, b, sizeof b));
     printf("kv bytes/token    %" PRIu64 " (f32 KV), %" PRIu64 " (f16 KV)\n", kv32, kv16);
-    printf("file dtype        %s\n", model_dtype_str(info.file_dtype));
+    char label[32], why[96];
+    const char *ft = file_type_label(&info, label, sizeof label, why, sizeof why);
+    printf("file dtype        %s (%s)\n", ft, why);
     for (uint32_t t = 0; t < MODEL_N_GGML_TYPES; t++) {
         if (!info.type_tensors[t])
             continue;
@@ -644,9 +697,9 @@ static int cmd_presets(int argc, char **argv)
         fprintf(stderr, "slmprobe model presets: unknown argument '%s'\n", argv[i]);
         return 2;
     }
-    printf("%-14s %-6s %6s %6s %5s %5s %5s %6s %7s %7s %10s %7s  %s\n", "preset", "arch",
-           "hidden", "layers", "heads", "kv", "hdim", "ffn", "vocab", "ctx", "rope_theta",
-           "params", "f32 size");
+    printf("%-14s %-6s %6s %6s %5s %5s %5s %6s %7s %7s %10s %7s  %s\n", "preset", "arch", "hidden",
+           "layers", "heads", "kv", "hdim", "ffn", "vocab", "ctx", "rope_theta", "params",
+           "f32 size");
     char names[256];
     snprintf(names, sizeof names, "%s", model_preset_names());
     char *save = NULL;
@@ -658,8 +711,8 @@ static int cmd_presets(int argc, char **argv)
         char b1[32], b2[32];
         printf("%-14s %-6s %6d %6d %5d %5d %5d %6d %7d %7d %10g %7s  %s\n", nm,
                model_arch_name(c.arch), c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim,
-               c.n_ff, c.n_vocab, c.n_ctx_train, (double)c.rope_theta,
-               fmt_count(np, b1, sizeof b1), fmt_bytes(np * 4, b2, sizeof b2));
+               c.n_ff, c.n_vocab, c.n_ctx_train, (double)c.rope_theta, fmt_count(np, b1, sizeof b1),
+               fmt_bytes(np * 4, b2, sizeof b2));
     }
     return 0;
 }

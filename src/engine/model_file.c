@@ -247,6 +247,7 @@ struct mf_header {
     struct model_tensor_desc *desc;           /* [n_desc] model_tensors order */
     const struct gguf_tensor_info **ti;       /* [n_desc] */
     enum model_dtype file_dtype;
+    int file_type; /* general.file_type, -1 when absent */
     uint64_t n_unused;
     char first_unused[64];
 };
@@ -650,10 +651,13 @@ static int header_tensors(struct mf_header *h, char *err, size_t err_len)
      * we know; otherwise the largest matrix type above stands. */
     int ft;
     enum model_dtype fd;
+    h->file_type = -1;
     if (gguf_find_kv(&h->g, "general.file_type") &&
-        meta_int(&h->g, NULL, "general.file_type", 0, -1, 0, 1 << 16, &ft, err, err_len) == 0 &&
-        model_dtype_parse(model_dtype_str((enum model_dtype)ft), &fd) == 0)
-        h->file_dtype = fd;
+        meta_int(&h->g, NULL, "general.file_type", 0, -1, 0, 1 << 16, &ft, err, err_len) == 0) {
+        h->file_type = ft;
+        if (model_dtype_parse(model_dtype_str((enum model_dtype)ft), &fd) == 0)
+            h->file_dtype = fd;
+    }
     /* Tensors we do not use (names are unique, every expected one was found). */
     h->n_unused = h->g.n_tensors - (uint64_t)h->n_desc;
     if (h->n_unused) {
@@ -771,6 +775,7 @@ int model_file_info(const char *path, struct model_file_info *out, char *err, si
         return -1;
     out->cfg = h.cfg;
     out->file_dtype = h.file_dtype;
+    out->file_type = h.file_type;
     out->tok_kind = h.tok.kind;
     snprintf(out->tok_model, sizeof out->tok_model, "%s", h.tok_model);
     out->gguf_version = h.g.version;
