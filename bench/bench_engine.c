@@ -11,7 +11,8 @@
  *     bench/out/, loaded by mmap), each: batch-1 decode against the read-bandwidth bound (bytes
  *     of weights as stored / bandwidth), prefill of 512 tokens against the sgemm bound, and 16
  *     concurrent sequences against min(sgemm bound, 16 x the bandwidth bound); medians of 3.
- * BENCH_QUICK=1 shortens everything; BENCH_STORED_ONLY=1 runs only the last part.
+ * BENCH_QUICK=1 shortens everything; BENCH_STORED_ONLY=1 runs only the last part; BENCH_KERNEL=
+ * portable|avx2|avx512 forces the quantised kernels (dots and tile dequantisers) of that set.
  * It talks to the engine through engine.h only (no HTTP), so the numbers are the engine's.
  * Writes a Markdown section to stdout and JSON to bench/out/engine.json. */
 #include <cblas.h>
@@ -348,7 +349,8 @@ static void print_stored(const char *preset, const struct model_config *cfg,
                          const struct stored_result *r, int n, double bw, double gf)
 {
     double prefill_bound = gf * 1e9 / (2.0 * (double)model_n_params(cfg));
-    printf("## Weights as stored (`%s` files, mmap, medians of 3)\n\n", preset);
+    printf("## Weights as stored (`%s` files, mmap, medians of 3, %s quantised kernels)\n\n",
+           preset, quant_kernel_name());
     printf("Bounds from this run: batch-1 decode = %.1f GB/s read bandwidth / weight bytes as "
            "stored; prefill and compute = %.1f GFLOP/s sgemm / 2 x params = %.0f tokens/s; 16 "
            "sequences = min(compute bound, 16 x decode bound). Kernel bound: decode tokens/s if "
@@ -554,6 +556,11 @@ int main(int argc, char **argv)
     blas_env_reexec_if_needed(argv);
     const char *preset = argc > 1 ? argv[1] : "small";
     int quick = getenv("BENCH_QUICK") != NULL;
+    const char *kernel = getenv("BENCH_KERNEL"); /* portable|avx2|avx512: an older CPU's kernels */
+    if (kernel && quant_kernel_force(kernel) != 0) {
+        fprintf(stderr, "bench: BENCH_KERNEL=%s: not a kernel set this CPU has\n", kernel);
+        return 2;
+    }
     struct model_config cfg;
     if (model_preset(preset, &cfg)) {
         fprintf(stderr, "bench: unknown preset %s\n", preset);
