@@ -160,9 +160,9 @@ static void test_dequant_random(void)
         for (int j = 0; j < 16; j++)
             w4[b * 18 + 2 + j] = (unsigned char)(frand(1.0f), g_rng >> 40);
     }
-    static const char *variants[] = {"portable", "avx512"};
+    static const char *variants[] = {"portable", "avx2", "avx512"};
     const char *orig = quant_kernel_name();
-    for (int var = 0; var < 2; var++) {
+    for (int var = 0; var < 3; var++) {
         if (quant_kernel_force(variants[var]) != 0)
             continue;
         CHECK_EQ_INT(quant_dequantize_row(GGML_TYPE_Q8_0, w8, out, NB * 32), 0);
@@ -264,9 +264,10 @@ static void test_kquant_dequant_random(void)
     enum { NB = 24 };
     unsigned char *w = malloc(NB * 210);
     float *out = malloc(NB * 256 * sizeof *out);
-    static const char *variants[] = {"portable", "avx512"}; /* the dequantisers there are */
+    static const char *variants[] = {"portable", "avx2", "avx512"}; /* the dequantisers there are */
+    float *port = malloc(NB * 256 * sizeof *port);
     const char *orig = quant_kernel_name();
-    for (int var = 0; var < 2; var++) {
+    for (int var = 0; var < 3; var++) {
         if (quant_kernel_force(variants[var]) != 0)
             continue;
         for (size_t t = 0; t < sizeof new_types / sizeof new_types[0]; t++) {
@@ -275,6 +276,14 @@ static void test_kquant_dequant_random(void)
             for (int extreme = 0; extreme < 2; extreme++) {
                 fill_random_blocks(type, w, NB, extreme);
                 CHECK_EQ_INT(quant_dequantize_row(type, w, out, NB * be), 0);
+                /* the SIMD tiles hold the scalar code's values bit for bit (same operations in
+                 * the same order: multiply, then subtract) */
+                quant_kernel_force("portable");
+                quant_dequantize_row(type, w, port, NB * be);
+                quant_kernel_force(variants[var]);
+                CHECK_MSG(memcmp(out, port, (size_t)NB * be * sizeof *out) == 0,
+                          "%s %s: not the portable values bit for bit", variants[var],
+                          ggml_type_name(type));
                 int bad = 0;
                 for (int b = 0; b < NB; b++) {
                     for (uint32_t v = 0; v < be; v++) {
@@ -293,7 +302,7 @@ static void test_kquant_dequant_random(void)
         }
     }
     quant_kernel_force(orig);
-    free(w), free(out);
+    free(w), free(out), free(port);
 }
 
 /* quantise -> dequantise: each value within half a step (d/2; Q4_0: one step, the clamp at +7)
@@ -478,7 +487,7 @@ static void test_dot_kernels(void)
     free(w), free(wq);
 }
 
-/* BF16 rows as stored: the dequantiser (portable and AVX-512 tile variants) against the bit shift
+/* BF16 rows as stored: the dequantiser (portable, AVX2 and AVX-512 tile variants) against the bit shift
  * written out, over special bit patterns (±0, ±Inf, quiet and signalling NaNs with payloads,
  * denormals, the largest finite) and random halves, at odd lengths and an odd address; then every
  * dot variant against dequantise-then-dot (f64, relative 1e-5 of sum |w x|; NaN/Inf rows give

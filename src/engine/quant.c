@@ -28,8 +28,11 @@ const char *quant_supported_list(void)
 size_t quant_row_bytes(uint32_t type, size_t n)
 {
     switch (type) {
-    case GGML_TYPE_F32: return n * 4;
-    case GGML_TYPE_F16: case GGML_TYPE_BF16: return n * 2;
+    case GGML_TYPE_F32:
+        return n * 4;
+    case GGML_TYPE_F16:
+    case GGML_TYPE_BF16:
+        return n * 2;
     case GGML_TYPE_Q8_0:
         return n % QUANT_QK8_0 ? 0 : n / QUANT_QK8_0 * sizeof(struct quant_block_q8_0);
     case GGML_TYPE_Q4_0:
@@ -42,7 +45,8 @@ size_t quant_row_bytes(uint32_t type, size_t n)
         return n % QUANT_QK_K ? 0 : n / QUANT_QK_K * sizeof(struct quant_block_q5_k);
     case GGML_TYPE_Q6_K:
         return n % QUANT_QK_K ? 0 : n / QUANT_QK_K * sizeof(struct quant_block_q6_k);
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
@@ -77,10 +81,20 @@ int quant_validate_blocks(uint32_t type, const void *data, uint64_t n_blocks, ui
     if (!ggml_type_block(type, &be, &bb))
         return 0;
     switch (type) {
-    case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: off0 = off1 = 0; break;
-    case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: off0 = 0, off1 = 2; break;
-    case GGML_TYPE_Q6_K: off0 = off1 = 208; break;
-    default: return 0;
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q4_0:
+    case GGML_TYPE_Q5_0:
+        off0 = off1 = 0;
+        break;
+    case GGML_TYPE_Q4_K:
+    case GGML_TYPE_Q5_K:
+        off0 = 0, off1 = 2;
+        break;
+    case GGML_TYPE_Q6_K:
+        off0 = off1 = 208;
+        break;
+    default:
+        return 0;
     }
     const unsigned char *p = data;
     for (uint64_t b = 0; b < n_blocks; b++, p += bb) {
@@ -144,7 +158,9 @@ int quant_quantize_row(uint32_t type, const float *src, void *dst, size_t n)
     if (!quant_row_bytes(type, n) && n)
         return -1;
     switch (type) {
-    case GGML_TYPE_F32: memcpy(o, src, n * 4); return 0;
+    case GGML_TYPE_F32:
+        memcpy(o, src, n * 4);
+        return 0;
     case GGML_TYPE_F16:
         for (size_t i = 0; i < n; i++) {
             uint16_t h = gguf_f32_to_f16(src[i]);
@@ -157,40 +173,47 @@ int quant_quantize_row(uint32_t type, const float *src, void *dst, size_t n)
             memcpy(o + 2 * i, &h, 2);
         }
         return 0;
-    case GGML_TYPE_Q8_0: quantize_q8_0(src, o, n); return 0;
-    case GGML_TYPE_Q4_0: quantize_q4_0(src, o, n); return 0;
-    case GGML_TYPE_Q5_0: quantk_quantize_q5_0(src, o, n); return 0;
-    case GGML_TYPE_Q4_K: quantk_quantize_q4_k(src, o, n); return 0;
-    case GGML_TYPE_Q5_K: quantk_quantize_q5_k(src, o, n); return 0;
-    case GGML_TYPE_Q6_K: quantk_quantize_q6_k(src, o, n); return 0;
-    default: return -1;
+    case GGML_TYPE_Q8_0:
+        quantize_q8_0(src, o, n);
+        return 0;
+    case GGML_TYPE_Q4_0:
+        quantize_q4_0(src, o, n);
+        return 0;
+    case GGML_TYPE_Q5_0:
+        quantk_quantize_q5_0(src, o, n);
+        return 0;
+    case GGML_TYPE_Q4_K:
+        quantk_quantize_q4_k(src, o, n);
+        return 0;
+    case GGML_TYPE_Q5_K:
+        quantk_quantize_q5_k(src, o, n);
+        return 0;
+    case GGML_TYPE_Q6_K:
+        quantk_quantize_q6_k(src, o, n);
+        return 0;
+    default:
+        return -1;
     }
 }
 
-static int kernel_is_avx512(void);
-static void dequant_q8_0_avx512(const unsigned char *p, float *dst, size_t n);
-static void dequant_q4_0_avx512(const unsigned char *p, float *dst, size_t n);
-static void dequant_bf16_avx512(const unsigned char *p, float *dst, size_t n);
+typedef void (*deq_fn)(const unsigned char *, float *, size_t);
+static deq_fn kernel_dequantizer(uint32_t type);
 
 int quant_dequantize_row(uint32_t type, const void *src, float *dst, size_t n)
 {
     const unsigned char *p = src;
     if (!quant_row_bytes(type, n) && n)
         return -1;
-    if (kernel_is_avx512()) { /* the batch path's tiles: identical values, 16 at a time */
-        switch (type) {
-        case GGML_TYPE_Q8_0: dequant_q8_0_avx512(p, dst, n); return 0;
-        case GGML_TYPE_Q4_0: dequant_q4_0_avx512(p, dst, n); return 0;
-        case GGML_TYPE_Q5_0: quantk_dequantize_q5_0_avx512(p, dst, n); return 0;
-        case GGML_TYPE_Q4_K: quantk_dequantize_q4_k_avx512(p, dst, n); return 0;
-        case GGML_TYPE_Q5_K: quantk_dequantize_q5_k_avx512(p, dst, n); return 0;
-        case GGML_TYPE_Q6_K: quantk_dequantize_q6_k_avx512(p, dst, n); return 0;
-        case GGML_TYPE_BF16: dequant_bf16_avx512(p, dst, n); return 0;
-        default: break;
-        }
+    deq_fn f = kernel_dequantizer(type); /* the batch path's tiles: identical values, 8 or 16 at a
+                                            time, where the CPU's kernel set has one */
+    if (f) {
+        f(p, dst, n);
+        return 0;
     }
     switch (type) {
-    case GGML_TYPE_F32: memcpy(dst, p, n * 4); return 0;
+    case GGML_TYPE_F32:
+        memcpy(dst, p, n * 4);
+        return 0;
     case GGML_TYPE_F16:
         if ((uintptr_t)p % 2 == 0) { /* F16C where the CPU has it */
             gguf_f16_to_f32_row((const uint16_t *)(const void *)p, dst, n);
@@ -222,11 +245,20 @@ int quant_dequantize_row(uint32_t type, const void *src, float *dst, size_t n)
             }
         }
         return 0;
-    case GGML_TYPE_Q5_0: quantk_dequantize_q5_0(p, dst, n); return 0;
-    case GGML_TYPE_Q4_K: quantk_dequantize_q4_k(p, dst, n); return 0;
-    case GGML_TYPE_Q5_K: quantk_dequantize_q5_k(p, dst, n); return 0;
-    case GGML_TYPE_Q6_K: quantk_dequantize_q6_k(p, dst, n); return 0;
-    default: return -1;
+    case GGML_TYPE_Q5_0:
+        quantk_dequantize_q5_0(p, dst, n);
+        return 0;
+    case GGML_TYPE_Q4_K:
+        quantk_dequantize_q4_k(p, dst, n);
+        return 0;
+    case GGML_TYPE_Q5_K:
+        quantk_dequantize_q5_k(p, dst, n);
+        return 0;
+    case GGML_TYPE_Q6_K:
+        quantk_dequantize_q6_k(p, dst, n);
+        return 0;
+    default:
+        return -1;
     }
 }
 
@@ -460,8 +492,8 @@ T256 static float dot_bf16_avx2(const unsigned char *w, const float *x, size_t n
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const void *)(w + 2 * i)));
-        acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(h, 16)),
-                              _mm256_loadu_ps(x + i), acc);
+        acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(h, 16)), _mm256_loadu_ps(x + i),
+                              acc);
     }
     float s = hsum256(acc);
     for (; i < n; i++)
@@ -469,21 +501,66 @@ T256 static float dot_bf16_avx2(const unsigned char *w, const float *x, size_t n
     return s;
 }
 
+T256 static void dequant_q8_0_avx2(const unsigned char *p, float *dst, size_t n)
+{
+    for (size_t b = 0; b < n / QUANT_QK8_0; b++, p += 34, dst += QUANT_QK8_0) {
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(ld16(p)));
+        for (int k = 0; k < 4; k++) {
+            __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const void *)(p + 2 + 8 * k)));
+            _mm256_storeu_ps(dst + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
+        }
+    }
+}
+
+T256 static void dequant_q4_0_avx2(const unsigned char *p, float *dst, size_t n)
+{
+    const __m256i m15 = _mm256_set1_epi32(15), m8 = _mm256_set1_epi32(8);
+    for (size_t b = 0; b < n / QUANT_QK4_0; b++, p += 18, dst += QUANT_QK4_0) {
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(ld16(p)));
+        for (int k = 0; k < 2; k++) {
+            __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const void *)(p + 2 + 8 * k)));
+            __m256i lo = _mm256_sub_epi32(_mm256_and_si256(q, m15), m8);
+            __m256i hi = _mm256_sub_epi32(_mm256_srli_epi32(q, 4), m8);
+            _mm256_storeu_ps(dst + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(lo)));
+            _mm256_storeu_ps(dst + 16 + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(hi)));
+        }
+    }
+}
+
+T256 static void dequant_bf16_avx2(const unsigned char *p, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const void *)(p + 2 * i)));
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
+    }
+    for (; i < n; i++)
+        dst[i] = quant_bf16_to_f32(ld16(p + 2 * i));
+}
+
 enum quant_kernel { QUANT_KERNEL_PORTABLE = 0, QUANT_KERNEL_AVX2, QUANT_KERNEL_AVX512 };
 
+/* The fused dots and the row dequantisers of one instruction set. The portable set has no
+ * dequantisers of its own: quant_dequantize_row's scalar code is theirs. */
 struct kernel_set {
     const char *name;
     dot_fn q8_0, q4_0, f16, q5_0, q4_k, q5_k, q6_k, bf16;
+    deq_fn deq_q8_0, deq_q4_0, deq_q5_0, deq_q4_k, deq_q5_k, deq_q6_k, deq_bf16;
 };
 
 static const struct kernel_set kernel_sets[] = {
     {"portable", dot_q8_0_port, dot_q4_0_port, dot_f16_port, quantk_dot_q5_0_port,
-     quantk_dot_q4_k_port, quantk_dot_q5_k_port, quantk_dot_q6_k_port, dot_bf16_port},
-    {"avx2", dot_q8_0_avx2, dot_q4_0_avx2, dot_f16_avx2, quantk_dot_q5_0_avx2,
-     quantk_dot_q4_k_avx2, quantk_dot_q5_k_avx2, quantk_dot_q6_k_avx2, dot_bf16_avx2},
+     quantk_dot_q4_k_port, quantk_dot_q5_k_port, quantk_dot_q6_k_port, dot_bf16_port, NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL},
+    {"avx2", dot_q8_0_avx2, dot_q4_0_avx2, dot_f16_avx2, quantk_dot_q5_0_avx2, quantk_dot_q4_k_avx2,
+     quantk_dot_q5_k_avx2, quantk_dot_q6_k_avx2, dot_bf16_avx2, dequant_q8_0_avx2,
+     dequant_q4_0_avx2, quantk_dequantize_q5_0_avx2, quantk_dequantize_q4_k_avx2,
+     quantk_dequantize_q5_k_avx2, quantk_dequantize_q6_k_avx2, dequant_bf16_avx2},
     {"avx512", dot_q8_0_avx512, dot_q4_0_avx512, dot_f16_avx512, quantk_dot_q5_0_avx512,
-     quantk_dot_q4_k_avx512, quantk_dot_q5_k_avx512, quantk_dot_q6_k_avx512,
-     dot_bf16_avx512},
+     quantk_dot_q4_k_avx512, quantk_dot_q5_k_avx512, quantk_dot_q6_k_avx512, dot_bf16_avx512,
+     dequant_q8_0_avx512, dequant_q4_0_avx512, quantk_dequantize_q5_0_avx512,
+     quantk_dequantize_q4_k_avx512, quantk_dequantize_q5_k_avx512, quantk_dequantize_q6_k_avx512,
+     dequant_bf16_avx512},
 };
 
 static int kernel_available(enum quant_kernel k)
@@ -510,9 +587,27 @@ static const struct kernel_set *kernels(void)
     return &kernel_sets[kernel_chosen];
 }
 
-static int kernel_is_avx512(void)
+static deq_fn kernel_dequantizer(uint32_t type)
 {
-    return kernels() == &kernel_sets[QUANT_KERNEL_AVX512];
+    const struct kernel_set *k = kernels();
+    switch (type) {
+    case GGML_TYPE_Q8_0:
+        return k->deq_q8_0;
+    case GGML_TYPE_Q4_0:
+        return k->deq_q4_0;
+    case GGML_TYPE_Q5_0:
+        return k->deq_q5_0;
+    case GGML_TYPE_Q4_K:
+        return k->deq_q4_k;
+    case GGML_TYPE_Q5_K:
+        return k->deq_q5_k;
+    case GGML_TYPE_Q6_K:
+        return k->deq_q6_k;
+    case GGML_TYPE_BF16:
+        return k->deq_bf16;
+    default:
+        return NULL;
+    }
 }
 
 const char *quant_kernel_name(void)
@@ -539,15 +634,32 @@ void quant_dot_rows(uint32_t type, const void *w, size_t row_bytes, const float 
     const struct kernel_set *ks = kernels();
     dot_fn fn = dot_f32_port;
     switch (type) {
-    case GGML_TYPE_Q8_0: fn = ks->q8_0; break;
-    case GGML_TYPE_Q4_0: fn = ks->q4_0; break;
-    case GGML_TYPE_Q5_0: fn = ks->q5_0; break;
-    case GGML_TYPE_Q4_K: fn = ks->q4_k; break;
-    case GGML_TYPE_Q5_K: fn = ks->q5_k; break;
-    case GGML_TYPE_Q6_K: fn = ks->q6_k; break;
-    case GGML_TYPE_F16: fn = ks->f16; break;
-    case GGML_TYPE_BF16: fn = ks->bf16; break;
-    default: break;
+    case GGML_TYPE_Q8_0:
+        fn = ks->q8_0;
+        break;
+    case GGML_TYPE_Q4_0:
+        fn = ks->q4_0;
+        break;
+    case GGML_TYPE_Q5_0:
+        fn = ks->q5_0;
+        break;
+    case GGML_TYPE_Q4_K:
+        fn = ks->q4_k;
+        break;
+    case GGML_TYPE_Q5_K:
+        fn = ks->q5_k;
+        break;
+    case GGML_TYPE_Q6_K:
+        fn = ks->q6_k;
+        break;
+    case GGML_TYPE_F16:
+        fn = ks->f16;
+        break;
+    case GGML_TYPE_BF16:
+        fn = ks->bf16;
+        break;
+    default:
+        break;
     }
     const unsigned char *p = w;
     for (int i = 0; i < n_rows; i++)

@@ -743,3 +743,117 @@ T256 float quantk_dot_q5_0_avx2(const unsigned char *w, const float *x, size_t n
     }
     return hsum256(acc);
 }
+
+/* AVX2 dequantisation for the batch path's tiles, as the AVX-512 one: the scalar arithmetic
+ * (multiply, then subtract; no FMA), so the values are identical. */
+T256 static inline __attribute__((always_inline)) void k45_dequantize_avx2(const unsigned char *src,
+                                                                           float *y, size_t n,
+                                                                           size_t block_bytes,
+                                                                           size_t qs_off, int hb)
+{
+    const __m256i m15 = _mm256_set1_epi32(15), one = _mm256_set1_epi32(1);
+    for (size_t b = 0; b < n / QK; b++, src += block_bytes, y += QK) {
+        float d = _cvtsh_ss(ld16(src)), dmin = _cvtsh_ss(ld16(src + 2));
+        uint8_t sc[8], mn[8];
+        k4_scales(src + 4, sc, mn);
+        const unsigned char *qs = src + qs_off, *qh = src + 16;
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m256 d1 = _mm256_set1_ps(d * (float)sc[2 * p]);
+            __m256 m1 = _mm256_set1_ps(dmin * (float)mn[2 * p]);
+            __m256 d2 = _mm256_set1_ps(d * (float)sc[2 * p + 1]);
+            __m256 m2 = _mm256_set1_ps(dmin * (float)mn[2 * p + 1]);
+            __m128i s0 = _mm_cvtsi32_si128(2 * p), s1 = _mm_cvtsi32_si128(2 * p + 1);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i q = u8x8_256(qs + 32 * p + 8 * k);
+                __m256i lo = _mm256_and_si256(q, m15), hi = _mm256_srli_epi32(q, 4);
+                if (hb) {
+                    __m256i hv = u8x8_256(qh + 8 * k);
+                    lo = _mm256_or_si256(
+                        lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(hv, s0), one), 4));
+                    hi = _mm256_or_si256(
+                        hi, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(hv, s1), one), 4));
+                }
+                _mm256_storeu_ps(y + 64 * p + 8 * k,
+                                 _mm256_sub_ps(_mm256_mul_ps(d1, _mm256_cvtepi32_ps(lo)), m1));
+                _mm256_storeu_ps(y + 64 * p + 32 + 8 * k,
+                                 _mm256_sub_ps(_mm256_mul_ps(d2, _mm256_cvtepi32_ps(hi)), m2));
+            }
+        }
+    }
+}
+
+T256 void quantk_dequantize_q4_k_avx2(const unsigned char *src, float *y, size_t n)
+{
+    k45_dequantize_avx2(src, y, n, 144, 16, 0);
+}
+
+T256 void quantk_dequantize_q5_k_avx2(const unsigned char *src, float *y, size_t n)
+{
+    k45_dequantize_avx2(src, y, n, 176, 48, 1);
+}
+
+T256 void quantk_dequantize_q6_k_avx2(const unsigned char *src, float *y, size_t n)
+{
+    const __m256i m15 = _mm256_set1_epi32(15), m3 = _mm256_set1_epi32(3);
+    const __m256i m32 = _mm256_set1_epi32(32);
+    for (size_t b = 0; b < n / QK; b++, src += 210, y += QK) {
+        float d = _cvtsh_ss(ld16(src + 208));
+        const int8_t *sc = (const int8_t *)(const void *)(src + 192);
+        for (int h = 0; h < 2; h++) {
+            const unsigned char *ql = src + 64 * h, *qh = src + 128 + 32 * h;
+            const int8_t *s = sc + 8 * h;
+            float *o = y + 128 * h;
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) { /* values 8k..8k+7 of each quarter, scale k / 2 */
+                __m256i a = u8x8_256(ql + 8 * k), bq = u8x8_256(ql + 32 + 8 * k);
+                __m256i hv = u8x8_256(qh + 8 * k);
+                __m256i q[4] = {
+                    _mm256_or_si256(_mm256_and_si256(a, m15),
+                                    _mm256_slli_epi32(_mm256_and_si256(hv, m3), 4)),
+                    _mm256_or_si256(
+                        _mm256_and_si256(bq, m15),
+                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 2), m3), 4)),
+                    _mm256_or_si256(
+                        _mm256_srli_epi32(a, 4),
+                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 4), m3), 4)),
+                    _mm256_or_si256(_mm256_srli_epi32(bq, 4),
+                                    _mm256_slli_epi32(_mm256_srli_epi32(hv, 6), 4)),
+                };
+                int c = k / 2;
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++)
+                    _mm256_storeu_ps(
+                        o + 32 * r + 8 * k,
+                        _mm256_mul_ps(_mm256_set1_ps(d * (float)s[c + 2 * r]),
+                                      _mm256_cvtepi32_ps(_mm256_sub_epi32(q[r], m32))));
+            }
+        }
+    }
+}
+
+T256 void quantk_dequantize_q5_0_avx2(const unsigned char *src, float *y, size_t n)
+{
+    const __m256i m15 = _mm256_set1_epi32(15), one = _mm256_set1_epi32(1);
+    const __m256i m16 = _mm256_set1_epi32(16);
+    const __m256i sh = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (size_t b = 0; b < n / 32; b++, src += 22, y += 32) {
+        uint32_t qh;
+        memcpy(&qh, src + 2, 4);
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(ld16(src)));
+        for (int k = 0; k < 2; k++) {
+            __m256i q = u8x8_256(src + 6 + 8 * k);
+            __m256i hl = _mm256_and_si256(
+                _mm256_srlv_epi32(_mm256_set1_epi32((int)((qh >> (8 * k)) & 0xff)), sh), one);
+            __m256i hh = _mm256_and_si256(
+                _mm256_srlv_epi32(_mm256_set1_epi32((int)((qh >> (16 + 8 * k)) & 0xff)), sh), one);
+            __m256i lo = _mm256_sub_epi32(
+                _mm256_or_si256(_mm256_and_si256(q, m15), _mm256_slli_epi32(hl, 4)), m16);
+            __m256i hi = _mm256_sub_epi32(
+                _mm256_or_si256(_mm256_srli_epi32(q, 4), _mm256_slli_epi32(hh, 4)), m16);
+            _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(lo)));
+            _mm256_storeu_ps(y + 16 + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(hi)));
+        }
+    }
+}

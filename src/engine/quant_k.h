@@ -27,6 +27,11 @@ void quantk_dequantize_q4_k_avx512(const unsigned char *src, float *y, size_t n)
 void quantk_dequantize_q5_k_avx512(const unsigned char *src, float *y, size_t n);
 void quantk_dequantize_q6_k_avx512(const unsigned char *src, float *y, size_t n);
 void quantk_dequantize_q5_0_avx512(const unsigned char *src, float *y, size_t n);
+/* And with AVX2, 8 values a vector (identical results; only on a CPU that has it). */
+void quantk_dequantize_q4_k_avx2(const unsigned char *src, float *y, size_t n);
+void quantk_dequantize_q5_k_avx2(const unsigned char *src, float *y, size_t n);
+void quantk_dequantize_q6_k_avx2(const unsigned char *src, float *y, size_t n);
+void quantk_dequantize_q5_0_avx2(const unsigned char *src, float *y, size_t n);
 
 /* dot(row of n values at w, x), f32 accumulation in a fixed order per variant. The _avx2 and
  * _avx512 ones may only run on a CPU with those features (quant.c checks). */
