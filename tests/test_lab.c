@@ -110,8 +110,8 @@ static void test_presets_and_day(void)
     CHECK(in.tier[LAB_TIER_BATCH] && in.tier[LAB_TIER_KV]);
     lab_presets_derive(&in, 8, &p[0], &p[1]);
     CHECK(p[0].usable && p[1].usable);
-    CHECK_EQ_INT(p[0].max_num_seqs, 4);  /* the sweet spot */
-    CHECK_EQ_INT(p[1].max_num_seqs, 8);  /* the knee */
+    CHECK_EQ_INT(p[0].max_num_seqs, 4); /* the sweet spot */
+    CHECK_EQ_INT(p[1].max_num_seqs, 8); /* the knee */
     CHECK_EQ_INT(p[0].max_model_len, 1024);
     CHECK_EQ_INT(p[1].max_model_len, 2048);
     CHECK(p[0].max_num_batched_tokens < p[1].max_num_batched_tokens);
@@ -127,9 +127,13 @@ static void test_presets_and_day(void)
     struct buf b;
     buf_init(&b, 4096, 1 << 20);
     lab_day_render(&in, &s, &r, p, 2, arts, 2, &b);
-    const char *sections[] = {"## Environment", "## Commands Run", "## Key Numbers",
-                              "## Artifacts Created/Updated", "## Observations / Surprises",
-                              "## The cold-start equation", "## How I'd explain TTFT to an SRE"};
+    const char *sections[] = {"## Environment",
+                              "## Commands Run",
+                              "## Key Numbers",
+                              "## Artifacts Created/Updated",
+                              "## Observations / Surprises",
+                              "## The cold-start equation",
+                              "## How I'd explain TTFT to an SRE"};
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
         CHECK_MSG(strstr(b.data, sections[i]) != NULL, "missing %s", sections[i]);
     CHECK(strstr(b.data, "20.0 one at a time vs 80.0") != NULL);
@@ -158,9 +162,21 @@ static pid_t lab_start(const char *out, const char *log, int resume)
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
-        char *argv[] = {(char *)bin_path(), "lab", "--quick", "--model", g_model, "--out",
-                        (char *)out, resume ? "--resume" : "--quick", "--",
-                        "--kv-cache-memory-bytes", "16MiB", "--warmup", "none", "--threads", "1",
+        char *argv[] = {(char *)bin_path(),
+                        "lab",
+                        "--quick",
+                        "--model",
+                        g_model,
+                        "--out",
+                        (char *)out,
+                        resume ? "--resume" : "--quick",
+                        "--",
+                        "--kv-cache-memory-bytes",
+                        "16MiB",
+                        "--warmup",
+                        "none",
+                        "--threads",
+                        "1",
                         NULL};
         execv(argv[0], argv);
         _exit(127);
@@ -191,6 +207,44 @@ static int exists(const char *dir, const char *name)
 
 /* Headless Chromium: the page loads with no console error, renders every chart, and the
  * screenshot is not blank. */
+/* The page does not scroll sideways in a 1280-pixel window: a copy of it with a script (the
+ * report itself has none) that writes the document's width into the DOM. A wide table scrolls in
+ * its own box instead. */
+static void check_no_page_scroll(const char *br, const char *flags, const char *html)
+{
+    char copy[600], dom[600], cmd[4000];
+    snprintf(copy, sizeof copy, "%s/report_width.html", g_dir);
+    snprintf(dom, sizeof dom, "%s/report_width.dom", g_dir);
+    char *page = slurp(html);
+    FILE *f = fopen(copy, "w");
+    CHECK(page != NULL && f != NULL);
+    if (!page || !f) {
+        free(page);
+        if (f)
+            fclose(f);
+        return;
+    }
+    fprintf(f,
+            "%s<script>var d=document.documentElement,p=document.createElement('pre');"
+            "p.id='width';p.textContent='scroll '+d.scrollWidth+' client '+d.clientWidth;"
+            "document.body.appendChild(p);</script>\n",
+            page);
+    fclose(f);
+    free(page);
+    snprintf(cmd, sizeof cmd,
+             "timeout 120 %s %s --window-size=1280,1000 --dump-dom file://%s >%s 2>/dev/null", br,
+             flags, copy, dom);
+    CHECK(system(cmd) == 0);
+    char *d = slurp(dom);
+    const char *w = d ? strstr(d, "<pre id=\"width\">scroll ") : NULL;
+    int scroll = -1, client = -1;
+    CHECK_MSG(w && sscanf(w, "<pre id=\"width\">scroll %d client %d", &scroll, &client) == 2,
+              "no width in %s", dom);
+    CHECK_MSG(client > 0 && scroll <= client, "the page scrolls sideways: %d px wide in %d", scroll,
+              client);
+    free(d);
+}
+
 static void check_in_chromium(const char *html)
 {
     const char *browsers[] = {"/usr/bin/chromium", "/usr/bin/chromium-browser", NULL};
@@ -212,8 +266,9 @@ static void check_in_chromium(const char *html)
                         "--user-data-dir=%s/chromium-profile";
     char f[1000];
     snprintf(f, sizeof f, flags, g_dir);
-    snprintf(cmd, sizeof cmd, "timeout 120 %s %s --window-size=1280,6000 --screenshot=%s %s "
-                              ">/dev/null 2>%s && timeout 120 %s %s --dump-dom %s >%s 2>>%s",
+    snprintf(cmd, sizeof cmd,
+             "timeout 120 %s %s --window-size=1280,6000 --screenshot=%s %s "
+             ">/dev/null 2>%s && timeout 120 %s %s --dump-dom %s >%s 2>>%s",
              br, f, png, url, errlog, br, f, url, dom, errlog);
     int rc = system(cmd);
     CHECK_MSG(rc == 0, "chromium failed (%d), see %s", rc, errlog);
@@ -239,6 +294,7 @@ static void check_in_chromium(const char *html)
     struct stat st;
     CHECK_MSG(stat(png, &st) == 0 && st.st_size > 50000, "screenshot missing or blank (%lld bytes)",
               (long long)(stat(png, &st) == 0 ? st.st_size : 0));
+    check_no_page_scroll(br, f, html);
 }
 
 /* Interrupted in the middle of Tier 2, then resumed: the finished tier is reused, the rest run,
@@ -280,8 +336,10 @@ static void test_lab_interrupt_resume(void)
     json_free(j);
     const struct {
         const char *id, *file;
-    } schemas[] = {{"slmprobe.lab/1", "lab.json"}, {"slmprobe.ttft/1", "ttft.json"},
-                   {"slmprobe.prefix/1", "prefix.json"}, {"slmprobe.kv/1", "kv.json"},
+    } schemas[] = {{"slmprobe.lab/1", "lab.json"},
+                   {"slmprobe.ttft/1", "ttft.json"},
+                   {"slmprobe.prefix/1", "prefix.json"},
+                   {"slmprobe.kv/1", "kv.json"},
                    {"slmprobe.batch/1", "batch.json"}};
     for (size_t i = 0; i < sizeof schemas / sizeof schemas[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", out, schemas[i].file);
@@ -289,11 +347,17 @@ static void test_lab_interrupt_resume(void)
     }
     snprintf(p, sizeof p, "%s/DAY.md", out);
     char *day = slurp(p);
-    const char *must[] = {"## Environment", "## Commands Run", "## Key Numbers",
-                          "## Artifacts Created/Updated", "## Observations / Surprises",
+    const char *must[] = {"## Environment",
+                          "## Commands Run",
+                          "## Key Numbers",
+                          "## Artifacts Created/Updated",
+                          "## Observations / Surprises",
                           "## The cold-start equation, measured",
-                          "## How I'd explain TTFT to an SRE", "ms cold", "tok/s",
-                          "| max-model-len |", "TTFT_cold (restart to first token) = "};
+                          "## How I'd explain TTFT to an SRE",
+                          "ms cold",
+                          "tok/s",
+                          "| max-model-len |",
+                          "TTFT_cold (restart to first token) = "};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
         CHECK_MSG(strstr(day, must[i]) != NULL, "DAY.md lacks '%s'", must[i]);
     CHECK_MSG(strstr(day, "n/a ms") == NULL && strstr(day, "nan") == NULL, "DAY.md: %s", p);

@@ -11,6 +11,7 @@ static const char html_css[] =
     "h1{font-size:1.6em;border-bottom:1px solid #ddd;padding-bottom:.3em}"
     "h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #eee;padding-bottom:.2em}"
     "table{border-collapse:collapse;margin:.8em 0 1.2em;font-size:.92em}"
+    ".tw{overflow-x:auto;max-width:100%}"
     "caption{caption-side:top;text-align:left;font-style:italic;padding-bottom:.3em}"
     "th,td{border:1px solid #ddd;padding:.3em .6em;vertical-align:top}"
     "th{background:#f6f8fa;text-align:left}"
@@ -22,9 +23,27 @@ static const char html_css[] =
     "figure{margin:1em 0}figcaption{font-size:.85em;color:#555}"
     "svg{max-width:100%;height:auto}";
 
+/* A column header, escaped, with a line-break opportunity after each '_' so that a table of
+ * snake_case columns (the seeds' CSV names) wraps its headers instead of widening the page. */
+static void put_header(struct rpt_out *o, const char *h)
+{
+    char seg[512];
+    while (*h) {
+        size_t n = strcspn(h, "_");
+        if (h[n] == '_')
+            n++;
+        snprintf(seg, sizeof seg, "%.*s", (int)(n < sizeof seg ? n : sizeof seg - 1), h);
+        rpt_put_html(o, seg);
+        if (seg[0] && seg[strlen(seg) - 1] == '_' && h[n])
+            rpt_put(o, "<wbr>");
+        h += n;
+    }
+}
+
+/* In a scrolling box: a table wider than the page scrolls by itself, the page does not. */
 static void html_table(struct rpt_out *o, const struct report_table *t)
 {
-    rpt_put(o, "<table id=\"table-");
+    rpt_put(o, "<div class=\"tw\"><table id=\"table-");
     rpt_put_html(o, t->key);
     rpt_put(o, "\">");
     if (t->caption) {
@@ -37,7 +56,7 @@ static void html_table(struct rpt_out *o, const struct report_table *t)
     for (int j = 0; j < t->n_cols; j++) {
         rpt_col_header(&t->cols[j], h, sizeof h);
         rpt_put(o, "<th>");
-        rpt_put_html(o, h);
+        put_header(o, h);
         rpt_put(o, "</th>");
     }
     rpt_put(o, "</tr></thead><tbody>");
@@ -58,7 +77,7 @@ static void html_table(struct rpt_out *o, const struct report_table *t)
         }
         rpt_put(o, "</tr>");
     }
-    rpt_put(o, "</tbody></table>\n");
+    rpt_put(o, "</tbody></table></div>\n");
 }
 
 void rpt_render_html(struct rpt_out *o, const struct report *r)
