@@ -5,7 +5,8 @@
  * The bound for a decode step is the bytes it must read (every weight once, plus the K/V of the
  * context) over the read bandwidth. Markdown on stdout, progress on stderr.
  *
- *   make CUDA=1 bench-cuda        [BENCH_CUDA_PRESET=name to run another preset] */
+ *   make CUDA=1 bench-cuda        [BENCH_CUDA_PRESET=name to run another preset]
+ *                                 [BENCH_CUDA_GEMV_SWEEP=1: batch 1..16, GEMV vs cuBLAS] */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -196,6 +197,31 @@ static void op_breakdown(struct bench *B)
     printf("| total | %.3f | %.3f | %.3f |\n", tot[0], tot[1], tot[2]);
 }
 
+/* Decode at batch 1..16 with the products of up to OPS_GEMV_MAX_M rows on the streaming GEMV
+ * (the engine's choice) and with every product on cuBLAS, eagerly, alternating: where the two
+ * cross. */
+static void gemv_sweep(struct bench *B, FILE *out)
+{
+    static const int ms[] = {1, 2, 3, 4, 5, 6, 8, 16};
+    fprintf(out, "\n### Small-batch products: streaming GEMV vs cuBLAS (eager decode steps, ms)\n\n");
+    fprintf(out, "| sequences | GEMV for <= %d rows, cuBLAS above | cuBLAS only | ratio |\n"
+                 "|---|---|---|---|\n", dev_test_set_gemv_max_rows(B->d, 1 << 20));
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        double g[3], c[3];
+        for (int rep = 0; rep < 3; rep++) { /* alternate, so drift hits both */
+            dev_test_set_gemv_max_rows(B->d, 1 << 20); /* capped: OPS_GEMV_MAX_M */
+            g[rep] = decode_median(B, ms[i]);
+            dev_test_set_gemv_max_rows(B->d, 0);
+            c[rep] = decode_median(B, ms[i]);
+        }
+        qsort(g, 3, sizeof g[0], cmp_double);
+        qsort(c, 3, sizeof c[0], cmp_double);
+        fprintf(out, "| %d | %.3f | %.3f | %.2fx |\n", ms[i], g[1] * 1e3, c[1] * 1e3, c[1] / g[1]);
+        fprintf(stderr, "gemv sweep: %d sequences\n", ms[i]);
+    }
+    dev_test_set_gemv_max_rows(B->d, 1 << 20);
+}
+
 int main(void)
 {
     const char *preset = getenv("BENCH_CUDA_PRESET") ? getenv("BENCH_CUDA_PRESET") : "qwen2.5-1.5b";
@@ -224,6 +250,13 @@ int main(void)
         step(&B, s, 4, PROMPT);
     fprintf(stderr, "decode steps (eager)\n");
     double e1 = decode_median(&B, 1), e64 = decode_median(&B, N_SEQS);
+    char *sweep = NULL; /* printed at the end: the steps must run before the graphs exist */
+    size_t sweep_len = 0;
+    if (getenv("BENCH_CUDA_GEMV_SWEEP")) {
+        FILE *f = open_memstream(&sweep, &sweep_len);
+        gemv_sweep(&B, f);
+        fclose(f);
+    }
     const int sizes[] = {1, 2, 4, 8, 16, 32, 64};
     double cap_s = 0;
     if (dev_forward_capture_graphs(B.d, sizes, 7, &cap_s, err, sizeof err) != 0) {
@@ -263,6 +296,9 @@ int main(void)
     printf("\nbatch 64 / batch 1 decode throughput: %.1fx (graphs), %.1fx (eager)\n",
            (N_SEQS / g64) / (1 / g1), (N_SEQS / e64) / (1 / e1));
     op_breakdown(&B);
+    if (sweep)
+        fputs(sweep, stdout);
+    free(sweep);
     dev_forward_free(B.d);
     model_free(B.m);
     return 0;

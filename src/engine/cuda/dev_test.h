@@ -62,6 +62,11 @@ struct forward_batch;
 int dev_test_op_times(struct dev_forward *d, const struct kv_cache *kv,
                       const struct forward_batch *b, double *ms, char *err, size_t err_len);
 
+/* Products of up to m rows go to the streaming GEMV from now on, larger ones to cuBLAS (0: all
+ * to cuBLAS; capped at OPS_GEMV_MAX_M); for measuring where the two cross. Graphs captured
+ * before keep the choice they were captured with. Returns the previous value. */
+int dev_test_set_gemv_max_rows(struct dev_forward *d, int m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -154,6 +154,7 @@ static int setup_context(struct dev_forward *d, char *err, size_t err_len)
         cublas_ok(cublasSetStream(d->blas, d->st), "cublasSetStream", err, err_len))
         return -1;
     d->n_sm = prop.multiProcessorCount;
+    d->gemv_max_m = OPS_GEMV_MAX_M;
     return 0;
 }
 

@@ -63,7 +63,7 @@ static int enqueue_step(struct dev_forward *d, const struct ops_step *b, int n_l
 {
     const struct model_config *c = &d->m->cfg;
     const struct ops_shape *s = &d->shape;
-    const struct ops_ctx cx = {d->blas, d->st, d->n_sm, s};
+    const struct ops_ctx cx = {d->blas, d->st, d->n_sm, s, d->gemv_max_m};
     const int n = b->n_tokens, E = c->n_embd, qkv = s->q_dim + 2 * s->kv_dim;
     dev_mark(d, -1);
     ops_embed(s, d->w.embd, b->token, d->x, n, d->st);
@@ -561,4 +561,11 @@ done:
     free(t.ev);
     free(t.kind);
     return rc;
+}
+
+int dev_test_set_gemv_max_rows(struct dev_forward *d, int m)
+{
+    int old = d->gemv_max_m;
+    d->gemv_max_m = m < 0 ? 0 : m > OPS_GEMV_MAX_M ? OPS_GEMV_MAX_M : m;
+    return old;
 }

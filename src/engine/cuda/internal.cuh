@@ -54,6 +54,7 @@ struct dev_forward {
     struct dev_forward_config cfg;
     struct ops_shape shape;
     int n_sm;
+    int gemv_max_m; /* products of up to this many rows use the streaming GEMV (OPS_GEMV_MAX_M) */
     cudaStream_t st;
     cublasHandle_t blas;
     void *blas_ws;

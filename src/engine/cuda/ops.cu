@@ -178,21 +178,24 @@ void ops_f32_to_dtype(enum dev_dtype t, const float *src, void *dst, size_t rows
 
 /* Small-batch products (m <= OPS_GEMV_MAX_M rows: decode). cuBLAS's kernels for a handful of
  * columns leave much of the bandwidth unused, so each weight row is streamed once by `wpr` warps
- * (16-byte loads, up to four in flight per lane, the first two issued before waiting for the
- * previous kernel: weights do not depend on it) against every input row, read through the
- * cache. The split over warps depends on n_out only and the sums run in a fixed order, so a
+ * (16-byte loads, up to four per row in flight per lane, the first two issued before waiting for
+ * the previous kernel: weights do not depend on it) against every input row, read through the
+ * cache; with more than one input row a warp group takes GEMV_ROWS weight rows, so each input
+ * value it loads serves all of them. The split over warps depends on n_out only and the sums run in a fixed order, so a
  * row's result does not depend on the other rows or on timing. Fused variants: NORM takes the
  * f32 residual rows and applies RMSNorm on the fly: the dot products run over x * norm_w, the
  * warps sum x^2 over the same elements, and the epilogue scales by the inverse RMS (so the normed
  * activations are not rounded to 16 bits as in the unfused path: slightly more accurate);
  * SWIGLU takes the gate|up matrix with gate and up rows interleaved and writes silu(gate) * up
  * as T. */
-template <typename T, int M, bool NORM>
-__device__ __forceinline__ void gemv_fma(float (&acc)[M], float (&ss)[M], uint4 wv,
+template <typename T, int M, int R, bool NORM>
+__device__ __forceinline__ void gemv_fma(float (&acc)[R][M], float (&ss)[M], const uint4 (&wv)[R],
                                          const void *const (&xr)[M], const float *nw, int k)
 {
-    float wf[8], xf[8];
-    unpack8<T>(wv, wf);
+    float wf[R][8], xf[8];
+#pragma unroll
+    for (int q = 0; q < R; q++)
+        unpack8<T>(wv[q], wf[q]);
     float nf[8];
     if (NORM) {
         float4 a = *reinterpret_cast<const float4 *>(nw + k);
@@ -216,8 +219,10 @@ __device__ __forceinline__ void gemv_fma(float (&acc)[M], float (&ss)[M], uint4 
             unpack8<T>(*reinterpret_cast<const uint4 *>((const T *)xr[r] + k), xf);
         }
 #pragma unroll
-        for (int e = 0; e < 8; e++)
-            acc[r] += wf[e] * xf[e];
+        for (int q = 0; q < R; q++)
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                acc[q][r] += wf[q][e] * xf[e];
     }
 }
 
@@ -226,21 +231,23 @@ __device__ __forceinline__ uint4 ld_weights(const void *p, bool ok)
     return ok ? __ldcs(reinterpret_cast<const uint4 *>(p)) : make_uint4(0, 0, 0, 0);
 }
 
-/* The row sums of this block's warps (red[warp][r]) -> y, or silu(gate) * up -> out. */
-template <typename T, int M, bool NORM, bool SWIGLU>
-__device__ __forceinline__ void gemv_epilogue(float (&red)[8][M], float (&red_ss)[8][M], float *y,
-                                              T *out, int n_out, int n_in, float eps, float beta,
-                                              int wpr)
+/* The row sums of this block's warps (red[warp][q][r]: warp group g = warp / wpr holds output
+ * rows g * R + q) -> y, or silu(gate) * up -> out. */
+template <typename T, int M, int R, bool NORM, bool SWIGLU>
+__device__ __forceinline__ void gemv_epilogue(float (&red)[8][R][M], float (&red_ss)[8][M],
+                                              float *y, T *out, int n_out, int n_in, float eps,
+                                              float beta, int wpr)
 {
-    const int rpb = 8 / wpr;
+    const int rpb = 8 / wpr * R;
     if (!SWIGLU) {
         if (threadIdx.x < rpb * M) {
             const int lr = threadIdx.x / M, r = threadIdx.x % M, orow = blockIdx.x * rpb + lr;
+            const int g = lr / R, q = lr % R;
             if (orow < n_out) {
                 float sum = 0.0f, ss = 0.0f;
                 for (int p = 0; p < wpr; p++) {
-                    sum += red[lr * wpr + p][r];
-                    ss += NORM ? red_ss[lr * wpr + p][r] : 0.0f;
+                    sum += red[g * wpr + p][q][r];
+                    ss += NORM ? red_ss[g * wpr + p][r] : 0.0f;
                 }
                 if (NORM)
                     sum *= 1.0f / sqrtf(ss / (float)n_in + eps);
@@ -251,12 +258,15 @@ __device__ __forceinline__ void gemv_epilogue(float (&red)[8][M], float (&red_ss
     } else if (threadIdx.x < rpb / 2 * M) {
         const int lp = threadIdx.x / M, r = threadIdx.x % M;
         const int j = blockIdx.x * rpb / 2 + lp, n_ff = n_out / 2;
+        /* gate row 2 lp and up row 2 lp + 1: R is 1 (then wpr <= 4 keeps both in the block) or
+         * even (both in one warp group) */
+        const int gg = (2 * lp) / R, qg = (2 * lp) % R, gu = (2 * lp + 1) / R, qu = (2 * lp + 1) % R;
         if (j < n_ff) {
             float g = 0.0f, u = 0.0f, ss = 0.0f;
             for (int p = 0; p < wpr; p++) {
-                g += red[(2 * lp) * wpr + p][r];
-                u += red[(2 * lp + 1) * wpr + p][r];
-                ss += NORM ? red_ss[(2 * lp) * wpr + p][r] : 0.0f;
+                g += red[gg * wpr + p][qg][r];
+                u += red[gu * wpr + p][qu][r];
+                ss += NORM ? red_ss[gg * wpr + p][r] : 0.0f;
             }
             if (NORM) {
                 float inv = 1.0f / sqrtf(ss / (float)n_in + eps);
@@ -268,56 +278,89 @@ __device__ __forceinline__ void gemv_epilogue(float (&red)[8][M], float (&red_ss
     }
 }
 
-template <typename T, int M, bool NORM, bool SWIGLU>
+/* R output rows per warp group: each input row's 16 bytes, read through the cache, serve R
+ * weight rows (with R = 1 the x traffic is M times the weight traffic, which bounds the kernel
+ * from 2 rows on). A lane's k positions and the order of every sum depend on n_out and n_in only,
+ * not on R. */
+template <typename T, int M, int R, bool NORM, bool SWIGLU>
 __global__ void __launch_bounds__(256)
     gemv_kernel(const T *__restrict__ W, const void *__restrict__ x, const int32_t *rows,
                 const float *nw, float eps, float *y, T *out, int n_out, int n_in, float beta,
                 int wpr)
 {
-    __shared__ float red[8][M], red_ss[8][M];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = 8 / wpr;
-    const int row = blockIdx.x * rpb + warp / wpr, part = warp % wpr;
-    const bool active = row < n_out;
-    const T *w = W + (size_t)(active ? row : 0) * n_in;
+    __shared__ float red[8][R][M], red_ss[8][M];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = 8 / wpr;
+    const int row0 = (blockIdx.x * groups + warp / wpr) * R, part = warp % wpr;
+    const bool active = row0 < n_out;
+    const T *w[R];
+#pragma unroll
+    for (int q = 0; q < R; q++)
+        w[q] = W + (size_t)(row0 + q < n_out ? row0 + q : 0) * n_in;
     const int stride = 256 * wpr;
     int k = (part * 32 + lane) * 8;
-    uint4 w0 = ld_weights(w + k, active && k < n_in);
-    uint4 w1 = ld_weights(w + k + stride, active && k + stride < n_in);
+    uint4 w0[R], w1[R];
+#pragma unroll
+    for (int q = 0; q < R; q++) {
+        w0[q] = ld_weights(w[q] + k, active && k < n_in);
+        w1[q] = ld_weights(w[q] + k + stride, active && k + stride < n_in);
+    }
     griddep_wait(); /* x (and y, for the residual) come from the previous kernels */
     const void *xr[M];
 #pragma unroll
     for (int r = 0; r < M; r++)
         xr[r] = NORM ? (const void *)((const float *)x + (size_t)(rows ? rows[r] : r) * n_in)
                      : (const void *)((const T *)x + (size_t)r * n_in);
-    float acc[M], ss[M];
+    float acc[R][M], ss[M];
 #pragma unroll
-    for (int r = 0; r < M; r++)
-        acc[r] = ss[r] = 0.0f;
+    for (int r = 0; r < M; r++) {
+        ss[r] = 0.0f;
+#pragma unroll
+        for (int q = 0; q < R; q++)
+            acc[q][r] = 0.0f;
+    }
     for (; active && k < n_in; k += 2 * stride) {
         const int k1 = k + stride, k2 = k + 2 * stride, k3 = k2 + stride;
-        uint4 n0 = ld_weights(w + k2, k2 < n_in), n1 = ld_weights(w + k3, k3 < n_in);
-        gemv_fma<T, M, NORM>(acc, ss, w0, xr, nw, k);
+        uint4 n0[R], n1[R];
+#pragma unroll
+        for (int q = 0; q < R; q++) {
+            n0[q] = ld_weights(w[q] + k2, k2 < n_in);
+            n1[q] = ld_weights(w[q] + k3, k3 < n_in);
+        }
+        gemv_fma<T, M, R, NORM>(acc, ss, w0, xr, nw, k);
         if (k1 < n_in)
-            gemv_fma<T, M, NORM>(acc, ss, w1, xr, nw, k1);
-        w0 = n0;
-        w1 = n1;
+            gemv_fma<T, M, R, NORM>(acc, ss, w1, xr, nw, k1);
+#pragma unroll
+        for (int q = 0; q < R; q++) {
+            w0[q] = n0[q];
+            w1[q] = n1[q];
+        }
     }
 #pragma unroll
     for (int r = 0; r < M; r++)
         for (int o = 16; o > 0; o >>= 1) {
-            acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+#pragma unroll
+            for (int q = 0; q < R; q++)
+                acc[q][r] += __shfl_xor_sync(0xffffffffu, acc[q][r], o);
             if (NORM)
                 ss[r] += __shfl_xor_sync(0xffffffffu, ss[r], o);
         }
     if (lane == 0)
 #pragma unroll
         for (int r = 0; r < M; r++) {
-            red[warp][r] = acc[r];
+#pragma unroll
+            for (int q = 0; q < R; q++)
+                red[warp][q][r] = acc[q][r];
             red_ss[warp][r] = ss[r];
         }
     __syncthreads();
-    gemv_epilogue<T, M, NORM, SWIGLU>(red, red_ss, y, out, n_out, n_in, eps, beta, wpr);
+    gemv_epilogue<T, M, R, NORM, SWIGLU>(red, red_ss, y, out, n_out, n_in, eps, beta, wpr);
 }
+
+/* Output rows per warp group for m input rows: 1 for one row (the weights are the only
+ * traffic), GEMV_ROWS for more. */
+#ifndef GEMV_ROWS
+#define GEMV_ROWS 4
+#endif
 
 template <typename T, bool NORM, bool SWIGLU>
 static void gemv_launch(const void *w, const void *x, const int32_t *rows, const float *nw,
@@ -328,23 +371,19 @@ static void gemv_launch(const void *w, const void *x, const int32_t *rows, const
     const int max_wpr = SWIGLU ? 4 : 8; /* SWIGLU: a gate/up pair stays in one block */
     while (wpr < max_wpr && (int64_t)n_out * wpr / 8 < 4 * (int64_t)n_sm)
         wpr *= 2;
-    const int rpb = 8 / wpr, grid = (n_out + rpb - 1) / rpb;
+    const int R = m == 1 ? 1 : GEMV_ROWS, rpb = 8 / wpr * R, grid = (n_out + rpb - 1) / rpb;
     const T *W = (const T *)w;
-#define GEMV_CASE(MM)                                                                              \
+#define GEMV_CASE(MM, RR)                                                                          \
     case MM:                                                                                       \
-        launch_pdl(gemv_kernel<T, MM, NORM, SWIGLU>, dim3(grid), dim3(256), 0, st, W, x, rows, nw, \
-                   eps, y, (T *)out, n_out, n_in, beta, wpr);                                      \
+        launch_pdl(gemv_kernel<T, MM, RR, NORM, SWIGLU>, dim3(grid), dim3(256), 0, st, W, x, rows, \
+                   nw, eps, y, (T *)out, n_out, n_in, beta, wpr);                                  \
         break;
     switch (m) {
-        GEMV_CASE(1)
-        GEMV_CASE(2)
-        GEMV_CASE(3)
-        GEMV_CASE(4)
-        GEMV_CASE(5)
-        GEMV_CASE(6)
-        GEMV_CASE(7)
-        GEMV_CASE(8)
-    default:
+        GEMV_CASE(1, 1)
+        GEMV_CASE(2, GEMV_ROWS)
+        GEMV_CASE(3, GEMV_ROWS)
+        GEMV_CASE(4, GEMV_ROWS)
+    default: /* m <= OPS_GEMV_MAX_M (use_gemv) */
         break;
     }
 #undef GEMV_CASE
@@ -352,7 +391,7 @@ static void gemv_launch(const void *w, const void *x, const int32_t *rows, const
 
 static int use_gemv(const struct ops_ctx *cx, int m, int n_in)
 {
-    return m >= 1 && m <= OPS_GEMV_MAX_M && n_in % 8 == 0 && cx->n_sm > 0;
+    return m >= 1 && m <= cx->gemv_max_m && m <= OPS_GEMV_MAX_M && n_in % 8 == 0 && cx->n_sm > 0;
 }
 
 static int cublas_gemm(const struct ops_ctx *cx, const void *w, const void *x, float *y, int m,

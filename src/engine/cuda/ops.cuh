@@ -88,12 +88,15 @@ struct ops_ctx {
     cudaStream_t st;
     int n_sm; /* 0: always cuBLAS */
     const struct ops_shape *s;
+    int gemv_max_m; /* the streaming GEMV for m <= this (<= OPS_GEMV_MAX_M), cuBLAS above */
 };
 
 /* y[m][n_out] = x[m][n_in] W^T + beta y (W [n_out][n_in] T, x T, y f32, f32 accumulation): up
  * to OPS_GEMV_MAX_M rows (n_in a multiple of 8) through the streaming kernel of ops.cu, larger
- * batches through cuBLAS (tensor ops). 0, or -1 with the cuBLAS status in err. */
-#define OPS_GEMV_MAX_M 8
+ * batches through cuBLAS (tensor ops). 0, or -1 with the cuBLAS status in err. 4: on an H200 the
+ * streaming kernel's FP32 FMAs (m per weight) overtake cuBLAS's tensor ops from 5 rows on
+ * (docs/cuda.md, "Small-batch products"). */
+#define OPS_GEMV_MAX_M 4
 int ops_gemm(const struct ops_ctx *cx, const void *w, const void *x, float *y, int m, int n_out,
              int n_in, float beta, char *err, size_t err_len);
 
