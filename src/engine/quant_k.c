@@ -617,11 +617,65 @@ T256 static float hsum256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* Q4_K/Q5_K: the 8 low-nibble (scale 2p) and 8 high-nibble (scale 2p + 1) codes of values
+ * 64p + 8k.. and 64p + 32 + 8k.. as int32 lanes, the fifth bit from qh when hb (Q5_K). */
+T256 static inline __attribute__((always_inline)) void k45_unpack_avx2(const unsigned char *qs,
+                                                                       const unsigned char *qh,
+                                                                       int p, int k, int hb,
+                                                                       __m256i *lo, __m256i *hi)
+{
+    const __m256i m15 = _mm256_set1_epi32(15), one = _mm256_set1_epi32(1);
+    __m256i q = u8x8_256(qs + 32 * p + 8 * k);
+    *lo = _mm256_and_si256(q, m15);
+    *hi = _mm256_srli_epi32(q, 4);
+    if (hb) {
+        __m256i hv = u8x8_256(qh + 8 * k);
+        __m128i s0 = _mm_cvtsi32_si128(2 * p), s1 = _mm_cvtsi32_si128(2 * p + 1);
+        *lo = _mm256_or_si256(
+            *lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(hv, s0), one), 4));
+        *hi = _mm256_or_si256(
+            *hi, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(hv, s1), one), 4));
+    }
+}
+
+/* Q6_K: the codes (0..63) of values 8k.. of each quarter of one 128-value half: q[0] at 0,
+ * q[1] at 32, q[2] at 64, q[3] at 96. */
+T256 static inline __attribute__((always_inline)) void
+q6_unpack_avx2(const unsigned char *ql, const unsigned char *qh, int k, __m256i q[4])
+{
+    const __m256i m15 = _mm256_set1_epi32(15), m3 = _mm256_set1_epi32(3);
+    __m256i a = u8x8_256(ql + 8 * k), bq = u8x8_256(ql + 32 + 8 * k), hv = u8x8_256(qh + 8 * k);
+    q[0] =
+        _mm256_or_si256(_mm256_and_si256(a, m15), _mm256_slli_epi32(_mm256_and_si256(hv, m3), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(bq, m15),
+                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 2), m3), 4));
+    q[2] = _mm256_or_si256(_mm256_srli_epi32(a, 4),
+                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 4), m3), 4));
+    q[3] =
+        _mm256_or_si256(_mm256_srli_epi32(bq, 4), _mm256_slli_epi32(_mm256_srli_epi32(hv, 6), 4));
+}
+
+/* Q5_0: the signed codes (-16..15) of values 8k.. (lo) and 16 + 8k.. (hi) of one block. */
+T256 static inline __attribute__((always_inline)) void
+q5_0_unpack_avx2(const unsigned char *blk, uint32_t qh, int k, __m256i *lo, __m256i *hi)
+{
+    const __m256i m15 = _mm256_set1_epi32(15), one = _mm256_set1_epi32(1);
+    const __m256i m16 = _mm256_set1_epi32(16);
+    const __m256i sh = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i q = u8x8_256(blk + 6 + 8 * k);
+    __m256i hl = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_set1_epi32((int)((qh >> (8 * k)) & 0xff)), sh), one);
+    __m256i hh = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_set1_epi32((int)((qh >> (16 + 8 * k)) & 0xff)), sh), one);
+    *lo =
+        _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(q, m15), _mm256_slli_epi32(hl, 4)), m16);
+    *hi = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(q, 4), _mm256_slli_epi32(hh, 4)), m16);
+}
+
 T256 static inline __attribute__((always_inline)) float
 dot_k45_avx2(const unsigned char *w, const float *x, size_t n, int hb)
 {
     const size_t bb = hb ? 176 : 144;
-    const __m256i m15 = _mm256_set1_epi32(15), one = _mm256_set1_epi32(1);
     __m256 acc = _mm256_setzero_ps();
     for (size_t b = 0; b < n / QK; b++, w += bb, x += QK) {
         float d = _cvtsh_ss(ld16(w)), dmin = _cvtsh_ss(ld16(w + 2));
@@ -633,18 +687,10 @@ dot_k45_avx2(const unsigned char *w, const float *x, size_t n, int hb)
             const float *xp = x + 64 * p;
             __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
             __m256 slo = _mm256_setzero_ps(), shi = _mm256_setzero_ps();
-            __m128i s0 = _mm_cvtsi32_si128(2 * p), s1 = _mm_cvtsi32_si128(2 * p + 1);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
-                __m256i q = u8x8_256(qs + 32 * p + 8 * k);
-                __m256i lo = _mm256_and_si256(q, m15), hi = _mm256_srli_epi32(q, 4);
-                if (hb) {
-                    __m256i hv = u8x8_256(qh + 8 * k);
-                    lo = _mm256_or_si256(
-                        lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(hv, s0), one), 4));
-                    hi = _mm256_or_si256(
-                        hi, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(hv, s1), one), 4));
-                }
+                __m256i lo, hi;
+                k45_unpack_avx2(qs, qh, p, k, hb, &lo, &hi);
                 __m256 xa = _mm256_loadu_ps(xp + 8 * k), xb = _mm256_loadu_ps(xp + 32 + 8 * k);
                 vlo = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), xa, vlo);
                 vhi = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), xb, vhi);
@@ -672,7 +718,6 @@ T256 float quantk_dot_q5_k_avx2(const unsigned char *w, const float *x, size_t n
 
 T256 float quantk_dot_q6_k_avx2(const unsigned char *w, const float *x, size_t n)
 {
-    const __m256i m15 = _mm256_set1_epi32(15), m3 = _mm256_set1_epi32(3);
     const __m256i m32 = _mm256_set1_epi32(32);
     __m256 acc = _mm256_setzero_ps();
     for (size_t b = 0; b < n / QK; b++, w += 210, x += QK) {
@@ -684,27 +729,17 @@ T256 float quantk_dot_q6_k_avx2(const unsigned char *w, const float *x, size_t n
             const int8_t *s = sc + 8 * h;
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) { /* 8 values of each quarter, scale index k / 2 */
-                __m256i a = u8x8_256(ql + 8 * k), bq = u8x8_256(ql + 32 + 8 * k);
-                __m256i hv = u8x8_256(qh + 8 * k);
-                __m256i q1 = _mm256_or_si256(_mm256_and_si256(a, m15),
-                                             _mm256_slli_epi32(_mm256_and_si256(hv, m3), 4));
-                __m256i q2 = _mm256_or_si256(
-                    _mm256_and_si256(bq, m15),
-                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 2), m3), 4));
-                __m256i q3 = _mm256_or_si256(
-                    _mm256_srli_epi32(a, 4),
-                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 4), m3), 4));
-                __m256i q4 = _mm256_or_si256(_mm256_srli_epi32(bq, 4),
-                                             _mm256_slli_epi32(_mm256_srli_epi32(hv, 6), 4));
+                __m256i q[4];
+                q6_unpack_avx2(ql, qh, k, q);
                 const float *xc = xh + 8 * k;
                 int c = k / 2;
-                __m256 t1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q1, m32)),
+                __m256 t1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q[0], m32)),
                                           _mm256_loadu_ps(xc));
-                __m256 t2 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q2, m32)),
+                __m256 t2 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q[1], m32)),
                                           _mm256_loadu_ps(xc + 32));
-                __m256 t3 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q3, m32)),
+                __m256 t3 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q[2], m32)),
                                           _mm256_loadu_ps(xc + 64));
-                __m256 t4 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q4, m32)),
+                __m256 t4 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q[3], m32)),
                                           _mm256_loadu_ps(xc + 96));
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)s[c]), t1, acc);
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)s[c + 2]), t2, acc);
@@ -718,24 +753,14 @@ T256 float quantk_dot_q6_k_avx2(const unsigned char *w, const float *x, size_t n
 
 T256 float quantk_dot_q5_0_avx2(const unsigned char *w, const float *x, size_t n)
 {
-    const __m256i m15 = _mm256_set1_epi32(15), one = _mm256_set1_epi32(1);
-    const __m256i m16 = _mm256_set1_epi32(16);
-    const __m256i sh = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256 acc = _mm256_setzero_ps();
     for (size_t b = 0; b < n / 32; b++, w += 22, x += 32) {
         uint32_t qh;
         memcpy(&qh, w + 2, 4);
         __m256 s = _mm256_setzero_ps();
         for (int k = 0; k < 2; k++) {
-            __m256i q = u8x8_256(w + 6 + 8 * k);
-            __m256i hl = _mm256_and_si256(
-                _mm256_srlv_epi32(_mm256_set1_epi32((int)((qh >> (8 * k)) & 0xff)), sh), one);
-            __m256i hh = _mm256_and_si256(
-                _mm256_srlv_epi32(_mm256_set1_epi32((int)((qh >> (16 + 8 * k)) & 0xff)), sh), one);
-            __m256i lo = _mm256_sub_epi32(
-                _mm256_or_si256(_mm256_and_si256(q, m15), _mm256_slli_epi32(hl, 4)), m16);
-            __m256i hi = _mm256_sub_epi32(
-                _mm256_or_si256(_mm256_srli_epi32(q, 4), _mm256_slli_epi32(hh, 4)), m16);
+            __m256i lo, hi;
+            q5_0_unpack_avx2(w, qh, k, &lo, &hi);
             s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_loadu_ps(x + 8 * k), s);
             s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_loadu_ps(x + 16 + 8 * k), s);
         }
@@ -751,7 +776,6 @@ T256 static inline __attribute__((always_inline)) void k45_dequantize_avx2(const
                                                                            size_t block_bytes,
                                                                            size_t qs_off, int hb)
 {
-    const __m256i m15 = _mm256_set1_epi32(15), one = _mm256_set1_epi32(1);
     for (size_t b = 0; b < n / QK; b++, src += block_bytes, y += QK) {
         float d = _cvtsh_ss(ld16(src)), dmin = _cvtsh_ss(ld16(src + 2));
         uint8_t sc[8], mn[8];
@@ -763,18 +787,10 @@ T256 static inline __attribute__((always_inline)) void k45_dequantize_avx2(const
             __m256 m1 = _mm256_set1_ps(dmin * (float)mn[2 * p]);
             __m256 d2 = _mm256_set1_ps(d * (float)sc[2 * p + 1]);
             __m256 m2 = _mm256_set1_ps(dmin * (float)mn[2 * p + 1]);
-            __m128i s0 = _mm_cvtsi32_si128(2 * p), s1 = _mm_cvtsi32_si128(2 * p + 1);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
-                __m256i q = u8x8_256(qs + 32 * p + 8 * k);
-                __m256i lo = _mm256_and_si256(q, m15), hi = _mm256_srli_epi32(q, 4);
-                if (hb) {
-                    __m256i hv = u8x8_256(qh + 8 * k);
-                    lo = _mm256_or_si256(
-                        lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(hv, s0), one), 4));
-                    hi = _mm256_or_si256(
-                        hi, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(hv, s1), one), 4));
-                }
+                __m256i lo, hi;
+                k45_unpack_avx2(qs, qh, p, k, hb, &lo, &hi);
                 _mm256_storeu_ps(y + 64 * p + 8 * k,
                                  _mm256_sub_ps(_mm256_mul_ps(d1, _mm256_cvtepi32_ps(lo)), m1));
                 _mm256_storeu_ps(y + 64 * p + 32 + 8 * k,
@@ -796,7 +812,6 @@ T256 void quantk_dequantize_q5_k_avx2(const unsigned char *src, float *y, size_t
 
 T256 void quantk_dequantize_q6_k_avx2(const unsigned char *src, float *y, size_t n)
 {
-    const __m256i m15 = _mm256_set1_epi32(15), m3 = _mm256_set1_epi32(3);
     const __m256i m32 = _mm256_set1_epi32(32);
     for (size_t b = 0; b < n / QK; b++, src += 210, y += QK) {
         float d = _cvtsh_ss(ld16(src + 208));
@@ -807,20 +822,8 @@ T256 void quantk_dequantize_q6_k_avx2(const unsigned char *src, float *y, size_t
             float *o = y + 128 * h;
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) { /* values 8k..8k+7 of each quarter, scale k / 2 */
-                __m256i a = u8x8_256(ql + 8 * k), bq = u8x8_256(ql + 32 + 8 * k);
-                __m256i hv = u8x8_256(qh + 8 * k);
-                __m256i q[4] = {
-                    _mm256_or_si256(_mm256_and_si256(a, m15),
-                                    _mm256_slli_epi32(_mm256_and_si256(hv, m3), 4)),
-                    _mm256_or_si256(
-                        _mm256_and_si256(bq, m15),
-                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 2), m3), 4)),
-                    _mm256_or_si256(
-                        _mm256_srli_epi32(a, 4),
-                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 4), m3), 4)),
-                    _mm256_or_si256(_mm256_srli_epi32(bq, 4),
-                                    _mm256_slli_epi32(_mm256_srli_epi32(hv, 6), 4)),
-                };
+                __m256i q[4];
+                q6_unpack_avx2(ql, qh, k, q);
                 int c = k / 2;
 #pragma GCC unroll 4
                 for (int r = 0; r < 4; r++)
@@ -835,23 +838,13 @@ T256 void quantk_dequantize_q6_k_avx2(const unsigned char *src, float *y, size_t
 
 T256 void quantk_dequantize_q5_0_avx2(const unsigned char *src, float *y, size_t n)
 {
-    const __m256i m15 = _mm256_set1_epi32(15), one = _mm256_set1_epi32(1);
-    const __m256i m16 = _mm256_set1_epi32(16);
-    const __m256i sh = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (size_t b = 0; b < n / 32; b++, src += 22, y += 32) {
         uint32_t qh;
         memcpy(&qh, src + 2, 4);
         __m256 d = _mm256_set1_ps(_cvtsh_ss(ld16(src)));
         for (int k = 0; k < 2; k++) {
-            __m256i q = u8x8_256(src + 6 + 8 * k);
-            __m256i hl = _mm256_and_si256(
-                _mm256_srlv_epi32(_mm256_set1_epi32((int)((qh >> (8 * k)) & 0xff)), sh), one);
-            __m256i hh = _mm256_and_si256(
-                _mm256_srlv_epi32(_mm256_set1_epi32((int)((qh >> (16 + 8 * k)) & 0xff)), sh), one);
-            __m256i lo = _mm256_sub_epi32(
-                _mm256_or_si256(_mm256_and_si256(q, m15), _mm256_slli_epi32(hl, 4)), m16);
-            __m256i hi = _mm256_sub_epi32(
-                _mm256_or_si256(_mm256_srli_epi32(q, 4), _mm256_slli_epi32(hh, 4)), m16);
+            __m256i lo, hi;
+            q5_0_unpack_avx2(src, qh, k, &lo, &hi);
             _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(lo)));
             _mm256_storeu_ps(y + 16 + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(hi)));
         }
