@@ -196,16 +196,19 @@ int quant_quantize_row(uint32_t type, const float *src, void *dst, size_t n)
     }
 }
 
+typedef float (*dot_fn)(const unsigned char *, const float *, size_t);
 typedef void (*deq_fn)(const unsigned char *, float *, size_t);
-static deq_fn kernel_dequantizer(uint32_t type);
+static void kernels_for(uint32_t type, dot_fn *dot, deq_fn *deq);
 
 int quant_dequantize_row(uint32_t type, const void *src, float *dst, size_t n)
 {
     const unsigned char *p = src;
     if (!quant_row_bytes(type, n) && n)
         return -1;
-    deq_fn f = kernel_dequantizer(type); /* the batch path's tiles: identical values, 8 or 16 at a
-                                            time, where the CPU's kernel set has one */
+    dot_fn unused;
+    deq_fn f; /* the batch path's tiles: identical values, 8 or 16 at a time, where the CPU's
+                 kernel set has a dequantiser */
+    kernels_for(type, &unused, &f);
     if (f) {
         f(p, dst, n);
         return 0;
@@ -279,8 +282,6 @@ double quant_dot_ref(uint32_t type, const void *w, const float *x, size_t n)
 }
 
 /* ---- fused kernels: one row . x, f32 accumulation, block sums scaled by d ---- */
-
-typedef float (*dot_fn)(const unsigned char *, const float *, size_t);
 
 static float dot_f32_port(const unsigned char *w, const float *x, size_t n)
 {
@@ -587,26 +588,47 @@ static const struct kernel_set *kernels(void)
     return &kernel_sets[kernel_chosen];
 }
 
-static deq_fn kernel_dequantizer(uint32_t type)
+/* The current kernel set's dot and tile dequantiser for type: dot_f32_port for a type without
+ * a dot of its own, NULL where the set has no dequantiser (the scalar code then). */
+static void kernels_for(uint32_t type, dot_fn *dot, deq_fn *deq)
 {
     const struct kernel_set *k = kernels();
+    *dot = dot_f32_port;
+    *deq = NULL;
     switch (type) {
     case GGML_TYPE_Q8_0:
-        return k->deq_q8_0;
+        *dot = k->q8_0;
+        *deq = k->deq_q8_0;
+        break;
     case GGML_TYPE_Q4_0:
-        return k->deq_q4_0;
+        *dot = k->q4_0;
+        *deq = k->deq_q4_0;
+        break;
     case GGML_TYPE_Q5_0:
-        return k->deq_q5_0;
+        *dot = k->q5_0;
+        *deq = k->deq_q5_0;
+        break;
     case GGML_TYPE_Q4_K:
-        return k->deq_q4_k;
+        *dot = k->q4_k;
+        *deq = k->deq_q4_k;
+        break;
     case GGML_TYPE_Q5_K:
-        return k->deq_q5_k;
+        *dot = k->q5_k;
+        *deq = k->deq_q5_k;
+        break;
     case GGML_TYPE_Q6_K:
-        return k->deq_q6_k;
+        *dot = k->q6_k;
+        *deq = k->deq_q6_k;
+        break;
     case GGML_TYPE_BF16:
-        return k->deq_bf16;
+        *dot = k->bf16;
+        *deq = k->deq_bf16;
+        break;
+    case GGML_TYPE_F16:
+        *dot = k->f16;
+        break;
     default:
-        return NULL;
+        break;
     }
 }
 
@@ -631,36 +653,9 @@ int quant_kernel_force(const char *name)
 void quant_dot_rows(uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                     int n_rows, size_t n)
 {
-    const struct kernel_set *ks = kernels();
-    dot_fn fn = dot_f32_port;
-    switch (type) {
-    case GGML_TYPE_Q8_0:
-        fn = ks->q8_0;
-        break;
-    case GGML_TYPE_Q4_0:
-        fn = ks->q4_0;
-        break;
-    case GGML_TYPE_Q5_0:
-        fn = ks->q5_0;
-        break;
-    case GGML_TYPE_Q4_K:
-        fn = ks->q4_k;
-        break;
-    case GGML_TYPE_Q5_K:
-        fn = ks->q5_k;
-        break;
-    case GGML_TYPE_Q6_K:
-        fn = ks->q6_k;
-        break;
-    case GGML_TYPE_F16:
-        fn = ks->f16;
-        break;
-    case GGML_TYPE_BF16:
-        fn = ks->bf16;
-        break;
-    default:
-        break;
-    }
+    dot_fn fn;
+    deq_fn unused;
+    kernels_for(type, &fn, &unused);
     const unsigned char *p = w;
     for (int i = 0; i < n_rows; i++)
         y[i] = fn(p + (size_t)i * row_bytes, x, n);

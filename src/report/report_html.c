@@ -27,16 +27,15 @@ static const char html_css[] =
  * snake_case columns (the seeds' CSV names) wraps its headers instead of widening the page. */
 static void put_header(struct rpt_out *o, const char *h)
 {
-    char seg[512];
-    while (*h) {
-        size_t n = strcspn(h, "_");
-        if (h[n] == '_')
-            n++;
-        snprintf(seg, sizeof seg, "%.*s", (int)(n < sizeof seg ? n : sizeof seg - 1), h);
+    char seg[512]; /* headers come from a 512-byte buffer */
+    for (const char *p = h; *p;) {
+        size_t n = strcspn(p, "_");
+        n += p[n] == '_';
+        snprintf(seg, sizeof seg, "%.*s", (int)n, p);
         rpt_put_html(o, seg);
-        if (seg[0] && seg[strlen(seg) - 1] == '_' && h[n])
+        p += n;
+        if (p[-1] == '_' && *p)
             rpt_put(o, "<wbr>");
-        h += n;
     }
 }
 
