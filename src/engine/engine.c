@@ -34,14 +34,14 @@ struct engine {
     struct sched sched;
 
     pthread_mutex_t mu;
-    pthread_cond_t wake;      /* the engine thread waits here */
-    pthread_cond_t check_cv;  /* engine_check_invariants callers wait here */
+    pthread_cond_t wake;     /* the engine thread waits here */
+    pthread_cond_t check_cv; /* engine_check_invariants callers wait here */
     pthread_t thread;
     /* under mu */
     int thread_started, thread_exited, stopping, stopped;
     struct seq *in_head, *in_tail; /* submitted, not yet given to the scheduler */
     int n_in;
-    struct seq *live_head;         /* every request not yet freed */
+    struct seq *live_head; /* every request not yet freed */
     int n_abort_pending;
     int reset_requested;
     uint64_t check_req_gen, check_done_gen;
@@ -220,8 +220,9 @@ static void log_kv_commit(const struct kv_cache *kv)
     else
         snprintf(thp, sizeof thp, "%s",
                  bi->thp_requested ? "requested, none granted" : "not available");
-    log_info("engine", "KV cache pool committed at %.2f GB/s (%.3f s, %d threads, transparent "
-                       "huge pages: %s)",
+    log_info("engine",
+             "KV cache pool committed at %.2f GB/s (%.3f s, %d threads, transparent "
+             "huge pages: %s)",
              s > 0 ? (double)kv->pool_bytes / s / 1e9 : 0.0, s, bi->n_threads, thp);
 }
 
@@ -327,8 +328,8 @@ static int setup_cpu(struct engine *e, int max_logits, const struct sched_config
 
 /* --device cuda, first half: the device, vLLM's free-memory check, the weights uploaded, the
  * profile step. Fills the sizing terms; e->fwd owns the device forward. 0, or -1 with err. */
-static int dev_load_and_profile(struct engine *e, int max_logits, struct sizing_dev *sd,
-                                char *err, size_t err_len)
+static int dev_load_and_profile(struct engine *e, int max_logits, struct sizing_dev *sd, char *err,
+                                size_t err_len)
 {
     const struct engine_config *cfg = &e->cfg;
     struct engine_info *in = &e->info;
@@ -340,12 +341,12 @@ static int dev_load_and_profile(struct engine *e, int max_logits, struct sizing_
              "Using device cuda:%d (%s, compute capability %d.%d): %.2f GiB total, %.2f GiB free",
              p.ordinal, p.name, p.cc_major, p.cc_minor, (double)p.total_bytes / GIB,
              (double)p.free_bytes / GIB);
-    if (sizing_check_free(p.total_bytes, p.free_bytes, cfg->gpu_memory_utilization, err,
-                          err_len) != 0)
+    if (sizing_check_free(p.total_bytes, p.free_bytes, cfg->gpu_memory_utilization, err, err_len) !=
+        0)
         return -1;
-    struct dev_forward_config dc = {cfg->device_ordinal,    cfg->max_num_batched_tokens,
-                                    max_logits,             cfg->max_model_len,
-                                    cfg->max_num_seqs,      cfg->block_size};
+    struct dev_forward_config dc = {cfg->device_ordinal, cfg->max_num_batched_tokens,
+                                    max_logits,          cfg->max_model_len,
+                                    cfg->max_num_seqs,   cfg->block_size};
     struct dev_load_stats ls;
     memset(&ls, 0, sizeof ls);
     mono_ns t_load = clock_now_ns();
@@ -353,8 +354,8 @@ static int dev_load_and_profile(struct engine *e, int max_logits, struct sizing_
     if (!d)
         return -1;
     in->dev_load_ns = clock_now_ns() - t_load;
-    e->fwd = forward_new_dev(e->model, d, cfg->max_num_batched_tokens, max_logits,
-                             cfg->max_model_len);
+    e->fwd =
+        forward_new_dev(e->model, d, cfg->max_num_batched_tokens, max_logits, cfg->max_model_len);
     /* besides the weights, from the probe (context made) to the load's end: the cuBLAS handle,
      * the stream, whatever stayed of the upload; the step workspace comes after and is in the
      * profile's peak (forward_dev.h) */
@@ -374,9 +375,12 @@ static int dev_load_and_profile(struct engine *e, int max_logits, struct sizing_
     uint64_t peak = dev_forward_profile(d, err, err_len);
     if (peak == 0 && err[0])
         return -1;
-    *sd = (struct sizing_dev){p.total_bytes,           used_at_start,
-                              ls.weight_bytes,         other,
-                              peak,                    cfg->gpu_memory_utilization,
+    *sd = (struct sizing_dev){p.total_bytes,
+                              used_at_start,
+                              ls.weight_bytes,
+                              other,
+                              peak,
+                              cfg->gpu_memory_utilization,
                               cfg->kv_cache_memory_bytes};
     log_info("engine",
              "Memory profiling takes %.2f seconds. total_gpu_memory (%.2fGiB) x "
@@ -384,8 +388,8 @@ static int dev_load_and_profile(struct engine *e, int max_logits, struct sizing_
              "context) %.2fGiB; model weights take %.2fGiB; other load allocations %.2fGiB; "
              "activation peak memory takes %.2fGiB; the rest of the memory reserved for KV Cache "
              "is %.2fGiB.",
-             ns_to_s(clock_now_ns() - t0), (double)p.total_bytes / GIB,
-             cfg->gpu_memory_utilization, cfg->gpu_memory_utilization * (double)p.total_bytes / GIB,
+             ns_to_s(clock_now_ns() - t0), (double)p.total_bytes / GIB, cfg->gpu_memory_utilization,
+             cfg->gpu_memory_utilization * (double)p.total_bytes / GIB,
              (double)sd->used_at_start_bytes / GIB, (double)ls.weight_bytes / GIB,
              (double)other / GIB, (double)peak / GIB, sizing_dev_kv_budget(sd) / GIB);
     snprintf(in->device_name, sizeof in->device_name, "%s", p.name);
@@ -465,10 +469,11 @@ struct engine *engine_new(const struct engine_config *cfg_in, struct model *mode
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->wake, NULL);
     pthread_cond_init(&e->check_cv, NULL);
-    /* Sampling threads: on cpu the forward's OpenMP team (cfg.n_threads, resolved: same size,
-     * no oversubscription); on cuda the forward runs on the device, so every online core; at
-     * most one per logits row. */
-    int n_sample = cfg.device == ENGINE_DEVICE_CUDA ? resolve_threads(0) : cfg.n_threads;
+    /* Sampling threads: on cpu the size of the forward's OpenMP team (no oversubscription; one
+     * under TSan, which cannot see libgomp's barriers); on cuda the forward runs on the device,
+     * so every online core; at most one per logits row. */
+    int n_sample =
+        cfg.device == ENGINE_DEVICE_CUDA ? resolve_threads(0) : forward_threads_for(cfg.n_threads);
     if (n_sample > max_logits)
         n_sample = max_logits;
     struct sched_config sc = {cfg.max_num_seqs, cfg.max_num_batched_tokens, cfg.max_model_len,
@@ -613,8 +618,10 @@ static int warmup_shapes(struct engine *e)
         for (int left = n; left > 0; left -= seq_len)
             w.lens[k++] = left < seq_len ? left : seq_len;
         if (!warm_step(&w, k, 0)) {
-            log_warn("engine", "warm-up: the KV pool cannot hold a %d-token batch; larger "
-                               "shapes skipped", n);
+            log_warn("engine",
+                     "warm-up: the KV pool cannot hold a %d-token batch; larger "
+                     "shapes skipped",
+                     n);
             break;
         }
         n_steps++;
@@ -750,9 +757,9 @@ int engine_warmup(struct engine *e)
 /* What one loop iteration takes from the shared state. */
 struct work {
     struct seq *incoming;
-    struct seq *aborts;  /* linked by abort_next */
+    struct seq *aborts; /* linked by abort_next */
     int reset;
-    uint64_t check_gen;  /* > 0: run the invariant check */
+    uint64_t check_gen; /* > 0: run the invariant check */
     int check_rc;
     char check_err[512];
     int stop;

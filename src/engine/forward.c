@@ -271,6 +271,11 @@ void forward_limit_layers(struct forward *f, int n_layer)
     f->n_layers_run = n_layer > 0 ? n_layer : 0;
 }
 
+int forward_threads_for(int n_threads)
+{
+    return resolve_threads(n_threads);
+}
+
 int forward_n_threads(const struct forward *f)
 {
     return f->n_threads;

@@ -164,5 +164,8 @@ float *forward_logits(struct forward *f, int r);
 void forward_limit_layers(struct forward *f, int n_layer);
 /* Threads used by forward_new (after resolving 0). */
 int forward_n_threads(const struct forward *f);
+/* The threads forward_new(..., n_threads) will use: n_threads, 0 = the online CPUs; 1 under
+ * ThreadSanitizer. Lets a caller size what runs beside the forward before creating it. */
+int forward_threads_for(int n_threads);
 
 #endif
