@@ -512,6 +512,35 @@ static void check_bad_batches(struct fixture *x)
     CHECK_EQ_STR(forward_status_str(FORWARD_ERR_BATCH), "invalid batch");
 }
 
+/* A batch's logits do not depend on the forward's thread count (its slices depend on it): the
+ * same decode batch of A, B and C through x->f and through a one-thread forward, bit for bit.
+ * Runs last: it rewrites K/V the batches above wrote. */
+static void check_thread_count(struct fixture *x)
+{
+    const int V = x->V;
+    struct forward *f1 = forward_new(x->m, MAX_T, MAX_T, MAX_POS, 1);
+    float *o[2];
+    for (int k = 0; k < 2; k++) {
+        struct forward *f = k ? f1 : x->f;
+        struct tb b = {0};
+        tb_add(&b, 0, x->ta, N_PROMPT - 1, 1);
+        tb_add(&b, 1, x->tbk, 40, 1);
+        tb_add(&b, 2, x->tc, 5, 1);
+        struct forward_batch fb = {b.n, b.tok, b.pos, b.seq, b.wl, 3, x->seqs};
+        int nl = -1;
+        CHECK(forward_run(f, &x->kv, &fb, &nl) == FORWARD_OK && nl == 3);
+        o[k] = xmalloc((size_t)3 * V * sizeof(float));
+        for (int i = 0; i < 3; i++)
+            memcpy(o[k] + (size_t)i * V, forward_logits(f, i), sizeof(float) * (size_t)V);
+    }
+    CHECK_MSG(memcmp(o[0], o[1], (size_t)3 * V * sizeof(float)) == 0,
+              "%d threads vs 1: decode logits differ (max %g)", forward_n_threads(x->f),
+              max_diff(o[0], o[1], (size_t)3 * V));
+    free(o[0]);
+    free(o[1]);
+    forward_free(f1);
+}
+
 static void check_model(int qwen)
 {
     struct fixture x;
@@ -522,6 +551,7 @@ static void check_model(int qwen)
     double d_c = check_batched(&x);
     check_greedy(&x);
     check_bad_batches(&x);
+    check_thread_count(&x);
     fprintf(stderr, "  %s: tol %.3g, prefill %.3g, decode %.3g, chunked %.3g, batched %.3g\n",
             qwen ? "qwen2" : "llama", x.tol, d[0], d[1], d[2], d_c);
     fixture_free(&x);
