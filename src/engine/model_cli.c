@@ -290,9 +290,8 @@ static const char *tok_kind_str(enum tok_kind k)
 
 /* ---- model info --json ---- */
 
-#define INFO_JSON_MAX_HEADER_BYTES                                                                 \
-    (1ull << 30) /* a header (metadata + tensor infos) over 1 GiB                                  \
-                    is refused rather than read into memory */
+/* A header (metadata + tensor infos) over 1 GiB is refused rather than read into memory. */
+#define INFO_JSON_MAX_HEADER_BYTES (1ull << 30)
 /* The JSON goes to stdout in pieces of about INFO_JSON_FLUSH_BYTES; the buffer holds at most
  * one piece plus one value, and the largest value, a string of the header as hex, is under
  * 2 * INFO_JSON_MAX_HEADER_BYTES + 16, so the cap below is never reached. */
